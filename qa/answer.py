@@ -1,0 +1,69 @@
+"""The result types that travel unchanged from the reader to the CLI, notebook and UI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk: where it is in its document, its text and its retrieval score."""
+
+    doc_id: str
+    source: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+    #: Full text of the document, so readers can map offsets and UIs can show context.
+    document_text: str = field(repr=False, compare=False, default="")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where an answer comes from, down to the character.
+
+    ``document_text[answer_start:answer_end] == answer.text`` and
+    ``document_text[passage_start:passage_end] == passage``.
+    """
+
+    doc_id: str
+    source: str
+    chunk_id: str
+    passage: str
+    passage_start: int
+    passage_end: int
+    answer_start: int
+    answer_end: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A question's answer; ``text is None`` means the bot does not know."""
+
+    question: str
+    text: str | None
+    score: float
+    reader: str
+    citations: list[Citation] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        """True unless the reader abstained."""
+        return self.text is not None
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (the ``--json`` output of ``qa ask``)."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "score": round(float(self.score), 4),
+            "reader": self.reader,
+            "citations": [asdict(c) for c in self.citations],
+            "passages": [
+                {"doc_id": p.doc_id, "chunk_id": p.chunk_id, "score": round(float(p.score), 4), "start": p.start, "end": p.end}
+                for p in self.passages
+            ],
+        }

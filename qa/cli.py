@@ -1,0 +1,92 @@
+"""Command line: ``python -m qa index|ask|bench|eval``.
+
+Errors from bad input are printed as one line on stderr with a non-zero exit status,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qa import config
+
+EXIT_USAGE = 2
+
+
+def _add_index_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=Path, default=config.DEFAULT_INDEX_DIR, help="index directory (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``qa`` argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m qa", description="Extractive question answering over your documents.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and model loading")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="build or update an index from a folder of documents")
+    p.add_argument("docs_dir", nargs="?", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents folder (default: %(default)s)")
+    _add_index_arg(p)
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of updating incrementally")
+    p.add_argument("--embedding-model", default=None, help="sentence-transformers model name or path")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
+
+    p = sub.add_parser("bench", help="print speed benchmarks")
+    p.add_argument("what", choices=["index", "ask"], help="what to measure")
+    p.add_argument("--docs", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents to measure on")
+    p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
+    p.add_argument("--questions", type=Path, default=None, help="ask: JSON Lines file of questions")
+    p.add_argument("--reader", default=None, help="ask: reader to measure")
+    return parser
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from embeddings.encoder import get_encoder
+    from qa.indexing import index_folder
+
+    report = index_folder(
+        args.docs_dir,
+        args.index,
+        encoder=get_encoder(args.embedding_model),
+        rebuild=args.rebuild,
+        show_progress=True,
+        lock_wait_s=args.wait,
+    )
+    for s in report.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from qa import bench
+
+    if args.what == "index":
+        results = bench.bench_index(args.docs, copies=args.copies)
+    else:
+        results = bench.bench_ask(questions=args.questions, reader=args.reader)
+    for key, value in results.items():
+        print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
+    return 0
+
+
+COMMANDS = {"index": _cmd_index, "bench": _cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

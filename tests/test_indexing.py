@@ -1,0 +1,77 @@
+"""Incremental indexing: only changed documents are embedded; removals; atomic failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embeddings.index import VectorIndex
+from qa.indexing import index_folder
+from qa.retrieval import DenseRetriever
+
+
+def test_first_build_then_noop(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert report.added == ["alpha.txt", "beta.md", "sub/gamma.txt"]
+    assert report.embedded_chunks == report.chunks > 3
+    again = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert (again.added, again.changed, again.removed, again.unchanged, again.embedded_chunks) == ([], [], [], 3, 0)
+
+
+def test_changing_one_document_re_embeds_only_its_chunks(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    fake_encoder.encoded.clear()
+    (docs_dir / "beta.md").write_text("# Beta\n\nBeta mountain is very tall indeed.", encoding="utf-8")
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert report.changed == ["beta.md"] and report.unchanged == 2
+    index = VectorIndex.load(tmp_path / "idx")
+    beta_texts = [index.chunk_text(i) for i, c in enumerate(index.chunks) if c.doc_id == "beta.md"]
+    assert sorted(fake_encoder.encoded) == sorted(beta_texts)
+    assert any("very tall" in t for t in beta_texts)
+    # Vectors of the other documents were carried over and still retrieve them.
+    hit = DenseRetriever(index, fake_encoder).retrieve("gamma port grain", k=1)[0]
+    assert hit.doc_id == "sub/gamma.txt" and "grain" in hit.text
+
+
+def test_deleting_a_document_removes_its_chunks(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    (docs_dir / "alpha.txt").unlink()
+    calls = fake_encoder.calls
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert report.removed == ["alpha.txt"] and fake_encoder.calls == calls
+    index = VectorIndex.load(tmp_path / "idx")
+    assert "alpha.txt" not in index.documents
+    assert all(c.doc_id != "alpha.txt" for c in index.chunks)
+    assert index.faiss_index.ntotal == len(index.chunks)
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    (docs_dir / "bad.txt").write_bytes(b"\xff\xfe\x00garbage")
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert [Path(s.path).name for s in report.skipped] == ["bad.txt"]
+    assert len(report.added) == 3
+    assert "1 skipped" in report.summary()
+
+
+def test_failure_mid_build_leaves_previous_index_loadable(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    before = VectorIndex.load(tmp_path / "idx")
+
+    class Exploding(type(fake_encoder)):
+        def encode(self, texts, **kw):  # noqa: ANN001, ANN003, ANN202
+            raise RuntimeError("out of memory")
+
+    (docs_dir / "new.txt").write_text("A brand new document arrives.", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        index_folder(docs_dir, tmp_path / "idx", encoder=Exploding(), max_tokens=8)
+    after = VectorIndex.load(tmp_path / "idx")
+    assert after.chunks == before.chunks
+    assert not [p for p in (tmp_path / "idx").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_changed_chunking_re_embeds_everything(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=20)
+    assert report.embedded_chunks == report.chunks
+    assert "chunking" in report.note

@@ -31,7 +31,9 @@ class Encoder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray: ...
+    def encode(
+        self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False
+    ) -> np.ndarray: ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -89,16 +91,11 @@ def _load_sentence_transformer(location: str) -> object:
         return model
 
 
-#: Up to this many texts per call are encoded with the NumPy path when it is available
-#: and PyTorch is not loaded yet; bigger jobs (indexing) use sentence-transformers' batching.
-FAST_PATH_MAX_TEXTS = 64
-
-
 class SentenceTransformerEncoder:
     """A sentence-transformers model as an :class:`Encoder` (lazy, cached, normalised output).
 
-    For BERT-architecture models stored locally (the packaged all-MiniLM-L6-v2) small
-    requests -- a query, a handful of sentences -- go through
+    For BERT-architecture models stored locally (the packaged all-MiniLM-L6-v2) requests
+    that are not ``bulk`` -- a query, the sentences a reader compares -- go through
     :class:`embeddings.numpy_bert.NumpyBertEncoder`, which gives the same vectors without
     importing PyTorch; that keeps ``ask()``'s cold start around a second or two.
     """
@@ -146,11 +143,17 @@ class SentenceTransformerEncoder:
         else:
             _ = self.model
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-        """Encode ``texts`` to an ``(n, dimension)`` float32 array of unit vectors."""
+    def encode(
+        self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False
+    ) -> np.ndarray:
+        """Encode ``texts`` to an ``(n, dimension)`` float32 array of unit vectors.
+
+        ``bulk`` (indexing) always uses sentence-transformers; other calls use the NumPy
+        path when the model supports it and PyTorch is not loaded anyway.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self._model is None and len(texts) <= FAST_PATH_MAX_TEXTS and self.fast is not None:
+        if not bulk and self._model is None and self.fast is not None:
             return self.fast.encode(list(texts), batch_size=batch_size)
         vectors = self.model.encode(
             list(texts),

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qa import config
+from qa.answer import Answer
 
 EXIT_USAGE = 2
 
@@ -35,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of updating incrementally")
     p.add_argument("--embedding-model", default=None, help="sentence-transformers model name or path")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
+
+    p = sub.add_parser("ask", help="answer a question (or one question per line of stdin)")
+    p.add_argument("question", nargs="?", default=None, help="the question; omit to read questions from stdin")
+    _add_index_arg(p)
+    p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
+    p.add_argument("--reader", default=None, help="auto (default), transformers or offline")
+    p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object per question")
 
     p = sub.add_parser("bench", help="print speed benchmarks")
     p.add_argument("what", choices=["index", "ask"], help="what to measure")
@@ -63,6 +72,52 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_answer(answer: Answer) -> str:
+    """The answer and its citation, for a person reading a terminal."""
+    lines = [f"Q: {answer.question}"]
+    if answer.text is None:
+        lines.append(f"A: I don't know (confidence {answer.score:.2f}; reader: {answer.reader})")
+        if answer.passages:
+            p = answer.passages[0]
+            lines.append(f"   closest passage: {p.doc_id} [{p.start}:{p.end}]")
+        return "\n".join(lines)
+    lines.append(f"A: {answer.text}   (confidence {answer.score:.2f}; reader: {answer.reader})")
+    for n, c in enumerate(answer.citations, 1):
+        before = c.passage[: c.answer_start - c.passage_start]
+        after = c.passage[c.answer_end - c.passage_start :]
+        lines.append(f"[{n}] {c.doc_id} chars {c.answer_start}-{c.answer_end} (chunk {c.chunk_id})")
+        lines.append(f"    {before}>>{answer.text}<<{after}".replace("\n", " "))
+    return "\n".join(lines)
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from qa.pipeline import ask, load_index, validate_question
+    from qa.reader import get_reader
+
+    # Load once (index first: a bad --index fails before any model loads), then answer
+    # every question with the same models.
+    index = load_index(args.index if args.index != config.DEFAULT_INDEX_DIR else None)
+    reader = get_reader(args.reader, model=args.reader_model)
+
+    def answer_one(question: str) -> int:
+        try:
+            validate_question(question)
+            answer = ask(question, index=index, top_k=args.top_k, reader=reader)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(answer.to_dict(), ensure_ascii=False) if args.json else format_answer(answer), flush=True)
+        return 0
+
+    if args.question is not None:
+        return answer_one(args.question)
+    status = 0
+    for line in sys.stdin:
+        if line.strip():
+            status = max(status, answer_one(line.rstrip("\n")))
+    return status
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from qa import bench
 
@@ -75,7 +130,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": _cmd_index, "bench": _cmd_bench}
+COMMANDS = {"index": _cmd_index, "ask": _cmd_ask, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

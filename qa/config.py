@@ -41,8 +41,9 @@ DEFAULT_TOP_K: int = 5
 DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "deepset/roberta-base-squad2")
 #: ``"auto"`` (transformers when its checkpoint loads, else offline), ``"transformers"`` or ``"offline"``.
 DEFAULT_READER: str = os.environ.get("QA_READER", "auto")
-#: Seconds allowed to obtain a reader checkpoint before falling back.
-READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "20"))
+#: Seconds allowed to download and load a reader checkpoint before falling back (an
+#: unreachable hub is detected within ~3 s, before this applies).
+READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "300"))
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000

@@ -136,7 +136,9 @@ def update_index(
                 new_texts.append(c.text)
         if new_texts:
             parts.append(
-                encoder.encode(new_texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(new_texts) > 64)
+                encoder.encode(
+                    new_texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(new_texts) > 64, bulk=True
+                )
             )
         chunks.extend(new_records)
 

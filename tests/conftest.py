@@ -34,7 +34,9 @@ class FakeEncoder:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False
+    ) -> np.ndarray:
         self.calls += 1
         self.encoded.extend(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)

@@ -1,0 +1,97 @@
+"""``ask()``: question in, :class:`~qa.answer.Answer` out (retrieve, then read).
+
+Indexes, encoders and readers are loaded once per process and reused; an index on disk
+is reloaded automatically when another process commits a new generation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import unicodedata
+from pathlib import Path
+
+from embeddings.index import VectorIndex, current_generation
+from qa import config
+from qa.answer import Answer
+from qa.reader import Reader, get_reader
+from qa.retrieval import DenseRetriever
+
+_INDEXES: dict[str, tuple[Path, VectorIndex]] = {}
+_LOCK = threading.Lock()
+
+
+def validate_question(question: object) -> str:
+    """The question, stripped; ``ValueError`` naming the problem for bad input."""
+    if not isinstance(question, str):
+        raise ValueError(f"question must be a string, not {type(question).__name__}")
+    if len(question) > config.MAX_QUESTION_CHARS:
+        raise ValueError(
+            f"question is {len(question):,} characters long; the limit is {config.MAX_QUESTION_CHARS:,}. Ask a shorter question"
+        )
+    # Control characters (other than whitespace) carry no meaning and confuse tokenizers.
+    cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in question).strip()
+    if not cleaned:
+        raise ValueError("question is empty; type a question such as \"Who is Turkey's defense minister?\"")
+    if not any(c.isalnum() for c in cleaned):
+        raise ValueError(f"question {question!r} has no words; type a question in words")
+    return " ".join(cleaned.split())
+
+
+def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> VectorIndex:
+    """The index to answer from: an object as is, a directory (cached, reloaded when it
+    changes), or ``None`` for the default index over ``seeds/`` (built on first use)."""
+    if isinstance(index, VectorIndex):
+        return index
+    if index is None:
+        from qa.indexing import ensure_index
+
+        directory = ensure_index(config.DEFAULT_INDEX_DIR, config.DEFAULT_DOCS_DIR)
+    else:
+        directory = Path(index)
+    key = str(directory.resolve())
+    generation = current_generation(directory) if (directory / "CURRENT").is_file() else None
+    with _LOCK:
+        cached = _INDEXES.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+    loaded = VectorIndex.load(directory)
+    with _LOCK:
+        _INDEXES[key] = (loaded.directory or directory, loaded)
+    return loaded
+
+
+def ask(
+    question: str,
+    *,
+    index: str | os.PathLike[str] | VectorIndex | None = None,
+    top_k: int | None = None,
+    reader: str | Reader | None = None,
+) -> Answer:
+    """Answer ``question`` from the documents of ``index``.
+
+    Args:
+        question: the question, in words.
+        index: an index directory, a loaded :class:`VectorIndex`, or ``None`` for the
+            default index over ``seeds/`` (built on first use).
+        top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
+        reader: ``"auto"`` (default), ``"transformers"``, ``"offline"`` or a reader object.
+
+    Returns:
+        An :class:`Answer`; ``answer.text is None`` when the documents do not support an answer.
+
+    Raises:
+        ValueError: empty, over-long or wordless question; bad ``top_k``; missing or
+            corrupt index (:class:`embeddings.index.IndexLoadError`).
+    """
+    text = validate_question(question)
+    k = config.DEFAULT_TOP_K if top_k is None else top_k
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+        raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
+    vector_index = load_index(index)
+    passages = DenseRetriever(vector_index).retrieve(text, k)
+    answer = get_reader(reader).read(text, passages)
+    if answer.question != question:
+        # Report the question as the caller asked it.
+        answer = Answer(question, answer.text, answer.score, answer.reader, answer.citations, answer.passages)
+    return answer

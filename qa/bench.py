@@ -55,3 +55,56 @@ def bench_index(docs_dir: Path, *, copies: int = 40) -> dict[str, float | int]:
         "indexing_chunks_per_s": len(texts) / index_best,
         "indexing_vs_raw": raw_best / index_best,
     }
+
+
+DEFAULT_BENCH_QUESTIONS = config.PROJECT_ROOT / "notebooks" / "data" / "seeds_dev.jsonl"
+
+
+def bench_ask(*, questions: Path | None = None, reader: str | None = None, index: Path | None = None, rounds: int = 3) -> dict[str, float | int | str]:
+    """Cold start (process start to first answer) and warm per-question latency of ``ask()``.
+
+    Runs over the default index on ``seeds/`` unless ``index`` is given; questions come
+    from a JSON Lines file (default: the dev set).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from qa.pipeline import ask, load_index
+
+    path = questions or DEFAULT_BENCH_QUESTIONS
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [r["question"] for r in rows]
+    load_index(index)  # make sure the index exists before timing a cold process
+    reader_name = reader or config.DEFAULT_READER
+    script = (
+        "import sys\nfrom qa import ask\n"
+        f"a = ask({texts[0]!r}, index={str(index) if index else None!r}, reader={reader_name!r})\n"
+        "print(a.reader)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    cold = []
+    for _ in range(2):
+        t = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", script], cwd=config.PROJECT_ROOT, env=env, capture_output=True, text=True, check=True)
+        cold.append(time.perf_counter() - t)
+    ask(texts[0], index=index, reader=reader_name)  # warm this process
+    latencies = []
+    for _ in range(rounds):
+        for q in texts:
+            t = time.perf_counter()
+            answer = ask(q, index=index, reader=reader_name)
+            latencies.append(time.perf_counter() - t)
+    ms = np.array(latencies) * 1000
+    return {
+        "reader": answer.reader,
+        "cold_reader": done.stdout.strip(),
+        "questions": len(latencies),
+        "cold_start_s": min(cold),
+        "warm_p50_ms": float(np.percentile(ms, 50)),
+        "warm_p95_ms": float(np.percentile(ms, 95)),
+        "warm_mean_ms": float(ms.mean()),
+    }

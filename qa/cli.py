@@ -94,6 +94,8 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from qa.pipeline import ask, load_index, validate_question
     from qa.reader import get_reader
 
+    if args.question is not None:
+        validate_question(args.question)  # a bad question fails before anything loads
     # Load once (index first: a bad --index fails before any model loads), then answer
     # every question with the same models.
     index = load_index(args.index if args.index != config.DEFAULT_INDEX_DIR else None)

@@ -45,5 +45,9 @@ DEFAULT_READER: str = os.environ.get("QA_READER", "auto")
 #: unreachable hub is detected within ~3 s, before this applies).
 READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "300"))
 
+#: The offline reader answers when its estimated P(answer is right) reaches this; below it
+#: says "I don't know". Chosen on the dev set (see notebooks/evaluation.ipynb).
+OFFLINE_ABSTAIN_THRESHOLD: float = 0.35
+
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.encoder import Encoder, get_encoder
+from qa import config
 from qa.answer import Answer, Passage
 from qa.chunking import split_sentences
 from qa.nlp import fold, parse
@@ -175,20 +176,6 @@ def _vocabulary(tokens: Any) -> set[str]:
     return out
 
 
-def _coverage(info: QuestionInfo, vocab: set[str]) -> tuple[float, list[str]]:
-    total = sum(info.keywords.values())
-    if not total:
-        return 1.0, []
-    got = 0.0
-    missing: list[str] = []
-    for key, weight in info.keywords.items():
-        m = _match(key, vocab)
-        got += weight * m
-        if m == 0.0:
-            missing.append(key)
-    return got / total, missing
-
-
 def _tree_distance(a: Any, b: Any) -> int:
     """Edges between two tokens in the dependency tree."""
     path_a = [a, *a.ancestors]
@@ -199,26 +186,70 @@ def _tree_distance(a: Any, b: Any) -> int:
     return 12  # different sentences of one parse
 
 
+#: Names of the candidate features, in order (see ``OfflineReader.candidates``).
+FEATURES = (
+    "sentence_similarity", "previous_sentence_similarity", "sentence_rank", "coverage", "window_coverage",
+    "type_fit", "strict_type_missing", "proximity", "question_overlap", "passage_score", "is_entity",
+    "log_length", "untyped_question", "local_context_similarity",
+)
+# Linear ranking weights fitted on the dev set (notebooks/data/seeds_dev.jsonl) with a
+# listwise softmax loss, and Platt scaling of the top score into P(answer is right);
+# reproduce with `python -m qa.calibration notebooks/data/seeds_dev.jsonl --index DIR`.
+_WEIGHTS = np.array(
+    [1.124, 1.958, 1.509, 0.793, 3.334, 4.354, -1.302, 1.018, -1.25, 0.254, -0.099, 0.313, 0.0, 1.457], dtype=np.float32
+)
+_CONFIDENCE = (0.572, -5.97)
+
+
 @dataclass
 class _Candidate:
     passage: int
     start: int  # character offsets within the passage text
     end: int
-    type_fit: float
-    sentence_score: float
-    proximity: float
-    overlap: float
-    coverage: float
-    score: float = 0.0
+    features: np.ndarray
+    score: float
 
 
-def _trim(span: Any) -> tuple[int, int] | None:
-    """Character span of a spaCy span without leading determiners/possessives and edge punctuation."""
+def _local_context(candidate: Any, sentence: Any, radius: int = 2) -> str:
+    """Words within ``radius`` dependency edges of the candidate, without the candidate."""
+    inside = {t.i for t in candidate}
+    frontier = {candidate.root.i}
+    reached = set(frontier)
+    doc = candidate.doc
+    for _ in range(radius):
+        nxt: set[int] = set()
+        for i in frontier:
+            tok = doc[i]
+            for t in [tok.head, *tok.children]:
+                if sentence.start <= t.i < sentence.end and t.i not in reached:
+                    nxt.add(t.i)
+        reached |= nxt
+        frontier = nxt
+    # Compound names and modifiers of reached nouns complete the phrase ("Defense Minister").
+    words = [doc[i].text for i in sorted(reached - inside) if not doc[i].is_punct]
+    return " ".join(words) or sentence.text
+
+
+def _trim(span: Any, question_words: set[str] = frozenset()) -> tuple[int, int] | None:  # type: ignore[assignment]
+    """Character span of a spaCy span without edge determiners, possessives, punctuation, and
+    without leading/trailing words the question already says ("the Kızılelma vehicle" asked
+    "what kind of vehicle is the Kizilelma?" -> "vehicle" is not trimmed, "Kızılelma" is)."""
+
+    def edge_junk(t: Any) -> bool:
+        return (
+            t.pos_ in ("DET", "PRON", "CCONJ", "ADP", "PART")
+            or t.is_punct
+            or t.lower_ in ("both", "its", "their", "his", "her")
+            or (fold(t.text) in question_words and t.pos_ in ("PROPN", "ADJ"))
+        )
+
     tokens = list(span)
-    while tokens and (tokens[0].pos_ in ("DET", "PRON", "CCONJ", "ADP", "PART") or tokens[0].is_punct or tokens[0].lower_ in ("both", "its", "their", "his", "her")):
+    while len(tokens) > 1 and edge_junk(tokens[0]):
         tokens = tokens[1:]
-    while tokens and (tokens[-1].is_punct or tokens[-1].pos_ in ("CCONJ", "ADP", "DET", "PART")):
+    while len(tokens) > 1 and edge_junk(tokens[-1]):
         tokens = tokens[:-1]
+    if tokens and edge_junk(tokens[0]) and not tokens[0].is_alpha:
+        tokens = []
     if not tokens:
         return None
     return tokens[0].idx, tokens[-1].idx + len(tokens[-1].text)
@@ -229,10 +260,9 @@ class OfflineReader:
 
     name = NAME
 
-    def __init__(self, encoder: Encoder | None = None, *, threshold: float = 0.5, max_sentences: int = 4) -> None:
+    def __init__(self, encoder: Encoder | None = None, *, threshold: float | None = None) -> None:
         self._encoder = encoder
-        self.threshold = threshold
-        self.max_sentences = max_sentences
+        self.threshold = config.OFFLINE_ABSTAIN_THRESHOLD if threshold is None else threshold
         self._sentence_vectors: dict[str, np.ndarray] = {}
 
     @property
@@ -260,60 +290,71 @@ class OfflineReader:
         """Answer ``question`` from ``passages`` with an exact span, or abstain."""
         from qa.reader import make_answer
 
+        candidates = self.candidates(question, passages)
+        if not candidates:
+            return make_answer(question, None, 0.0, self.name, passages)
+        best = max(candidates, key=lambda c: c.score)
+        confidence = 1.0 / (1.0 + math.exp(-(_CONFIDENCE[0] * best.score + _CONFIDENCE[1])))
+        if confidence < self.threshold:
+            return make_answer(question, None, confidence, self.name, passages)
+        return make_answer(question, (passages[best.passage], best.start, best.end), confidence, self.name, passages)
+
+    def candidates(self, question: str, passages: list[Passage]) -> list[_Candidate]:
+        """Every candidate span in ``passages`` with its features and score (best = highest)."""
         info = analyze_question(question)
         if not passages or not info.text.strip():
-            return make_answer(question, None, 0.0, self.name, passages)
-        # 1. Sentences of every passage, scored for evidence.
+            return []
+        # 1. Sentences of every passage; overlapping chunks repeat sentences, keep one copy.
         sentences: list[tuple[int, int, int]] = []  # (passage index, start, end) in passage text
+        seen: set[tuple[str, int]] = set()
         for p_i, p in enumerate(passages):
             for s, e in split_sentences(p.text):
-                sentences.append((p_i, s, e))
+                if (p.doc_id, p.start + s) not in seen:
+                    seen.add((p.doc_id, p.start + s))
+                    sentences.append((p_i, s, e))
         texts = [passages[p].text[s:e] for p, s, e in sentences]
         vectors = self._embed([question, *texts])
         semantic = vectors[1:] @ vectors[0]
+        sem_rank = np.empty(len(texts))
+        sem_rank[np.argsort(-semantic)] = np.arange(len(texts))
         parsed = [parse(p.text) for p in passages]
-        # Content words of each sentence, for lexical and soft (embedding) term matching.
         spans = [parsed[p_i].char_span(s, e, alignment_mode="expand") for p_i, s, e in sentences]
         vocabs = [_vocabulary(sp) if sp is not None else set(fold(t).split()) for sp, t in zip(spans, texts, strict=True)]
-        soft = self._soft_matcher(info, vocabs)
-        scored: list[tuple[float, int, float]] = []  # (score, sentence index, coverage)
-        for n, (p_i, _, _) in enumerate(sentences):
-            # Neighbouring sentences count as evidence too (pronouns, facts split in two).
-            window = set(vocabs[n])
-            for m in (n - 1, n + 1):
-                if 0 <= m < len(sentences) and sentences[m][0] == p_i:
-                    window |= vocabs[m]
-            coverage = 0.6 * self._coverage(info, vocabs[n], soft) + 0.4 * self._coverage(info, window, soft)
-            score = 0.5 * coverage + 0.5 * float(semantic[n]) + 0.05 * passages[p_i].score
-            scored.append((score, n, coverage))
-        scored.sort(reverse=True)
-        top = scored[: self.max_sentences]
-        # 2. Candidates in the best sentences.
-        candidates: list[_Candidate] = []
+        strict = info.answer_type in _STRICT_TYPES
+        total = sum(info.keywords.values()) or 1.0
         keys = list(info.keywords)
-        for rank, (s_score, n, coverage) in enumerate(top):
-            p_i = sentences[n][0]
+        out: list[_Candidate] = []
+        contexts: list[str] = []
+        seen_spans: set[tuple[int, int, int]] = set()
+        for n, (p_i, _, _) in enumerate(sentences):
             span = spans[n]
             if span is None:
                 continue
-            # Tokens of the sentence standing for each question term.
+            neighbours = [m for m in (n - 1, n + 1) if 0 <= m < len(sentences) and sentences[m][0] == p_i]
+            window = set(vocabs[n]).union(*(vocabs[m] for m in neighbours))
+            cov = self._coverage(info, vocabs[n])
+            cov_window = self._coverage(info, window)
+            # The previous sentence often names what this one talks about ("This ...", "He ...").
+            sem_prev = float(semantic[n - 1]) if n - 1 in neighbours else 0.0
             anchors: dict[str, list[Any]] = {}
             for t in span:
                 if t.is_punct:
                     continue
                 for key in keys:
-                    if _match(key, {fold(t.lemma_), fold(t.text)}) > 0 or soft.get((key, fold(t.lemma_)), 0.0) > 0.3:
+                    if _match(key, {fold(t.lemma_), fold(t.text)}) > 0:
                         anchors.setdefault(key, []).append(t)
-            for cand_span, type_fit in self._candidate_spans(info, span):
-                trimmed = _trim(cand_span)
+            for cand_span, type_fit, from_ner in self._candidate_spans(info, span):
+                trimmed = _trim(cand_span, info.lemmas)
                 if trimmed is None:
                     continue
+                cand_span = parsed[p_i].char_span(trimmed[0], trimmed[1]) or cand_span
                 c_tokens = [t for t in cand_span if not t.is_punct and not t.is_stop]
                 if not c_tokens:
                     continue
-                overlap = sum(1 for t in c_tokens if _match(fold(t.lemma_), info.lemmas) > 0 or fold(t.text) in info.lemmas) / len(c_tokens)
-                # Near every question term, not just one: weight each term's closeness.
-                total = sum(info.keywords.values()) or 1.0
+                overlap = sum(
+                    1 for t in c_tokens if _match(fold(t.lemma_), info.lemmas) > 0 or fold(t.text) in info.lemmas
+                ) / len(c_tokens)
+                # Near every question term, not just one: each term's closeness, weighted.
                 proximity = 0.0
                 inside = {t.i for t in cand_span}
                 for key, toks in anchors.items():
@@ -321,100 +362,82 @@ class OfflineReader:
                     if outside:
                         dist = min(_tree_distance(cand_span.root, a) for a in outside)
                         proximity += info.keywords[key] / (1.0 + max(dist - 1, 0))
-                proximity /= total
-                candidates.append(_Candidate(p_i, trimmed[0], trimmed[1], type_fit, s_score - 0.02 * rank, proximity, overlap, coverage))
-        if not candidates:
-            return make_answer(question, None, 0.0, self.name, passages)
-        strict = info.answer_type in _STRICT_TYPES
-        for c in candidates:
-            c.score = c.sentence_score + 0.45 * c.type_fit + 0.5 * c.proximity - (0.9 if info.answer_type != "YESNO" else 0.2) * c.overlap
-            if strict and c.type_fit < 0.5:
-                c.score -= 1.0
-        best = max(candidates, key=lambda c: c.score)
-        confidence = self._confidence(info, best, strict)
-        passage = passages[best.passage]
-        if confidence < self.threshold:
-            return make_answer(question, None, confidence, self.name, passages)
-        return make_answer(question, (passage, best.start, best.end), confidence, self.name, passages)
-
-    def _soft_matcher(self, info: QuestionInfo, vocabs: list[set[str]]) -> dict[tuple[str, str], float]:
-        """Credit in [0, 0.8] for question terms that occur only as a paraphrase (price ~ cost).
-
-        Proper nouns must match literally: a name is never paraphrased.
-        """
-        terms = [k for k, w in info.keywords.items() if w < 2.0]
-        words = sorted({w for v in vocabs for w in v if len(w) > 2 and w.isalpha()} - set(terms))
-        if not terms or not words:
-            return {}
-        t_vec = self._embed(terms)
-        w_vec = self._embed(words)
-        sims = t_vec @ w_vec.T
-        out: dict[tuple[str, str], float] = {}
-        for i, term in enumerate(terms):
-            for j in np.flatnonzero(sims[i] > 0.5):
-                out[(term, words[j])] = float(min(0.8, (sims[i, j] - 0.5) / 0.3 * 0.8))
+                features = np.array(
+                    [
+                        float(semantic[n]),
+                        sem_prev,
+                        1.0 / (1.0 + sem_rank[n]),
+                        cov,
+                        cov_window,
+                        type_fit,
+                        1.0 if strict and type_fit < 0.5 else 0.0,
+                        proximity / total,
+                        overlap,
+                        passages[p_i].score,
+                        1.0 if from_ner else 0.0,
+                        math.log(1 + len(cand_span)),
+                        1.0 if info.answer_type in (None, "REASON", "YESNO") else 0.0,
+                        0.0,  # local context similarity, filled in below (one batched encode)
+                    ],
+                    dtype=np.float32,
+                )
+                key = (p_i, trimmed[0], trimmed[1])
+                if key not in seen_spans:
+                    seen_spans.add(key)
+                    out.append(_Candidate(p_i, trimmed[0], trimmed[1], features, 0.0))
+                    contexts.append(_local_context(cand_span, span))
+        # What the sentence says around each candidate (its dependency neighbourhood, the
+        # candidate itself left out) compared with the question: this tells apart two
+        # entities of the right type in one sentence.
+        if out:
+            similarity = self._embed(contexts) @ self._embed([question])[0]
+            for c, sim in zip(out, similarity, strict=True):
+                c.features[-1] = float(sim)
+                c.score = float(c.features @ _WEIGHTS)
         return out
 
     @staticmethod
-    def _coverage(info: QuestionInfo, vocab: set[str], soft: dict[tuple[str, str], float]) -> float:
+    def _coverage(info: QuestionInfo, vocab: set[str]) -> float:
+        """Weighted share of the question's key terms found in ``vocab``."""
         total = sum(info.keywords.values())
         if not total:
             return 1.0
-        got = 0.0
-        for key, weight in info.keywords.items():
-            m = _match(key, vocab)
-            if m < 1.0 and soft:
-                m = max([m] + [c for (k, w), c in soft.items() if k == key and w in vocab])
-            got += weight * m
-        return got / total
+        return sum(weight * _match(key, vocab) for key, weight in info.keywords.items()) / total
 
-    def _confidence(self, info: QuestionInfo, best: _Candidate, strict: bool) -> float:
-        # A logistic of the evidence: key-term coverage dominates (unsupported terms mean the
-        # passages are about something else), then sentence fit and type fit.
-        z = 8.0 * (best.coverage - 0.6) + 3.0 * (best.sentence_score - 0.5) + 1.5 * (best.type_fit - 0.5)
-        if strict and best.type_fit < 0.5:
-            z -= 4.0
-        z -= 2.0 * best.overlap
-        return 1.0 / (1.0 + math.exp(-z))
-
-    def _candidate_spans(self, info: QuestionInfo, sent: Any) -> list[tuple[Any, float]]:
-        """Candidate answer spans in one sentence, each with its type fit in [0, 1]."""
-        out: list[tuple[Any, float]] = []
+    def _candidate_spans(self, info: QuestionInfo, sent: Any) -> list[tuple[Any, float, bool]]:
+        """Candidate answer spans in one sentence: ``(span, type fit in [0, 1], is a named entity)``."""
+        out: list[tuple[Any, float, bool]] = []
         atype = info.answer_type
         labels = _TYPE_LABELS.get(atype or "", {})
         for ent in sent.ents:
-            fit = labels.get(ent.label_, 0.0) if labels else 0.5
-            out.append((ent, fit))
+            out.append((ent, labels.get(ent.label_, 0.0) if labels else 0.5, True))
         if atype in _STRICT_TYPES:
-            # Proper-noun runs that NER missed still qualify for person/place/org, weakly.
+            # Proper-noun phrases that NER missed still qualify for person/place, weakly.
             if atype in ("PERSON", "PLACE"):
-                out.extend((c, 0.3) for c in sent.noun_chunks if c.root.pos_ == "PROPN" and not c.ents)
-            if atype in ("NUMBER", "ORDINAL", "MONEY", "AGE", "DURATION"):
-                out.extend((sent.doc[t.i : t.i + 1], 0.6) for t in sent if t.like_num and not t.ent_type_)
+                out.extend((c, 0.3, False) for c in sent.noun_chunks if c.root.pos_ == "PROPN" and not c.ents)
+            if atype in ("NUMBER", "MONEY", "AGE", "DURATION"):
+                out.extend((sent.doc[t.i : t.i + 1], 0.6, False) for t in sent if t.like_num and not t.ent_type_)
             return out
         chunks = list(sent.noun_chunks)
         for c in chunks:
-            fit = 0.5
-            if labels and c.ents:
-                fit = max(labels.get(e.label_, 0.0) for e in c.ents)
-            out.append((c, fit if labels else 0.5))
+            fit = max((labels.get(e.label_, 0.0) for e in c.ents), default=0.3) if labels else 0.5
+            out.append((c, fit, False))
             # "a manufacturer of drones": noun phrase + of + noun phrase.
-            nxt = sent.doc[c.end] if c.end < sent.end else None
-            if nxt is not None and nxt.lower_ == "of":
+            if c.end < sent.end and sent.doc[c.end].lower_ == "of":
                 tail = next((d for d in chunks if d.start == c.end + 1), None)
                 if tail is not None:
-                    out.append((sent.doc[c.start : tail.end], 0.45))
+                    out.append((sent.doc[c.start : tail.end], fit * 0.9, False))
         if atype == "REASON":
-            out.extend(self._reason_spans(sent))
+            out.extend((span, fit, False) for span, fit in self._reason_spans(sent))
         if atype == "YESNO":
             for t in sent:
                 if t.pos_ == "VERB":
                     sub = [d for d in t.rights if d.dep_ in ("dobj", "attr", "prep", "acomp", "xcomp")]
                     if sub:
                         end = max(d.right_edge.i for d in sub) + 1
-                        out.append((sent.doc[t.i : end], 0.5))
+                        out.append((sent.doc[t.i : end], 0.5, False))
         if atype == "ORDINAL":
-            out.extend((sent.doc[t.i : t.i + 1], 1.0) for t in sent if t.ent_type_ == "ORDINAL")
+            out.extend((sent.doc[t.i : t.i + 1], 1.0, True) for t in sent if t.ent_type_ == "ORDINAL")
         return out
 
     @staticmethod

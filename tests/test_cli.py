@@ -32,3 +32,34 @@ def test_index_command_on_missing_folder_fails_cleanly(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "idx").exists() or not any((tmp_path / "idx").glob("gen-*"))
+
+
+def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
+    import json
+
+    index = str(tmp_path / "idx")
+    assert run_qa("index", "seeds", "--index", index).returncode == 0
+    one = run_qa("ask", "Which European country joined the drone coalition alongside Turkey?", "--index", index, "--json")
+    assert one.returncode == 0, one.stderr
+    data = json.loads(one.stdout)
+    assert data["answer"] == "Belgium" and data["reader"].startswith("offline")
+    assert data["citations"][0]["doc_id"] == "japan_defense_minister_turkey_visit.txt"
+    many = run_qa("ask", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n\nWhat is the capital of Japan?\n")
+    lines = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [d["answer"] for d in lines] == ["December 2022", None]
+    human = run_qa("ask", "When did the Kizilelma make its first flight?", "--index", index)
+    assert "A: December 2022" in human.stdout and ">>December 2022<<" in human.stdout
+
+
+def test_ask_bad_input_fails_without_traceback(tmp_path: Path) -> None:
+    empty = run_qa("ask", "   ", "--index", str(tmp_path))
+    assert empty.returncode != 0 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+    huge = run_qa("ask", "why " * 25_000, "--index", str(tmp_path))
+    assert huge.returncode != 0 and "limit" in huge.stderr and "Traceback" not in huge.stderr
+    missing = run_qa("ask", "Who?", "--index", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "no index at" in missing.stderr and "Traceback" not in missing.stderr
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "CURRENT").write_text("gen-missing\n")
+    bad = run_qa("ask", "Who?", "--index", str(corrupt))
+    assert bad.returncode != 0 and "rebuild" in bad.stderr and "Traceback" not in bad.stderr

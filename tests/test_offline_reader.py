@@ -1,0 +1,90 @@
+"""Offline reader: answer types, golden spans on the seed article, abstention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa.offline_reader import OfflineReader, analyze_question
+from qa.pipeline import ask
+from tests.conftest import ROOT, SEED_DOC
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def seed_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qa.indexing import index_folder
+
+    path = tmp_path_factory.mktemp("seed-index")
+    index_folder(ROOT / "seeds", path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("question", "answer_type"),
+    [
+        ("Who runs the company?", "PERSON"),
+        ("Where did they meet?", "PLACE"),
+        ("When did it first fly?", "DATE"),
+        ("In what year was it founded?", "DATE"),
+        ("How many drones were sold?", "NUMBER"),
+        ("How much does it cost?", "MONEY"),
+        ("Which company builds it?", "ORG"),
+        ("In which city is the plant?", "PLACE"),
+        ("Why did they go?", "REASON"),
+        ("Is Turkey in NATO?", "YESNO"),
+        ("What is the plan?", None),
+    ],
+)
+def test_answer_types(question: str, answer_type: str | None) -> None:
+    assert analyze_question(question).answer_type == answer_type
+
+
+def test_key_terms_exclude_question_words_and_weight_names() -> None:
+    info = analyze_question("Who manufactures the Kizilelma combat drone?")
+    assert "who" not in info.keywords and "the" not in info.keywords
+    assert info.keywords["kizilelma"] > info.keywords["drone"]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("When did the Kizilelma make its first flight?", "December 2022"),
+        ("Which European country joined the drone coalition alongside Turkey?", "Belgium"),
+        ("In which city will Nakatani tour defense facilities?", "Istanbul"),
+        ("Who manufactures the Kizilelma combat drone?", "Baykar"),
+        ("Which country is the International Drone Coalition trying to help defend?", "Ukraine"),
+    ],
+)
+def test_golden_spans_with_exact_offsets(seed_index: Path, question: str, expected: str) -> None:
+    answer = ask(question, index=seed_index, reader="offline")
+    assert answer.text == expected
+    assert answer.reader.startswith("offline")
+    text = SEED_DOC.read_text(encoding="utf-8")
+    c = answer.citations[0]
+    assert text[c.answer_start : c.answer_end] == expected
+    assert text[c.passage_start : c.passage_end] == c.passage
+    assert c.doc_id == "japan_defense_minister_turkey_visit.txt"
+    assert 0.0 < answer.score <= 1.0
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How much does a Kizilelma drone cost?",
+        "How old is Gen Nakatani?",
+        "What is the capital of Japan?",
+        "How many days will Nakatani spend in Turkey?",
+    ],
+)
+def test_abstains_when_the_documents_do_not_say(seed_index: Path, question: str) -> None:
+    answer = ask(question, index=seed_index, reader="offline")
+    assert answer.text is None and answer.citations == []
+    assert answer.passages, "the closest passages are still returned for display"
+
+
+def test_no_passages_means_no_answer() -> None:
+    answer = OfflineReader().read("Who is it?", [])
+    assert answer.text is None and answer.score == 0.0

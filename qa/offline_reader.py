@@ -76,7 +76,6 @@ _WH = {"who", "whom", "whose", "what", "which", "when", "where", "why", "how"}
 _AUX_START = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will", "would", "should", "may", "might", "must"}
 # Question words that carry no evidence (they describe the question, not the answer's context).
 _LIGHT = {"be", "do", "have", "name", "call", "kind", "type", "sort", "one", "thing", "happen", "mention", "say", "tell", "make", "get", "go", "take"}
-_REASON_MARKERS = ("because", "since", "due to", "as a result", "in order to", "so that", "aimed at", "with a focus on", "thanks to", "owing to")
 
 
 @dataclass
@@ -190,15 +189,40 @@ def _tree_distance(a: Any, b: Any) -> int:
 FEATURES = (
     "sentence_similarity", "previous_sentence_similarity", "sentence_rank", "coverage", "window_coverage",
     "type_fit", "strict_type_missing", "proximity", "question_overlap", "passage_score", "is_entity",
-    "log_length", "untyped_question", "local_context_similarity",
+    "log_length", "untyped_question", "idf_coverage", "local_context_similarity",
 )
-# Linear ranking weights fitted on the dev set (notebooks/data/seeds_dev.jsonl) with a
-# listwise softmax loss, and Platt scaling of the top score into P(answer is right);
-# reproduce with `python -m qa.calibration notebooks/data/seeds_dev.jsonl --index DIR`.
+# Linear ranking weights fitted with a listwise softmax loss on the labelled questions in
+# notebooks/data (seeds_dev.jsonl over seeds/, heldout.jsonl over heldout_docs/).
+# Reproduce with `python -m qa.calibration`.
 _WEIGHTS = np.array(
-    [1.124, 1.958, 1.509, 0.793, 3.334, 4.354, -1.302, 1.018, -1.25, 0.254, -0.099, 0.313, 0.0, 1.457], dtype=np.float32
+    [1.815, 1.673, 1.681, 0.064, 2.357, 3.369, -1.453, 0.457, -0.893, 0.985, 0.615, 0.972, 0.0, 1.696, 1.45],
+    dtype=np.float32,
 )
-_CONFIDENCE = (0.572, -5.97)
+
+
+#: Answerability model (logistic): P(the top candidate is a right answer) from
+#: ``answerability_features``; fitted with the ranker by ``python -m qa.calibration``.
+_ANSWERABILITY = np.array([0.164, 0.947, 2.376, -2.324, -0.085, 2.208, -1.524, 1.234], dtype=np.float32)
+_ANSWERABILITY_BIAS = -7.567
+
+
+def answerability_features(candidates: list[_Candidate], evidence: np.ndarray) -> np.ndarray:
+    """Features deciding whether to answer at all: the top score and its margin over the
+    best different span, the question-level evidence, and the top candidate's coverage,
+    type fit, missing-type flag and sentence similarity."""
+    ranked = sorted(candidates, key=lambda c: -c.score)
+    best = ranked[0]
+    runner_up = next((c.score for c in ranked[1:] if (c.passage, c.start, c.end) != (best.passage, best.start, best.end)), best.score - 5.0)
+    f = best.features
+    return np.array(
+        [best.score, min(best.score - runner_up, 5.0), evidence[0], evidence[1], f[3], f[5], f[6], f[0]], dtype=np.float32
+    )
+
+
+def answerability(candidates: list[_Candidate], evidence: np.ndarray) -> float:
+    """Estimated probability that the top candidate answers the question."""
+    z = float(answerability_features(candidates, evidence) @ _ANSWERABILITY + _ANSWERABILITY_BIAS)
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 @dataclass
@@ -230,15 +254,27 @@ def _local_context(candidate: Any, sentence: Any, radius: int = 2) -> str:
     return " ".join(words) or sentence.text
 
 
-def _trim(span: Any, question_words: set[str] = frozenset()) -> tuple[int, int] | None:  # type: ignore[assignment]
-    """Character span of a spaCy span without edge determiners, possessives, punctuation, and
-    without leading/trailing words the question already says ("the Kızılelma vehicle" asked
-    "what kind of vehicle is the Kizilelma?" -> "vehicle" is not trimmed, "Kızılelma" is)."""
+def _trim(span: Any, kind: str, question_words: set[str] | frozenset[str] = frozenset()) -> tuple[int, int] | None:
+    """Character span of a candidate without edge noise, by kind of candidate.
+
+    * ``"np"`` (noun phrase): no edge determiners, pronouns, prepositions, possessives or
+      punctuation, and no leading/trailing names or adjectives the question already says
+      ("the Kızılelma unmanned combat aerial vehicle" -> "unmanned combat aerial vehicle"
+      when the question names the Kizilelma);
+    * ``"ent"`` (named entity): only a leading article and edge punctuation go -- a name
+      stays whole even when the question repeats part of it ("Danube Commission");
+    * ``"clause"``: only edge punctuation goes ("it is the country's largest carrier").
+    """
 
     def edge_junk(t: Any) -> bool:
+        if t.is_punct or t.is_space:
+            return True
+        if kind == "clause":
+            return False
+        if kind == "ent":
+            return t.pos_ == "DET" and t.lower_ in ("the", "a", "an")
         return (
             t.pos_ in ("DET", "PRON", "CCONJ", "ADP", "PART")
-            or t.is_punct
             or t.lower_ in ("both", "its", "their", "his", "her")
             or (fold(t.text) in question_words and t.pos_ in ("PROPN", "ADJ"))
         )
@@ -248,9 +284,7 @@ def _trim(span: Any, question_words: set[str] = frozenset()) -> tuple[int, int] 
         tokens = tokens[1:]
     while len(tokens) > 1 and edge_junk(tokens[-1]):
         tokens = tokens[:-1]
-    if tokens and edge_junk(tokens[0]) and not tokens[0].is_alpha:
-        tokens = []
-    if not tokens:
+    if not tokens or (edge_junk(tokens[0]) and not tokens[0].is_alpha):
         return None
     return tokens[0].idx, tokens[-1].idx + len(tokens[-1].text)
 
@@ -290,20 +324,25 @@ class OfflineReader:
         """Answer ``question`` from ``passages`` with an exact span, or abstain."""
         from qa.reader import make_answer
 
-        candidates = self.candidates(question, passages)
+        candidates, evidence = self.analyse(question, passages)
         if not candidates:
             return make_answer(question, None, 0.0, self.name, passages)
         best = max(candidates, key=lambda c: c.score)
-        confidence = 1.0 / (1.0 + math.exp(-(_CONFIDENCE[0] * best.score + _CONFIDENCE[1])))
+        confidence = answerability(candidates, evidence)
         if confidence < self.threshold:
             return make_answer(question, None, confidence, self.name, passages)
         return make_answer(question, (passages[best.passage], best.start, best.end), confidence, self.name, passages)
 
     def candidates(self, question: str, passages: list[Passage]) -> list[_Candidate]:
         """Every candidate span in ``passages`` with its features and score (best = highest)."""
+        return self.analyse(question, passages)[0]
+
+    def analyse(self, question: str, passages: list[Passage]) -> tuple[list[_Candidate], np.ndarray]:
+        """Candidates, plus question-level evidence: ``[coverage of the key terms by all
+        passages together, 1 if a name in the question occurs in none of them]``."""
         info = analyze_question(question)
         if not passages or not info.text.strip():
-            return []
+            return [], np.zeros(2, dtype=np.float32)
         # 1. Sentences of every passage; overlapping chunks repeat sentences, keep one copy.
         sentences: list[tuple[int, int, int]] = []  # (passage index, start, end) in passage text
         seen: set[tuple[str, int]] = set()
@@ -322,6 +361,11 @@ class OfflineReader:
         vocabs = [_vocabulary(sp) if sp is not None else set(fold(t).split()) for sp, t in zip(spans, texts, strict=True)]
         strict = info.answer_type in _STRICT_TYPES
         total = sum(info.keywords.values()) or 1.0
+        # Terms found in few of these sentences tell more than terms found everywhere
+        # (the document's subject): inverse sentence frequency, as in BM25.
+        df = {k: sum(1 for v in vocabs if _match(k, v) > 0) for k in info.keywords}
+        idf = {k: math.log(1.0 + len(vocabs) / (1.0 + df[k])) for k in info.keywords}
+        idf_total = sum(info.keywords[k] * idf[k] for k in info.keywords) or 1.0
         keys = list(info.keywords)
         out: list[_Candidate] = []
         contexts: list[str] = []
@@ -334,6 +378,7 @@ class OfflineReader:
             window = set(vocabs[n]).union(*(vocabs[m] for m in neighbours))
             cov = self._coverage(info, vocabs[n])
             cov_window = self._coverage(info, window)
+            cov_idf = sum(info.keywords[k] * idf[k] * _match(k, vocabs[n]) for k in info.keywords) / idf_total
             # The previous sentence often names what this one talks about ("This ...", "He ...").
             sem_prev = float(semantic[n - 1]) if n - 1 in neighbours else 0.0
             anchors: dict[str, list[Any]] = {}
@@ -343,8 +388,8 @@ class OfflineReader:
                 for key in keys:
                     if _match(key, {fold(t.lemma_), fold(t.text)}) > 0:
                         anchors.setdefault(key, []).append(t)
-            for cand_span, type_fit, from_ner in self._candidate_spans(info, span):
-                trimmed = _trim(cand_span, info.lemmas)
+            for cand_span, type_fit, kind in self._candidate_spans(info, span):
+                trimmed = _trim(cand_span, kind, info.lemmas)
                 if trimmed is None:
                     continue
                 cand_span = parsed[p_i].char_span(trimmed[0], trimmed[1]) or cand_span
@@ -374,9 +419,10 @@ class OfflineReader:
                         proximity / total,
                         overlap,
                         passages[p_i].score,
-                        1.0 if from_ner else 0.0,
+                        1.0 if kind == "ent" else 0.0,
                         math.log(1 + len(cand_span)),
                         1.0 if info.answer_type in (None, "REASON", "YESNO") else 0.0,
+                        cov_idf,
                         0.0,  # local context similarity, filled in below (one batched encode)
                     ],
                     dtype=np.float32,
@@ -394,7 +440,10 @@ class OfflineReader:
             for c, sim in zip(out, similarity, strict=True):
                 c.features[-1] = float(sim)
                 c.score = float(c.features @ _WEIGHTS)
-        return out
+        everywhere: set[str] = set().union(*vocabs) if vocabs else set()
+        missing_name = any(w >= 2.0 and _match(k, everywhere) == 0 for k, w in info.keywords.items())
+        evidence = np.array([self._coverage(info, everywhere), 1.0 if missing_name else 0.0], dtype=np.float32)
+        return out, evidence
 
     @staticmethod
     def _coverage(info: QuestionInfo, vocab: set[str]) -> float:
@@ -404,61 +453,99 @@ class OfflineReader:
             return 1.0
         return sum(weight * _match(key, vocab) for key, weight in info.keywords.items()) / total
 
-    def _candidate_spans(self, info: QuestionInfo, sent: Any) -> list[tuple[Any, float, bool]]:
-        """Candidate answer spans in one sentence: ``(span, type fit in [0, 1], is a named entity)``."""
-        out: list[tuple[Any, float, bool]] = []
+    def _candidate_spans(self, info: QuestionInfo, sent: Any) -> list[tuple[Any, float, str]]:
+        """Candidate answer spans in one sentence: ``(span, type fit in [0, 1], kind)``.
+
+        ``kind`` is ``"ent"`` (named entity), ``"np"`` (noun phrase) or ``"clause"``.
+        """
+        out: list[tuple[Any, float, str]] = []
         atype = info.answer_type
         labels = _TYPE_LABELS.get(atype or "", {})
-        for ent in sent.ents:
-            out.append((ent, labels.get(ent.label_, 0.0) if labels else 0.5, True))
+        ents = list(sent.ents)
+        for n, ent in enumerate(ents):
+            fit = labels.get(ent.label_, 0.0) if labels else 0.5
+            out.append((ent, fit, "ent"))
+            # "Peoria, Illinois": a place and the larger place it lies in.
+            nxt = ents[n + 1] if n + 1 < len(ents) else None
+            if nxt is not None and ent.label_ == nxt.label_ == "GPE" and nxt.start == ent.end + 1 and sent.doc[ent.end].text == ",":
+                out.append((sent.doc[ent.start : nxt.end], fit, "ent"))
+            # "Brigach and the Breg", "Belgium and Turkey": coordinated names.
+            if nxt is not None and ent.label_ == nxt.label_ and 2 <= nxt.start - ent.end <= 3:
+                if any(t.dep_ == "cc" for t in sent.doc[ent.end : nxt.start]):
+                    out.append((sent.doc[ent.start : nxt.end], fit * 0.9, "ent"))
+            # "10 million units", "six goals": a count with the thing counted.
+            if ent.label_ in ("CARDINAL", "QUANTITY", "MONEY") and ent.end < sent.end:
+                head = sent.doc[ent.end]
+                if head.pos_ == "NOUN" and head.head.i != ent.root.i:
+                    out.append((sent.doc[ent.start : ent.end + 1], fit * 0.9, "ent"))
+                elif ent.root.head.pos_ == "NOUN" and ent.root.head.i >= ent.end and ent.root.head.i - ent.end <= 2:
+                    out.append((sent.doc[ent.start : ent.root.head.i + 1], fit * 0.9, "ent"))
         if atype in _STRICT_TYPES:
             # Proper-noun phrases that NER missed still qualify for person/place, weakly.
             if atype in ("PERSON", "PLACE"):
-                out.extend((c, 0.3, False) for c in sent.noun_chunks if c.root.pos_ == "PROPN" and not c.ents)
+                out.extend((c, 0.3, "np") for c in sent.noun_chunks if c.root.pos_ == "PROPN" and not c.ents)
             if atype in ("NUMBER", "MONEY", "AGE", "DURATION"):
-                out.extend((sent.doc[t.i : t.i + 1], 0.6, False) for t in sent if t.like_num and not t.ent_type_)
+                out.extend((sent.doc[t.i : t.i + 1], 0.6, "np") for t in sent if t.like_num and not t.ent_type_)
             return out
         chunks = list(sent.noun_chunks)
         for c in chunks:
             fit = max((labels.get(e.label_, 0.0) for e in c.ents), default=0.3) if labels else 0.5
-            out.append((c, fit, False))
+            out.append((c, fit, "np"))
             # "a manufacturer of drones": noun phrase + of + noun phrase.
             if c.end < sent.end and sent.doc[c.end].lower_ == "of":
                 tail = next((d for d in chunks if d.start == c.end + 1), None)
                 if tail is not None:
-                    out.append((sent.doc[c.start : tail.end], fit * 0.9, False))
+                    out.append((sent.doc[c.start : tail.end], fit * 0.9, "np"))
         if atype == "REASON":
-            out.extend((span, fit, False) for span, fit in self._reason_spans(sent))
+            out.extend((span, fit, "clause") for span, fit in self._reason_spans(sent))
         if atype == "YESNO":
             for t in sent:
                 if t.pos_ == "VERB":
                     sub = [d for d in t.rights if d.dep_ in ("dobj", "attr", "prep", "acomp", "xcomp")]
                     if sub:
                         end = max(d.right_edge.i for d in sub) + 1
-                        out.append((sent.doc[t.i : end], 0.5, False))
+                        out.append((sent.doc[t.i : end], 0.5, "clause"))
         if atype == "ORDINAL":
-            out.extend((sent.doc[t.i : t.i + 1], 1.0, True) for t in sent if t.ent_type_ == "ORDINAL")
+            out.extend((sent.doc[t.i : t.i + 1], 1.0, "ent") for t in sent if t.ent_type_ == "ORDINAL")
         return out
 
     @staticmethod
     def _reason_spans(sent: Any) -> list[tuple[Any, float]]:
-        """Clauses introduced by a reason or purpose marker ("because ...", "aimed at ...", "to ...")."""
+        """Reason and purpose clauses, found through the parse.
+
+        "because/since/as CLAUSE", "due to / thanks to / aimed at / with a focus on NP",
+        "(in order) to VERB ...", "when CLAUSE" (weaker), and participles ("reflecting NP").
+        """
+        doc = sent.doc
         out: list[tuple[Any, float]] = []
-        text = sent.text.lower()
-        for marker in _REASON_MARKERS:
-            for m in re.finditer(r"\b" + re.escape(marker) + r"\b", text):
-                start = sent.start_char + m.end()
-                tok = next((t for t in sent if t.idx >= start), None)
-                if tok is None:
-                    continue
-                end_tok = tok.head.right_edge if tok.head.i > tok.i - 3 else tok.right_edge
-                end_tok = max(end_tok, tok.right_edge, key=lambda t: t.i)
-                # Stop at the clause's comma.
-                stop = next((t.i for t in sent if tok.i < t.i <= end_tok.i and t.text in (",", ";")), end_tok.i + 1)
-                if stop > tok.i:
-                    out.append((sent.doc[tok.i : stop], 0.9))
+
+        def clause_after(marker: Any, fit: float) -> None:
+            verb = marker.head
+            end = verb.right_edge.i
+            # Stop at the comma that closes a fronted clause ("Because X, Y did Z").
+            comma = next((t.i for t in doc[marker.i + 1 : end + 1] if t.text in (",", ";")), None)
+            stop = comma if comma is not None and comma > verb.i else end + 1
+            if stop > marker.i + 1:
+                out.append((doc[marker.i + 1 : stop], fit))
+
         for t in sent:
-            if t.lower_ == "to" and t.head.pos_ == "VERB" and t.dep_ == "aux" and t.head.dep_ in ("advcl", "xcomp", "acl"):
-                verb = t.head
-                out.append((sent.doc[verb.i : verb.right_edge.i + 1], 0.7))
+            low = t.lower_
+            if t.dep_ == "mark" and low in ("because", "since", "as") and t.head.pos_ in ("VERB", "AUX"):
+                clause_after(t, 1.0 if low == "because" else 0.7)
+            elif low == "when" and t.dep_ == "advmod" and t.head.dep_ == "advcl":
+                clause_after(t, 0.5)
+            elif low in ("to", "at", "on", "of") and t.i >= 1:
+                before = doc[max(t.i - 3, sent.start) : t.i].text.lower()
+                if before.endswith(("due", "thanks", "owing", "aimed", "focus", "because", "order", "aim", "goal", "purpose")):
+                    objects = [c for c in t.children if c.dep_ in ("pobj", "pcomp")]
+                    if objects:
+                        out.append((doc[t.i + 1 : t.right_edge.i + 1], 0.9))
+                    elif low == "to" and t.head.pos_ == "VERB":  # "in order to VERB ..."
+                        out.append((doc[t.head.i : t.head.right_edge.i + 1], 0.9))
+            if low == "to" and t.dep_ == "aux" and t.head.pos_ == "VERB" and t.head.dep_ in ("advcl", "xcomp", "acl"):
+                out.append((doc[t.head.i : t.head.right_edge.i + 1], 0.7))
+            if t.tag_ == "VBG" and t.dep_ in ("advcl", "acl", "xcomp"):
+                out.append((doc[t.i : t.right_edge.i + 1], 0.5))
+                for obj in (c for c in t.children if c.dep_ in ("dobj", "pobj")):
+                    out.append((doc[obj.left_edge.i : obj.right_edge.i + 1], 0.5))
         return out

@@ -15,7 +15,7 @@ from embeddings.index import VectorIndex, current_generation
 from qa import config
 from qa.answer import Answer
 from qa.reader import Reader, get_reader
-from qa.retrieval import DenseRetriever
+from qa.retrieval import get_retriever
 
 _INDEXES: dict[str, tuple[Path, VectorIndex]] = {}
 _LOCK = threading.Lock()
@@ -67,6 +67,7 @@ def ask(
     index: str | os.PathLike[str] | VectorIndex | None = None,
     top_k: int | None = None,
     reader: str | Reader | None = None,
+    retriever: str | object | None = None,
 ) -> Answer:
     """Answer ``question`` from the documents of ``index``.
 
@@ -76,12 +77,14 @@ def ask(
             default index over ``seeds/`` (built on first use).
         top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
         reader: ``"auto"`` (default), ``"transformers"``, ``"offline"`` or a reader object.
+        retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` (default ``qa.retrieval.DEFAULT_RETRIEVER``)
+            or a retriever object (anything with ``retrieve(question, k)``).
 
     Returns:
         An :class:`Answer`; ``answer.text is None`` when the documents do not support an answer.
 
     Raises:
-        ValueError: empty, over-long or wordless question; bad ``top_k``; missing or
+        ValueError: empty, over-long or wordless question; bad ``top_k``; unknown retriever; missing or
             corrupt index (:class:`embeddings.index.IndexLoadError`).
     """
     text = validate_question(question)
@@ -89,7 +92,7 @@ def ask(
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
         raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
     vector_index = load_index(index)
-    passages = DenseRetriever(vector_index).retrieve(text, k)
+    passages = get_retriever(retriever, vector_index).retrieve(text, k)
     answer = get_reader(reader).read(text, passages)
     if answer.question != question:
         # Report the question as the caller asked it.

@@ -1,0 +1,142 @@
+"""Retrievers: BM25 stored with the index, hybrid fusion, and what each retriever finds."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.index import VectorIndex, current_generation
+from qa import bm25 as bm25_module
+from qa.bm25 import stem, tokenize
+from qa.indexing import index_folder
+from qa.retrieval import BM25Retriever, DenseRetriever, HybridRetriever, get_retriever
+
+
+def test_tokenizer_folds_accents_drops_stopwords_stems_and_keeps_codes() -> None:
+    assert tokenize("The Kızılelma's flights") == ["kizilelma", "flight"]
+    assert tokenize("Götze scored") == tokenize("gotze SCORES") == ["gotz", "scor"]
+    assert tokenize("part XJ-4471B") == ["part", "xj4471b", "xj", "4471b"]
+    assert len({stem(w) for w in ["score", "scores", "scored", "scoring"]}) == 1
+    assert [stem(w) for w in ["rivers", "cities", "boxes", "stopped", "running", "bus", "analysis", "speed"]] == [
+        "river", "city", "box", "stop", "run", "bus", "analysis", "speed",
+    ]
+
+
+def test_bm25_is_stored_in_the_generation_without_pickle(docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    stored = current_generation(tmp_path / "idx") / "bm25"
+    assert (stored / "meta.json").is_file()
+    arrays = sorted(stored.glob("*.npy"))
+    assert arrays, "BM25 arrays missing"
+    for path in arrays:
+        np.load(path, allow_pickle=False)  # plain arrays, no pickled objects
+    assert not [p for p in stored.iterdir() if p.suffix not in {".npy", ".json"}]
+
+    # A fresh load reads BM25 from disk (no rebuild) and ranks like BM25 built from scratch.
+    loaded = VectorIndex.load(tmp_path / "idx")
+    question = "Which port ships grain?"
+    fresh = bm25_module.BM25Index.build([loaded.chunk_text(i) for i in range(len(loaded))]).top(question, 3)
+    monkeypatch.setattr(bm25_module.BM25Index, "build", classmethod(lambda cls, texts: pytest.fail("BM25 was rebuilt")))
+    retriever = BM25Retriever(loaded)
+    ranked = retriever.rank(question, 3)
+    assert [r for r, _ in ranked] == [r for r, _ in fresh]
+    assert [s for _, s in ranked] == pytest.approx([s for _, s in fresh])
+    hits = retriever.retrieve(question, 3)
+    assert hits[0].doc_id == "sub/gamma.txt" and hits[0].score > 0
+
+
+def test_removed_and_changed_documents_update_bm25(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert {p.doc_id for p in BM25Retriever(VectorIndex.load(tmp_path / "idx")).retrieve("gamma port coal", 5)} == {"sub/gamma.txt"}
+    (docs_dir / "sub" / "gamma.txt").unlink()
+    (docs_dir / "beta.md").write_text("# Beta\n\nBeta mountain has a glacier called Vorn.", encoding="utf-8")
+    fake_encoder.encoded.clear()
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert all("Alpha" not in t for t in fake_encoder.encoded)  # unchanged documents were not re-embedded
+    index = VectorIndex.load(tmp_path / "idx")
+    retriever = BM25Retriever(index)
+    assert retriever.retrieve("gamma port coal", 5) == []
+    assert [p.doc_id for p in retriever.retrieve("Vorn glacier", 5)][:1] == ["beta.md"]
+    assert retriever.retrieve("climbers summit July", 5) == []
+
+
+def test_index_without_bm25_data_builds_it_in_memory(docs_dir: Path, tmp_path: Path, fake_encoder, caplog) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    shutil.rmtree(current_generation(tmp_path / "idx") / "bm25")  # as written by an older version
+    index = VectorIndex.load(tmp_path / "idx")
+    with caplog.at_level(logging.INFO, logger="qa.bm25"):
+        hits = BM25Retriever(index).retrieve("alpha river fishermen", 2)
+    assert hits[0].doc_id == "alpha.txt"
+    assert "no stored BM25 data" in caplog.text
+
+
+def test_hybrid_scores_are_dense_cosines_in_fusion_order(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    index = VectorIndex.load(tmp_path / "idx")
+    question = "Where do climbers go in July?"
+    dense = DenseRetriever(index, fake_encoder).rank(question, len(index))
+    sparse = BM25Retriever(index).rank(question, len(index))
+    hybrid = HybridRetriever(index, fake_encoder).rank(question, 4)
+    fused = {}
+    for ranking in (dense, sparse):
+        for rank, (row, _) in enumerate(ranking, 1):
+            fused[row] = fused.get(row, 0.0) + 1 / (60 + rank)
+    assert [r for r, _ in hybrid] == sorted(fused, key=lambda r: (-fused[r], [d for d, _ in dense].index(r)))[:4]
+    cosine = dict(dense)
+    for row, score in hybrid:
+        assert score == pytest.approx(cosine[row], abs=1e-5)
+
+
+def test_get_retriever_names(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    index = VectorIndex.load(tmp_path / "idx")
+    assert isinstance(get_retriever("dense", index, encoder=fake_encoder), DenseRetriever)
+    assert isinstance(get_retriever("BM25", index, encoder=fake_encoder), BM25Retriever)
+    assert isinstance(get_retriever("hybrid", index, encoder=fake_encoder), HybridRetriever)
+    with pytest.raises(ValueError, match="unknown"):
+        get_retriever("splade", index)
+
+
+@pytest.fixture(scope="module")
+def parts_index(tmp_path_factory: pytest.TempPathFactory) -> VectorIndex:
+    """Real MiniLM over a few look-alike documents (built once for the slow tests)."""
+    docs = tmp_path_factory.mktemp("parts") / "docs"
+    docs.mkdir()
+    texts = {
+        "gasket_a.txt": "Replacement gasket kit QP-1120A fits the circulation pump of the older boiler models. "
+        "Tighten the housing bolts to 12 newton metres after fitting the gasket.",
+        "gasket_c.txt": "Replacement gasket kit KL-9087C fits the circulation pump of the compact boiler models. "
+        "Tighten the housing bolts to 10 newton metres after fitting the gasket.",
+        "gasket_d.txt": "Replacement seal kit MT-3302D fits the circulation pump of the commercial boiler models. "
+        "Tighten the housing bolts to 18 newton metres after fitting the seal.",
+        "order.txt": "Order XJ-4471B was shipped from the Leeds warehouse on Tuesday and signed for by the site manager.",
+        "medicine.txt": "The physician prescribed an antipyretic syrup because the child was running a high fever overnight.",
+        "boiler.txt": "Regular checks of the boiler pressure gauge keep the heating system safe during winter.",
+        "shed.txt": "The garden shed needs a new coat of paint before the autumn rains arrive.",
+    }
+    for name, text in texts.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    index_folder(docs, docs.parent / "idx")
+    return VectorIndex.load(docs.parent / "idx")
+
+
+@pytest.mark.slow
+def test_hybrid_finds_the_exact_code_dense_misses(parts_index: VectorIndex) -> None:
+    question = "Which pump gasket kit is XJ-4471B?"
+    assert "order.txt" not in [p.doc_id for p in DenseRetriever(parts_index).retrieve(question, 3)]
+    assert BM25Retriever(parts_index).retrieve(question, 1)[0].doc_id == "order.txt"
+    hybrid = HybridRetriever(parts_index).retrieve(question, 3)
+    assert "order.txt" in [p.doc_id for p in hybrid]
+    assert all(0.0 <= p.score <= 1.0 for p in hybrid)  # dense cosines, not fusion scores
+
+
+@pytest.mark.slow
+def test_hybrid_keeps_the_paraphrase_bm25_misses(parts_index: VectorIndex) -> None:
+    question = "What did the doctor give the kid for her temperature?"
+    assert "medicine.txt" not in [p.doc_id for p in BM25Retriever(parts_index).retrieve(question, 3)]
+    assert DenseRetriever(parts_index).retrieve(question, 1)[0].doc_id == "medicine.txt"
+    assert HybridRetriever(parts_index).retrieve(question, 1)[0].doc_id == "medicine.txt"

@@ -1,0 +1,155 @@
+"""The chat in headless Chromium: answers in bold, highlighted sources, "I don't know",
+and documents that try to run script.
+
+Needs /usr/bin/chromium (Debian package ``chromium``; CI installs it, see .ci/run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, SEEDS, running_app
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)"),
+]
+
+ARTIFACTS = ROOT / "artifacts"
+REPLY = "#qa-chat .qa-answer, #qa-chat .qa-noanswer, #qa-chat .qa-error"
+TIMEOUT_MS = 120_000
+
+HOSTILE_TEXT = (
+    "Visitor notes for the harbour museum.\n"
+    "<script>window.__pwned=1</script>\n"
+    '<img src=x onerror="window.__pwned=2">\n'
+    "The night guard of the harbour museum is Orla Quigley, who has worked there since 2009.\n"
+    "[click here](javascript:window.__pwned=3) and ![pixel](http://127.0.0.1:9/pixel.png)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def seeds_url(tmp_path_factory):
+    from qa.indexing import index_folder
+
+    index_dir = tmp_path_factory.mktemp("ui-browser") / "seeds"
+    index_folder(SEEDS, index_dir)
+    with running_app(index_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def hostile_url(tmp_path_factory):
+    from qa.indexing import index_folder
+
+    root = tmp_path_factory.mktemp("ui-hostile")
+    (root / "docs").mkdir()
+    (root / "docs" / "museum <b>notes<i>.txt").write_text(HOSTILE_TEXT, encoding="utf-8")
+    index_folder(root / "docs", root / "index")
+    with running_app(root / "index") as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1360, "height": 940})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def ask_in_page(page, question: str):
+    """Type ``question``, submit it, and return the new reply's locator once it is shown."""
+    replies = page.locator(REPLY)
+    before = replies.count()
+    page.fill("#qa-question textarea", question)
+    page.click("#qa-ask")
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length > n", arg=[REPLY, before], timeout=TIMEOUT_MS
+    )
+    return replies.nth(before)
+
+
+def test_answer_is_bold_with_highlighted_source(page, seeds_url):
+    page.goto(seeds_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    reply = ask_in_page(page, "When did the Kizilelma make its first flight?")
+
+    bold = reply.locator(".qa-answer-text strong")
+    assert "December 2022" in bold.inner_text()
+    text = reply.inner_text()
+    assert "confidence" in text and "reader:" in text and "[1]" in text and "chars" in text
+
+    mark = page.locator("#qa-sources-panel mark")
+    mark.first.wait_for(timeout=TIMEOUT_MS)
+    assert "December 2022" in mark.first.inner_text()
+    panel = page.locator("#qa-sources-panel").inner_text()
+    assert "japan_defense_minister_turkey_visit.txt" in panel and "answer chars" in panel
+    assert "1 document" in page.locator("#qa-index-info").inner_text()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui_answer.png"), full_page=True)
+
+
+def test_older_answer_sources_can_be_selected(page, seeds_url):
+    page.goto(seeds_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    ask_in_page(page, "Who is Turkey's defense minister?")
+    ask_in_page(page, "Which European country joined the drone coalition alongside Turkey?")
+    page.wait_for_function(
+        "() => (document.querySelector('#qa-sources-panel mark') || {}).textContent === 'Belgium'", timeout=TIMEOUT_MS
+    )
+    # Clicking the first answer brings its sources back.
+    page.locator("#qa-chat .qa-answer").first.click()
+    page.wait_for_function(
+        "() => (document.querySelector('#qa-sources-panel mark') || {}).textContent?.includes('Guler')",
+        timeout=TIMEOUT_MS,
+    )
+
+
+def test_unanswerable_question_says_i_dont_know(page, seeds_url):
+    page.goto(seeds_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    reply = ask_in_page(page, "What is the capital of Japan?")
+    text = reply.inner_text()
+    assert "I don't know" in text
+    assert "Closest passages" in text and "japan_defense_minister_turkey_visit.txt" in text
+    assert page.locator("#qa-sources-panel mark").count() == 0
+
+
+def test_empty_question_shows_a_message(page, seeds_url):
+    page.goto(seeds_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    reply = ask_in_page(page, "   ")
+    assert "Cannot answer" in reply.inner_text()
+
+
+def test_hostile_document_runs_nothing_and_shows_as_text(page, hostile_url):
+    page.goto(hostile_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    ask_in_page(page, "Who is the night guard of the harbour museum?")
+    page.wait_for_timeout(500)  # give any injected handler a chance to fire
+
+    assert page.evaluate("() => typeof window.__pwned") == "undefined"
+    panel = page.locator("#qa-sources-panel").inner_text()
+    assert "<script>window.__pwned=1</script>" in panel
+    assert '<img src=x onerror="window.__pwned=2">' in panel
+    assert "[click here](javascript:window.__pwned=3)" in panel
+    assert "museum <b>notes<i>.txt" in panel
+    for scope in ("#qa-chat", "#qa-sources-panel"):
+        assert page.locator(f"{scope} script").count() == 0
+        assert page.locator(f"{scope} .qa-msg img, {scope} .qa-sources img").count() == 0
+        assert page.locator(f"{scope} a[href^='javascript']").count() == 0
+    assert page.locator("#qa-sources-panel b, #qa-sources-panel i, #qa-chat .qa-msg b, #qa-chat .qa-msg i").count() == 0

@@ -1,0 +1,267 @@
+"""ui.formatting: answers, "I don't know" and hostile text, on hand-built answers (no models)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from qa.answer import Answer, Citation, Passage
+from ui import formatting as fmt
+
+DOC = (
+    "Baykar's Kizilelma completed its inaugural flight in December 2022. "
+    "Earlier in the year, both Belgium and Turkey joined the International Drone Coalition."
+)
+
+
+def _citation(doc: str, answer: str, doc_id: str = "turkey.txt", passage_start: int = 0) -> Citation:
+    start = doc.index(answer)
+    return Citation(
+        doc_id=doc_id,
+        source=f"/docs/{doc_id}",
+        chunk_id=f"{doc_id}#0",
+        passage=doc[passage_start:],
+        passage_start=passage_start,
+        passage_end=len(doc),
+        answer_start=start,
+        answer_end=start + len(answer),
+    )
+
+
+def _passage(doc: str, doc_id: str = "turkey.txt", score: float = 0.5, start: int = 0) -> Passage:
+    return Passage(doc_id, f"/docs/{doc_id}", f"{doc_id}#0", start, len(doc), doc[start:], score, doc)
+
+
+def _answer(text: str, doc: str = DOC, score: float = 0.72, passage_start: int = 0, **kw) -> Answer:
+    return Answer(
+        question=kw.pop("question", "When did the Kizilelma make its first flight?"),
+        text=text,
+        score=score,
+        reader=kw.pop("reader", "offline"),
+        citations=[_citation(doc, text, passage_start=passage_start)],
+        passages=[_passage(doc)],
+    )
+
+
+def _visible(html_text: str) -> str:
+    """What a browser shows: tags dropped, character references decoded."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+# ------------------------------------------------------------------------------ answers
+
+
+def test_answer_message_has_bold_span_confidence_reader_and_numbered_citation():
+    answer = _answer("December 2022")
+    start = DOC.index("December 2022")
+    out = fmt.format_answer_html(answer)
+    assert "<strong>December 2022</strong>" in out
+    assert "confidence 0.72" in out
+    assert "reader: offline" in out
+    assert "[1]" in out and "turkey.txt" in out
+    assert f"chars {start}–{start + len('December 2022')}" in out
+    assert "I don't know" not in out
+
+
+def test_answer_message_numbers_every_citation():
+    doc2 = "Belgium joined the coalition."
+    cite2 = _citation(doc2, "Belgium", doc_id="second.txt")
+    answer = Answer("q?", "Belgium", 0.9, "offline", [_citation(DOC, "Belgium"), cite2], [])
+    out = fmt.format_answer_html(answer)
+    assert "[1]" in out and "[2]" in out
+    assert out.index("turkey.txt") < out.index("[2]") < out.index("second.txt")
+    assert "chars 0–7" in out
+
+
+def test_answer_context_trims_long_passages_around_the_span():
+    doc = "word " * 100 + "Belgium" + " tail" * 100
+    citation = _citation(doc, "Belgium")
+    before, span, after = fmt.answer_context(citation, "Belgium", context=30)
+    assert span == "Belgium"
+    assert before.startswith("…") and len(before) <= 32
+    assert after.endswith("…") and len(after) <= 32
+
+
+def test_answer_context_uses_passage_relative_offsets():
+    # The passage starts mid-document: the span is found with document offsets minus passage_start.
+    passage_start = DOC.index("Earlier")
+    citation = _citation(DOC, "Belgium", passage_start=passage_start)
+    before, span, after = fmt.answer_context(citation, "Belgium")
+    assert span == "Belgium"
+    assert before == "Earlier in the year, both "
+
+
+def test_confidence_levels_and_clamping():
+    assert fmt.confidence_level(0.9) == "high"
+    assert fmt.confidence_level(0.5) == "medium"
+    assert fmt.confidence_level(0.1) == "low"
+    assert "confidence 1.00" in fmt.format_answer_html(_answer("December 2022", score=1.3))
+
+
+def test_sources_panel_marks_the_answer_with_document_and_offsets():
+    answer = _answer("December 2022")
+    start = DOC.index("December 2022")
+    out = fmt.format_sources_html(answer)
+    assert "<mark>December 2022</mark>" in out
+    assert "turkey.txt" in out
+    assert f"answer chars {start}–{start + 13}" in out
+    assert f"passage chars 0–{len(DOC)}" in out
+    # The whole passage is there, around the mark.
+    assert _visible(out).count("Kizilelma completed its inaugural flight") == 1
+
+
+def test_sources_panel_mark_with_passage_not_at_document_start():
+    passage_start = DOC.index("Earlier")
+    answer = _answer("Belgium", passage_start=passage_start)
+    out = fmt.format_sources_html(answer)
+    assert "both <mark>Belgium</mark> and Turkey" in out
+
+
+def test_sources_panel_placeholder_before_any_question():
+    assert "Ask a question" in fmt.format_sources_html(None)
+
+
+# --------------------------------------------------------------------------- no answer
+
+
+def test_no_answer_says_i_dont_know_with_the_closest_passages():
+    passages = [
+        _passage("Tokyo is far from Ankara. " * 20, doc_id="far.txt", score=0.2),
+        _passage(DOC, doc_id="near.txt", score=0.6),
+    ]
+    answer = Answer("What is the capital of Japan?", None, 0.12, "offline", [], passages)
+    out = fmt.format_answer_html(answer)
+    assert "I don&#x27;t know" in out or "I don't know" in out
+    assert "I don't know" in _visible(out)
+    assert "<strong>" not in out  # nothing is presented as an answer
+    assert "confidence 0.12" in out
+    # Closest first, with names and short excerpts.
+    assert out.index("near.txt") < out.index("far.txt")
+    assert "[1]" in out and "[2]" in out
+    far_excerpt = _visible(out).split("far.txt", 1)[1]
+    assert "…" in far_excerpt and len(far_excerpt) < fmt.EXCERPT_CHARS + 60
+
+
+def test_no_answer_sources_panel_lists_closest_passages_without_marks():
+    answer = Answer("What is the capital of Japan?", None, 0.1, "offline", [], [_passage(DOC)])
+    out = fmt.format_sources_html(answer)
+    assert "<mark>" not in out
+    assert "closest passages" in out
+    assert "turkey.txt" in out
+
+
+def test_no_answer_without_passages():
+    out = fmt.format_answer_html(Answer("q?", None, 0.0, "offline", [], []))
+    assert "I don't know" in _visible(out)
+    assert "Closest passages" not in out
+
+
+def test_excerpt_cuts_at_a_word_and_flattens_whitespace():
+    text = "alpha beta\n\ngamma " * 40
+    out = fmt.excerpt(text, limit=50)
+    assert "\n" not in out and out.endswith("…") and len(out) <= 51
+    assert fmt.excerpt("short  text") == "short text"
+
+
+def test_error_message_is_escaped():
+    out = fmt.format_error_html("question <b>x</b> is empty")
+    assert "Cannot answer" in out and "&lt;b&gt;" in out and "<b>" not in out
+
+
+def test_index_info_line():
+    assert fmt.format_index_info("/idx", 1, 4) == "**Index:** /idx · 1 document · 4 chunks"
+    assert "2 documents · 1 chunk" in fmt.format_index_info("/idx", 2, 1)
+    assert "&lt;x&gt;" in fmt.format_index_info("/i/<x>", 1, 1)
+
+
+def test_question_label_is_short():
+    label = fmt.question_label(3, "word " * 40)
+    assert label.startswith("3. word") and label.endswith("…") and len(label) <= 64
+
+
+# ----------------------------------------------------------------------------- hostile
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+MD_LINK = "[click me](javascript:alert(1))"
+MD_IMAGE = "![x](http://evil.example/pixel.png)"
+HOSTILE_DOC = f"Intro {SCRIPT} and {IMG}. The launch code is {MD_LINK} then {MD_IMAGE} done."
+
+
+def _hostile_outputs() -> list[str]:
+    answer_text = SCRIPT + " " + IMG
+    doc = f"The secret is {answer_text} indeed. {MD_LINK} {MD_IMAGE}"
+    answered = Answer(
+        question=f"What is {SCRIPT} {MD_LINK}?",
+        text=answer_text,
+        score=0.5,
+        reader=f"reader {IMG}",
+        citations=[_citation(doc, answer_text, doc_id=f"{IMG}.txt")],
+        passages=[_passage(doc, doc_id=f"{SCRIPT}.txt")],
+    )
+    unanswered = Answer(SCRIPT, None, 0.1, "offline", [], [_passage(HOSTILE_DOC, doc_id=f"{MD_IMAGE}.txt")])
+    return [
+        fmt.format_answer_html(answered),
+        fmt.format_sources_html(answered),
+        fmt.format_answer_html(unanswered),
+        fmt.format_sources_html(unanswered),
+        fmt.format_question_html(answered.question),
+        fmt.format_error_html(SCRIPT + IMG + MD_LINK),
+        fmt.format_sources_error_html(SCRIPT + MD_IMAGE),
+    ]
+
+
+class _TagCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+
+ALLOWED_TAGS = {"div", "span", "strong", "mark", "q"}
+ALLOWED_ATTRIBUTES = {"class", "title"}
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_hostile_text_is_escaped_everywhere(index):
+    out = _hostile_outputs()[index]
+    parser = _TagCollector()
+    parser.feed(out)
+    parser.close()
+    # Only the markup ui.formatting writes itself: no <script>, <img>, <a>, no on* handlers.
+    assert parser.tags <= ALLOWED_TAGS, parser.tags
+    assert parser.attributes <= ALLOWED_ATTRIBUTES, parser.attributes
+    assert "<script" not in out.lower() and "<img" not in out.lower()
+    # Markdown link/image syntax cannot be parsed: no literal "](" or "![" survives.
+    assert "](" not in out and "![" not in out
+
+
+def test_hostile_text_still_reads_as_itself():
+    visible = _visible(fmt.format_sources_html(_answer_with_doc(HOSTILE_DOC, "launch code")))
+    for literal in (SCRIPT, IMG, MD_LINK, MD_IMAGE):
+        assert literal in visible
+
+
+def test_hostile_answer_span_is_escaped_inside_bold_and_mark():
+    answer = _answer(SCRIPT, doc=f"x {SCRIPT} y")
+    assert "<strong>&lt;script&gt;alert(1)&lt;/script&gt;</strong>" in fmt.format_answer_html(answer)
+    assert "<mark>&lt;script&gt;alert(1)&lt;/script&gt;</mark>" in fmt.format_sources_html(answer)
+
+
+def test_escape_neutralises_markdown_and_html():
+    out = fmt.escape('[a](javascript:x) ![i](http://e/p.png) <b> "q" `c` $x$ *e*')
+    for raw in ("[", "]", "!", "<", ">", '"', "`", "$", "*"):
+        assert raw not in out
+    assert _visible(out) == '[a](javascript:x) ![i](http://e/p.png) <b> "q" `c` $x$ *e*'
+
+
+def _answer_with_doc(doc: str, span: str) -> Answer:
+    return Answer("q?", span, 0.5, "offline", [_citation(doc, span)], [_passage(doc)])

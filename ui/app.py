@@ -1,0 +1,276 @@
+"""The Gradio app: a chat that answers from an index, with a sources panel beside it.
+
+A thin layer: every answer comes from :func:`qa.ask`, the index summary from
+:func:`qa.pipeline.load_index`, and all markup from :mod:`ui.formatting`.
+
+>>> from ui.app import build_app, launch
+>>> launch(build_app(), host="127.0.0.1", port=7860)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import gradio as gr
+
+from qa import config
+from qa.pipeline import ask, load_index
+from ui import DEFAULT_HOST, DEFAULT_PORT
+from ui import formatting as fmt
+
+logger = logging.getLogger(__name__)
+
+TITLE = "Ask your documents"
+DESCRIPTION = (
+    "Extractive question answering that runs offline: every answer is a span copied from your "
+    "documents, with its confidence and the exact characters it came from."
+)
+EXAMPLES = [
+    "Who is Turkey's defense minister?",
+    "When did the Kizilelma make its first flight?",
+    "Which European country joined the drone coalition alongside Turkey?",
+]
+#: Questions answered at the same time; a slow one does not hold up the others.
+CONCURRENCY_LIMIT = 4
+
+CSS = """
+.gradio-container { max-width: 1280px !important; margin: 0 auto !important; }
+#qa-header { padding: 6px 2px 2px; }
+#qa-header h1 { font-size: 1.75rem; font-weight: 600; margin: 0 0 4px; letter-spacing: -0.01em; }
+#qa-header p { margin: 0; color: var(--body-text-color-subdued); font-size: 0.98rem; }
+#qa-index-info { font-size: 0.85rem; color: var(--body-text-color-subdued); }
+#qa-index-info p { margin: 0; }
+.qa-question { white-space: pre-wrap; }
+.qa-msg { line-height: 1.5; }
+.qa-answer-text { font-size: 1.12rem; margin-bottom: 4px; }
+.qa-answer-text strong { font-weight: 600; }
+.qa-meta { font-size: 0.82rem; color: var(--body-text-color-subdued); margin: 2px 0 6px; }
+.qa-conf, .qa-reader { display: inline-block; border-radius: 999px; padding: 1px 9px; margin-right: 4px;
+  font-size: 0.78rem; font-weight: 600; border: 1px solid transparent; }
+.qa-conf-high { background: #dcfce7; color: #166534; border-color: #bbf7d0; }
+.qa-conf-medium { background: #fef9c3; color: #854d0e; border-color: #fde68a; }
+.qa-conf-low { background: #fee2e2; color: #991b1b; border-color: #fecaca; }
+.qa-reader { background: var(--background-fill-secondary); color: var(--body-text-color-subdued);
+  border-color: var(--border-color-primary); font-weight: 500; }
+.qa-cites { margin-top: 6px; display: flex; flex-direction: column; gap: 6px; }
+.qa-cite { font-size: 0.86rem; border-left: 3px solid var(--color-accent); padding: 2px 0 2px 9px; }
+.qa-cite-num { font-weight: 600; color: var(--color-accent); margin-right: 2px; }
+.qa-doc { font-weight: 600; }
+.qa-offsets { color: var(--body-text-color-subdued); font-variant-numeric: tabular-nums; }
+.qa-context { color: var(--body-text-color-subdued); margin-top: 2px; }
+.qa-context strong { color: var(--body-text-color); font-weight: 600; }
+.qa-idk { font-size: 1.08rem; font-weight: 600; }
+.qa-closest-title { font-size: 0.84rem; font-weight: 600; margin-top: 6px; }
+.qa-error { color: #b91c1c; }
+.qa-error-label { font-weight: 600; }
+#qa-sources-panel { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+  background: var(--background-fill-primary); padding: 14px 16px; min-height: 200px; max-height: 600px; overflow-y: auto; }
+.qa-sources-empty { color: var(--body-text-color-subdued); font-size: 0.92rem; }
+.qa-sources-q { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-bottom: 10px; }
+.qa-sources-q q { color: var(--body-text-color); font-weight: 600; }
+.qa-sources-note { font-size: 0.86rem; color: var(--body-text-color-subdued); margin-bottom: 8px; }
+.qa-source { margin-bottom: 14px; }
+.qa-source-head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 6px 10px; margin-bottom: 6px; font-size: 0.88rem; }
+.qa-source-head .qa-offsets { font-size: 0.8rem; }
+.qa-passage { white-space: pre-wrap; font-size: 0.92rem; line-height: 1.6; background: var(--background-fill-secondary);
+  border-radius: var(--radius-md); padding: 10px 12px; border: 1px solid var(--border-color-primary); }
+.qa-source-dim .qa-passage { opacity: 0.85; }
+.qa-passage mark { background: #fde047; color: #111827; padding: 1px 3px; border-radius: 3px; font-weight: 600;
+  box-shadow: 0 0 0 1px #facc15; }
+#qa-sources-title { margin: 0; }
+#qa-sources-title h3 { margin: 0; font-size: 1rem; }
+#qa-hint { font-size: 0.8rem; color: var(--body-text-color-subdued); }
+#qa-hint p { margin: 0; }
+"""
+
+
+def _theme() -> gr.themes.Base:
+    return gr.themes.Soft(
+        primary_hue="indigo",
+        neutral_hue="slate",
+        # System fonts: native on every platform, nothing fetched, and complete glyph sets.
+        font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+    )
+
+
+def index_summary(index: Any = None) -> str:
+    """The Markdown line naming the index in use (loads it; builds the default one if needed)."""
+    vector_index = load_index(index)
+    if index is None:
+        directory = config.DEFAULT_INDEX_DIR
+    elif isinstance(index, (str, os.PathLike)):
+        directory = index
+    else:  # a loaded index object: its own directory, if it has one
+        directory = vector_index.directory
+    return fmt.format_index_info(directory, len(vector_index.documents), len(vector_index.chunks))
+
+
+def _messages(turns: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    for t in turns:
+        out.append({"role": "user", "content": t["question_html"]})
+        out.append({"role": "assistant", "content": t["reply_html"]})
+    return out
+
+
+def _picker(turns: list[dict], selected: int | None) -> gr.Dropdown:
+    choices = [(fmt.question_label(i + 1, t["question"] or "(empty question)"), i) for i, t in enumerate(turns)]
+    return gr.Dropdown(choices=choices, value=selected, interactive=bool(turns))
+
+
+def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) -> gr.Blocks:
+    """The chat app over ``index`` (a directory, a loaded index, or ``None`` for the default
+    index over ``seeds/``). Queued with :data:`CONCURRENCY_LIMIT` workers; the main event's
+    API name is ``/ask`` (inputs: question, top_k).
+
+    With ``warm_up`` the models load in a background thread right away, so the first
+    visitor does not wait for them (questions asked meanwhile wait for that load instead
+    of starting their own)."""
+    summary = index_summary(index)
+    warmed = threading.Event()
+
+    def _warm_up() -> None:
+        try:
+            ask(EXAMPLES[0], index=index, reader=reader)
+        except Exception:  # the real question will report the problem
+            logger.warning("warming up the models failed", exc_info=True)
+        finally:
+            warmed.set()
+
+    if warm_up:
+        threading.Thread(target=_warm_up, name="qa-ui-warm-up", daemon=True).start()
+    else:
+        warmed.set()
+
+    def respond(question: str | None, top_k: float | None, turns: list[dict] | None):
+        turns = list(turns or [])
+        warmed.wait(timeout=config.READER_LOAD_TIMEOUT_S)
+        question = question if isinstance(question, str) else ""
+        k = int(round(top_k)) if top_k is not None else None
+        try:
+            answer = ask(question, index=index, top_k=k, reader=reader)
+        except ValueError as exc:
+            reply, sources = fmt.format_error_html(str(exc)), fmt.format_sources_error_html(str(exc))
+        except Exception as exc:  # a failure must read as a message, not take the page down
+            logger.exception("answering %r failed", question)
+            message = f"something went wrong while answering ({type(exc).__name__}: {exc})"
+            reply, sources = fmt.format_error_html(message), fmt.format_sources_error_html(message)
+        else:
+            reply, sources = fmt.format_answer_html(answer), fmt.format_sources_html(answer)
+        shown = question.strip() or "(empty question)"
+        turns.append(
+            {"question": question, "question_html": fmt.format_question_html(shown), "reply_html": reply, "sources_html": sources}
+        )
+        try:
+            info = index_summary(index)
+        except Exception:  # the index went away: keep the last line; the error shows in the chat
+            info = gr.skip()
+        return "", _messages(turns), sources, _picker(turns, len(turns) - 1), turns, info
+
+    def show_turn(choice: int | None, turns: list[dict] | None):
+        turns = turns or []
+        if choice is None or not isinstance(choice, int) or not 0 <= choice < len(turns):
+            return gr.skip()
+        return turns[choice]["sources_html"]
+
+    def select_message(turns: list[dict] | None, evt: gr.SelectData):
+        turns = turns or []
+        position = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not isinstance(position, int) or not turns:
+            return gr.skip(), gr.skip()
+        turn = min(max(position // 2, 0), len(turns) - 1)  # every turn is a question and a reply
+        return turns[turn]["sources_html"], gr.Dropdown(value=turn)
+
+    def clear():
+        return [], fmt.format_sources_html(None), _picker([], None)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        turns_state = gr.State([])
+        with gr.Column(elem_id="qa-header"):
+            gr.HTML(f"<h1>{fmt.escape(TITLE)}</h1><p>{fmt.escape(DESCRIPTION)}</p>")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=7, min_width=420):
+                chatbot = gr.Chatbot(
+                    label="Chat",
+                    show_label=False,
+                    elem_id="qa-chat",
+                    height=540,
+                    # Messages are HTML built by ui.formatting with everything escaped;
+                    # no Markdown or LaTeX parsing on top, and Gradio still sanitizes.
+                    render_markdown=False,
+                    sanitize_html=True,
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=["copy_all"],
+                    placeholder="### Ask a question about your documents\n"
+                    "Answers are quoted word for word from the text, with their sources. "
+                    "Click an answer to show its passages on the right.",
+                )
+                with gr.Row(equal_height=True):
+                    question = gr.Textbox(
+                        placeholder="Ask a question, e.g. Who is Turkey's defense minister?",
+                        show_label=False,
+                        container=False,
+                        scale=8,
+                        max_length=config.MAX_QUESTION_CHARS + 1,
+                        elem_id="qa-question",
+                        autofocus=True,
+                    )
+                    ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="qa-ask")
+                gr.Examples(examples=[[q] for q in EXAMPLES], inputs=[question], label="Try one of these")
+            with gr.Column(scale=5, min_width=340):
+                gr.Markdown("### Sources", elem_id="qa-sources-title")
+                picker = gr.Dropdown(
+                    choices=[],
+                    value=None,
+                    label="Show sources for",
+                    interactive=False,
+                    elem_id="qa-picker",
+                )
+                sources = gr.HTML(fmt.format_sources_html(None), elem_id="qa-sources-panel", js_on_load=None)
+                top_k = gr.Slider(
+                    minimum=1,
+                    maximum=10,
+                    step=1,
+                    value=config.DEFAULT_TOP_K,
+                    label="Passages to read (top-k)",
+                    info="How many retrieved passages the reader looks at.",
+                    elem_id="qa-top-k",
+                )
+                index_info = gr.Markdown(summary, elem_id="qa-index-info")
+
+        gr.on(
+            triggers=[question.submit, ask_button.click],
+            fn=respond,
+            inputs=[question, top_k, turns_state],
+            outputs=[question, chatbot, sources, picker, turns_state, index_info],
+            api_name="ask",
+            api_description="Answer a question from the index; returns the chat and the sources panel HTML.",
+            show_progress="minimal",
+            show_progress_on=[chatbot],
+        )
+        picker.input(show_turn, inputs=[picker, turns_state], outputs=[sources], api_visibility="private")
+        chatbot.select(select_message, inputs=[turns_state], outputs=[sources, picker], api_visibility="private")
+        chatbot.clear(clear, outputs=[turns_state, sources, picker], api_visibility="private")
+
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
+    return demo
+
+
+def launch(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any):
+    """Serve ``demo`` on ``host:port`` (loopback by default, never a public share link)
+    with the app's theme and CSS. Extra keyword arguments go to :meth:`gr.Blocks.launch`."""
+    kwargs.setdefault("show_error", True)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        css=CSS,
+        theme=_theme(),
+        footer_links=["api"],
+        **kwargs,
+    )

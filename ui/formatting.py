@@ -1,0 +1,225 @@
+"""Pure functions that turn an :class:`~qa.answer.Answer` into HTML for the browser chat.
+
+Everything that comes from a document, a question or an answer is untrusted: it goes
+through :func:`escape` before it is put into markup. ``escape`` does HTML escaping *and*
+turns Markdown/LaTeX punctuation into numeric character references, so text such as
+``<script>``, ``<img onerror=…>``, ``[x](javascript:…)`` or ``![](http://…)`` is shown
+literally wherever it ends up (raw HTML, Markdown, the chat bubble), never interpreted.
+
+No Gradio import here: these functions are unit-tested on hand-built answers.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from qa.answer import Answer, Citation, Passage
+
+#: Characters that Markdown (inline syntax, autolinks), GFM tables/strikethrough or
+#: KaTeX could interpret. Replaced by numeric references after HTML escaping, so they
+#: render as themselves but no parser sees syntax in them.
+_MARKDOWN_CHARS = "\\`*[]!$|~"
+_MARKDOWN_TABLE = {ord(c): f"&#{ord(c)};" for c in _MARKDOWN_CHARS}
+
+#: Characters of context shown either side of an answer in the chat.
+CHAT_CONTEXT_CHARS = 90
+#: Length of the excerpt shown for a passage the reader looked at without answering.
+EXCERPT_CHARS = 180
+#: Passages listed under "I don't know".
+CLOSEST_PASSAGES = 3
+
+
+def escape(text: object) -> str:
+    """``text`` made safe for HTML *and* Markdown: shows as itself, executes and links nothing."""
+    return html.escape(str(text), quote=True).translate(_MARKDOWN_TABLE)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def confidence_level(score: float) -> str:
+    """``"high"``, ``"medium"`` or ``"low"``: the CSS class of a confidence badge."""
+    if score >= 0.7:
+        return "high"
+    if score >= 0.4:
+        return "medium"
+    return "low"
+
+
+def _confidence_badge(score: float) -> str:
+    score = min(max(float(score), 0.0), 1.0)
+    return f'<span class="qa-conf qa-conf-{confidence_level(score)}">confidence {score:.2f}</span>'
+
+
+def _reader_badge(reader: str) -> str:
+    return f'<span class="qa-reader">reader: {escape(reader)}</span>'
+
+
+def _cite_label(n: int) -> str:
+    return f'<span class="qa-cite-num">[{n}]</span>'
+
+
+def _offsets(start: int, end: int) -> str:
+    return f"chars {start}–{end}"
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The start of ``text`` on one line, cut at a word boundary, with "…" when cut (not escaped)."""
+    flat = _one_line(text)
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:.") + "…"
+
+
+def answer_context(citation: Citation, answer_text: str, context: int = CHAT_CONTEXT_CHARS) -> tuple[str, str, str]:
+    """``(before, span, after)`` around the answer inside the cited passage, trimmed to ``context``
+    characters each side (with "…" where trimmed). Unescaped."""
+    lo = max(citation.answer_start - citation.passage_start, 0)
+    hi = min(max(citation.answer_end - citation.passage_start, lo), len(citation.passage))
+    before, span, after = citation.passage[:lo], citation.passage[lo:hi], citation.passage[hi:]
+    if not span:
+        span = answer_text
+    if len(before) > context:
+        tail = before[-context:]
+        before = "…" + (tail.split(" ", 1)[1] if " " in tail else tail)
+    if len(after) > context:
+        head = after[:context]
+        after = (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
+    left = _one_line(before) + (" " if before[-1:].isspace() else "")
+    right = (" " if after[:1].isspace() else "") + _one_line(after)
+    return left, span, right
+
+
+def format_answer_html(answer: Answer) -> str:
+    """The chat message for ``answer``: the bold answer span, confidence, reader and
+    numbered citations; or "I don't know" with the closest passages looked at."""
+    if answer.text is None:
+        return format_no_answer_html(answer)
+    parts = [
+        '<div class="qa-msg qa-answer">',
+        f'<div class="qa-answer-text"><strong>{escape(answer.text)}</strong></div>',
+        f'<div class="qa-meta">{_confidence_badge(answer.score)} {_reader_badge(answer.reader)}</div>',
+    ]
+    if answer.citations:
+        parts.append('<div class="qa-cites">')
+        for n, c in enumerate(answer.citations, 1):
+            before, span, after = answer_context(c, answer.text)
+            parts.append(
+                '<div class="qa-cite">'
+                f'{_cite_label(n)} <span class="qa-doc">{escape(c.doc_id)}</span>, '
+                f'<span class="qa-offsets">{_offsets(c.answer_start, c.answer_end)}</span>'
+                f'<div class="qa-context">{escape(before)}<strong>{escape(span)}</strong>{escape(after)}</div>'
+                "</div>"
+            )
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def format_no_answer_html(answer: Answer) -> str:
+    """"I don't know", plainly, with the closest passages the reader looked at."""
+    parts = [
+        '<div class="qa-msg qa-noanswer">',
+        "<div class=\"qa-idk\">I don't know.</div>",
+        '<div class="qa-meta">The documents do not seem to answer this. '
+        f"{_confidence_badge(answer.score)} {_reader_badge(answer.reader)}</div>",
+    ]
+    closest = _closest_passages(answer.passages)
+    if closest:
+        parts.append('<div class="qa-closest-title">Closest passages I looked at:</div><div class="qa-cites">')
+        for n, p in enumerate(closest, 1):
+            parts.append(
+                '<div class="qa-cite">'
+                f'{_cite_label(n)} <span class="qa-doc">{escape(p.doc_id)}</span>, '
+                f'<span class="qa-offsets">{_offsets(p.start, p.end)}</span>'
+                f'<div class="qa-context">{escape(excerpt(p.text))}</div>'
+                "</div>"
+            )
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _closest_passages(passages: list[Passage], limit: int = CLOSEST_PASSAGES) -> list[Passage]:
+    return sorted(passages, key=lambda p: -float(p.score))[:limit]
+
+
+def format_error_html(message: str) -> str:
+    """A problem with the question (empty, too long, bad index) as a chat message."""
+    return f'<div class="qa-msg qa-error"><span class="qa-error-label">Cannot answer:</span> {escape(message)}</div>'
+
+
+def format_question_html(question: str) -> str:
+    """The user's question as a chat message (escaped)."""
+    return f'<div class="qa-question">{escape(question)}</div>'
+
+
+def format_sources_html(answer: Answer | None) -> str:
+    """The sources panel for ``answer``: each cited passage with the answer span in
+    ``<mark>``, its document name and offsets; for "I don't know", the closest passages."""
+    if answer is None:
+        return (
+            '<div class="qa-sources qa-sources-empty">'
+            "<p>Ask a question: the passages behind the answer appear here, "
+            "with the answer highlighted.</p></div>"
+        )
+    head = f'<div class="qa-sources-q">Sources for <q>{escape(answer.question)}</q></div>'
+    parts = ['<div class="qa-sources">', head]
+    if answer.text is not None and answer.citations:
+        for n, c in enumerate(answer.citations, 1):
+            lo = max(c.answer_start - c.passage_start, 0)
+            hi = min(max(c.answer_end - c.passage_start, lo), len(c.passage))
+            parts.append(
+                '<div class="qa-source">'
+                '<div class="qa-source-head">'
+                f'{_cite_label(n)} <span class="qa-doc" title="{escape(c.source)}">{escape(c.doc_id)}</span>'
+                f'<span class="qa-offsets">answer {_offsets(c.answer_start, c.answer_end)} · '
+                f"passage {_offsets(c.passage_start, c.passage_end)}</span></div>"
+                f'<div class="qa-passage">{escape(c.passage[:lo])}<mark>{escape(c.passage[lo:hi])}</mark>'
+                f"{escape(c.passage[hi:])}</div>"
+                "</div>"
+            )
+    else:
+        note = (
+            "No answer: these are the closest passages retrieved."
+            if answer.text is None
+            else "The reader gave no citation for this answer."
+        )
+        parts.append(f'<div class="qa-sources-note">{note}</div>')
+        for n, p in enumerate(_closest_passages(answer.passages), 1):
+            parts.append(
+                '<div class="qa-source qa-source-dim">'
+                '<div class="qa-source-head">'
+                f'{_cite_label(n)} <span class="qa-doc" title="{escape(p.source)}">{escape(p.doc_id)}</span>'
+                f'<span class="qa-offsets">passage {_offsets(p.start, p.end)} · retrieval score {float(p.score):.2f}</span>'
+                f'</div><div class="qa-passage">{escape(p.text)}</div></div>'
+            )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def format_sources_error_html(message: str) -> str:
+    """The sources panel after a refused question."""
+    return f'<div class="qa-sources"><div class="qa-sources-note">No sources: {escape(message)}</div></div>'
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def format_index_info(directory: str | os.PathLike[str] | None, documents: int, chunks: int) -> str:
+    """One Markdown line naming the index in use and its size (the path is escaped)."""
+    where = escape(Path(directory)) if directory is not None else "(in memory)"
+    return f"**Index:** {where} · {_plural(documents, 'document')} · {_plural(chunks, 'chunk')}"
+
+
+def question_label(n: int, question: str, limit: int = 60) -> str:
+    """A past question as a dropdown choice (plain text: Gradio renders choices as text)."""
+    flat = _one_line(question)
+    return f"{n}. " + (flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…")

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
     p.add_argument("--reader", default=None, help="auto (default), transformers or offline")
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
+    p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
 
     p = sub.add_parser("bench", help="print speed benchmarks")
@@ -113,7 +114,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     def answer_one(question: str) -> int:
         try:
             validate_question(question)
-            answer = ask(question, index=index, top_k=args.top_k, reader=reader)
+            answer = ask(question, index=index, top_k=args.top_k, reader=reader, retriever=args.retriever)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -34,6 +34,13 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".txt", ".md")
 #: Encoding batch size (sentence-transformers sorts by length inside a batch call).
 EMBED_BATCH_SIZE: int = 32
 
+#: Retriever: "hybrid" (BM25 + dense, reciprocal rank fusion), "dense" or "bm25". Hybrid
+#: measured best or tied on the dev and multi-document sets (notebooks/evaluation.ipynb).
+DEFAULT_RETRIEVER: str = os.environ.get("QA_RETRIEVER", "hybrid")
+#: Reciprocal rank fusion constant (Cormack et al. 2009) and how deep each list is fused.
+RRF_K: int = 60
+FUSION_DEPTH: int = 50
+
 #: Passages handed to the reader.
 DEFAULT_TOP_K: int = 5
 

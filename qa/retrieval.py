@@ -19,23 +19,17 @@ score unless ``dense_scores=True`` (what :func:`get_retriever` uses for answerin
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 from embeddings.encoder import Encoder, get_encoder
 from embeddings.index import VectorIndex
 from qa.answer import Passage
+from qa.config import DEFAULT_RETRIEVER, FUSION_DEPTH, RRF_K
 
-#: Retriever used by ``ask()`` when none is named. Chosen by measurement on the dev set and
-#: the multi-document set (notebooks/evaluation.ipynb): hybrid is never worse than dense
-#: and finds exact-token matches dense misses. (To move to ``qa.config``.)
-DEFAULT_RETRIEVER: str = os.environ.get("QA_RETRIEVER", "hybrid")
+__all__ = ["DEFAULT_RETRIEVER", "RETRIEVERS", "BM25Retriever", "DenseRetriever", "HybridRetriever", "get_retriever"]
+
 RETRIEVERS = ("dense", "bm25", "hybrid")
-#: Reciprocal rank fusion constant (Cormack et al., 2009).
-RRF_K: int = 60
-#: Chunks taken from each retriever before fusion.
-FUSION_DEPTH: int = 50
 
 
 def passage_at(index: VectorIndex, row: int, score: float) -> Passage:

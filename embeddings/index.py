@@ -9,7 +9,8 @@ On disk an index is a directory::
         manifest.json       format version, embedding model + dimension, chunking, documents
         index.faiss         the vectors, row i <-> line i of chunks.jsonl
         chunks.jsonl        chunk id, document id, character span
-        documents.jsonl     document id, source path, sha256 and the text itself
+        documents.jsonl     document id, source path, sha256, the extracted text itself
+                            and, for PDFs, each page's start offset (``pages``)
         bm25/               keyword index over the same chunks (qa.bm25; .npy + JSON),
                             passed in as ``extra_files`` so it switches with the vectors
 
@@ -65,12 +66,27 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class DocumentRecord:
-    """An indexed document with its text, so citations can always be shown."""
+    """An indexed document with its text, so citations can always be shown.
+
+    ``text`` is the *extracted* text (what offsets refer to). ``pages`` (PDFs) is the start
+    offset of each page in ``text``; ``None`` for other documents and for indexes written
+    before pages existed (the field is only written when set, so such files are unchanged).
+    """
 
     doc_id: str
     source: str
     sha256: str
     text: str
+    pages: list[int] | None = None
+
+    def to_json(self) -> dict:
+        """The ``documents.jsonl`` row (``pages`` only when set)."""
+        row = asdict(self)
+        if row["pages"] is None:
+            del row["pages"]
+        else:
+            row["pages"] = [int(p) for p in row["pages"]]
+        return row
 
 
 class VectorIndex:
@@ -163,7 +179,7 @@ class VectorIndex:
             _write_json(tmp / _MANIFEST, self.manifest())
             faiss.write_index(self.faiss_index, str(tmp / _FAISS))
             _write_jsonl(tmp / _CHUNKS, (asdict(c) for c in self.chunks))
-            _write_jsonl(tmp / _DOCUMENTS, (asdict(d) for d in self.documents.values()))
+            _write_jsonl(tmp / _DOCUMENTS, (d.to_json() for d in self.documents.values()))
             for rel, data in (extra_files or {}).items():
                 target = tmp / rel
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from qa.extraction import page_at
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -18,6 +20,17 @@ class Passage:
     score: float
     #: Full text of the document, so readers can map offsets and UIs can show context.
     document_text: str = field(repr=False, compare=False, default="")
+    #: Start offset of each page in ``document_text`` (PDFs); empty for other documents.
+    pages: tuple[int, ...] = field(repr=False, compare=False, default=())
+
+    @property
+    def page(self) -> int | None:
+        """1-based page where the passage starts (PDFs), else ``None``."""
+        return page_at(self.pages, self.start)
+
+    def page_of(self, offset: int) -> int | None:
+        """1-based page of document character ``offset`` (PDFs), else ``None``."""
+        return page_at(self.pages, offset)
 
 
 @dataclass(frozen=True)
@@ -25,7 +38,8 @@ class Citation:
     """Where an answer comes from, down to the character.
 
     ``document_text[answer_start:answer_end] == answer.text`` and
-    ``document_text[passage_start:passage_end] == passage``.
+    ``document_text[passage_start:passage_end] == passage``. ``page`` is the 1-based PDF
+    page where the answer starts (``None`` for documents without pages).
     """
 
     doc_id: str
@@ -36,6 +50,7 @@ class Citation:
     passage_end: int
     answer_start: int
     answer_end: int
+    page: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa index|ask|bench|eval``.
+"""Command line: ``python -m qa index|add|remove|list|ask|bench|eval``.
 
 Errors from bad input are printed as one line on stderr with a non-zero exit status,
 never a traceback.
@@ -36,6 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of updating incrementally")
     p.add_argument("--embedding-model", default=None, help="sentence-transformers model name or path")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
+
+    p = sub.add_parser(
+        "add",
+        help="add files or folders to an index (created if missing)",
+        description="Add documents to an index incrementally. A file's id is its file name; files under a "
+        "folder get their path relative to that folder. A file with an id already indexed replaces it.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="files (.txt .md .html .htm .pdf .docx) and folders")
+    _add_index_arg(p)
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for another writer's lock (default: %(default)s)")
+
+    p = sub.add_parser("remove", help="remove documents from an index by id")
+    p.add_argument("doc_ids", nargs="+", help="document ids, as listed by `python -m qa list`")
+    _add_index_arg(p)
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for another writer's lock (default: %(default)s)")
+
+    p = sub.add_parser("list", help="list the documents of an index")
+    _add_index_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object per document")
 
     p = sub.add_parser("ask", help="answer a question (or one question per line of stdin)")
     p.add_argument("question", nargs="?", default=None, help="the question; omit to read questions from stdin")
@@ -76,9 +95,46 @@ def _cmd_index(args: argparse.Namespace) -> int:
         show_progress=True,
         lock_wait_s=args.wait,
     )
+    _print_report(report)
+    return 0
+
+
+def _print_report(report) -> None:  # noqa: ANN001 - qa.indexing.IndexReport
     for s in report.skipped:
         print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
     print(report.summary())
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from qa.indexing import add_files
+
+    report = add_files(args.index, args.paths, show_progress=True, lock_wait_s=args.wait)
+    _print_report(report)
+    # Every named file refused: say so through the exit status too.
+    return 1 if report.skipped and not (report.added or report.changed or report.unchanged) else 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    from qa.indexing import remove_documents
+
+    _print_report(remove_documents(args.index, args.doc_ids, lock_wait_s=args.wait))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from qa.indexing import list_documents
+
+    docs = list_documents(args.index)
+    for d in docs:
+        if args.json:
+            print(json.dumps(asdict(d), ensure_ascii=False))
+        else:
+            pages = f", {d.pages} pages" if d.pages is not None else ""
+            print(f"{d.doc_id}\t{d.kind}, {d.chunks} chunks, {d.characters} characters{pages}")
+    if not args.json:
+        print(f"{len(docs)} documents in {args.index}", file=sys.stderr)
     return 0
 
 
@@ -89,13 +145,15 @@ def format_answer(answer: Answer) -> str:
         lines.append(f"A: I don't know (confidence {answer.score:.2f}; reader: {answer.reader})")
         if answer.passages:
             p = answer.passages[0]
-            lines.append(f"   closest passage: {p.doc_id} [{p.start}:{p.end}]")
+            page = f" p. {p.page}" if p.page is not None else ""
+            lines.append(f"   closest passage: {p.doc_id}{page} [{p.start}:{p.end}]")
         return "\n".join(lines)
     lines.append(f"A: {answer.text}   (confidence {answer.score:.2f}; reader: {answer.reader})")
     for n, c in enumerate(answer.citations, 1):
         before = c.passage[: c.answer_start - c.passage_start]
         after = c.passage[c.answer_end - c.passage_start :]
-        lines.append(f"[{n}] {c.doc_id} chars {c.answer_start}-{c.answer_end} (chunk {c.chunk_id})")
+        page = f" p. {c.page}," if c.page is not None else ""
+        lines.append(f"[{n}] {c.doc_id}{page} chars {c.answer_start}-{c.answer_end} (chunk {c.chunk_id})")
         lines.append(f"    {before}>>{answer.text}<<{after}".replace("\n", " "))
     return "\n".join(lines)
 
@@ -156,7 +214,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": _cmd_index, "ask": _cmd_ask, "bench": _cmd_bench, "eval": _cmd_eval}
+COMMANDS = {
+    "index": _cmd_index,
+    "add": _cmd_add,
+    "remove": _cmd_remove,
+    "list": _cmd_list,
+    "ask": _cmd_ask,
+    "bench": _cmd_bench,
+    "eval": _cmd_eval,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

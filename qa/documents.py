@@ -1,28 +1,37 @@
 """Ingestion: find the documents under a folder and read their text.
 
 A document's id is its POSIX path relative to the indexed folder; its ``sha256`` (of the
-raw bytes) decides whether it must be embedded again. Files that cannot be read as text
-are reported with a reason and skipped, never fatal.
+raw bytes) decides whether it must be embedded again. The text is what
+:mod:`qa.extraction` extracts (HTML, Markdown, PDF and DOCX become plain text; PDFs keep
+their page starts). Files that cannot be read are reported with a reason and skipped,
+never fatal.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.config import SUPPORTED_SUFFIXES
+from qa.extraction import SUPPORTED_SUFFIXES, ExtractionError, extract, suffix_of
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Document:
-    """One source document: its id, where it came from, its text and content hash."""
+    """One source document: its id, where it came from, its extracted text and content hash.
+
+    ``pages`` (PDFs) is the start offset of each page in ``text``; ``None`` otherwise.
+    """
 
     doc_id: str
     source: str
     text: str
     sha256: str
+    pages: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -31,30 +40,37 @@ class Skipped:
 
     path: str
     reason: str
+    #: The id the file would have had (when known).
+    doc_id: str | None = None
+    #: A read error that may pass (permissions, a file being replaced): an indexed
+    #: version of the document is kept rather than dropped.
+    transient: bool = False
 
 
-def _looks_binary(data: bytes) -> bool:
-    # NUL bytes never occur in real text files; other control bytes are tolerated.
-    return b"\x00" in data[:8192]
+def read_document(path: Path, doc_id: str, *, source: str | None = None) -> Document | Skipped:
+    """Read and extract one file (type from its suffix), or say why it cannot be indexed.
 
-
-def read_document(path: Path, doc_id: str) -> Document | Skipped:
-    """Read one file as a UTF-8 document, or say why it cannot be indexed."""
+    ``source`` overrides the recorded source (default: ``str(path)``).
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return Skipped(str(path), f"cannot be read: {exc.strerror or exc}")
-    if _looks_binary(data):
-        return Skipped(str(path), "binary file (contains NUL bytes)")
+        return Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True)
+    return document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else str(path))
+
+
+def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str) -> Document | Skipped:
+    """A :class:`Document` from a file's raw bytes, or :class:`Skipped` naming ``source`` and why."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Skipped(str(path), f"not valid UTF-8 (byte {exc.start}); re-save it as UTF-8")
-    # A BOM is an encoding marker, not content; offsets are on the text without it.
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
-        return Skipped(str(path), "empty document (no text)")
-    return Document(doc_id=doc_id, source=str(path), text=text, sha256=hashlib.sha256(data).hexdigest())
+        extracted = extract(data, suffix)
+    except ExtractionError as exc:
+        return Skipped(source, str(exc))
+    except Exception as exc:  # a parser bug on one odd file must not stop the others
+        logger.warning("extracting %s failed", source, exc_info=True)
+        return Skipped(source, f"could not extract text ({type(exc).__name__}: {exc})")
+    return Document(
+        doc_id=doc_id, source=source, text=extracted.text, sha256=hashlib.sha256(data).hexdigest(), pages=extracted.pages
+    )
 
 
 def discover(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES) -> list[tuple[Path, str]]:
@@ -84,7 +100,7 @@ def load_folder(folder: str | os.PathLike[str]) -> tuple[list[Document], list[Sk
     if not root.is_dir():
         raise ValueError(
             f"documents folder {str(root)!r} does not exist or is not a directory; "
-            "pass a folder of .txt/.md files (default: seeds/)"
+            f"pass a folder of {'/'.join(SUPPORTED_SUFFIXES)} files (default: seeds/)"
         )
     documents: list[Document] = []
     skipped: list[Skipped] = []

@@ -437,8 +437,12 @@ def apply_threshold(records: Iterable[EvalRecord], threshold: float) -> list[Eva
 
 
 def best_threshold(sweep: Sequence[dict[str, Any]]) -> float:
-    """The threshold with the highest overall EM (answering right or abstaining right); ties: the lowest."""
-    return max(sweep, key=lambda row: (row["em"] or 0.0, -row["threshold"]))["threshold"]
+    """The threshold with the highest overall EM (answering right or abstaining right).
+
+    Ties go to the highest threshold: at equal accuracy, "I don't know" is better than a
+    wrong answer.
+    """
+    return max(sweep, key=lambda row: (row["em"] or 0.0, row["threshold"]))["threshold"]
 
 
 # --------------------------------------------------------------------------- formatting

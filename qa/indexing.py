@@ -9,9 +9,13 @@ the chunk texts at every save (no embedding involved) into the same generation. 
 
 from __future__ import annotations
 
+import difflib
+import json
 import logging
 import os
+import re
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,8 @@ from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, Vector
 from qa import config
 from qa.bm25 import bm25_files
 from qa.chunking import chunk_text
-from qa.documents import Document, Skipped, load_folder
+from qa.documents import Document, Skipped, discover, document_from_bytes, load_folder, read_document
+from qa.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,13 @@ def _reusable(previous: VectorIndex | None, model: str, params: dict[str, int]) 
     return previous, ""
 
 
+def _needs_update(doc: Document, old: DocumentRecord) -> bool:
+    # Same bytes but different extracted text happens when extraction itself improved
+    # (e.g. an index built before Markdown/HTML extraction): re-chunk those too.
+    pages = list(doc.pages) if doc.pages is not None else None
+    return doc.sha256 != old.sha256 or doc.text != old.text or pages != old.pages
+
+
 def update_index(
     index_dir: str | os.PathLike[str],
     documents: Iterable[Document],
@@ -85,7 +97,8 @@ def update_index(
     """Add or update ``documents`` in the index at ``index_dir`` and drop ``remove``.
 
     With ``remove_missing`` every indexed document not among ``documents`` is dropped
-    (folder sync). With ``rebuild`` nothing of the previous index is reused.
+    (folder sync), except those ``skipped`` for a transient read error, whose indexed
+    version is kept. With ``rebuild`` nothing of the previous index is reused.
 
     Raises:
         RuntimeError: another process holds the index's writer lock.
@@ -95,6 +108,7 @@ def update_index(
     params = _chunking_params(max_tokens, overlap_sentences)
     docs = {d.doc_id: d for d in documents}
     report = IndexReport(directory=str(index_dir), skipped=list(skipped))
+    unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
     with write_lock(index_dir, wait_s=lock_wait_s):
         previous: VectorIndex | None = None
         if has_index(index_dir) and not rebuild:
@@ -107,13 +121,13 @@ def update_index(
         report.note = report.note or why
 
         old_docs = previous.documents if previous else {}
-        dropped = set(remove) | (set(old_docs) - set(docs) if remove_missing else set())
+        dropped = set(remove) | (set(old_docs) - set(docs) - unreadable_now if remove_missing else set())
         dropped &= set(old_docs)
         report.removed = sorted(dropped)
-        keep_ids = [d for d in old_docs if d not in dropped and (d not in docs or docs[d].sha256 == old_docs[d].sha256)]
+        keep_ids = [d for d in old_docs if d not in dropped and (d not in docs or not _needs_update(docs[d], old_docs[d]))]
         report.unchanged = len(keep_ids)
         report.added = sorted(d for d in docs if d not in old_docs)
-        report.changed = sorted(d for d in docs if d in old_docs and docs[d].sha256 != old_docs[d].sha256)
+        report.changed = sorted(d for d in docs if d in old_docs and _needs_update(docs[d], old_docs[d]))
 
         if previous is not None and not (report.added or report.changed or report.removed):
             # Nothing to do: leave the live generation as it is.
@@ -147,7 +161,9 @@ def update_index(
         records = {d: old_docs[d] for d in keep_ids}
         for doc_id in report.added + report.changed:
             doc = docs[doc_id]
-            records[doc_id] = DocumentRecord(doc_id, doc.source, doc.sha256, doc.text)
+            records[doc_id] = DocumentRecord(
+                doc_id, doc.source, doc.sha256, doc.text, list(doc.pages) if doc.pages is not None else None
+            )
         vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dimension), dtype=np.float32)
         index = VectorIndex(
             embedding_model=encoder.name,
@@ -180,8 +196,7 @@ def index_folder(
         ValueError: ``docs_dir`` is not a directory.
     """
     documents, skipped = load_folder(docs_dir)
-    for s in skipped:
-        logger.warning("skipped %s: %s", s.path, s.reason)
+    # Skipped files are in the report; callers (CLI, UI) show them once.
     return update_index(index_dir, documents, remove_missing=True, skipped=skipped, **options)  # type: ignore[arg-type]
 
 
@@ -194,3 +209,313 @@ def ensure_index(
         logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
         index_folder(docs_dir, index_dir, lock_wait_s=600.0)
     return Path(index_dir)
+
+
+# --------------------------------------------------------------------------- add / remove / list
+
+
+def _manifest(index_dir: str | os.PathLike[str]) -> dict | None:
+    """The live manifest of ``index_dir``, or ``None`` when there is no readable index."""
+    from embeddings.index import current_generation
+
+    if not has_index(index_dir):
+        return None
+    try:
+        return json.loads((current_generation(Path(index_dir)) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _encoder_for(index_dir: str | os.PathLike[str], encoder: Encoder | None) -> Encoder:
+    """``encoder``, else the embedding model the index at ``index_dir`` was built with (default model for a new index)."""
+    if encoder is not None:
+        return encoder
+    manifest = _manifest(index_dir)
+    return get_encoder(manifest.get("embedding_model") if manifest else None)
+
+
+def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+    """``(path, doc_id)`` for files and folders given to ``qa add``.
+
+    A file's id is its file name; the files under a folder get their path relative to that
+    folder (as ``qa index`` does), e.g. ``add report.pdf notes/`` gives ``report.pdf`` and
+    ``notes/2024/q1.md -> 2024/q1.md``. A file given by name is taken whatever its type
+    (an unsupported one is then skipped with its reason); in a folder only supported
+    types are picked up.
+
+    Raises:
+        ValueError: a path does not exist, or two files would get the same document id.
+    """
+    found: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(discover(path))
+        elif path.is_file():
+            found.append((path, path.name))
+        else:
+            raise ValueError(f"{str(path)!r} does not exist (or is not a regular file or folder)")
+    owners: dict[str, Path] = {}
+    clashes: list[str] = []
+    for path, doc_id in found:
+        if doc_id in owners and owners[doc_id].resolve() != path.resolve():
+            clashes.append(f"{doc_id!r} ({owners[doc_id]} and {path})")
+        owners.setdefault(doc_id, path)
+    if clashes:
+        raise ValueError(
+            "two added files would get the same document id: " + "; ".join(clashes) + ". Rename one, or add them "
+            "through a common folder so their ids keep their subfolders"
+        )
+    unique: dict[str, Path] = {}
+    for path, doc_id in found:
+        unique.setdefault(doc_id, path)
+    return [(p, d) for d, p in unique.items()]
+
+
+def _read_all(files: list[tuple[Path, str]]) -> tuple[list[Document], list[Skipped]]:
+    documents: list[Document] = []
+    skipped: list[Skipped] = []
+    for path, doc_id in files:
+        if not is_supported(path.name):
+            skipped.append(Skipped(str(path), f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"))
+            continue
+        result = read_document(path, doc_id)
+        (documents if isinstance(result, Document) else skipped).append(result)  # type: ignore[arg-type]
+    return documents, skipped
+
+
+def add_documents(
+    index_dir: str | os.PathLike[str],
+    documents: list[Document],
+    skipped: list[Skipped] | None = None,
+    *,
+    encoder: Encoder | None = None,
+    lock_wait_s: float = 30.0,
+    show_progress: bool = False,
+) -> IndexReport:
+    """Add (or replace, by id) ``documents`` in the index at ``index_dir``; nothing else changes.
+
+    When every file was skipped the index is left as it is (not even created).
+    """
+    skipped = list(skipped or [])
+    for s in skipped:
+        logger.warning("skipped %s: %s", s.path, s.reason)
+    if not documents:
+        manifest = _manifest(index_dir)
+        return IndexReport(
+            directory=str(index_dir),
+            unchanged=len(manifest.get("documents", {})) if manifest else 0,
+            skipped=skipped,
+            chunks=int(manifest.get("num_chunks", 0)) if manifest else 0,
+            note="nothing to add",
+        )
+    encoder = _encoder_for(index_dir, encoder)
+    return update_index(
+        index_dir, documents, encoder=encoder, skipped=skipped, lock_wait_s=lock_wait_s, show_progress=show_progress
+    )
+
+
+def add_files(
+    index_dir: str | os.PathLike[str],
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    encoder: Encoder | None = None,
+    lock_wait_s: float = 30.0,
+    show_progress: bool = False,
+) -> IndexReport:
+    """Add files and folders to the index at ``index_dir`` (created if missing), incrementally.
+
+    Ids follow :func:`collect_files`; a file whose id is already indexed replaces that
+    document (re-embedded only if its bytes changed). Unreadable files are skipped and
+    listed in the report; documents not named here are kept. New documents are embedded
+    with the model the index was built with.
+
+    Raises:
+        ValueError: a path does not exist, or two files would get the same id.
+        RuntimeError: another process holds the index's writer lock.
+    """
+    documents, skipped = _read_all(collect_files(paths))
+    return add_documents(
+        index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, show_progress=show_progress
+    )
+
+
+def unknown_id_message(unknown: list[str], known: Iterable[str], index_dir: str | os.PathLike[str]) -> str:
+    """The error for ids that are not in an index, with the closest indexed ids."""
+    known = sorted(known)
+    by_name: dict[str, list[str]] = {}
+    for doc_id in known:
+        by_name.setdefault(doc_id.rsplit("/", 1)[-1].lower(), []).append(doc_id)
+    hints: list[str] = []
+    for doc_id in unknown:
+        close = by_name.get(doc_id.rsplit("/", 1)[-1].lower(), []) + difflib.get_close_matches(doc_id, known, n=3, cutoff=0.5)
+        close = list(dict.fromkeys(c for c in close if c != doc_id))[:3]
+        hints.append(f"{doc_id!r}" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
+    noun = "document" if len(unknown) == 1 else "documents"
+    listing = f"; list them with: python -m qa list --index {index_dir}" if known else "; the index is empty"
+    return f"no {noun} {', '.join(hints)} in index {str(index_dir)!r} ({len(known)} indexed{listing}). Nothing was removed"
+
+
+def remove_documents(
+    index_dir: str | os.PathLike[str], doc_ids: Iterable[str], *, lock_wait_s: float = 30.0
+) -> IndexReport:
+    """Remove documents by id from the index at ``index_dir``. Nothing is embedded.
+
+    Raises:
+        ValueError: no index there, no id given, or an id is not indexed (then nothing
+            is removed; the message lists close matches).
+        RuntimeError: another process holds the index's writer lock.
+    """
+    ids = list(dict.fromkeys(str(d) for d in doc_ids))
+    if not ids:
+        raise ValueError("no document id given; name the documents to remove")
+    started = time.perf_counter()
+    with write_lock(index_dir, wait_s=lock_wait_s):
+        # Checked under the lock, so the ids cannot vanish between the check and the update.
+        index = VectorIndex.load(index_dir)  # IndexLoadError (a ValueError) says how to build one
+        unknown = [d for d in ids if d not in index.documents]
+        if unknown:
+            raise ValueError(unknown_id_message(unknown, index.documents, index_dir))
+        keep = {d for d in index.documents if d not in ids}
+        rows = [i for i, c in enumerate(index.chunks) if c.doc_id in keep]
+        vectors = index.vectors()[rows] if rows else np.zeros((0, index.dimension), dtype=np.float32)
+        updated = VectorIndex(
+            embedding_model=index.embedding_model,
+            dimension=index.dimension,
+            chunking=index.chunking,
+            documents={d: r for d, r in index.documents.items() if d in keep},
+            chunks=[index.chunks[i] for i in rows],
+            vectors=vectors,
+        )
+        updated.save(index_dir, extra_files=bm25_files(updated))
+    return IndexReport(
+        directory=str(index_dir),
+        removed=sorted(ids),
+        unchanged=len(keep),
+        chunks=len(rows),
+        seconds=time.perf_counter() - started,
+    )
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One indexed document, for listings."""
+
+    doc_id: str
+    kind: str
+    chunks: int
+    characters: int
+    pages: int | None
+    source: str
+
+
+def list_documents(index: str | os.PathLike[str] | VectorIndex) -> list[DocumentInfo]:
+    """The documents of an index (a directory or a loaded index), sorted by id."""
+    vector_index = index if isinstance(index, VectorIndex) else VectorIndex.load(index)
+    per_doc: dict[str, int] = {}
+    for rec in vector_index.chunks:
+        per_doc[rec.doc_id] = per_doc.get(rec.doc_id, 0) + 1
+    return [
+        DocumentInfo(
+            doc_id=d.doc_id,
+            kind=kind_of(d.doc_id),
+            chunks=per_doc.get(d.doc_id, 0),
+            characters=len(d.text),
+            pages=len(d.pages) if d.pages is not None else None,
+            source=d.source,
+        )
+        for d in sorted(vector_index.documents.values(), key=lambda d: d.doc_id)
+    ]
+
+
+# --------------------------------------------------------------------------- uploads (the chat)
+
+#: Largest file accepted through the chat, in bytes.
+MAX_UPLOAD_BYTES: int = int(os.environ.get("QA_MAX_UPLOAD_MB", "20")) * 1024 * 1024
+#: Longest uploaded file name kept (characters).
+MAX_UPLOAD_NAME_CHARS = 150
+_UNSAFE_NAME_CHARS = re.compile(r"[^\w.\- ()]")
+
+
+def safe_upload_name(name: str) -> str:
+    """A safe document id for an uploaded file's ``name``: its base name only, with
+    characters other than letters, digits and ``._- ()`` replaced by ``_``.
+
+    Raises:
+        ValueError: nothing usable is left, or the name is hidden (starts with a dot).
+    """
+    base = unicodedata.normalize("NFC", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C")  # control and format characters
+    base = _UNSAFE_NAME_CHARS.sub("_", base).strip(" ")
+    if not base or base.strip("._ ") == "":
+        raise ValueError(f"file name {name!r} is empty or only dots; rename the file")
+    if base.startswith("."):
+        raise ValueError(f"file name {name!r} is hidden (starts with a dot); rename the file")
+    if len(base) > MAX_UPLOAD_NAME_CHARS:
+        stem, dot, suffix = base.rpartition(".")
+        base = stem[: MAX_UPLOAD_NAME_CHARS - len(suffix) - 1] + dot + suffix if dot else base[:MAX_UPLOAD_NAME_CHARS]
+    return base
+
+
+def _human_size(n: int) -> str:
+    """``1536`` -> ``"1.5 KB"``; ``20971520`` -> ``"20.0 MB"``."""
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1048576:.1f} MB"
+
+
+def add_uploads(
+    index_dir: str | os.PathLike[str],
+    uploads: Iterable[tuple[str, str | os.PathLike[str]]],
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    encoder: Encoder | None = None,
+    lock_wait_s: float = 60.0,
+) -> IndexReport:
+    """Index files uploaded through the chat: ``(original name, temporary path)`` pairs.
+
+    Each name goes through :func:`safe_upload_name` (its id in the index); files of an
+    unsupported type, over ``max_bytes``, or with the name of another file of the same
+    upload are refused. Refused and unreadable files are listed in ``report.skipped``
+    (by name, with the reason); the others are added as by :func:`add_files`.
+    """
+    documents: list[Document] = []
+    skipped: list[Skipped] = []
+    taken: set[str] = set()
+    for original, temp in uploads:
+        shown = str(original).replace("\\", "/").rsplit("/", 1)[-1] or str(original)
+        try:
+            doc_id = safe_upload_name(original)
+        except ValueError as exc:
+            skipped.append(Skipped(shown, str(exc)))
+            continue
+        if not is_supported(doc_id):
+            skipped.append(Skipped(doc_id, f"unsupported file type; upload one of {', '.join(SUPPORTED_SUFFIXES)}"))
+            continue
+        if doc_id in taken:
+            skipped.append(Skipped(doc_id, "another uploaded file has the same name; upload it separately or rename it"))
+            continue
+        path = Path(temp)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
+            continue
+        if size > max_bytes:
+            skipped.append(Skipped(doc_id, f"too large ({_human_size(size)}); the limit is {_human_size(max_bytes)} per file"))
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
+            continue
+        # The type comes from the uploaded name: the temporary file may have no extension.
+        result = document_from_bytes(data, suffix_of(doc_id), doc_id, f"upload:{doc_id}")
+        if isinstance(result, Skipped):
+            skipped.append(Skipped(doc_id, result.reason))
+            continue
+        taken.add(doc_id)
+        documents.append(result)
+    return add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s)

@@ -29,8 +29,16 @@ def validate_question(question: object) -> str:
         raise ValueError(
             f"question is {len(question):,} characters long; the limit is {config.MAX_QUESTION_CHARS:,}. Ask a shorter question"
         )
-    # Control characters (other than whitespace) carry no meaning and confuse tokenizers.
-    cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in question).strip()
+    if any(unicodedata.category(c) == "Cs" for c in question):
+        # A lone surrogate (e.g. from a mis-decoded file or a broken client) cannot be
+        # encoded as UTF-8: tokenizers fail on it with an opaque TypeError.
+        raise ValueError("question contains invalid Unicode (a lone surrogate); re-type it or re-save it as UTF-8")
+    # Control characters (other than whitespace) carry no meaning and confuse tokenizers;
+    # invisible format characters (BOM, zero-width space, direction marks) are dropped, as
+    # the embedding model's own tokenizer does, so the reader sees the same words.
+    cleaned = "".join(
+        " " if (cat := unicodedata.category(c)) == "Cc" else "" if cat == "Cf" else c for c in question
+    ).strip()
     if not cleaned:
         raise ValueError("question is empty; type a question such as \"Who is Turkey's defense minister?\"")
     if not any(c.isalnum() for c in cleaned):

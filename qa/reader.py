@@ -53,6 +53,7 @@ def make_answer(
         passage_end=passage.end,
         answer_start=passage.start + start,
         answer_end=passage.start + end,
+        page=passage.page_of(passage.start + start),
     )
     return Answer(question, passage.text[start:end], score, reader, [citation], list(passages))
 

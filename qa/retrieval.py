@@ -45,6 +45,7 @@ def passage_at(index: VectorIndex, row: int, score: float) -> Passage:
         text=doc.text[rec.start : rec.end],
         score=score,
         document_text=doc.text,
+        pages=tuple(doc.pages or ()),
     )
 
 

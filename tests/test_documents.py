@@ -11,7 +11,7 @@ from qa.documents import load_folder
 
 
 def test_recursive_discovery_with_posix_ids_and_hashes(docs_dir: Path) -> None:
-    (docs_dir / "ignored.pdf").write_bytes(b"%PDF-1.4")
+    (docs_dir / "ignored.xyz").write_bytes(b"%PDF-1.4")
     (docs_dir / ".hidden.txt").write_text("secret", encoding="utf-8")
     docs, skipped = load_folder(docs_dir)
     assert [d.doc_id for d in docs] == ["alpha.txt", "beta.md", "sub/gamma.txt"]

@@ -179,4 +179,6 @@ def test_apply_threshold_and_best_threshold() -> None:
     assert [r.prediction for r in at] == ["Belgium", None] and [r.em for r in at] == [1.0, 1.0]
     assert at[1].cited_doc is None and records[1].prediction == "Tokyo"  # originals untouched
     sweep = threshold_sweep(records, [0.0, 0.3, 0.5, 1.0])
-    assert best_threshold(sweep) == 0.3
+    # 0.3 and 0.5 are both perfect; the tie goes to the more cautious (higher) threshold.
+    assert best_threshold(sweep) == 0.5
+    assert best_threshold(threshold_sweep(records, [0.0, 0.3, 1.0])) == 0.3

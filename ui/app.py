@@ -1,7 +1,8 @@
 """The Gradio app: a chat that answers from an index, with a sources panel beside it.
 
 A thin layer: every answer comes from :func:`qa.ask`, the index summary from
-:func:`qa.pipeline.load_index`, and all markup from :mod:`ui.formatting`.
+:func:`qa.pipeline.load_index`, uploads and removals from :mod:`qa.indexing`
+(``add_uploads``, ``remove_documents``), and all markup from :mod:`ui.formatting`.
 
 >>> from ui.app import build_app, launch
 >>> launch(build_app(), host="127.0.0.1", port=7860)   # doctest: +SKIP
@@ -12,11 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from qa import config
+from qa.extraction import SUPPORTED_SUFFIXES
+from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, list_documents, remove_documents
 from qa.pipeline import ask, load_index
 from ui import DEFAULT_HOST, DEFAULT_PORT
 from ui import formatting as fmt
@@ -84,6 +88,16 @@ CSS = """
 #qa-sources-title h3 { margin: 0; font-size: 1rem; }
 #qa-hint { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 #qa-hint p { margin: 0; }
+.qa-page { font-weight: 600; color: var(--body-text-color); }
+#qa-docs-note { font-size: 0.84rem; color: var(--body-text-color-subdued); }
+#qa-docs-note p { margin: 0 0 4px; }
+table.qa-docs { width: 100%; font-size: 0.84rem; border-collapse: collapse; }
+table.qa-docs th, table.qa-docs td { text-align: left; padding: 2px 6px; border-bottom: 1px solid var(--border-color-primary); }
+table.qa-docs td.qa-doc { word-break: break-all; }
+.qa-docs-empty { font-size: 0.86rem; color: var(--body-text-color-subdued); }
+.qa-status { font-size: 0.86rem; padding: 4px 0; }
+.qa-status-ok { color: #166534; }
+.qa-status-error { color: #b91c1c; }
 """
 
 
@@ -109,6 +123,81 @@ def index_summary(index: Any = None) -> str:
     return fmt.format_index_info(directory, len(vector_index.documents), len(vector_index.chunks))
 
 
+# --------------------------------------------------------------------------- documents
+
+
+def index_directory(index: Any) -> Path | None:
+    """Where uploads go: the index directory in use, or ``None`` for an in-memory index."""
+    if index is None:
+        return Path(config.DEFAULT_INDEX_DIR)
+    if isinstance(index, (str, os.PathLike)):
+        return Path(index)
+    return None
+
+
+def _upload_path(item: Any) -> str:
+    # Gradio hands file paths (type="filepath"); older versions hand objects with ``.name``.
+    return str(getattr(item, "path", None) or getattr(item, "name", None) or item)
+
+
+def upload_documents(index_dir: Path | None, files: Any, *, max_bytes: int = MAX_UPLOAD_BYTES, encoder: Any = None) -> str:
+    """Index uploaded files into ``index_dir``; returns the status message (HTML).
+
+    The checks (safe names, supported types, size) live in :func:`qa.indexing.add_uploads`;
+    each refused file is listed with its reason."""
+    if index_dir is None:
+        return fmt.format_status_html(["This app answers from an in-memory index: start it on an index directory to add documents."], ok=False)
+    items = files if isinstance(files, (list, tuple)) else ([files] if files else [])
+    if not items:
+        return fmt.format_status_html(["No file was uploaded."], ok=False)
+    uploads = []
+    for item in items:
+        path = _upload_path(item)
+        uploads.append((getattr(item, "orig_name", None) or Path(path).name, path))
+    try:
+        report = add_uploads(index_dir, uploads, max_bytes=max_bytes, encoder=encoder)
+    except (ValueError, RuntimeError, OSError) as exc:
+        return fmt.format_status_html([f"Could not add the files: {exc}"], ok=False)
+    return fmt.format_index_report_html(report)
+
+
+def remove_document(index_dir: Path | None, doc_id: Any) -> str:
+    """Remove one document from ``index_dir``; returns the status message (HTML)."""
+    if index_dir is None:
+        return fmt.format_status_html(["This app answers from an in-memory index: nothing can be removed."], ok=False)
+    if not isinstance(doc_id, str) or not doc_id:
+        return fmt.format_status_html(["Choose a document to remove."], ok=False)
+    try:
+        report = remove_documents(index_dir, [doc_id], lock_wait_s=60.0)
+    except (ValueError, RuntimeError, OSError) as exc:
+        return fmt.format_status_html([str(exc)], ok=False)
+    return fmt.format_index_report_html(report)
+
+
+def documents_view(index: Any) -> tuple[str, list[str]]:
+    """The documents table (HTML) and the ids for the remove dropdown."""
+    try:
+        docs = list_documents(load_index(index))
+    except (ValueError, OSError) as exc:
+        return fmt.format_status_html([f"Cannot list the documents: {exc}"], ok=False), []
+    return fmt.format_documents_html(docs), [d.doc_id for d in docs]
+
+
+def documents_note(index_dir: Path | None) -> str:
+    """The Markdown text above the upload button."""
+    if index_dir is None:
+        return "Documents can be added only when the app runs on an index directory."
+    types = " ".join(f"`{s}`" for s in SUPPORTED_SUFFIXES)
+    note = (
+        f"Add {types} files (up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each). They are indexed into "
+        f"{fmt.escape(index_dir)} and can be asked about right away; a file with the name of an indexed "
+        "document replaces it."
+    )
+    if index_dir.resolve() == Path(config.DEFAULT_INDEX_DIR).resolve():
+        note += f" This is the default index over {fmt.escape(Path(config.DEFAULT_DOCS_DIR).name)}/: uploads are added to it."
+    return note
+
+
 def _messages(turns: list[dict]) -> list[dict]:
     out: list[dict] = []
     for t in turns:
@@ -131,6 +220,8 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
     visitor does not wait for them (questions asked meanwhile wait for that load instead
     of starting their own)."""
     summary = index_summary(index)
+    index_dir = index_directory(index)
+    docs_html, doc_ids = documents_view(index)
     warmed = threading.Event()
 
     def _warm_up() -> None:
@@ -188,6 +279,20 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
     def clear():
         return [], fmt.format_sources_html(None), _picker([], None)
 
+    def _after_change(status: str):
+        table, ids = documents_view(index)
+        try:
+            info = index_summary(index)
+        except Exception:
+            info = gr.skip()
+        return status, table, gr.Dropdown(choices=ids, value=None, interactive=bool(ids) and index_dir is not None), info
+
+    def upload(files: Any):
+        return _after_change(upload_documents(index_dir, files))
+
+    def remove(doc_id: Any):
+        return _after_change(remove_document(index_dir, doc_id))
+
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         turns_state = gr.State([])
         with gr.Column(elem_id="qa-header"):
@@ -242,6 +347,31 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
                     elem_id="qa-top-k",
                 )
                 index_info = gr.Markdown(summary, elem_id="qa-index-info")
+                with gr.Accordion("Documents", open=True, elem_id="qa-docs"):
+                    gr.Markdown(documents_note(index_dir), elem_id="qa-docs-note")
+                    upload_button = gr.UploadButton(
+                        "Upload documents",
+                        file_count="multiple",
+                        # No file_types: Gradio would refuse the whole batch for one wrong file;
+                        # qa.indexing.add_uploads refuses such files one by one, with a reason.
+                        size="sm",
+                        interactive=index_dir is not None,
+                        elem_id="qa-upload",
+                    )
+                    docs_status = gr.HTML("", elem_id="qa-docs-status")
+                    docs_table = gr.HTML(docs_html, elem_id="qa-docs-list")
+                    with gr.Row(equal_height=True):
+                        remove_choice = gr.Dropdown(
+                            choices=doc_ids,
+                            value=None,
+                            label="Remove a document",
+                            interactive=bool(doc_ids) and index_dir is not None,
+                            scale=3,
+                            elem_id="qa-remove-choice",
+                        )
+                        remove_button = gr.Button(
+                            "Remove", variant="stop", size="sm", scale=1, min_width=80, elem_id="qa-remove"
+                        )
 
         gr.on(
             triggers=[question.submit, ask_button.click],
@@ -256,6 +386,23 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
         picker.input(show_turn, inputs=[picker, turns_state], outputs=[sources], api_visibility="private")
         chatbot.select(select_message, inputs=[turns_state], outputs=[sources, picker], api_visibility="private")
         chatbot.clear(clear, outputs=[turns_state, sources, picker], api_visibility="private")
+        # Index writes one at a time (the index's writer lock would refuse a second anyway).
+        upload_button.upload(
+            upload,
+            inputs=[upload_button],
+            outputs=[docs_status, docs_table, remove_choice, index_info],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="index-write",
+        )
+        remove_button.click(
+            remove,
+            inputs=[remove_choice],
+            outputs=[docs_status, docs_table, remove_choice, index_info],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="index-write",
+        )
 
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
     return demo
@@ -265,6 +412,9 @@ def launch(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_POR
     """Serve ``demo`` on ``host:port`` (loopback by default, never a public share link)
     with the app's theme and CSS. Extra keyword arguments go to :meth:`gr.Blocks.launch`."""
     kwargs.setdefault("show_error", True)
+    # A hard cap on what the server accepts at all; files over MAX_UPLOAD_BYTES but under
+    # this get a per-file message from qa.indexing.add_uploads instead.
+    kwargs.setdefault("max_file_size", 4 * MAX_UPLOAD_BYTES)
     return demo.launch(
         server_name=host,
         server_port=port,

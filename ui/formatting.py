@@ -66,6 +66,11 @@ def _offsets(start: int, end: int) -> str:
     return f"chars {start}–{end}"
 
 
+def _page(page: int | None) -> str:
+    """``"p. 3, "`` for a PDF page (before the offsets), else nothing."""
+    return f'<span class="qa-page">p. {int(page)}</span>, ' if page is not None else ""
+
+
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """The start of ``text`` on one line, cut at a word boundary, with "…" when cut (not escaped)."""
     flat = _one_line(text)
@@ -113,7 +118,7 @@ def format_answer_html(answer: Answer) -> str:
             parts.append(
                 '<div class="qa-cite">'
                 f'{_cite_label(n)} <span class="qa-doc">{escape(c.doc_id)}</span>, '
-                f'<span class="qa-offsets">{_offsets(c.answer_start, c.answer_end)}</span>'
+                f'{_page(c.page)}<span class="qa-offsets">{_offsets(c.answer_start, c.answer_end)}</span>'
                 f'<div class="qa-context">{escape(before)}<strong>{escape(span)}</strong>{escape(after)}</div>'
                 "</div>"
             )
@@ -137,7 +142,7 @@ def format_no_answer_html(answer: Answer) -> str:
             parts.append(
                 '<div class="qa-cite">'
                 f'{_cite_label(n)} <span class="qa-doc">{escape(p.doc_id)}</span>, '
-                f'<span class="qa-offsets">{_offsets(p.start, p.end)}</span>'
+                f'{_page(p.page)}<span class="qa-offsets">{_offsets(p.start, p.end)}</span>'
                 f'<div class="qa-context">{escape(excerpt(p.text))}</div>'
                 "</div>"
             )
@@ -179,7 +184,7 @@ def format_sources_html(answer: Answer | None) -> str:
                 '<div class="qa-source">'
                 '<div class="qa-source-head">'
                 f'{_cite_label(n)} <span class="qa-doc" title="{escape(c.source)}">{escape(c.doc_id)}</span>'
-                f'<span class="qa-offsets">answer {_offsets(c.answer_start, c.answer_end)} · '
+                f'<span class="qa-offsets">{_page(c.page)}answer {_offsets(c.answer_start, c.answer_end)} · '
                 f"passage {_offsets(c.passage_start, c.passage_end)}</span></div>"
                 f'<div class="qa-passage">{escape(c.passage[:lo])}<mark>{escape(c.passage[lo:hi])}</mark>'
                 f"{escape(c.passage[hi:])}</div>"
@@ -197,7 +202,7 @@ def format_sources_html(answer: Answer | None) -> str:
                 '<div class="qa-source qa-source-dim">'
                 '<div class="qa-source-head">'
                 f'{_cite_label(n)} <span class="qa-doc" title="{escape(p.source)}">{escape(p.doc_id)}</span>'
-                f'<span class="qa-offsets">passage {_offsets(p.start, p.end)} · retrieval score {float(p.score):.2f}</span>'
+                f'<span class="qa-offsets">{_page(p.page)}passage {_offsets(p.start, p.end)} · retrieval score {float(p.score):.2f}</span>'
                 f'</div><div class="qa-passage">{escape(p.text)}</div></div>'
             )
     parts.append("</div>")
@@ -223,3 +228,50 @@ def question_label(n: int, question: str, limit: int = 60) -> str:
     """A past question as a dropdown choice (plain text: Gradio renders choices as text)."""
     flat = _one_line(question)
     return f"{n}. " + (flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…")
+
+
+# --------------------------------------------------------------------------- documents panel
+
+
+def format_documents_html(documents: list) -> str:
+    """The indexed documents as a small table: id, type, chunks (and pages for PDFs).
+
+    ``documents`` are :class:`qa.indexing.DocumentInfo` (anything with ``doc_id``, ``kind``,
+    ``chunks`` and ``pages``)."""
+    if not documents:
+        return '<div class="qa-docs qa-docs-empty">No documents indexed yet: upload some.</div>'
+    rows = []
+    for d in documents:
+        pages = f" · {_plural(d.pages, 'page')}" if getattr(d, "pages", None) is not None else ""
+        rows.append(
+            f'<tr><td class="qa-doc">{escape(d.doc_id)}</td><td>{escape(d.kind)}</td>'
+            f'<td class="qa-num">{int(d.chunks):,}{pages}</td></tr>'
+        )
+    return (
+        '<table class="qa-docs"><thead><tr><th>Document</th><th>Type</th><th>Chunks</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def format_status_html(lines: list[str], *, ok: bool = True) -> str:
+    """A short status message (after an upload or removal); every line escaped."""
+    cls = "qa-status-ok" if ok else "qa-status-error"
+    body = "<br>".join(escape(line) for line in lines)
+    return f'<div class="qa-status {cls}">{body}</div>'
+
+
+def format_index_report_html(report) -> str:  # noqa: ANN001 - qa.indexing.IndexReport
+    """What an upload or removal did, with every refused file and its reason."""
+    lines: list[str] = []
+    if report.added:
+        lines.append("Added: " + ", ".join(report.added))
+    if report.changed:
+        lines.append("Replaced: " + ", ".join(report.changed))
+    if report.removed:
+        lines.append("Removed: " + ", ".join(report.removed))
+    for s in report.skipped:
+        lines.append(f"Not added: {s.path}: {s.reason}")
+    if not (report.added or report.changed or report.removed or report.skipped):
+        lines.append("Already indexed, unchanged.")
+    ok = bool(report.added or report.changed or report.removed) or not report.skipped
+    return format_status_html(lines, ok=ok)

@@ -1,0 +1,404 @@
+"""Text extraction: turn the bytes of a supported file into the plain text that is indexed.
+
+Every citation's offsets refer to the text produced here (it is stored in the index), so
+extraction is deterministic and keeps sentence boundaries: paragraphs, headings, list
+items and table rows end with a line break (:func:`qa.chunking.split_sentences` always
+cuts there), while text inside one paragraph is joined with single spaces.
+
+=============  ==================================================================
+``.txt``       UTF-8 as is (a BOM is dropped)
+``.md``        Markdown rendered with markdown-it-py, then the text of that HTML:
+               markup (``#``, ``*``/``_``, ``[text](url)``, bullets, raw HTML tags)
+               never reaches an answer; images are dropped; code blocks stay as text
+``.html``      the main text (``<main>`` if there is one, else ``<body>``) without
+``.htm``       scripts, styles, navigation, asides and page headers/footers
+``.pdf``       text of each page (pypdf), pages joined by a blank line; ``pages``
+               holds the offset where each page starts, so a citation names its page
+``.docx``      paragraphs and tables of the body, in order (python-docx)
+=============  ==================================================================
+
+A file that cannot be extracted raises :class:`ExtractionError` whose message is the
+reason shown to the user (corrupt, encrypted, no text layer, ...).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+#: File types that can be indexed (lower-case suffixes).
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".txt", ".md", ".html", ".htm", ".pdf", ".docx")
+
+#: Human names of the types, for listings.
+KIND_NAMES: dict[str, str] = {
+    ".txt": "text",
+    ".md": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
+
+
+class ExtractionError(ValueError):
+    """The file cannot be turned into text; the message is the reason, for people."""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """Extracted text; ``pages`` (PDF only) is the start offset of each page in ``text``."""
+
+    text: str
+    pages: tuple[int, ...] | None = None
+
+
+def suffix_of(name: str) -> str:
+    """The lower-case suffix of a file name (``""`` when it has none)."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 and "/" not in name[dot:] else ""
+
+
+def is_supported(name: str) -> bool:
+    """True when a file named ``name`` can be indexed."""
+    return suffix_of(name) in SUPPORTED_SUFFIXES
+
+
+def kind_of(name: str) -> str:
+    """``"pdf"``, ``"html"``, ... for a document id or file name."""
+    return KIND_NAMES.get(suffix_of(name), suffix_of(name).lstrip(".") or "?")
+
+
+def page_at(pages: Sequence[int] | None, offset: int) -> int | None:
+    """1-based page holding character ``offset``, given each page's start offset; ``None`` without pages."""
+    if not pages:
+        return None
+    return max(bisect_right(pages, offset), 1)
+
+
+def extract(data: bytes, suffix: str) -> Extracted:
+    """Extract the text of a file's bytes according to its ``suffix`` (``".pdf"`` ...).
+
+    Raises:
+        ExtractionError: unsupported type, or the file is corrupt, encrypted, binary or
+            has no text; the message says which.
+    """
+    suffix = suffix.lower()
+    if suffix == ".txt":
+        result = Extracted(_decode_text(data))
+    elif suffix == ".md":
+        result = Extracted(markdown_to_text(_decode_text(data)))
+    elif suffix in (".html", ".htm"):
+        result = Extracted(html_to_text(_check_not_binary(data), main_only=True))
+    elif suffix == ".pdf":
+        result = _extract_pdf(data)
+    elif suffix == ".docx":
+        result = Extracted(_extract_docx(data))
+    else:
+        raise ExtractionError(f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if not result.text.strip():
+        raise ExtractionError(_EMPTY_REASONS.get(suffix, "empty document (no text)"))
+    return result
+
+
+_EMPTY_REASONS = {
+    ".pdf": "no extractable text (scanned PDF?)",
+    ".html": "no text (the HTML has no visible text outside scripts and navigation)",
+    ".htm": "no text (the HTML has no visible text outside scripts and navigation)",
+    ".docx": "empty document (the DOCX has no text)",
+}
+
+
+# --------------------------------------------------------------------------- plain text
+
+
+def _check_not_binary(data: bytes) -> bytes:
+    # NUL bytes never occur in real text files; other control bytes are tolerated.
+    if b"\x00" in data[:8192]:
+        raise ExtractionError("binary file (contains NUL bytes)")
+    return data
+
+
+def _decode_text(data: bytes) -> str:
+    _check_not_binary(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExtractionError(f"not valid UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+    # A BOM is an encoding marker, not content; offsets are on the text without it.
+    return text.removeprefix("\ufeff")
+
+
+# --------------------------------------------------------------------------- HTML
+
+#: Never content.
+_DROP = frozenset(
+    "script style noscript template head title meta link iframe object embed svg math canvas "
+    "nav aside form button select option input textarea dialog img picture video audio source track map".split()
+)
+#: Page chrome, dropped unless inside the main content (an article's own header is content).
+_CHROME = frozenset({"header", "footer"})
+_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search"})
+#: Elements that start and end a paragraph (blank line around them).
+_PARAGRAPH = frozenset(
+    "p h1 h2 h3 h4 h5 h6 pre blockquote table ul ol dl figure hr address article section main header footer "
+    "details summary fieldset center".split()
+)
+#: Elements that start and end a line.
+_LINE = frozenset("div li dt dd tr caption figcaption body html legend".split())
+_CELL = frozenset({"td", "th"})
+_SPACE = re.compile(r"\s+")
+
+
+def _is_hidden(tag) -> bool:  # noqa: ANN001 - bs4.Tag
+    attrs = tag.attrs or {}
+    if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
+        return True
+    if str(attrs.get("role", "")).lower() in _CHROME_ROLES:
+        return True
+    style = str(attrs.get("style", "")).replace(" ", "").lower()
+    return "display:none" in style or "visibility:hidden" in style
+
+
+class _TextBuilder:
+    """Collects inline text and break requests; the strongest pending break wins."""
+
+    _RANK = {"": 0, " ": 1, "\t": 2, "\n": 3, "\n\n": 4}
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.pending = ""
+
+    def brk(self, sep: str) -> None:
+        if self._RANK[sep] > self._RANK[self.pending]:
+            self.pending = sep
+
+    def text(self, raw: str) -> None:
+        flat = _SPACE.sub(" ", raw)
+        if flat.startswith(" "):
+            self.brk(" ")
+        content = flat.strip()
+        if content:
+            self.literal(content)
+        if flat.endswith(" ") and content:
+            self.brk(" ")
+
+    def literal(self, content: str) -> None:
+        if self.parts and self.pending:
+            self.parts.append(self.pending)
+        self.parts.append(content)
+        self.pending = ""
+
+    def result(self) -> str:
+        return "".join(self.parts)
+
+
+def _walk(node, out: _TextBuilder, in_main: bool) -> None:  # noqa: ANN001 - bs4 node
+    from bs4 import NavigableString, Tag
+    from bs4.element import PreformattedString
+
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if not isinstance(child, PreformattedString):  # comments, doctypes, CDATA, PIs
+                out.text(str(child))
+            continue
+        if not isinstance(child, Tag):
+            continue
+        name = (child.name or "").lower()
+        if name in _DROP or _is_hidden(child) or (name in _CHROME and not in_main):
+            continue
+        if name == "br":
+            out.brk("\n")
+        elif name == "pre":
+            out.brk("\n\n")
+            lines = [line.rstrip() for line in child.get_text().replace("\r\n", "\n").split("\n")]
+            while lines and not lines[0].strip():
+                lines.pop(0)
+            while lines and not lines[-1].strip():
+                lines.pop()
+            if lines:
+                out.literal("\n".join(lines))
+            out.brk("\n\n")
+        elif name in _PARAGRAPH or name in _LINE:
+            sep = "\n\n" if name in _PARAGRAPH else "\n"
+            out.brk(sep)
+            _walk(child, out, in_main or name in ("main", "article"))
+            out.brk(sep)
+        elif name in _CELL:
+            out.brk("\t")
+            _walk(child, out, in_main)
+            out.brk("\t")
+        else:
+            _walk(child, out, in_main)
+
+
+def html_to_text(html: str | bytes, *, main_only: bool = False) -> str:
+    """Visible text of an HTML document, one paragraph/heading/list item per line.
+
+    With ``main_only`` the ``<main>`` element (or ``role="main"``) is used when the page
+    has one; page headers, footers, navigation and asides are dropped either way.
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    root = soup
+    in_main = False
+    if main_only:
+        main = soup.find("main") or soup.find(attrs={"role": "main"})
+        if main is not None and main.get_text(strip=True):
+            root, in_main = main, True
+        elif soup.body is not None:
+            root = soup.body
+    out = _TextBuilder()
+    try:
+        _walk(root, out, in_main)
+        text = out.result()
+    except RecursionError:  # absurdly deep nesting: fall back to a flat walk
+        text = "\n".join(line for line in (_SPACE.sub(" ", s).strip() for s in root.stripped_strings) if line)
+    return text
+
+
+# --------------------------------------------------------------------------- Markdown
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+
+
+def markdown_to_text(markdown: str) -> str:
+    """Plain text of a Markdown document: what a reader of the rendered page sees.
+
+    Rendered with markdown-it-py (CommonMark plus tables and strikethrough; raw HTML
+    allowed so that its tags are parsed and dropped rather than shown), then converted
+    with :func:`html_to_text`. YAML front matter is dropped.
+    """
+    from markdown_it import MarkdownIt
+
+    markdown = _FRONT_MATTER.sub("", markdown, count=1)
+    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    return html_to_text(md.render(markdown))
+
+
+# --------------------------------------------------------------------------- PDF
+
+_TERMINAL = tuple(".!?:;…\"'”’)")
+_BULLET = re.compile(r"^\s*(?:[-•*–·▪◦]|\d{1,3}[.)])\s")
+
+
+def _reflow(page: str) -> str:
+    """Join lines that a PDF wrapped inside a paragraph, so a sentence is not cut at every line.
+
+    A line break is kept after a line ending a sentence, before a bullet, at blank lines,
+    and after short lines (headings, the last line of a paragraph) unless the next line
+    starts in lower case.
+    """
+    lines = [_SPACE.sub(" ", line).strip() for line in page.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    widths = sorted(len(line) for line in lines if line)
+    if not widths:
+        return ""
+    full = widths[max(int(len(widths) * 0.9) - 1, 0)] if len(widths) >= 10 else widths[-1]
+    out, last, blank = "", "", False
+    for line in lines:
+        if not line:
+            blank = bool(out)
+            continue
+        if not out:
+            out = line
+        elif blank:
+            out += "\n\n" + line
+        elif (
+            not last.endswith(_TERMINAL)
+            and not _BULLET.match(line)
+            and (len(last) >= 0.6 * full or line[:1].islower())
+        ):
+            out += ("" if last.endswith("-") and line[:1].islower() else " ") + line
+        else:
+            out += "\n" + line
+        last, blank = line, False
+    return out
+
+
+def _extract_pdf(data: bytes) -> Extracted:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    if not data.lstrip()[:5].startswith(b"%PDF"):
+        raise ExtractionError("not a PDF file (no %PDF header); corrupt or mislabelled")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                unlocked = reader.decrypt("")
+            except Exception as exc:  # missing crypto backend, unknown algorithm
+                raise ExtractionError(f"encrypted PDF that cannot be opened ({exc})") from None
+            if not unlocked:
+                raise ExtractionError("encrypted PDF (password required); save an unencrypted copy")
+        pages = list(reader.pages)
+    except ExtractionError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError, IndexError, RecursionError) as exc:
+        raise ExtractionError(f"corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from None
+    if not pages:
+        raise ExtractionError("PDF has no pages")
+    texts: list[str] = []
+    for number, page in enumerate(pages, 1):
+        try:
+            raw = page.extract_text() or ""
+        except Exception as exc:  # one broken page does not sink the document
+            logger.warning("PDF page %d could not be read (%s: %s); it is left empty", number, type(exc).__name__, exc)
+            raw = ""
+        texts.append(_reflow(raw.replace("\x00", "")))
+    starts: list[int] = []
+    text = ""
+    for page_text in texts:
+        if text and page_text:
+            text += "\n\n"
+        starts.append(len(text))
+        text += page_text
+    return Extracted(text, tuple(starts))
+
+
+# --------------------------------------------------------------------------- DOCX
+
+
+def _extract_docx(data: bytes) -> str:
+    import zipfile
+
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise ExtractionError("corrupt or truncated DOCX (not a zip archive)")
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks: list[str] = []
+
+        def table_rows(table: Table) -> None:
+            for row in table.rows:
+                cells: list[str] = []
+                seen: set[int] = set()
+                for cell in row.cells:
+                    if id(cell._tc) in seen:  # a merged cell repeats in every column it spans
+                        continue
+                    seen.add(id(cell._tc))
+                    cells.append(" ".join(_SPACE.sub(" ", p.text).strip() for p in cell.paragraphs if p.text.strip()))
+                line = "\t".join(c for c in cells if c)
+                if line:
+                    blocks.append(line)
+
+        for item in document.iter_inner_content():
+            if isinstance(item, Paragraph):
+                line = _SPACE.sub(" ", item.text).strip()
+                if line:
+                    blocks.append(line)
+            elif isinstance(item, Table):
+                table_rows(item)
+    except ExtractionError:
+        raise
+    except Exception as exc:  # zipfile, lxml and python-docx errors alike
+        raise ExtractionError(f"corrupt or truncated DOCX ({type(exc).__name__}: {exc})") from None
+    return "\n\n".join(blocks)

@@ -18,7 +18,6 @@ Every answer is an exact character span of a passage.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -6,11 +6,10 @@ Needs /usr/bin/chromium (Debian package ``chromium``; CI installs it, see .ci/ru
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, SEEDS, running_app
+from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, SEEDS, TIMEOUT_MS, ask_in_page, running_app
 
 pytestmark = [
     pytest.mark.slow,
@@ -19,8 +18,6 @@ pytestmark = [
 ]
 
 ARTIFACTS = ROOT / "artifacts"
-REPLY = "#qa-chat .qa-answer, #qa-chat .qa-noanswer, #qa-chat .qa-error"
-TIMEOUT_MS = 120_000
 
 HOSTILE_TEXT = (
     "Visitor notes for the harbour museum.\n"
@@ -68,18 +65,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-def ask_in_page(page, question: str):
-    """Type ``question``, submit it, and return the new reply's locator once it is shown."""
-    replies = page.locator(REPLY)
-    before = replies.count()
-    page.fill("#qa-question textarea", question)
-    page.click("#qa-ask")
-    page.wait_for_function(
-        "([sel, n]) => document.querySelectorAll(sel).length > n", arg=[REPLY, before], timeout=TIMEOUT_MS
-    )
-    return replies.nth(before)
 
 
 def test_answer_is_bold_with_highlighted_source(page, seeds_url):

@@ -126,7 +126,7 @@ def test_documents_note_names_the_index(tmp_path: Path) -> None:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
 def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.test_ui_browser import TIMEOUT_MS, ask_in_page
+    from tests.ui_helpers import TIMEOUT_MS, ask_in_page
 
     index = tmp_path / "idx"
     index_folder(docs_dir, index)

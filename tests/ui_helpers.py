@@ -49,3 +49,21 @@ def running_app(index: Any, **build_kwargs: Any) -> Iterator[str]:
         yield url
     finally:
         demo.close()
+
+
+#: The chat's reply bubbles (answer, "I don't know", error) in the rendered page.
+REPLY = "#qa-chat .qa-answer, #qa-chat .qa-noanswer, #qa-chat .qa-error"
+#: Generous: the first answer in a fresh app process loads the models.
+TIMEOUT_MS = 120_000
+
+
+def ask_in_page(page: Any, question: str) -> Any:
+    """Type ``question`` in the chat, submit it, and return the new reply's locator once shown."""
+    replies = page.locator(REPLY)
+    before = replies.count()
+    page.fill("#qa-question textarea", question)
+    page.click("#qa-ask")
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length > n", arg=[REPLY, before], timeout=TIMEOUT_MS
+    )
+    return replies.nth(before)

@@ -387,22 +387,14 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
         chatbot.select(select_message, inputs=[turns_state], outputs=[sources, picker], api_visibility="private")
         chatbot.clear(clear, outputs=[turns_state, sources, picker], api_visibility="private")
         # Index writes one at a time (the index's writer lock would refuse a second anyway).
-        upload_button.upload(
-            upload,
-            inputs=[upload_button],
-            outputs=[docs_status, docs_table, remove_choice, index_info],
-            api_visibility="private",
-            concurrency_limit=1,
-            concurrency_id="index-write",
-        )
-        remove_button.click(
-            remove,
-            inputs=[remove_choice],
-            outputs=[docs_status, docs_table, remove_choice, index_info],
-            api_visibility="private",
-            concurrency_limit=1,
-            concurrency_id="index-write",
-        )
+        index_write = {
+            "outputs": [docs_status, docs_table, remove_choice, index_info],
+            "api_visibility": "private",
+            "concurrency_limit": 1,
+            "concurrency_id": "index-write",
+        }
+        upload_button.upload(upload, inputs=[upload_button], **index_write)
+        remove_button.click(remove, inputs=[remove_choice], **index_write)
 
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
     return demo

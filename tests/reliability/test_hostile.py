@@ -12,10 +12,8 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.reliability.helpers import ROOT
-from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS
+from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, ask_in_page
 
-TIMEOUT_MS = 120_000
-REPLY = "#qa-chat .qa-answer, #qa-chat .qa-noanswer, #qa-chat .qa-error"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 browser_marks = [
@@ -37,15 +35,6 @@ def page(served_app):
         page.on("dialog", lambda dialog: (page.requests.append(f"dialog:{dialog.message}"), dialog.dismiss()))
         yield page
         browser.close()
-
-
-def ask_in_page(page, question: str):
-    replies = page.locator(REPLY)
-    before = replies.count()
-    page.fill("#qa-question textarea", question)
-    page.click("#qa-ask")
-    page.wait_for_function("([s, n]) => document.querySelectorAll(s).length > n", arg=[REPLY, before], timeout=TIMEOUT_MS)
-    return replies.nth(before)
 
 
 def assert_nothing_ran_or_left(page) -> None:

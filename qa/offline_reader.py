@@ -201,20 +201,22 @@ _WEIGHTS = np.array(
 
 #: Answerability model (logistic): P(the top candidate is a right answer) from
 #: ``answerability_features``; fitted with the ranker by ``python -m qa.calibration``.
-_ANSWERABILITY = np.array([0.164, 0.947, 2.376, -2.324, -0.085, 2.208, -1.524, 1.234], dtype=np.float32)
-_ANSWERABILITY_BIAS = -7.567
+_ANSWERABILITY = np.array([0.193, 0.935, 2.454, -2.227, -0.123, 1.216, -2.139, 1.372, -0.716], dtype=np.float32)
+_ANSWERABILITY_BIAS = -6.972
 
 
 def answerability_features(candidates: list[_Candidate], evidence: np.ndarray) -> np.ndarray:
     """Features deciding whether to answer at all: the top score and its margin over the
-    best different span, the question-level evidence, and the top candidate's coverage,
-    type fit, missing-type flag and sentence similarity."""
+    best different span, the question-level evidence, the top candidate's coverage, type
+    fit, missing-type flag and sentence similarity, and whether the question asks for an
+    untyped answer (what/why/yes-no are right less often than who/when/where)."""
     ranked = sorted(candidates, key=lambda c: -c.score)
     best = ranked[0]
     runner_up = next((c.score for c in ranked[1:] if (c.passage, c.start, c.end) != (best.passage, best.start, best.end)), best.score - 5.0)
     f = best.features
     return np.array(
-        [best.score, min(best.score - runner_up, 5.0), evidence[0], evidence[1], f[3], f[5], f[6], f[0]], dtype=np.float32
+        [best.score, min(best.score - runner_up, 5.0), evidence[0], evidence[1], f[3], f[5], f[6], f[0], f[12]],
+        dtype=np.float32,
     )
 
 

@@ -289,6 +289,9 @@ class TransformersReader:
 # --------------------------------------------------------------------------- selection
 
 _READERS: dict[str, Reader] = {}
+# Held while a reader is resolved: concurrent first questions (the chat serves several at
+# once) must not each load a checkpoint or each log the fallback line.
+_READERS_LOCK = threading.Lock()
 
 
 def get_reader(reader: str | Reader | None = None, *, model: str | None = None) -> Reader:
@@ -307,8 +310,14 @@ def get_reader(reader: str | Reader | None = None, *, model: str | None = None) 
     if choice not in ("auto", "transformers", "offline"):
         raise ValueError(f"reader={reader!r} is unknown; use 'auto', 'transformers' or 'offline'")
     key = f"{choice}:{model or config.DEFAULT_READER_MODEL}"
-    if key in _READERS:
+    with _READERS_LOCK:
+        if key not in _READERS:
+            _READERS[key] = _resolve_reader(choice, model)
         return _READERS[key]
+
+
+def _resolve_reader(choice: str, model: str | None) -> Reader:
+    """Build the reader ``choice`` names (for ``"auto"``: transformers if it loads, else offline)."""
     resolved: Reader
     if choice == "offline":
         from qa.offline_reader import OfflineReader
@@ -326,5 +335,4 @@ def get_reader(reader: str | Reader | None = None, *, model: str | None = None) 
             from qa.offline_reader import OfflineReader
 
             resolved = OfflineReader()
-    _READERS[key] = resolved
     return resolved

@@ -53,7 +53,7 @@ READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "3
 #: says "I don't know". Calibrated on the dev set: the threshold with the best overall EM
 #: (right answers + right abstentions), ties to the higher one (qa.evaluation.best_threshold;
 #: the sweep is plotted in notebooks/evaluation.ipynb).
-OFFLINE_ABSTAIN_THRESHOLD: float = 0.4
+OFFLINE_ABSTAIN_THRESHOLD: float = 0.35
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000

@@ -188,21 +188,21 @@ def _tree_distance(a: Any, b: Any) -> int:
 FEATURES = (
     "sentence_similarity", "previous_sentence_similarity", "sentence_rank", "coverage", "window_coverage",
     "type_fit", "strict_type_missing", "proximity", "question_overlap", "passage_score", "is_entity",
-    "log_length", "untyped_question", "idf_coverage", "local_context_similarity",
+    "log_length", "untyped_question", "idf_coverage", "focus_in_phrase", "local_context_similarity",
 )
 # Linear ranking weights fitted with a listwise softmax loss on the labelled questions in
 # notebooks/data (seeds_dev.jsonl over seeds/, heldout.jsonl over heldout_docs/).
 # Reproduce with `python -m qa.calibration`.
 _WEIGHTS = np.array(
-    [1.815, 1.673, 1.681, 0.064, 2.357, 3.369, -1.453, 0.457, -0.893, 0.985, 0.615, 0.972, 0.0, 1.696, 1.45],
+    [1.722, 1.675, 1.718, 0.09, 2.28, 3.229, -1.394, 0.456, -1.132, 0.966, 0.578, 0.901, 0.0, 1.695, 1.858, 1.408],
     dtype=np.float32,
 )
 
 
 #: Answerability model (logistic): P(the top candidate is a right answer) from
 #: ``answerability_features``; fitted with the ranker by ``python -m qa.calibration``.
-_ANSWERABILITY = np.array([0.193, 0.935, 2.454, -2.227, -0.123, 1.216, -2.139, 1.372, -0.716], dtype=np.float32)
-_ANSWERABILITY_BIAS = -6.972
+_ANSWERABILITY = np.array([0.607, 0.906, 1.989, -2.025, -0.796, -0.629, -2.513, -0.612, -1.194], dtype=np.float32)
+_ANSWERABILITY_BIAS = -7.789
 
 
 def answerability_features(candidates: list[_Candidate], evidence: np.ndarray) -> np.ndarray:
@@ -389,6 +389,12 @@ class OfflineReader:
                 for key in keys:
                     if _match(key, {fold(t.lemma_), fold(t.text)}) > 0:
                         anchors.setdefault(key, []).append(t)
+            # The noun phrase around each token: "the cargo ship SS Ancon" tells that SS Ancon
+            # is a ship, which a "which ship ...?" question asks for.
+            phrase_of: dict[int, Any] = {}
+            for chunk in span.noun_chunks:
+                for t in chunk:
+                    phrase_of[t.i] = chunk
             for cand_span, type_fit, kind in self._candidate_spans(info, span):
                 trimmed = _trim(cand_span, kind, info.lemmas)
                 if trimmed is None:
@@ -408,6 +414,11 @@ class OfflineReader:
                     if outside:
                         dist = min(_tree_distance(cand_span.root, a) for a in outside)
                         proximity += info.keywords[key] / (1.0 + max(dist - 1, 0))
+                focus_in_phrase = 0.0
+                if info.focus:
+                    root = cand_span.root
+                    around = [*cand_span, *(phrase_of.get(root.i) or ()), root.head if root.dep_ in ("appos", "compound") else root]
+                    focus_in_phrase = 1.0 if any(t.lemma_.lower() == info.focus for t in around) else 0.0
                 features = np.array(
                     [
                         float(semantic[n]),
@@ -424,6 +435,7 @@ class OfflineReader:
                         math.log(1 + len(cand_span)),
                         1.0 if info.answer_type in (None, "REASON", "YESNO") else 0.0,
                         cov_idf,
+                        focus_in_phrase,
                         0.0,  # local context similarity, filled in below (one batched encode)
                     ],
                     dtype=np.float32,

@@ -52,6 +52,13 @@ class Citation:
     answer_end: int
     page: int | None = None
 
+    def split_passage(self) -> tuple[str, str, str]:
+        """``(before, answer, after)``: the cited passage cut at the answer's offsets
+        (clamped to the passage), for display with the answer highlighted."""
+        lo = max(self.answer_start - self.passage_start, 0)
+        hi = min(max(self.answer_end - self.passage_start, lo), len(self.passage))
+        return self.passage[:lo], self.passage[lo:hi], self.passage[hi:]
+
 
 @dataclass(frozen=True)
 class Answer:

@@ -66,17 +66,17 @@ def bench_ask(*, questions: Path | None = None, reader: str | None = None, index
     Runs over the default index on ``seeds/`` unless ``index`` is given; questions come
     from a JSON Lines file (default: the dev set).
     """
-    import json
     import os
     import subprocess
     import sys
 
     import numpy as np
 
+    from qa.evaluation import load_questions
     from qa.pipeline import ask, load_index
 
     path = questions or DEFAULT_BENCH_QUESTIONS
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = load_questions(path)
     texts = [r["question"] for r in rows]
     load_index(index)  # make sure the index exists before timing a cold process
     reader_name = reader or config.DEFAULT_READER

@@ -11,7 +11,6 @@ candidate and question-level evidence. This module refits both on labelled quest
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import config
-from qa.evaluation import normalize_answer
+from qa.evaluation import load_questions, normalize_answer
 
 #: The labelled sets the shipped weights are fitted on: (questions, documents folder).
 TRAINING_SETS = (
@@ -119,8 +118,7 @@ def main() -> None:
     labelled: list[Labelled] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, (questions, docs) in enumerate(TRAINING_SETS):
-            path = config.PROJECT_ROOT / questions
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = load_questions(config.PROJECT_ROOT / questions)
             index_dir = Path(tmp) / f"set{n}"
             index_folder(config.PROJECT_ROOT / docs, index_dir)
             labelled.extend(label_candidates(rows, index_dir))

@@ -149,8 +149,7 @@ def format_answer(answer: Answer) -> str:
         return "\n".join(lines)
     lines.append(f"A: {answer.text}   (confidence {answer.score:.2f}; reader: {answer.reader})")
     for n, c in enumerate(answer.citations, 1):
-        before = c.passage[: c.answer_start - c.passage_start]
-        after = c.passage[c.answer_end - c.passage_start :]
+        before, _, after = c.split_passage()
         page = f" p. {c.page}," if c.page is not None else ""
         lines.append(f"[{n}] {c.doc_id}{page} chars {c.answer_start}-{c.answer_end} (chunk {c.chunk_id})")
         lines.append(f"    {before}>>{answer.text}<<{after}".replace("\n", " "))

@@ -449,7 +449,7 @@ class OfflineReader:
         # candidate itself left out) compared with the question: this tells apart two
         # entities of the right type in one sentence.
         if out:
-            similarity = self._embed(contexts) @ self._embed([question])[0]
+            similarity = self._embed(contexts) @ vectors[0]
             for c, sim in zip(out, similarity, strict=True):
                 c.features[-1] = float(sim)
                 c.score = float(c.features @ _WEIGHTS)

@@ -85,9 +85,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 def answer_context(citation: Citation, answer_text: str, context: int = CHAT_CONTEXT_CHARS) -> tuple[str, str, str]:
     """``(before, span, after)`` around the answer inside the cited passage, trimmed to ``context``
     characters each side (with "…" where trimmed). Unescaped."""
-    lo = max(citation.answer_start - citation.passage_start, 0)
-    hi = min(max(citation.answer_end - citation.passage_start, lo), len(citation.passage))
-    before, span, after = citation.passage[:lo], citation.passage[lo:hi], citation.passage[hi:]
+    before, span, after = citation.split_passage()
     if not span:
         span = answer_text
     if len(before) > context:
@@ -178,16 +176,15 @@ def format_sources_html(answer: Answer | None) -> str:
     parts = ['<div class="qa-sources">', head]
     if answer.text is not None and answer.citations:
         for n, c in enumerate(answer.citations, 1):
-            lo = max(c.answer_start - c.passage_start, 0)
-            hi = min(max(c.answer_end - c.passage_start, lo), len(c.passage))
+            before, span, after = c.split_passage()
             parts.append(
                 '<div class="qa-source">'
                 '<div class="qa-source-head">'
                 f'{_cite_label(n)} <span class="qa-doc" title="{escape(c.source)}">{escape(c.doc_id)}</span>'
                 f'<span class="qa-offsets">{_page(c.page)}answer {_offsets(c.answer_start, c.answer_end)} · '
                 f"passage {_offsets(c.passage_start, c.passage_end)}</span></div>"
-                f'<div class="qa-passage">{escape(c.passage[:lo])}<mark>{escape(c.passage[lo:hi])}</mark>'
-                f"{escape(c.passage[hi:])}</div>"
+                f'<div class="qa-passage">{escape(before)}<mark>{escape(span)}</mark>'
+                f"{escape(after)}</div>"
                 "</div>"
             )
     else:

@@ -50,9 +50,10 @@ DEFAULT_READER: str = os.environ.get("QA_READER", "auto")
 READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "300"))
 
 #: The offline reader answers when its estimated P(answer is right) reaches this; below it
-#: says "I don't know". Calibrated on the dev set: the threshold with the best overall EM
-#: (right answers + right abstentions), ties to the higher one (qa.evaluation.best_threshold;
-#: the sweep is plotted in notebooks/evaluation.ipynb).
+#: says "I don't know". Calibrated on the dev set: among the thresholds that abstain on at
+#: least 90 % of its unanswerable questions (the product's target), the one with the best
+#: overall EM (right answers + right abstentions), ties to the higher one
+#: (qa.evaluation.best_threshold; the sweep is plotted in notebooks/evaluation.ipynb).
 OFFLINE_ABSTAIN_THRESHOLD: float = 0.35
 
 #: Longest question accepted (characters); longer input is refused with a clear error.

@@ -436,13 +436,22 @@ def apply_threshold(records: Iterable[EvalRecord], threshold: float) -> list[Eva
     return out
 
 
-def best_threshold(sweep: Sequence[dict[str, Any]]) -> float:
+def best_threshold(sweep: Sequence[dict[str, Any]], *, min_abstention_recall: float | None = None) -> float:
     """The threshold with the highest overall EM (answering right or abstaining right).
 
-    Ties go to the highest threshold: at equal accuracy, "I don't know" is better than a
-    wrong answer.
+    With ``min_abstention_recall`` only thresholds that abstain on at least that share of
+    the unanswerable questions compete (the product's target is 0.9); if none does, the
+    one that abstains most wins. Ties go to the highest threshold: at equal accuracy,
+    "I don't know" is better than a wrong answer.
     """
-    return max(sweep, key=lambda row: (row["em"] or 0.0, row["threshold"]))["threshold"]
+    if not sweep:
+        raise ValueError("best_threshold needs a non-empty sweep (see threshold_sweep)")
+    rows = list(sweep)
+    if min_abstention_recall is not None:
+        recall = [row.get("abstention_recall") or 0.0 for row in rows]
+        meeting = [row for row, r in zip(rows, recall, strict=True) if r >= min_abstention_recall]
+        rows = meeting or [row for row, r in zip(rows, recall, strict=True) if r == max(recall)]
+    return max(rows, key=lambda row: (row["em"] or 0.0, row["threshold"]))["threshold"]
 
 
 # --------------------------------------------------------------------------- formatting

@@ -18,6 +18,7 @@ Every answer is an exact character span of a passage.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ for _type, _words in {
     for _w in _words.split():
         _FOCUS_TYPES[_w] = _type
 
+_ROMAN = re.compile(r"[IVX]{1,4}")
 _WH = {"who", "whom", "whose", "what", "which", "when", "where", "why", "how"}
 _AUX_START = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will", "would", "should", "may", "might", "must"}
 # Question words that carry no evidence (they describe the question, not the answer's context).
@@ -87,6 +89,8 @@ class QuestionInfo:
     focus: str | None
     keywords: dict[str, float] = field(default_factory=dict)  # folded lemma -> weight
     lemmas: set[str] = field(default_factory=set)
+    slot_head: str | None = None  # lemma of the word the asked-for slot attaches to
+    slot_role: str | None = None  # "subject", "object" or "modifier"
 
 
 def _word_key(token: Any) -> str:
@@ -151,7 +155,36 @@ def analyze_question(question: str) -> QuestionInfo:
             continue
         keywords[_word_key(t)] = max(keywords.get(_word_key(t), 0.0), weight)
     lemmas = {fold(t.lemma_) for t in words} | {fold(t.text) for t in words}
-    return QuestionInfo(question, wh, answer_type, focus, keywords, lemmas)
+    # The slot the answer fills: "Who replaced Henrik Aas?" asks for the subject of
+    # "replace", so a candidate that is the subject of "replaced" in a sentence fits.
+    slot = focus_token or next((t for t in words if t.lower_ in _WH), None)
+    slot_head = slot_role = None
+    if slot is not None and slot.head is not slot:
+        head = slot.head.head if slot.head.pos_ == "ADP" else slot.head
+        if head is not slot and head.lemma_.lower() not in _LIGHT:
+            slot_head, slot_role = fold(head.lemma_), _role(slot)
+    return QuestionInfo(question, wh, answer_type, focus, keywords, lemmas, slot_head, slot_role)
+
+
+def _role(token: Any) -> str:
+    """Coarse grammatical role: subject (incl. passive agent), object, or modifier."""
+    dep = token.dep_
+    if dep in ("nsubj", "csubj") or (dep == "pobj" and token.head.dep_ == "agent"):
+        return "subject"
+    if dep in ("dobj", "nsubjpass", "attr", "oprd"):
+        return "object"
+    return "modifier"
+
+
+def _slot_fit(info: QuestionInfo, root: Any) -> float:
+    """1 when the candidate fills the question's slot (same head word, same role), 0.5 for
+    the same head word in another role, else 0."""
+    if info.slot_head is None:
+        return 0.0
+    head = root.head.head if root.head.pos_ == "ADP" else root.head
+    if head is root or _match(info.slot_head, {fold(head.lemma_), fold(head.text)}) == 0:
+        return 0.0
+    return 1.0 if _role(root) == info.slot_role else 0.5
 
 
 def _match(key: str, vocabulary: set[str]) -> float:
@@ -189,20 +222,22 @@ FEATURES = (
     "sentence_similarity", "previous_sentence_similarity", "sentence_rank", "coverage", "window_coverage",
     "type_fit", "strict_type_missing", "proximity", "question_overlap", "passage_score", "is_entity",
     "log_length", "untyped_question", "idf_coverage", "focus_in_phrase", "local_context_similarity",
+    "slot_fit",
 )
+_LOCAL_CONTEXT = FEATURES.index("local_context_similarity")
 # Linear ranking weights fitted with a listwise softmax loss on the labelled questions in
 # notebooks/data (seeds_dev.jsonl over seeds/, heldout.jsonl over heldout_docs/).
 # Reproduce with `python -m qa.calibration`.
 _WEIGHTS = np.array(
-    [1.722, 1.675, 1.718, 0.09, 2.28, 3.229, -1.394, 0.456, -1.132, 0.966, 0.578, 0.901, 0.0, 1.695, 1.858, 1.408],
+    [1.149, 0.73, 1.513, 0.34, 2.398, 2.684, -0.975, 0.724, -1.469, 1.111, 0.36, 0.777, -0.0, 1.775, 1.921, 1.507, 1.816],
     dtype=np.float32,
 )
 
 
 #: Answerability model (logistic): P(the top candidate is a right answer) from
 #: ``answerability_features``; fitted with the ranker by ``python -m qa.calibration``.
-_ANSWERABILITY = np.array([0.607, 0.906, 1.989, -2.025, -0.796, -0.629, -2.513, -0.612, -1.194], dtype=np.float32)
-_ANSWERABILITY_BIAS = -7.789
+_ANSWERABILITY = np.array([0.465, 0.633, -0.389, -1.408, -0.461, 1.172, -0.18, 0.243, -0.101], dtype=np.float32)
+_ANSWERABILITY_BIAS = -6.308
 
 
 def answerability_features(candidates: list[_Candidate], evidence: np.ndarray) -> np.ndarray:
@@ -274,7 +309,7 @@ def _trim(span: Any, kind: str, question_words: set[str] | frozenset[str] = froz
             return False
         if kind == "ent":
             return t.pos_ == "DET" and t.lower_ in ("the", "a", "an")
-        return (
+        return t.lower_ != "no" and (  # "no expectation of formal agreements" keeps its "no"
             t.pos_ in ("DET", "PRON", "CCONJ", "ADP", "PART")
             or t.lower_ in ("both", "its", "their", "his", "her")
             or (fold(t.text) in question_words and t.pos_ in ("PROPN", "ADJ"))
@@ -437,6 +472,7 @@ class OfflineReader:
                         cov_idf,
                         focus_in_phrase,
                         0.0,  # local context similarity, filled in below (one batched encode)
+                        _slot_fit(info, cand_span.root),
                     ],
                     dtype=np.float32,
                 )
@@ -451,7 +487,7 @@ class OfflineReader:
         if out:
             similarity = self._embed(contexts) @ vectors[0]
             for c, sim in zip(out, similarity, strict=True):
-                c.features[-1] = float(sim)
+                c.features[_LOCAL_CONTEXT] = float(sim)
                 c.score = float(c.features @ _WEIGHTS)
         everywhere: set[str] = set().union(*vocabs) if vocabs else set()
         missing_name = any(w >= 2.0 and _match(k, everywhere) == 0 for k, w in info.keywords.items())
@@ -486,6 +522,14 @@ class OfflineReader:
             if nxt is not None and ent.label_ == nxt.label_ and 2 <= nxt.start - ent.end <= 3:
                 if any(t.dep_ == "cc" for t in sent.doc[ent.end : nxt.start]):
                     out.append((sent.doc[ent.start : nxt.end], fit * 0.9, "ent"))
+            # "Abdülmecid I", "Count Thierry of Alsace": regnal numbers and territorial
+            # titles that NER leaves out of the name.
+            if ent.label_ == "PERSON" and ent.end < sent.end:
+                after = sent.doc[ent.end]
+                if _ROMAN.fullmatch(after.text):
+                    out.append((sent.doc[ent.start : ent.end + 1], fit, "ent"))
+                elif after.lower_ == "of" and nxt is not None and nxt.start == ent.end + 1 and nxt.label_ in ("GPE", "LOC"):
+                    out.append((sent.doc[ent.start : nxt.end], fit, "ent"))
             # "10 million units", "six goals": a count with the thing counted.
             if ent.label_ in ("CARDINAL", "QUANTITY", "MONEY") and ent.end < sent.end:
                 head = sent.doc[ent.end]
@@ -493,6 +537,18 @@ class OfflineReader:
                     out.append((sent.doc[ent.start : ent.end + 1], fit * 0.9, "ent"))
                 elif ent.root.head.pos_ == "NOUN" and ent.root.head.i >= ent.end and ent.root.head.i - ent.end <= 2:
                     out.append((sent.doc[ent.start : ent.root.head.i + 1], fit * 0.9, "ent"))
+        # Lists: "Yorkshire, Lancashire and the north-east", "Goldman Sachs and ABN Amro".
+        for h in sent:
+            conjuncts = [c for c in h.children if c.dep_ == "conj"]
+            if not conjuncts or h.dep_ == "conj" or h.pos_ not in ("PROPN", "NOUN", "NUM"):
+                continue
+            last = max(h.conjuncts, key=lambda t: t.i)
+            if last.right_edge.i - h.left_edge.i >= 14:
+                continue
+            fit = labels.get(h.ent_type_, 0.0) if labels else 0.5
+            if atype in _STRICT_TYPES and fit == 0.0:
+                continue
+            out.append((sent.doc[h.left_edge.i : last.right_edge.i + 1], fit * 0.9, "ent" if h.ent_type_ else "np"))
         if atype in _STRICT_TYPES:
             # Proper-noun phrases that NER missed still qualify for person/place, weakly.
             if atype in ("PERSON", "PLACE"):

@@ -182,3 +182,20 @@ def test_apply_threshold_and_best_threshold() -> None:
     # 0.3 and 0.5 are both perfect; the tie goes to the more cautious (higher) threshold.
     assert best_threshold(sweep) == 0.5
     assert best_threshold(threshold_sweep(records, [0.0, 0.3, 1.0])) == 0.3
+
+
+def test_best_threshold_with_an_abstention_target() -> None:
+    from qa.evaluation import best_threshold
+
+    records = [
+        EvalRecord("a", ["Ankara"], "where", "Ankara", 0.25, 1.0, 1.0, 0.1, 1),
+        EvalRecord("b", ["2026"], "when", "2026", 0.25, 1.0, 1.0, 0.1, 1),
+        EvalRecord("u", [], "unanswerable", "Tokyo", 0.3, 0.0, 0.0, 0.1, None),
+    ]
+    sweep = threshold_sweep(records, [0.0, 0.2, 0.4])
+    assert best_threshold(sweep) == 0.2  # 2/3 right, but the unanswerable one is answered
+    assert best_threshold(sweep, min_abstention_recall=0.9) == 0.4  # the only one that abstains
+    # No threshold reaches the target: the most abstaining ones compete on EM.
+    assert best_threshold(threshold_sweep(records, [0.0, 0.2]), min_abstention_recall=0.9) == 0.2
+    with pytest.raises(ValueError, match="non-empty"):
+        best_threshold([])

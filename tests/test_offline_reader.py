@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qa.answer import Passage
 from qa.offline_reader import OfflineReader, analyze_question
 from qa.pipeline import ask
 from tests.conftest import ROOT, SEED_DOC
@@ -88,3 +89,46 @@ def test_abstains_when_the_documents_do_not_say(seed_index: Path, question: str)
 def test_no_passages_means_no_answer() -> None:
     answer = OfflineReader().read("Who is it?", [])
     assert answer.text is None and answer.score == 0.0
+
+
+def _passage(text: str) -> Passage:
+    return Passage("notes.txt", "notes.txt", "notes.txt#0", 0, len(text), text, 0.5, document_text=text)
+
+
+@pytest.mark.parametrize(
+    ("question", "head", "role"),
+    [
+        ("Who replaced Henrik Aas as chief financial officer?", "replace", "subject"),
+        ("What does Baykar produce?", "produce", "object"),
+        ("Where did Nakatani meet his Turkish counterpart?", "meet", "modifier"),
+    ],
+)
+def test_question_slot(question: str, head: str, role: str) -> None:
+    info = analyze_question(question)
+    assert (info.slot_head, info.slot_role) == (head, role)
+
+
+@pytest.mark.parametrize(
+    ("text", "question", "span"),
+    [
+        # Lists, not just their first member.
+        ("The listing was run by Goldman Sachs and ABN Amro in Amsterdam.", "Which banks ran the listing?", "Goldman Sachs and ABN Amro"),
+        ("Most shops are in Yorkshire, Lancashire and Durham.", "Where are most shops?", "Yorkshire, Lancashire and Durham"),
+        # Regnal numbers and territorial titles belong to the name.
+        ("The restoration began under Sultan Abdülmecid I in 1847.", "Which sultan reigned during the restoration?", "Abdülmecid I"),
+        # A negation is part of the answer.
+        ("Officials said there was no expectation of formal agreements.", "Are formal agreements expected?", "no expectation of formal agreements"),
+    ],
+)
+def test_candidate_spans(text: str, question: str, span: str) -> None:
+    passage = _passage(text)
+    found = {passage.text[c.start : c.end] for c in OfflineReader().candidates(question, [passage])}
+    assert span in found, sorted(found)
+
+
+def test_answers_with_the_person_asked_for_not_the_one_the_question_names() -> None:
+    text = "In March the board said Marte Lindqvist had replaced Henrik Aas as chief financial officer."
+    answer = OfflineReader(threshold=0.0).read("Who replaced Henrik Aas as finance chief?", [_passage(text)])
+    assert answer.text == "Marte Lindqvist"
+    c = answer.citations[0]
+    assert text[c.answer_start : c.answer_end] == "Marte Lindqvist"

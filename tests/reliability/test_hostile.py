@@ -65,7 +65,8 @@ def test_hostile_document_is_inert_text_and_nothing_leaves(page, served_app, _):
     for question in (
         "Who is the night guard of the harbour museum?",
         "What does the museum shop sell?",
-        "Which pixel link does the click here open?",
+        # Unanswerable: "I don't know" lists the closest passages, i.e. the markup lines.
+        "What background image does the style sheet import?",
     ):
         reply = ask_in_page(page, question)
         if "night guard" in question:

@@ -160,10 +160,15 @@ def analyze_question(question: str) -> QuestionInfo:
     slot = focus_token or next((t for t in words if t.lower_ in _WH), None)
     slot_head = slot_role = None
     if slot is not None and slot.head is not slot:
-        head = slot.head.head if slot.head.pos_ == "ADP" else slot.head
+        head = _governor(slot)
         if head is not slot and head.lemma_.lower() not in _LIGHT:
             slot_head, slot_role = fold(head.lemma_), _role(slot)
     return QuestionInfo(question, wh, answer_type, focus, keywords, lemmas, slot_head, slot_role)
+
+
+def _governor(token: Any) -> Any:
+    """The word ``token`` attaches to, looking through a preposition ("met in Ankara" -> met)."""
+    return token.head.head if token.head.pos_ == "ADP" else token.head
 
 
 def _role(token: Any) -> str:
@@ -181,7 +186,7 @@ def _slot_fit(info: QuestionInfo, root: Any) -> float:
     the same head word in another role, else 0."""
     if info.slot_head is None:
         return 0.0
-    head = root.head.head if root.head.pos_ == "ADP" else root.head
+    head = _governor(root)
     if head is root or _match(info.slot_head, {fold(head.lemma_), fold(head.text)}) == 0:
         return 0.0
     return 1.0 if _role(root) == info.slot_role else 0.5
@@ -226,7 +231,7 @@ FEATURES = (
 )
 _LOCAL_CONTEXT = FEATURES.index("local_context_similarity")
 # Linear ranking weights fitted with a listwise softmax loss on the labelled questions in
-# notebooks/data (seeds_dev.jsonl over seeds/, heldout.jsonl over heldout_docs/).
+# notebooks/data (qa.calibration.TRAINING_SETS: the dev set, heldout.jsonl and train/).
 # Reproduce with `python -m qa.calibration`.
 _WEIGHTS = np.array(
     [1.149, 0.73, 1.513, 0.34, 2.398, 2.684, -0.975, 0.724, -1.469, 1.111, 0.36, 0.777, -0.0, 1.775, 1.921, 1.507, 1.816],
@@ -539,8 +544,7 @@ class OfflineReader:
                     out.append((sent.doc[ent.start : ent.root.head.i + 1], fit * 0.9, "ent"))
         # Lists: "Yorkshire, Lancashire and the north-east", "Goldman Sachs and ABN Amro".
         for h in sent:
-            conjuncts = [c for c in h.children if c.dep_ == "conj"]
-            if not conjuncts or h.dep_ == "conj" or h.pos_ not in ("PROPN", "NOUN", "NUM"):
+            if h.dep_ == "conj" or h.pos_ not in ("PROPN", "NOUN", "NUM") or not any(c.dep_ == "conj" for c in h.children):
                 continue
             last = max(h.conjuncts, key=lambda t: t.i)
             if last.right_edge.i - h.left_edge.i >= 14:

@@ -17,7 +17,7 @@ chunks) gets its BM25 built in memory on first use, with a log line; the next in
 update stores it.
 
 Tokenisation (documents and questions alike): accents folded and lower-cased
-(:func:`qa.nlp.fold`), words of letters/digits, English stopwords removed (bm25s'
+(:func:`fold`), words of letters/digits, English stopwords removed (bm25s'
 list), a light suffix stemmer (plural -s/-es/-ies, -ing, -ed, final -e), and hyphenated codes
 kept whole as well ("XJ-4471B" -> ``xj``, ``4471b`` and ``xj4471b``), so part numbers
 and model names match exactly.
@@ -31,13 +31,22 @@ import logging
 import re
 import tempfile
 import threading
+import unicodedata
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.nlp import fold
+# Letters that Unicode does not decompose into a base letter + accent.
+_FOLD = str.maketrans({"ı": "i", "İ": "I", "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ß": "ss", "æ": "ae", "œ": "oe"})
+
+
+def fold(text: str) -> str:
+    """Lower-case ASCII-ish form for matching: "Kızılelma" and "Kizilelma" fold alike."""
+    text = unicodedata.normalize("NFKD", text.translate(_FOLD))
+    return "".join(c for c in text if not unicodedata.combining(c)).lower().replace("’", "'")
+
 
 if TYPE_CHECKING:
     from embeddings.index import VectorIndex

@@ -79,7 +79,92 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
     p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help="retriever (default: hybrid)")
     p.add_argument("--json", action="store_true", help="print one JSON object (summary, config and per-question records)")
+
+    from qa.reader.training import TrainConfig
+
+    d = TrainConfig(files=[], out="")
+    p = sub.add_parser(
+        "train-reader",
+        help="fine-tune the extractive reader on SQuAD-format files",
+        description="Fine-tune an extractive reader (AutoModelForQuestionAnswering) on SQuAD 1.1/2.0 JSON files. "
+        "FILE:N takes a seeded sample of N questions from FILE.",
+    )
+    p.add_argument("files", nargs="*", help="SQuAD .json/.json.gz training files, each optionally FILE:N")
+    p.add_argument("--out", type=Path, default=Path("checkpoints/reader"), help="run folder: checkpoint/, final/, log.jsonl (default: %(default)s)")
+    p.add_argument("--base-model", default=d.base_model, help="starting weights: packaged:all-MiniLM-L6-v2 or a local directory")
+    p.add_argument("--epochs", type=float, default=d.epochs)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (linear warm-up and decay)")
+    p.add_argument("--warmup", type=float, default=d.warmup, help="warm-up share of the steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--max-length", type=int, default=d.max_length, help="window length in tokens")
+    p.add_argument("--stride", type=int, default=d.stride, help="tokens shared by neighbouring windows")
+    p.add_argument("--negative-ratio", type=float, default=d.negative_ratio, help="share of questions also paired with another paragraph as 'no answer'")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
+    p.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is the default)")
+    p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: PyTorch's default)")
+    p.add_argument("--eval-file", default=None, help="SQuAD file for a dev-slice learning curve at each checkpoint")
+    p.add_argument("--eval-limit", type=int, default=d.eval_limit)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+    p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
+    p.add_argument("file", type=Path, help="SQuAD .json or .json.gz file")
+    p.add_argument("--limit", type=int, default=None, help="the first N questions in file order")
+    p.add_argument("--reader-model", default=None, help="checkpoint: hub id or local directory (default: the shipped reader)")
+    p.add_argument("--threshold", type=float, default=None, help="abstention threshold (default: the shipped one)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _cmd_train_reader(args: argparse.Namespace) -> int:
+    from qa.reader.training import TrainConfig, train
+
+    if not args.files and not args.resume:
+        raise ValueError("no training files; pass SQuAD .json/.json.gz files (or --resume)")
+    cfg = TrainConfig(
+        files=list(args.files),
+        out=str(args.out),
+        base_model=args.base_model,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+        negative_ratio=args.negative_ratio,
+        seed=args.seed,
+        checkpoint_minutes=args.checkpoint_minutes,
+        bf16=not args.no_bf16,
+        threads=args.threads,
+        eval_file=args.eval_file,
+        eval_limit=args.eval_limit,
+    )
+    if not args.resume:
+        for spec in cfg.files:  # fail on a bad file before the model loads
+            from qa.reader.training import parse_file_spec
+
+            path, _ = parse_file_spec(spec)
+            if not path.is_file():
+                raise ValueError(f"training file {spec!r} does not exist")
+    final = train(cfg, resume=args.resume)
+    print(f"saved {final}")
+    return 0
+
+
+def _cmd_eval_reader(args: argparse.Namespace) -> int:
+    from qa.reader.squad import load_squad
+    from qa.reader.squad_eval import run_eval, format_eval
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit} must be at least 1")
+    examples = load_squad(args.file, limit=args.limit)
+    if not examples:
+        raise ValueError(f"{args.file} has no questions")
+    result = run_eval(examples, model=args.reader_model, threshold=args.threshold)
+    print(json.dumps(result) if args.json else format_eval(result))
+    return 0
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -220,6 +305,8 @@ COMMANDS = {
     "ask": _cmd_ask,
     "bench": _cmd_bench,
     "eval": _cmd_eval,
+    "train-reader": _cmd_train_reader,
+    "eval-reader": _cmd_eval_reader,
 }
 
 

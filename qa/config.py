@@ -41,20 +41,24 @@ FUSION_DEPTH: int = 50
 #: Passages handed to the reader.
 DEFAULT_TOP_K: int = 5
 
-#: Reader checkpoint for the transformers reader (hub id or local directory).
-DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "deepset/roberta-base-squad2")
-#: ``"auto"`` (transformers when its checkpoint loads, else offline), ``"transformers"`` or ``"offline"``.
-DEFAULT_READER: str = os.environ.get("QA_READER", "auto")
-#: Seconds allowed to download and load a reader checkpoint before falling back (an
-#: unreachable hub is detected within ~3 s, before this applies).
+#: Reader checkpoint: ``"shipped"`` (all-MiniLM-L6-v2 fine-tuned on public SQuAD-format data,
+#: inside the package: qa/reader/models/minilm-squad, see its MODEL_CARD.md), a hub id (e.g.
+#: ``deepset/roberta-base-squad2`` for users online) or a local checkpoint directory.
+DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "shipped")
+#: Seconds allowed to download and load a reader checkpoint (an unreachable hub is detected
+#: within ~3 s, before this applies).
 READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "300"))
-
-#: The offline reader answers when its estimated P(answer is right) reaches this; below it
-#: says "I don't know". Calibrated on the dev set: among the thresholds that abstain on at
-#: least 90 % of its unanswerable questions (the product's target), the one with the best
-#: overall EM (right answers + right abstentions), ties to the higher one
-#: (qa.evaluation.best_threshold; the sweep is plotted in notebooks/evaluation.ipynb).
-OFFLINE_ABSTAIN_THRESHOLD: float = 0.35
+#: Reader windows: question + passage in at most this many tokens, overlapping by ``STRIDE``
+#: when a passage is longer (chunks are at most 160 tokens, so one window each).
+READER_MAX_LENGTH: int = 384
+READER_STRIDE: int = 128
+#: Longest answer span, in tokens.
+READER_MAX_ANSWER_TOKENS: int = 30
+#: ``"int8"`` (dynamic int8 Linear layers) or ``"none"`` (fp32).
+READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "int8")
+#: The shipped reader answers when P(best span) vs P(no answer) reaches this; below it says
+#: "I don't know". Measured (see the model card): SQuAD 2.0 dev and the project's dev sets.
+READER_THRESHOLD: float = 0.5
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000

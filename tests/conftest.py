@@ -64,3 +64,27 @@ def docs_dir(tmp_path: Path) -> Path:
     (d / "beta.md").write_text("# Beta\n\nBeta mountain is tall. Climbers reach the beta summit in July.", encoding="utf-8")
     (d / "sub" / "gamma.txt").write_text("Gamma city has a port. The gamma port ships grain and coal.", encoding="utf-8")
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT question-answering checkpoint with MiniLM's (uncased) tokenizer.
+
+    Seconds to build and to train on; for tests of training, evaluation and plumbing, not
+    of answer quality.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+    from embeddings.encoder import packaged_minilm_path
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-qa")
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    BertForQuestionAnswering(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

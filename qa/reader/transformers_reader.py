@@ -1,14 +1,12 @@
-"""Readers: turn a question and retrieved passages into an :class:`~qa.answer.Answer`.
+"""The extractive reader: an ``AutoModelForQuestionAnswering`` checkpoint over retrieved passages.
 
-One small interface, two implementations:
+The default checkpoint ships inside the package (``qa/reader/models/minilm-squad``:
+all-MiniLM-L6-v2 fine-tuned here on public SQuAD-format data, see its model card), so
+answering works offline and downloads nothing. Any hub id or local directory can replace it
+(``--reader-model`` / ``QA_READER_MODEL``), e.g. ``deepset/roberta-base-squad2`` online.
 
-* :class:`TransformersReader` -- a SQuAD2-style extractive checkpoint
-  (``AutoModelForQuestionAnswering``) loaded by hub id or local path; spans are decoded
-  here from the start/end logits (transformers 5 has no question-answering pipeline).
-* :class:`qa.offline_reader.OfflineReader` -- built only from packaged models, used when
-  no reader checkpoint is reachable.
-
-``get_reader("auto")`` picks the first that works; ``Answer.reader`` names it.
+The model loads lazily, once per process per checkpoint, and is optionally quantised to
+dynamic int8 (``qa.config.READER_QUANTIZE``) for CPU speed.
 """
 
 from __future__ import annotations
@@ -16,16 +14,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from qa import config
-from qa.answer import Answer, Citation, Passage
+from qa.answer import Answer, Passage
+from qa.reader.decoding import decode, make_answer, span_confidence, trim_span
 
 logger = logging.getLogger(__name__)
+
+#: Where the shipped checkpoint lives (package data).
+SHIPPED_READER_DIR: Path = Path(__file__).resolve().parent / "models" / "minilm-squad"
+#: Names that mean the shipped checkpoint.
+SHIPPED_NAMES = frozenset({"shipped", "minilm-squad", "packaged:minilm-squad"})
 
 
 class Reader(Protocol):
@@ -34,102 +37,6 @@ class Reader(Protocol):
     name: str
 
     def read(self, question: str, passages: list[Passage]) -> Answer: ...
-
-
-def make_answer(
-    question: str, span: tuple[Passage, int, int] | None, score: float, reader: str, passages: list[Passage]
-) -> Answer:
-    """Build an :class:`Answer`; ``span`` is ``(passage, start, end)`` in passage characters, or ``None``."""
-    score = float(min(max(score, 0.0), 1.0))
-    if span is None:
-        return Answer(question=question, text=None, score=score, reader=reader, citations=[], passages=list(passages))
-    passage, start, end = span
-    citation = Citation(
-        doc_id=passage.doc_id,
-        source=passage.source,
-        chunk_id=passage.chunk_id,
-        passage=passage.text,
-        passage_start=passage.start,
-        passage_end=passage.end,
-        answer_start=passage.start + start,
-        answer_end=passage.start + end,
-        page=passage.page_of(passage.start + start),
-    )
-    return Answer(question, passage.text[start:end], score, reader, [citation], list(passages))
-
-
-# --------------------------------------------------------------------------- span decoding
-
-
-@dataclass(frozen=True)
-class SpanScore:
-    """A decoded span: its window, token range and logit score (start + end)."""
-
-    window: int
-    start_token: int
-    end_token: int
-    logit: float
-
-
-def best_spans(
-    start_logits: np.ndarray,
-    end_logits: np.ndarray,
-    context_mask: np.ndarray,
-    *,
-    max_answer_tokens: int,
-    top_n: int = 1,
-) -> list[tuple[int, int, float]]:
-    """Best ``(start, end, start_logit + end_logit)`` spans of one window.
-
-    Only context tokens may start or end a span, ``start <= end < start + max_answer_tokens``.
-    """
-    idx = np.flatnonzero(context_mask)
-    if idx.size == 0:
-        return []
-    s = start_logits[idx][:, None] + end_logits[idx][None, :]
-    offsets = idx[None, :] - idx[:, None]
-    s = np.where((offsets >= 0) & (offsets < max_answer_tokens), s, -np.inf)
-    flat = np.argsort(s, axis=None)[::-1][:top_n]
-    out = []
-    for f in flat:
-        i, j = np.unravel_index(f, s.shape)
-        if np.isfinite(s[i, j]):
-            out.append((int(idx[i]), int(idx[j]), float(s[i, j])))
-    return out
-
-
-def decode(
-    start_logits: np.ndarray,
-    end_logits: np.ndarray,
-    context_masks: np.ndarray,
-    *,
-    max_answer_tokens: int = 30,
-) -> tuple[SpanScore | None, float]:
-    """SQuAD2 decoding over all windows of all passages of one question.
-
-    Returns the best non-null span and the null score (the minimum over windows of the
-    ``[CLS]`` start+end logits, as in the SQuAD2 reference). Compare ``best.logit`` with
-    the null score to decide whether to answer.
-    """
-    best: SpanScore | None = None
-    null = float("inf")
-    for w in range(len(start_logits)):
-        null = min(null, float(start_logits[w][0] + end_logits[w][0]))
-        for i, j, logit in best_spans(start_logits[w], end_logits[w], context_masks[w], max_answer_tokens=max_answer_tokens):
-            if best is None or logit > best.logit:
-                best = SpanScore(w, i, j, logit)
-    return best, null
-
-
-def span_confidence(best_logit: float, null_logit: float) -> float:
-    """P(answer) under a two-way softmax of best span vs no answer; comparable across questions."""
-    return float(1.0 / (1.0 + np.exp(-(best_logit - null_logit))))
-
-
-# --------------------------------------------------------------------------- transformers reader
-
-_QA_MODELS: dict[str, tuple[Any, Any]] = {}
-_QA_LOCK = threading.Lock()
 
 
 class ReaderUnavailable(RuntimeError):
@@ -156,12 +63,19 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 def locate_checkpoint(model: str) -> tuple[str, bool]:
     """Where to load ``model`` from, without importing PyTorch: ``(name_or_path, local_only)``.
 
-    A local directory or a checkpoint already in the Hugging Face cache loads with no
-    network access; otherwise the hub must be reachable.
+    ``"shipped"`` is the checkpoint inside the package. A local directory or a checkpoint
+    already in the Hugging Face cache loads with no network access; otherwise the hub must
+    be reachable.
 
     Raises:
         ReaderUnavailable: with the reason and how to get the checkpoint.
     """
+    if model in SHIPPED_NAMES:
+        if not (SHIPPED_READER_DIR / "config.json").is_file():
+            raise ReaderUnavailable(
+                f"the shipped reader is missing from {SHIPPED_READER_DIR}; reinstall the package (pip install -e .)"
+            )
+        return str(SHIPPED_READER_DIR), True
     how = f"download it once online (`hf download {model}`) or pass a local checkpoint directory (--reader-model / QA_READER_MODEL)"
     path = Path(model).expanduser()
     if path.is_dir():
@@ -181,6 +95,28 @@ def locate_checkpoint(model: str) -> tuple[str, bool]:
     return model, False
 
 
+def reader_display_name(model: str) -> str:
+    """The short name answers carry: ``minilm-squad (shipped)`` or the checkpoint's name."""
+    if model in SHIPPED_NAMES:
+        return "minilm-squad (shipped)"
+    return Path(model).name if Path(model).expanduser().is_dir() else model
+
+
+_QA_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+_QA_LOCK = threading.Lock()
+
+
+def _quantize(model: Any, mode: str) -> Any:
+    """Dynamic int8 for the Linear layers (weights int8, activations quantised per batch)."""
+    if mode == "none":
+        return model
+    if mode != "int8":
+        raise ValueError(f"reader quantization {mode!r} is unknown; use 'int8' or 'none'")
+    import torch
+
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class TransformersReader:
     """Extractive reader over any ``AutoModelForQuestionAnswering`` checkpoint."""
 
@@ -188,37 +124,48 @@ class TransformersReader:
         self,
         model: str = config.DEFAULT_READER_MODEL,
         *,
-        max_length: int = 384,
-        stride: int = 128,
-        max_answer_tokens: int = 30,
-        threshold: float = 0.5,
+        max_length: int = config.READER_MAX_LENGTH,
+        stride: int = config.READER_STRIDE,
+        max_answer_tokens: int = config.READER_MAX_ANSWER_TOKENS,
+        threshold: float | None = None,
+        quantize: str = config.READER_QUANTIZE,
         batch_size: int = 16,
         load_timeout_s: float = config.READER_LOAD_TIMEOUT_S,
     ) -> None:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"reader threshold {threshold!r} must be between 0 and 1")
         self.model_name = model
-        self.name = f"transformers ({model})"
+        self.name = reader_display_name(model)
         self.max_length = max_length
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
-        self.threshold = threshold
+        # The shipped reader's threshold was measured for it; other checkpoints use 0.5
+        # (best span and "no answer" equally likely) unless told otherwise.
+        self.threshold = threshold if threshold is not None else (config.READER_THRESHOLD if model in SHIPPED_NAMES else 0.5)
+        self.quantize = quantize
         self.batch_size = batch_size
         self.load_timeout_s = load_timeout_s
 
-    def _load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Any, Any]:
+        """``(tokenizer, model)``, loaded once per process (raises :class:`ReaderUnavailable`)."""
+        key = (self.model_name, self.quantize)
         with _QA_LOCK:
-            if self.model_name in _QA_MODELS:
-                return _QA_MODELS[self.model_name]
+            if key in _QA_MODELS:
+                return _QA_MODELS[key]
         location, local_only = locate_checkpoint(self.model_name)
         result: dict[str, Any] = {}
 
         def load() -> None:
             try:
                 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+                from transformers.utils import logging as hf_logging
 
+                hf_logging.disable_progress_bar()  # no "Loading weights" bar on a plain `qa ask`
+                hf_logging.set_verbosity_error()
                 tok = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
                 model = AutoModelForQuestionAnswering.from_pretrained(location, local_files_only=local_only)
                 model.eval()
-                result["value"] = (tok, model)
+                result["value"] = (tok, _quantize(model, self.quantize))
             except Exception as exc:  # network errors, missing files, wrong architecture
                 result["error"] = exc
 
@@ -233,18 +180,22 @@ class TransformersReader:
         if "error" in result:
             raise ReaderUnavailable(f"reader checkpoint {self.model_name!r} cannot be loaded: {result['error']}")
         with _QA_LOCK:
-            _QA_MODELS[self.model_name] = result["value"]
-        return result["value"]
+            _QA_MODELS.setdefault(key, result["value"])
+            return _QA_MODELS[key]
 
     def warm_up(self) -> None:
         """Load the checkpoint now (raises :class:`ReaderUnavailable` if it cannot)."""
-        self._load()
+        self.load()
 
     def read(self, question: str, passages: list[Passage]) -> Answer:
-        """Answer from ``passages``: all windows of all passages in one batched pass."""
+        """Answer from ``passages``: all windows of all passages in one batched pass.
+
+        The best span over all passages competes with "no answer" (the smallest null
+        score over windows); below ``threshold`` the answer is "I don't know".
+        """
         import torch
 
-        tokenizer, model = self._load()
+        tokenizer, model = self.load()
         if not passages:
             return make_answer(question, None, 0.0, self.name, passages)
         pad_right = tokenizer.padding_side == "right"
@@ -277,10 +228,7 @@ class TransformersReader:
         confidence = span_confidence(best.logit, null)
         passage = passages[int(enc["overflow_to_sample_mapping"][best.window])]
         offsets = enc["offset_mapping"][best.window]
-        start, end = int(offsets[best.start_token][0]), int(offsets[best.end_token][1])
-        # Offsets can include a leading space (byte-level BPE); answers are trimmed spans.
-        while start < end and passage.text[start].isspace():
-            start += 1
+        start, end = trim_span(passage.text, int(offsets[best.start_token][0]), int(offsets[best.end_token][1]))
         if confidence < self.threshold or start >= end:
             return make_answer(question, None, confidence, self.name, passages)
         return make_answer(question, (passage, start, end), confidence, self.name, passages)
@@ -290,49 +238,36 @@ class TransformersReader:
 
 _READERS: dict[str, Reader] = {}
 # Held while a reader is resolved: concurrent first questions (the chat serves several at
-# once) must not each load a checkpoint or each log the fallback line.
+# once) must not each load a checkpoint.
 _READERS_LOCK = threading.Lock()
+
+#: Reader names accepted by ``get_reader`` / ``ask(reader=...)`` / ``--reader``.
+READER_NAMES = ("transformers", "auto")
 
 
 def get_reader(reader: str | Reader | None = None, *, model: str | None = None) -> Reader:
-    """Resolve ``reader``: ``"auto"``, ``"transformers"``, ``"offline"`` or a reader object.
+    """The reader to answer with: a reader object as is, or the transformers reader over
+    ``model`` (default: the shipped checkpoint, ``qa.config.DEFAULT_READER_MODEL``), loaded.
 
-    ``"auto"`` uses the transformers reader when its checkpoint loads, else the offline
-    reader, logging one line that says why and how to get the checkpoint.
+    ``reader`` may be ``None``, ``"transformers"`` or ``"auto"`` (the same thing; kept for
+    scripts written before there was one reader).
 
     Raises:
         ValueError: unknown reader name.
-        ReaderUnavailable: ``"transformers"`` was asked for and cannot load.
+        ReaderUnavailable: the checkpoint cannot load (the message says how to get it).
     """
     if reader is not None and not isinstance(reader, str):
         return reader
-    choice = (reader or config.DEFAULT_READER).lower()
-    if choice not in ("auto", "transformers", "offline"):
-        raise ValueError(f"reader={reader!r} is unknown; use 'auto', 'transformers' or 'offline'")
-    key = f"{choice}:{model or config.DEFAULT_READER_MODEL}"
+    choice = (reader or "transformers").lower()
+    if choice not in READER_NAMES:
+        raise ValueError(
+            f"reader={reader!r} is unknown; use 'transformers' (the default) and pick a checkpoint with "
+            "--reader-model / QA_READER_MODEL"
+        )
+    name = model or config.DEFAULT_READER_MODEL
     with _READERS_LOCK:
-        if key not in _READERS:
-            _READERS[key] = _resolve_reader(choice, model)
-        return _READERS[key]
-
-
-def _resolve_reader(choice: str, model: str | None) -> Reader:
-    """Build the reader ``choice`` names (for ``"auto"``: transformers if it loads, else offline)."""
-    resolved: Reader
-    if choice == "offline":
-        from qa.offline_reader import OfflineReader
-
-        resolved = OfflineReader()
-    else:
-        transformers_reader = TransformersReader(model or config.DEFAULT_READER_MODEL)
-        try:
-            transformers_reader.warm_up()
-            resolved = transformers_reader
-        except ReaderUnavailable as exc:
-            if choice == "transformers":
-                raise
-            logger.warning("using the offline reader: %s", exc)
-            from qa.offline_reader import OfflineReader
-
-            resolved = OfflineReader()
-    return resolved
+        if name not in _READERS:
+            resolved = TransformersReader(name)
+            resolved.warm_up()
+            _READERS[name] = resolved
+        return _READERS[name]

@@ -1,0 +1,168 @@
+"""SQuAD-format data for the reader: loading, negative passages and training features.
+
+Reads SQuAD 1.1 / 2.0 JSON (``.json`` or ``.json.gz``) into flat :class:`QAExample` rows,
+adds *negative passages* (a question paired with another paragraph of the same article,
+labelled "no answer": exactly what retrieval hands the reader when it misses), and turns
+examples into token windows with start/end labels (standard SQuAD preprocessing: question
++ context windows with a stride; windows without the whole answer point at ``[CLS]``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """One question over one context. ``answers`` is empty for "no answer"."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[tuple[int, str], ...]  # (answer_start, text), every gold answer
+    article: int = 0  # index of the article in its file, for negatives
+    title: str = ""
+
+    @property
+    def is_impossible(self) -> bool:
+        return not self.answers
+
+
+def _open_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"SQuAD file {str(path)!r} does not exist; pass a .json or .json.gz file in SQuAD format")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is not SQuAD JSON ({exc}); expected {{'data': [{{'paragraphs': ...}}]}}") from exc
+
+
+def load_squad(path: Path | str, *, limit: int | None = None) -> list[QAExample]:
+    """Examples of a SQuAD v1.1/v2.0 file in file order (``limit``: the first N questions).
+
+    Raises:
+        ValueError: missing file, not JSON, or not SQuAD-shaped.
+    """
+    data = _open_json(Path(path))
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{str(path)!r} is not SQuAD JSON: expected a top-level object with a 'data' list")
+    out: list[QAExample] = []
+    for a, article in enumerate(data["data"]):
+        for paragraph in article.get("paragraphs", []):
+            context = paragraph["context"]
+            for qa in paragraph.get("qas", []):
+                answers: tuple[tuple[int, str], ...] = ()
+                if not qa.get("is_impossible", False):
+                    answers = tuple((int(x["answer_start"]), x["text"]) for x in qa.get("answers", []))
+                out.append(QAExample(str(qa["id"]), qa["question"], context, answers, a, article.get("title", "")))
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
+    """Pair about ``ratio`` of the answerable questions with another paragraph of their article.
+
+    The other paragraph is labelled "no answer". Paragraphs that contain any gold answer text
+    (case-folded) are skipped, so a negative is never secretly answerable by string match.
+    """
+    if ratio <= 0:
+        return []
+    by_article: dict[int, list[str]] = {}
+    for ex in examples:
+        contexts = by_article.setdefault(ex.article, [])
+        if not contexts or contexts[-1] != ex.context:
+            contexts.append(ex.context)
+    negatives = []
+    for ex in examples:
+        if ex.is_impossible or rng.random() >= ratio:
+            continue
+        others = [c for c in by_article[ex.article] if c != ex.context]
+        rng.shuffle(others)
+        golds = [t.casefold() for _, t in ex.answers]
+        for other in others[:5]:
+            folded = other.casefold()
+            if not any(g in folded for g in golds):
+                negatives.append(QAExample(ex.id + "-neg", ex.question, other, (), ex.article, ex.title))
+                break
+    return negatives
+
+
+@dataclass
+class Feature:
+    """One training window: token ids and the answer's token positions (0, 0 = no answer)."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    start: int
+    end: int
+    example: int = field(default=-1)  # index of its example
+
+
+def make_features(
+    examples: list[QAExample], tokenizer: Any, *, max_length: int = 256, stride: int = 96, batch: int = 512
+) -> list[Feature]:
+    """Tokenise examples into labelled windows (first gold answer is the training target).
+
+    A window's label is the token range covering the answer's characters when the whole
+    answer lies inside the window's context; otherwise ``(0, 0)``, the ``[CLS]`` token.
+    """
+    features: list[Feature] = []
+    for b in range(0, len(examples), batch):
+        chunk = examples[b : b + batch]
+        enc = tokenizer(
+            [e.question.strip() for e in chunk],
+            [e.context for e in chunk],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        for w, offsets in enumerate(enc["offset_mapping"]):
+            i = enc["overflow_to_sample_mapping"][w]
+            ex = chunk[i]
+            seq = enc.sequence_ids(w)
+            start = end = 0
+            if ex.answers:
+                a_start, text = ex.answers[0]
+                a_end = a_start + len(text)
+                ctx = [t for t, s in enumerate(seq) if s == 1]
+                if ctx and offsets[ctx[0]][0] <= a_start and offsets[ctx[-1]][1] >= a_end:
+                    start = next(t for t in ctx if offsets[t][1] > a_start)
+                    end = next(t for t in reversed(ctx) if offsets[t][0] < a_end)
+            features.append(
+                Feature(
+                    list(enc["input_ids"][w]),
+                    list(enc["token_type_ids"][w]) if "token_type_ids" in enc else [0] * len(enc["input_ids"][w]),
+                    start,
+                    end,
+                    b + i,
+                )
+            )
+    return features
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random, *, group: int = 64) -> list[list[int]]:
+    """Batches of similar length (little padding), in random order.
+
+    Shuffles all indices, sorts each run of ``group * batch_size`` by length, cuts batches,
+    then shuffles the batches: the randomness of plain shuffling, the padding of sorting.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    span = group * batch_size
+    for g in range(0, len(order), span):
+        part = sorted(order[g : g + span], key=lambda i: lengths[i])
+        batches.extend(part[k : k + batch_size] for k in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches

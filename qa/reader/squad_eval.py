@@ -1,0 +1,225 @@
+"""Reader evaluation on SQuAD files: batched span prediction and the official metrics.
+
+``python -m qa eval-reader FILE`` runs the reader on each question with its own paragraph
+(no retrieval) and reports SQuAD's normalised exact match and F1 (max over gold answers,
+percent), plus HasAns/NoAns figures at the reader's threshold when the file has
+unanswerable questions. The metric functions follow the official SQuAD v2.0 script.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qa.reader.squad import QAExample
+
+# --------------------------------------------------------------------------- official metrics
+
+
+def normalize_answer(s: str) -> str:
+    """Lower case, drop punctuation, articles and extra whitespace (SQuAD's normalisation)."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when the normalised strings are equal."""
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    """Token-overlap F1 of normalised strings (empty vs empty counts as 1)."""
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = collections.Counter(pred) & collections.Counter(ref)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    p, r = same / len(pred), same / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def score_example(prediction: str, example: QAExample) -> tuple[float, float]:
+    """(EM, F1) of one prediction, max over gold answers; "" is the no-answer prediction."""
+    golds = [t for _, t in example.answers if normalize_answer(t)] or [""]
+    return max(exact_match(prediction, g) for g in golds), max(f1_score(prediction, g) for g in golds)
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The best span of one example and how sure the reader is of it."""
+
+    text: str  # best non-null span ("" when no span could be decoded)
+    start: int  # character offsets in the example's context
+    end: int
+    confidence: float  # span_confidence(best, null): P(answer) vs "no answer"
+
+
+def predict(
+    model: Any,
+    tokenizer: Any,
+    examples: list[QAExample],
+    *,
+    max_length: int = 384,
+    stride: int = 128,
+    max_answer_tokens: int = 30,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """Best span and confidence for each example (own context only), batched across examples.
+
+    Uses the same windowing and SQuAD2 decoding as the product's reader
+    (:func:`qa.reader.decode`), so thresholds measured here hold in ``ask()``.
+    """
+    import torch
+
+    from qa.reader import decode, span_confidence, trim_span
+
+    preds: list[Prediction] = []
+    # Sort by length so batches pad little; results are put back in file order.
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].context) + len(examples[i].question))
+    result: dict[int, Prediction] = {}
+    group = max(1, batch_size // 2)
+    for g in range(0, len(order), group):
+        idx = order[g : g + group]
+        chunk = [examples[i] for i in idx]
+        enc = tokenizer(
+            [e.question.strip() for e in chunk],
+            [e.context for e in chunk],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="longest",
+            return_tensors="np",
+        )
+        n = len(enc["input_ids"])
+        masks = np.array([[s == 1 for s in enc.sequence_ids(w)] for w in range(n)])
+        inputs = {k: torch.as_tensor(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        starts, ends = [], []
+        with torch.inference_mode():
+            for b in range(0, n, batch_size):
+                out = model(**{k: v[b : b + batch_size] for k, v in inputs.items()})
+                starts.append(out.start_logits.float().numpy())
+                ends.append(out.end_logits.float().numpy())
+        start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
+        sample = np.asarray(enc["overflow_to_sample_mapping"])
+        for j, i in enumerate(idx):
+            windows = np.flatnonzero(sample == j)
+            best, null = decode(start_logits[windows], end_logits[windows], masks[windows], max_answer_tokens=max_answer_tokens)
+            if best is None:
+                result[i] = Prediction("", 0, 0, 0.0)
+                continue
+            w = windows[best.window]
+            offsets = enc["offset_mapping"][w]
+            s, e = trim_span(examples[i].context, int(offsets[best.start_token][0]), int(offsets[best.end_token][1]))
+            result[i] = Prediction(examples[i].context[s:e], s, e, span_confidence(best.logit, null))
+    preds = [result[i] for i in range(len(examples))]
+    return preds
+
+
+def evaluate(
+    examples: list[QAExample], predictions: list[Prediction], *, threshold: float, seconds: float | None = None
+) -> dict[str, Any]:
+    """SQuAD metrics in percent: ``exact``, ``f1``, ``total`` and, when the set has both kinds,
+    HasAns/NoAns figures at ``threshold`` (below it the reader abstains).
+
+    Files without unanswerable questions are scored on the best span (SQuAD 1.1 protocol:
+    the reader always answers), and ``no_ans_accuracy`` is ``None``.
+    """
+    has_no_ans = any(e.is_impossible for e in examples)
+    em = f1 = 0.0
+    has_em = has_f1 = 0.0
+    n_has = n_no = no_right = 0
+    for ex, p in zip(examples, predictions, strict=True):
+        text = p.text if (not has_no_ans or p.confidence >= threshold) else ""
+        e, f = score_example(text, ex)
+        em += e
+        f1 += f
+        if ex.is_impossible:
+            n_no += 1
+            no_right += int(text == "")
+        else:
+            n_has += 1
+            has_em += e
+            has_f1 += f
+    total = len(examples)
+    pct = lambda x, n: round(100.0 * x / n, 2) if n else None  # noqa: E731
+    return {
+        "exact": pct(em, total),
+        "f1": pct(f1, total),
+        "total": total,
+        "has_ans_total": n_has,
+        "has_ans_exact": pct(has_em, n_has),
+        "has_ans_f1": pct(has_f1, n_has),
+        "no_ans_total": n_no,
+        "no_ans_accuracy": pct(no_right, n_no) if has_no_ans else None,
+        "threshold": threshold if has_no_ans else None,
+        "questions_per_s": round(total / seconds, 2) if seconds else None,
+    }
+
+
+def calibration_table(
+    examples: list[QAExample], predictions: list[Prediction], bins: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0001)
+) -> list[dict[str, Any]]:
+    """Per confidence bin: how many predictions and how many are right (EM, unanswerable = wrong)."""
+    rows = []
+    for lo, hi in zip(bins, bins[1:]):
+        sel = [(ex, p) for ex, p in zip(examples, predictions) if lo <= p.confidence < hi]
+        right = sum(score_example(p.text, ex)[0] for ex, p in sel)
+        rows.append({"bin": f"[{lo:.1f}, {min(hi, 1.0):.1f})", "n": len(sel), "exact": round(right / len(sel), 3) if sel else None})
+    return rows
+
+
+def timed_predict(model: Any, tokenizer: Any, examples: list[QAExample], **kw: Any) -> tuple[list[Prediction], float]:
+    """:func:`predict` and the seconds it took."""
+    t = time.perf_counter()
+    preds = predict(model, tokenizer, examples, **kw)
+    return preds, time.perf_counter() - t
+
+
+def run_eval(examples: list[QAExample], *, model: str | None = None, threshold: float | None = None) -> dict[str, Any]:
+    """Metrics of the product's reader (the shipped one unless ``model`` names another)
+    on ``examples``, each read with its own paragraph; adds ``reader`` and ``calibration``."""
+    from qa import config
+    from qa.reader import TransformersReader
+
+    reader = TransformersReader(model or config.DEFAULT_READER_MODEL)
+    tokenizer, qa_model = reader.load()
+    preds, secs = timed_predict(
+        qa_model, tokenizer, examples, max_length=reader.max_length, stride=reader.stride, max_answer_tokens=reader.max_answer_tokens
+    )
+    result = evaluate(examples, preds, threshold=reader.threshold if threshold is None else threshold, seconds=secs)
+    result["reader"] = reader.name
+    result["calibration"] = calibration_table(examples, preds)
+    return result
+
+
+def format_eval(result: dict[str, Any]) -> str:
+    """The metrics as a few lines for a terminal."""
+    lines = [
+        f"reader: {result['reader']}",
+        f"questions: {result['total']}   exact match: {result['exact']:.2f}   F1: {result['f1']:.2f}   ({result['questions_per_s']} questions/s)",
+    ]
+    if result["no_ans_accuracy"] is not None:
+        lines.append(
+            f"answerable ({result['has_ans_total']}): exact {result['has_ans_exact']:.2f}  F1 {result['has_ans_f1']:.2f}   "
+            f"unanswerable ({result['no_ans_total']}): abstained {result['no_ans_accuracy']:.2f}%   threshold {result['threshold']}"
+        )
+    lines.append("confidence bin      n   exact")
+    for row in result["calibration"]:
+        exact = "-" if row["exact"] is None else f"{row['exact']:.3f}"
+        lines.append(f"{row['bin']:<16}{row['n']:>6}   {exact}")
+    return "\n".join(lines)

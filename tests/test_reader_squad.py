@@ -1,0 +1,114 @@
+"""SQuAD data for the reader: loading, negative passages and labelled windows (golden tests)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from qa.reader.squad import QAExample, add_negatives, length_grouped_batches, load_squad, make_features
+
+CONTEXT = "The Kızılelma is an unmanned combat aircraft. Baykar builds it in Turkey’s Istanbul region."
+OTHER = "Ankara is the capital of Turkey. It hosts the parliament."
+
+
+def squad_file(path: Path, *, v2: bool = False, gz: bool = False) -> Path:
+    qas = [
+        {"id": "q1", "question": "Who builds the Kızılelma?", "answers": [{"text": "Baykar", "answer_start": CONTEXT.index("Baykar")}]},
+        {"id": "q2", "question": "Where is it built?", "answers": [{"text": "Turkey’s Istanbul region", "answer_start": CONTEXT.index("Turkey’s")}]},
+    ]
+    if v2:
+        qas.append({"id": "q3", "question": "When was Baykar founded?", "answers": [], "is_impossible": True})
+    data = {"version": "v2.0" if v2 else "1.1", "data": [{"title": "Drones", "paragraphs": [{"context": CONTEXT, "qas": qas}, {"context": OTHER, "qas": []}]}]}
+    text = json.dumps(data, ensure_ascii=False)
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # noqa: ANN201 - transformers tokenizer
+    from transformers import AutoTokenizer
+
+    from embeddings.encoder import packaged_minilm_path
+
+    return AutoTokenizer.from_pretrained(packaged_minilm_path())
+
+
+def test_load_squad_v1_v2_and_gzip(tmp_path: Path) -> None:
+    v1 = load_squad(squad_file(tmp_path / "a.json"))
+    assert [e.id for e in v1] == ["q1", "q2"] and v1[0].answers == ((CONTEXT.index("Baykar"), "Baykar"),)
+    v2 = load_squad(squad_file(tmp_path / "b.json.gz", v2=True, gz=True))
+    assert [e.is_impossible for e in v2] == [False, False, True]
+    assert len(load_squad(tmp_path / "b.json.gz", limit=1)) == 1
+
+
+def test_load_squad_bad_input_says_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        load_squad(tmp_path / "missing.json")
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not SQuAD JSON"):
+        load_squad(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="'data' list"):
+        load_squad(tmp_path / "y.json")
+
+
+def test_answer_token_positions_are_exact(tmp_path: Path, tokenizer) -> None:  # noqa: ANN001
+    examples = load_squad(squad_file(tmp_path / "a.json"))
+    features = make_features(examples, tokenizer, max_length=128, stride=32)
+    assert len(features) == 2
+    for f, ex in zip(features, examples):
+        piece = tokenizer.decode(f.input_ids[f.start : f.end + 1])
+        # Uncased word pieces: the labelled tokens spell the answer, no more and no less.
+        assert piece.replace(" ’ ", "’").replace(" ", "") == ex.answers[0][1].lower().replace(" ", "").replace("ı", "i")
+        assert f.start > 0 and f.token_type_ids[f.start] == 1
+    golden = features[0]
+    assert (golden.start, golden.end) == (tokenizer.convert_ids_to_tokens(golden.input_ids).index("bay"), tokenizer.convert_ids_to_tokens(golden.input_ids).index("##kar"))
+
+
+def test_windows_without_the_answer_point_at_cls(tokenizer) -> None:  # noqa: ANN001
+    context = "Filler sentence about nothing in particular. " * 30 + "The answer is Zanzibar."
+    ex = QAExample("z", "What is the answer?", context, ((context.index("Zanzibar"), "Zanzibar"),))
+    features = make_features([ex], tokenizer, max_length=64, stride=16)
+    assert len(features) > 3
+    labelled = [f for f in features if (f.start, f.end) != (0, 0)]
+    assert len(labelled) >= 1 and all(tokenizer.decode(f.input_ids[f.start : f.end + 1]) == "zanzibar" for f in labelled)
+    assert features[0].start == features[0].end == 0  # the first window cannot see the answer
+    assert all(f.example == 0 for f in features)
+
+
+def test_unanswerable_v2_questions_are_labelled_cls(tmp_path: Path, tokenizer) -> None:  # noqa: ANN001
+    examples = load_squad(squad_file(tmp_path / "b.json", v2=True))
+    features = make_features(examples, tokenizer, max_length=128, stride=32)
+    assert [(f.start, f.end) for f in features][2] == (0, 0)
+
+
+def test_negatives_come_from_the_same_article_and_never_hold_the_answer(tmp_path: Path) -> None:
+    examples = load_squad(squad_file(tmp_path / "a.json"))
+    other_article = QAExample("o", "What is Ankara?", "Istanbul is large. Baykar is a company.", ((19, "Baykar"),), article=7)
+    negatives = add_negatives(examples + [other_article], 1.0, random.Random(0))
+    # q1 and q2 pair with the other paragraph of their article; article 7 has no other paragraph.
+    assert {n.id for n in negatives} <= {"q1-neg", "q2-neg"}
+    assert all(n.is_impossible and n.context != CONTEXT for n in negatives)
+    assert add_negatives(examples, 0.0, random.Random(0)) == []
+    # A paragraph that contains the gold answer text is never used as a negative.
+    holder = [QAExample("h", "Who?", "Baykar builds drones.", ((0, "Baykar"),), 1), QAExample("g", "Where?", "Baykar is in Istanbul.", ((0, "Baykar"),), 1)]
+    assert add_negatives(holder, 1.0, random.Random(0)) == []
+
+
+def test_length_grouped_batches_cover_every_feature_once() -> None:
+    lengths = [random.Random(i).randint(10, 300) for i in range(1000)]
+    batches = length_grouped_batches(lengths, 16, random.Random(1), group=8)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000))
+    # Little padding: within a batch, lengths are close (random batches spread ~250 here).
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 50
+    assert batches == length_grouped_batches(lengths, 16, random.Random(1), group=8)  # seeded

@@ -22,6 +22,9 @@ class Passage:
     document_text: str = field(repr=False, compare=False, default="")
     #: Start offset of each page in ``document_text`` (PDFs); empty for other documents.
     pages: tuple[int, ...] = field(repr=False, compare=False, default=())
+    #: The scores behind the ranking, by name: ``dense`` (cosine), ``bm25``, and for hybrid
+    #: retrieval ``rrf`` (the fused score, which is also ``score``).
+    components: dict[str, float] = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def page(self) -> int | None:
@@ -70,11 +73,19 @@ class Answer:
     reader: str
     citations: list[Citation] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
+    #: When the reader abstains: its best span anyway, below the threshold. A guess is
+    #: never the answer (``text`` stays ``None``); interfaces show it marked as a guess.
+    guess: Citation | None = None
 
     @property
     def answered(self) -> bool:
         """True unless the reader abstained."""
         return self.text is not None
+
+    @property
+    def guess_text(self) -> str | None:
+        """The guessed span's text (``None`` without a guess)."""
+        return None if self.guess is None else self.guess.split_passage()[1]
 
     def to_dict(self) -> dict:
         """JSON-ready form (the ``--json`` output of ``qa ask``)."""
@@ -84,8 +95,18 @@ class Answer:
             "score": round(float(self.score), 4),
             "reader": self.reader,
             "citations": [asdict(c) for c in self.citations],
+            "guess": None if self.guess is None else {"text": self.guess_text, **asdict(self.guess)},
+            # In rank order: "score" is what the retriever ranked by, "components" what it fused.
             "passages": [
-                {"doc_id": p.doc_id, "chunk_id": p.chunk_id, "score": round(float(p.score), 4), "start": p.start, "end": p.end}
-                for p in self.passages
+                {
+                    "rank": n,
+                    "doc_id": p.doc_id,
+                    "chunk_id": p.chunk_id,
+                    "score": round(float(p.score), 6),
+                    "components": {k: round(float(v), 6) for k, v in p.components.items()},
+                    "start": p.start,
+                    "end": p.end,
+                }
+                for n, p in enumerate(self.passages, 1)
             ],
         }

@@ -79,7 +79,7 @@ def bench_ask(*, questions: Path | None = None, reader: str | None = None, index
     rows = load_questions(path)
     texts = [r["question"] for r in rows]
     load_index(index)  # make sure the index exists before timing a cold process
-    reader_name = reader or config.DEFAULT_READER
+    reader_name = reader or "transformers"
     script = (
         "import sys\nfrom qa import ask\n"
         f"a = ask({texts[0]!r}, index={str(index) if index else None!r}, reader={reader_name!r})\n"

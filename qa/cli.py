@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa index|add|remove|list|ask|bench|eval``.
+"""Command line: ``qa index|add|remove|list|ask|bench|eval|train-reader|eval-reader`` (also ``python -m qa``).
 
 Errors from bad input are printed as one line on stderr with a non-zero exit status,
 never a traceback.
@@ -25,7 +25,7 @@ def _add_index_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``qa`` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m qa", description="Extractive question answering over your documents.")
+    parser = argparse.ArgumentParser(prog="qa", description="Extractive question answering over your documents.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and model loading")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?", default=None, help="the question; omit to read questions from stdin")
     _add_index_arg(p)
     p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
-    p.add_argument("--reader", default=None, help="auto (default), transformers or offline")
+    p.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
     p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("questions", type=Path, help='JSON Lines: {"question": ..., "answers": [...]} per line; [] = unanswerable')
     _add_index_arg(p)
     p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
-    p.add_argument("--reader", default=None, help="auto (default), transformers or offline")
+    p.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
     p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help="retriever (default: hybrid)")
     p.add_argument("--json", action="store_true", help="print one JSON object (summary, config and per-question records)")
@@ -208,17 +208,17 @@ def _cmd_remove(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from qa.indexing import list_documents
+    from qa.indexing import list_documents, plural
 
     docs = list_documents(args.index)
     for d in docs:
         if args.json:
             print(json.dumps(asdict(d), ensure_ascii=False))
         else:
-            pages = f", {d.pages} pages" if d.pages is not None else ""
-            print(f"{d.doc_id}\t{d.kind}, {d.chunks} chunks, {d.characters} characters{pages}")
+            pages = f", {plural(d.pages, 'page')}" if d.pages is not None else ""
+            print(f"{d.doc_id}\t{d.kind}, {plural(d.chunks, 'chunk')}, {plural(d.characters, 'character')}{pages}")
     if not args.json:
-        print(f"{len(docs)} documents in {args.index}", file=sys.stderr)
+        print(f"{plural(len(docs), 'document')} in {args.index}", file=sys.stderr)
     return 0
 
 
@@ -227,7 +227,13 @@ def format_answer(answer: Answer) -> str:
     lines = [f"Q: {answer.question}"]
     if answer.text is None:
         lines.append(f"A: I don't know (confidence {answer.score:.2f}; reader: {answer.reader})")
-        if answer.passages:
+        if answer.guess is not None:
+            g = answer.guess
+            before, guess, after = g.split_passage()
+            page = f" p. {g.page}," if g.page is not None else ""
+            lines.append(f"   closest (a guess, not an answer): {guess}   [{g.doc_id}{page} chars {g.answer_start}-{g.answer_end}]")
+            lines.append(f"    {before}>>{guess}<<{after}".replace("\n", " "))
+        elif answer.passages:
             p = answer.passages[0]
             page = f" p. {p.page}" if p.page is not None else ""
             lines.append(f"   closest passage: {p.doc_id}{page} [{p.start}:{p.end}]")

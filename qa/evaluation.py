@@ -281,6 +281,32 @@ def summarize(records: Sequence[EvalRecord], ks: Sequence[int] = RECALL_KS) -> d
     return summary
 
 
+_TYPE_PATTERNS = (
+    ("how_many", r"^(how many|how much|how long|how old|how far|how tall|how big|how large)\b"),
+    ("why", r"^why\b"),
+    ("when", r"^(when|what year|which year|what date|what time|in what year|in which year|on what date)\b"),
+    ("where", r"^(where|in what country|in which country|in what city|in which city)\b"),
+    ("who", r"^(who|whom|whose)\b"),
+    ("which", r"^(which|in which|at which|on which|from which|to which)\b"),
+    ("what", r"^(what|in what|at what|on what|how)\b"),
+    ("yes_no", r"^(is|are|was|were|do|does|did|can|could|will|would|has|have|had|should)\b"),
+)
+
+
+def infer_question_type(question: str) -> str:
+    """The question's type from its wording ("how many ...", "who ...", "is ..."), for files
+    without a ``type`` field; ``"other"`` when no pattern fits. Reported as inferred."""
+    q = " ".join(question.lower().split())
+    for name, pattern in _TYPE_PATTERNS:
+        if re.search(pattern, q):
+            return name
+    # Wh-word later in the sentence ("The drone flew when?", "In 2022, who visited?").
+    for name, word in (("who", "who"), ("when", "when"), ("where", "where"), ("why", "why"), ("which", "which"), ("what", "what")):
+        if re.search(rf"\b{word}\b", q):
+            return name
+    return "other"
+
+
 def evaluate(
     questions_path_or_rows: str | os.PathLike[str] | Iterable[dict],
     index: Any = None,
@@ -295,8 +321,8 @@ def evaluate(
     Args:
         questions_path_or_rows: a JSON Lines file or rows ``{"question", "answers", "type"?, "doc"?}``.
         index: index directory, loaded :class:`~embeddings.index.VectorIndex`, or ``None`` (default index).
-        reader: reader name or object (default ``qa.config.DEFAULT_READER``). For a threshold
-            sweep pass one that never abstains, e.g. ``OfflineReader(threshold=0.0)``.
+        reader: reader name or object (default: the shipped reader). For a threshold
+            sweep pass one that never abstains, e.g. ``TransformersReader("shipped", threshold=0.0)``.
         top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
         retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` or an object (default ``DEFAULT_RETRIEVER``).
         retrieval_depth: passages retrieved per question for recall@k (the reader gets the first ``top_k``).
@@ -334,7 +360,7 @@ def evaluate(
             EvalRecord(
                 question=row["question"],
                 answers=answers,
-                type=str(row.get("type") or "unknown"),
+                type=str(row.get("type") or infer_question_type(row["question"])),
                 prediction=answer.text,
                 score=float(answer.score),
                 em=exact_match(answer.text, answers),
@@ -355,6 +381,7 @@ def evaluate(
             "reader": getattr(resolved_reader, "name", str(reader)),
             "retriever": retriever_name,
             "top_k": k,
+            "types_inferred": sum(1 for row in rows if not row.get("type")),
         },
     )
 
@@ -369,7 +396,7 @@ def threshold_sweep(
     """Abstention trade-off for each threshold ``t`` (default 0, 0.05, ..., 1).
 
     ``records`` come from a run whose reader never abstains (e.g.
-    ``OfflineReader(threshold=0.0)``): each is an :class:`EvalRecord`, a dict with
+    ``TransformersReader("shipped", threshold=0.0)``): each is an :class:`EvalRecord`, a dict with
     ``score``, ``prediction`` and ``answers``, or a ``(score, prediction, answers)`` tuple.
     At threshold ``t`` the bot answers when ``score >= t`` (and it has a span), else abstains.
 
@@ -480,7 +507,9 @@ def format_report(report: EvalReport) -> str:
     for key in keys:
         if key in s:
             lines.append(f"{labels.get(key, key):24s} {_fmt(s[key])}")
-    lines += ["", f"{'type':12s} {'n':>4s} {'EM':>6s} {'F1':>6s}"]
+    inferred = report.config.get("types_inferred")
+    note = f"  (inferred from the wording for {inferred} questions without a 'type' field)" if inferred else ""
+    lines += ["", f"{'type':12s} {'n':>4s} {'EM':>6s} {'F1':>6s}{note}"]
     for t, m in s["by_type"].items():
         lines.append(f"{t:12s} {m['n']:4d} {_fmt(m['em']):>6s} {_fmt(m['f1']):>6s}")
     return "\n".join(lines)

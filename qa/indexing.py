@@ -53,9 +53,14 @@ class IndexReport:
         text = (
             f"indexed {self.directory}: {len(self.added)} added, {len(self.changed)} changed, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged, {len(self.skipped)} skipped; "
-            f"{self.chunks} chunks ({self.embedded_chunks} embedded) in {self.seconds:.2f}s"
+            f"{plural(self.chunks, 'chunk')} ({self.embedded_chunks} embedded) in {self.seconds:.2f}s"
         )
         return f"{text}\n{self.note}" if self.note else text
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 chunk"``, ``"2 chunks"``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _chunking_params(max_tokens: int, overlap: int) -> dict[str, int]:

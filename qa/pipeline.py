@@ -6,6 +6,7 @@ is reloaded automatically when another process commits a new generation.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import unicodedata
@@ -84,7 +85,7 @@ def ask(
         index: an index directory, a loaded :class:`VectorIndex`, or ``None`` for the
             default index over ``seeds/`` (built on first use).
         top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
-        reader: ``"auto"`` (default), ``"transformers"``, ``"offline"`` or a reader object.
+        reader: ``None`` (the transformers reader over ``qa.config.DEFAULT_READER_MODEL``) or a reader object.
         retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` (default ``qa.retrieval.DEFAULT_RETRIEVER``)
             or a retriever object (anything with ``retrieve(question, k)``).
 
@@ -104,5 +105,5 @@ def ask(
     answer = get_reader(reader).read(text, passages)
     if answer.question != question:
         # Report the question as the caller asked it.
-        answer = Answer(question, answer.text, answer.score, answer.reader, answer.citations, answer.passages)
+        answer = dataclasses.replace(answer, question=question)
     return answer

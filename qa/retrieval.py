@@ -9,12 +9,10 @@ Three retrievers, one interface (``retrieve(question, k) -> list[Passage]``, bes
 * :class:`HybridRetriever` -- reciprocal rank fusion (RRF, ``k=60``) of the top
   ``depth`` chunks of each. RRF uses only ranks, so the two scores need no calibration.
 
-``Passage.score`` is what the reader sees as "how relevant is this passage", and the
-offline reader uses it as a feature fitted on cosine similarities. So the hybrid
-retriever keeps the **dense cosine** of each fused passage as ``Passage.score`` (also
-for passages only BM25 found: their cosine is computed from the stored vector) while
-the **order** of the list is the fusion order. The BM25 retriever reports the raw BM25
-score unless ``dense_scores=True`` (what :func:`get_retriever` uses for answering).
+``Passage.score`` is what the retriever ranked by: the cosine (dense), the BM25 score
+(bm25) or the fused reciprocal-rank score (hybrid); ``Passage.components`` names the scores
+behind it (``dense``, ``bm25``, ``rrf``), so interfaces can show why a passage ranked where
+it did. Passages are always returned best first.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ __all__ = ["DEFAULT_RETRIEVER", "RETRIEVERS", "BM25Retriever", "DenseRetriever",
 RETRIEVERS = ("dense", "bm25", "hybrid")
 
 
-def passage_at(index: VectorIndex, row: int, score: float) -> Passage:
+def passage_at(index: VectorIndex, row: int, score: float, components: dict[str, float] | None = None) -> Passage:
     """The :class:`Passage` for FAISS row ``row`` of ``index``."""
     rec = index.chunks[row]
     doc = index.documents[rec.doc_id]
@@ -46,6 +44,7 @@ def passage_at(index: VectorIndex, row: int, score: float) -> Passage:
         score=score,
         document_text=doc.text,
         pages=tuple(doc.pages or ()),
+        components=dict(components or {}),
     )
 
 
@@ -70,7 +69,7 @@ class DenseRetriever:
 
     def retrieve(self, question: str, k: int) -> list[Passage]:
         """The ``k`` best passages for ``question``, best first."""
-        return [passage_at(self.index, row, score) for row, score in self.rank(question, k)]
+        return [passage_at(self.index, row, score, {"dense": score}) for row, score in self.rank(question, k)]
 
 
 def _cosines(index: VectorIndex, query: np.ndarray, rows: list[int]) -> dict[int, float]:
@@ -82,21 +81,15 @@ def _cosines(index: VectorIndex, query: np.ndarray, rows: list[int]) -> dict[int
 
 
 class BM25Retriever:
-    """BM25 keyword retrieval over the index's chunks (only chunks sharing a term with the question).
-
-    ``Passage.score`` is the raw BM25 score, or with ``dense_scores=True`` the dense
-    cosine (for readers that use the score as a calibrated feature; needs the encoder).
-    """
+    """BM25 keyword retrieval over the index's chunks (only chunks sharing a term with the question)."""
 
     name = "bm25"
 
-    def __init__(self, index: VectorIndex, *, encoder: Encoder | None = None, dense_scores: bool = False) -> None:
+    def __init__(self, index: VectorIndex) -> None:
         from qa.bm25 import get_bm25
 
         self.index = index
         self.bm25 = get_bm25(index)
-        self.dense_scores = dense_scores
-        self.encoder = encoder or (get_encoder(index.embedding_model) if dense_scores else None)
 
     def rank(self, question: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best ``(row, bm25 score)`` pairs (fewer when fewer chunks share a term)."""
@@ -105,11 +98,7 @@ class BM25Retriever:
 
     def retrieve(self, question: str, k: int) -> list[Passage]:
         """The ``k`` best passages for ``question``, best first."""
-        hits = self.rank(question, k)
-        if self.dense_scores and hits and self.encoder is not None:
-            cos = _cosines(self.index, self.encoder.encode([question]), [r for r, _ in hits])
-            return [passage_at(self.index, r, cos[r]) for r, _ in hits]
-        return [passage_at(self.index, r, s) for r, s in hits]
+        return [passage_at(self.index, r, s, {"bm25": s}) for r, s in self.rank(question, k)]
 
 
 class HybridRetriever:
@@ -117,7 +106,7 @@ class HybridRetriever:
 
     Each chunk scores ``sum(1 / (rrf_k + rank))`` over the rankings it appears in (top
     ``depth`` of each, ranks from 1); ties go to the better dense rank. The returned
-    ``Passage.score`` is the dense cosine (see the module docstring).
+    ``Passage.score`` is that fused score; ``components`` adds the dense cosine and BM25 score.
     """
 
     name = "hybrid"
@@ -138,13 +127,14 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.depth = depth
 
-    def rank(self, question: str, k: int) -> list[tuple[int, float]]:
-        """The ``k`` best ``(row, dense cosine)`` pairs in fusion order."""
+    def _fuse(self, question: str, k: int) -> list[tuple[int, dict[str, float]]]:
+        """The ``k`` best rows in fusion order with their ``rrf``, ``dense`` and ``bm25`` scores."""
         _check_k(k)
         depth = max(k, self.depth)
         query = self.encoder.encode([question])
         dense = self.index.search(query, depth)[0]
-        sparse = self.bm25.top(question, depth)
+        bm25_all = self.bm25.scores(question)
+        sparse = [(int(r), float(bm25_all[r])) for r in np.argsort(-bm25_all, kind="stable")[:depth] if bm25_all[r] > 0]
         fused: dict[int, float] = {}
         for ranking in (dense, sparse):
             for rank, (row, _) in enumerate(ranking, 1):
@@ -153,11 +143,15 @@ class HybridRetriever:
         order = sorted(fused, key=lambda r: (-fused[r], dense_rank.get(r, len(dense)), r))[:k]
         cos = {row: s for row, s in dense}
         cos.update(_cosines(self.index, query, [r for r in order if r not in cos]))
-        return [(r, cos[r]) for r in order]
+        return [(r, {"rrf": fused[r], "dense": cos[r], "bm25": float(bm25_all[r])}) for r in order]
+
+    def rank(self, question: str, k: int) -> list[tuple[int, float]]:
+        """The ``k`` best ``(row, fused RRF score)`` pairs, best first."""
+        return [(r, c["rrf"]) for r, c in self._fuse(question, k)]
 
     def retrieve(self, question: str, k: int) -> list[Passage]:
-        """The ``k`` best passages for ``question`` in fusion order, scored by dense cosine."""
-        return [passage_at(self.index, row, score) for row, score in self.rank(question, k)]
+        """The ``k`` best passages for ``question`` in fusion order (``score`` = RRF score)."""
+        return [passage_at(self.index, row, c["rrf"], c) for row, c in self._fuse(question, k)]
 
 
 def get_retriever(
@@ -174,7 +168,7 @@ def get_retriever(
     if choice == "dense":
         return DenseRetriever(index, encoder)
     if choice == "bm25":
-        return BM25Retriever(index, encoder=encoder, dense_scores=True)
+        return BM25Retriever(index)
     if choice == "hybrid":
         return HybridRetriever(index, encoder)
     raise ValueError(f"retriever={retriever!r} is unknown; use one of {', '.join(RETRIEVERS)}")

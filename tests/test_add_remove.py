@@ -125,7 +125,7 @@ def test_cli_add_list_remove(tmp_path: Path, docs_dir: Path) -> None:
     assert set(rows) == {"alpha.txt", "beta.md", "sub/gamma.txt", "report.pdf"}
     assert rows["report.pdf"]["pages"] == 3 and rows["report.pdf"]["kind"] == "pdf"
 
-    asked = run_qa("ask", "Who is the ship's captain?", "--index", index, "--reader", "offline", "--json")
+    asked = run_qa("ask", "Who is the ship's captain?", "--index", index, "--json")
     assert asked.returncode == 0, asked.stderr
     data = json.loads(asked.stdout)
     assert data["answer"] == "Ilse Varga"

@@ -42,7 +42,7 @@ def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
     one = run_qa("ask", "Which European country joined the drone coalition alongside Turkey?", "--index", index, "--json")
     assert one.returncode == 0, one.stderr
     data = json.loads(one.stdout)
-    assert data["answer"] == "Belgium" and data["reader"].startswith("offline")
+    assert data["answer"] == "Belgium" and data["reader"] == "minilm-squad (shipped)"
     assert data["citations"][0]["doc_id"] == "japan_defense_minister_turkey_visit.txt"
     many = run_qa("ask", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n\nWhat is the capital of Japan?\n")
     lines = [json.loads(line) for line in many.stdout.splitlines()]
@@ -63,3 +63,14 @@ def test_ask_bad_input_fails_without_traceback(tmp_path: Path) -> None:
     (corrupt / "CURRENT").write_text("gen-missing\n")
     bad = run_qa("ask", "Who?", "--index", str(corrupt))
     assert bad.returncode != 0 and "rebuild" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_qa_console_script_is_installed() -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("qa", path=str(Path(sys.executable).parent))
+    assert script, "the `qa` console script is missing: pip install -e . creates it from [project.scripts]"
+    done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "eval-reader" in done.stdout and done.stdout.startswith("usage: qa")

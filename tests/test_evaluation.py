@@ -155,10 +155,10 @@ def test_eval_command_on_a_tiny_fixture(tmp_path: Path) -> None:
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     index = str(tmp_path / "idx")
     assert run_qa("index", str(docs), "--index", index).returncode == 0
-    table = run_qa("eval", str(questions), "--index", index, "--reader", "offline")
+    table = run_qa("eval", str(questions), "--index", index)
     assert table.returncode == 0, table.stderr
     assert "EM" in table.stdout and "recall@1" in table.stdout and "Traceback" not in table.stderr
-    as_json = run_qa("eval", str(questions), "--index", index, "--reader", "offline", "--json", "--retriever", "bm25", "--top-k", "2")
+    as_json = run_qa("eval", str(questions), "--index", index, "--json", "--retriever", "bm25", "--top-k", "2")
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert data["summary"]["questions"] == 3 and data["config"]["retriever"] == "bm25" and data["config"]["top_k"] == 2
@@ -199,3 +199,22 @@ def test_best_threshold_with_an_abstention_target() -> None:
     assert best_threshold(threshold_sweep(records, [0.0, 0.2]), min_abstention_recall=0.9) == 0.2
     with pytest.raises(ValueError, match="non-empty"):
         best_threshold([])
+
+
+def test_question_type_inferred_from_wording() -> None:
+    from qa.evaluation import infer_question_type
+
+    cases = {
+        "How many drones were built?": "how_many",
+        "Who visited Turkey?": "who",
+        "When did it first fly?": "when",
+        "In which year did it fly?": "when",
+        "Where is Baykar based?": "where",
+        "Why did the minister travel?": "why",
+        "Which company makes the Kizilelma?": "which",
+        "What is the Kizilelma?": "what",
+        "Is the drone unmanned?": "yes_no",
+        "The drone flew when?": "when",
+        "Tell me about drones": "other",
+    }
+    assert {q: infer_question_type(q) for q in cases} == cases

@@ -224,7 +224,7 @@ def test_pdf_answer_cites_the_right_page(tmp_path: Path) -> None:
     write(tmp_path / "docs" / "fleet_report.pdf", make_pdf(SHIP_PAGES))
     index_folder(tmp_path / "docs", tmp_path / "idx")
     for question, expected in [("Who is the ship's captain?", "Ilse Varga"), ("When was the Aurora launched?", "2019")]:
-        answer = ask(question, index=tmp_path / "idx", reader="offline")
+        answer = ask(question, index=tmp_path / "idx")
         assert answer.text is not None and expected in answer.text, answer
         citation = answer.citations[0]
         assert citation.doc_id == "fleet_report.pdf" and citation.page == 2

@@ -74,7 +74,7 @@ def test_index_without_bm25_data_builds_it_in_memory(docs_dir: Path, tmp_path: P
     assert "no stored BM25 data" in caplog.text
 
 
-def test_hybrid_scores_are_dense_cosines_in_fusion_order(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+def test_hybrid_scores_are_fused_rrf_with_named_components(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
     index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
     index = VectorIndex.load(tmp_path / "idx")
     question = "Where do climbers go in July?"
@@ -86,9 +86,15 @@ def test_hybrid_scores_are_dense_cosines_in_fusion_order(docs_dir: Path, tmp_pat
         for rank, (row, _) in enumerate(ranking, 1):
             fused[row] = fused.get(row, 0.0) + 1 / (60 + rank)
     assert [r for r, _ in hybrid] == sorted(fused, key=lambda r: (-fused[r], [d for d, _ in dense].index(r)))[:4]
-    cosine = dict(dense)
+    cosine, bm25 = dict(dense), dict(sparse)
     for row, score in hybrid:
-        assert score == pytest.approx(cosine[row], abs=1e-5)
+        assert score == pytest.approx(fused[row])
+    passages = HybridRetriever(index, fake_encoder).retrieve(question, 4)
+    assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)  # rank order
+    for (row, score), p in zip(hybrid, passages):
+        assert p.components["rrf"] == pytest.approx(score) == pytest.approx(p.score)
+        assert p.components["dense"] == pytest.approx(cosine[row], abs=1e-5)
+        assert p.components["bm25"] == pytest.approx(bm25.get(row, 0.0))
 
 
 def test_get_retriever_names(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
@@ -131,7 +137,7 @@ def test_hybrid_finds_the_exact_code_dense_misses(parts_index: VectorIndex) -> N
     assert BM25Retriever(parts_index).retrieve(question, 1)[0].doc_id == "order.txt"
     hybrid = HybridRetriever(parts_index).retrieve(question, 3)
     assert "order.txt" in [p.doc_id for p in hybrid]
-    assert all(0.0 <= p.score <= 1.0 for p in hybrid)  # dense cosines, not fusion scores
+    assert all(0.0 < p.score <= 2 / 61 and -1.0 <= p.components["dense"] <= 1.0 for p in hybrid)  # fused RRF scores
 
 
 @pytest.mark.slow

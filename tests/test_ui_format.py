@@ -63,7 +63,11 @@ def test_answer_message_has_bold_span_confidence_reader_and_numbered_citation():
     assert "confidence 0.72" in out
     assert "reader: offline" in out
     assert "[1]" in out and "turkey.txt" in out
-    assert f"chars {start}–{start + len('December 2022')}" in out
+    # Offsets and scores are there for those who open "details", not in the reading line.
+    details = out.split('<details class="qa-details"><summary>details</summary>', 1)[1].split("</details>", 1)[0]
+    assert f"chars {start}–{start + len('December 2022')}" in details and "reader confidence 0.720" in details
+    assert "chars" not in out.split("<details", 1)[0]
+    assert "/docs/turkey.txt" not in out  # no filesystem path
     assert "I don't know" not in out
 
 
@@ -129,9 +133,10 @@ def test_sources_panel_placeholder_before_any_question():
 
 
 def test_no_answer_says_i_dont_know_with_the_closest_passages():
+    # Retrieval order (best first) is kept: scores of fused rankings are not comparable to sort by.
     passages = [
-        _passage("Tokyo is far from Ankara. " * 20, doc_id="far.txt", score=0.2),
-        _passage(DOC, doc_id="near.txt", score=0.6),
+        _passage(DOC, doc_id="near.txt", score=0.016),
+        _passage("Tokyo is far from Ankara. " * 20, doc_id="far.txt", score=0.9),
     ]
     answer = Answer("What is the capital of Japan?", None, 0.12, "offline", [], passages)
     out = fmt.format_answer_html(answer)
@@ -154,6 +159,29 @@ def test_no_answer_sources_panel_lists_closest_passages_without_marks():
     assert "turkey.txt" in out
 
 
+def _guess_answer() -> Answer:
+    start = DOC.index("December 2022")
+    guess = Citation("turkey.txt", "/docs/turkey.txt", "turkey.txt#0", DOC, 0, len(DOC), start, start + 13)
+    return Answer("When did it first fly?", None, 0.31, "minilm-squad (shipped)", [], [_passage(DOC)], guess=guess)
+
+
+def test_no_answer_shows_the_best_guess_marked_as_a_guess():
+    answer = _guess_answer()
+    assert answer.guess_text == "December 2022" and answer.text is None
+    out = fmt.format_answer_html(answer)
+    visible = _visible(out)
+    assert "I don't know — closest: December 2022" in visible
+    assert "a guess, not an answer" in visible
+    assert "<strong>" not in out  # never presented like an answer
+    assert '<mark class="qa-guess-mark">December 2022</mark>' in out
+    panel = fmt.format_sources_html(answer)
+    assert '<mark class="qa-guess-mark">December 2022</mark>' in panel and "<mark>" not in panel
+    assert "a guess, not an answer" in _visible(panel)
+    data = answer.to_dict()
+    assert data["answer"] is None and data["guess"]["text"] == "December 2022"
+    assert DOC[data["guess"]["answer_start"] : data["guess"]["answer_end"]] == "December 2022"
+
+
 def test_no_answer_without_passages():
     out = fmt.format_answer_html(Answer("q?", None, 0.0, "offline", [], []))
     assert "I don't know" in _visible(out)
@@ -173,7 +201,8 @@ def test_error_message_is_escaped():
 
 
 def test_index_info_line():
-    assert fmt.format_index_info("/idx", 1, 4) == "**Index:** /idx · 1 document · 4 chunks"
+    # The index's name, never the absolute path on the server's disk.
+    assert fmt.format_index_info("/srv/data/idx", 1, 4) == "**Index:** idx · 1 document · 4 chunks"
     assert "2 documents · 1 chunk" in fmt.format_index_info("/idx", 2, 1)
     assert "&lt;x&gt;" in fmt.format_index_info("/i/<x>", 1, 1)
 
@@ -226,7 +255,7 @@ class _TagCollector(HTMLParser):
         self.attributes.update(name for name, _ in attrs)
 
 
-ALLOWED_TAGS = {"div", "span", "strong", "mark", "q"}
+ALLOWED_TAGS = {"div", "span", "strong", "mark", "q", "details", "summary"}
 ALLOWED_ATTRIBUTES = {"class", "title"}
 
 

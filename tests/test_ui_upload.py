@@ -133,7 +133,7 @@ def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Pa
     pdf = write(tmp_path / "upload" / "fleet_report.pdf", make_pdf(SHIP_PAGES))
     exe = write(tmp_path / "upload" / "payload.exe", b"MZ\x90\x00")
 
-    with running_app(index, reader="offline") as url, sync_api.sync_playwright() as p:
+    with running_app(index) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 1100})

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"index directory (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at {config.DEFAULT_INDEX_DIR})",
     )
-    parser.add_argument("--reader", default=None, help="auto (default), transformers or offline")
+    parser.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and model loading")
     return parser
 

@@ -71,7 +71,18 @@ CSS = """
 .qa-error { color: #b91c1c; }
 .qa-error-label { font-weight: 600; }
 #qa-sources-panel { border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
-  background: var(--background-fill-primary); padding: 14px 16px; min-height: 200px; max-height: 600px; overflow-y: auto; }
+  background: var(--background-fill-primary); padding: 14px 16px; min-height: 200px; max-height: 600px;
+  overflow-y: auto !important; overflow-x: hidden !important; }
+/* Gradio's own rules set overflow: visible on the HTML component's inner wrappers, so the
+   scroll box is also our own inner element: its height is bounded whatever wraps it. */
+#qa-sources-panel .qa-sources { max-height: 568px; overflow-y: auto; overflow-x: hidden; overflow-wrap: anywhere; }
+.qa-details { font-size: 0.78rem; margin-top: 2px; }
+.qa-details summary { cursor: pointer; color: var(--body-text-color-subdued); }
+.qa-guess { font-style: italic; font-weight: 600; }
+.qa-guess-label { display: inline-block; border-radius: 999px; padding: 1px 9px; margin-right: 4px; font-size: 0.78rem;
+  font-weight: 600; background: #fef3c7; color: #92400e; border: 1px dashed #f59e0b; }
+.qa-passage mark.qa-guess-mark, .qa-context mark.qa-guess-mark { background: transparent; color: inherit;
+  border-bottom: 2px dashed #f59e0b; box-shadow: none; font-weight: 600; padding: 0 1px; }
 .qa-sources-empty { color: var(--body-text-color-subdued); font-size: 0.92rem; }
 .qa-sources-q { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-bottom: 10px; }
 .qa-sources-q q { color: var(--body-text-color); font-weight: 600; }

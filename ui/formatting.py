@@ -115,9 +115,9 @@ def format_answer_html(answer: Answer) -> str:
             before, span, after = answer_context(c, answer.text)
             parts.append(
                 '<div class="qa-cite">'
-                f'{_cite_label(n)} <span class="qa-doc">{escape(c.doc_id)}</span>, '
-                f'{_page(c.page)}<span class="qa-offsets">{_offsets(c.answer_start, c.answer_end)}</span>'
+                f'{_cite_label(n)} <span class="qa-doc">{escape(c.doc_id)}</span>{_page_suffix(c.page)}'
                 f'<div class="qa-context">{escape(before)}<strong>{escape(span)}</strong>{escape(after)}</div>'
+                f"{_details(c, answer.score)}"
                 "</div>"
             )
         parts.append("</div>")
@@ -125,22 +125,50 @@ def format_answer_html(answer: Answer) -> str:
     return "".join(parts)
 
 
+def _page_suffix(page: int | None) -> str:
+    """``", p. 3"`` after a document name for PDFs, else nothing."""
+    return f', <span class="qa-page">p. {int(page)}</span>' if page is not None else ""
+
+
+def _details(c: Citation, score: float) -> str:
+    """Offsets and scores for those who want them, folded away by default."""
+    return (
+        '<details class="qa-details"><summary>details</summary>'
+        f'<span class="qa-offsets">answer {_offsets(c.answer_start, c.answer_end)} · '
+        f"passage {_offsets(c.passage_start, c.passage_end)} · chunk {escape(c.chunk_id)} · "
+        f"reader confidence {min(max(float(score), 0.0), 1.0):.3f}</span></details>"
+    )
+
+
 def format_no_answer_html(answer: Answer) -> str:
     """"I don't know", plainly, with the closest passages the reader looked at."""
+    guess = answer.guess_text
+    idk = "I don't know"
+    if guess:
+        idk += f' — closest: <em class="qa-guess" title="a low-confidence guess, not an answer">{escape(guess)}</em>'
     parts = [
         '<div class="qa-msg qa-noanswer">',
-        "<div class=\"qa-idk\">I don't know.</div>",
-        '<div class="qa-meta">The documents do not seem to answer this. '
-        f"{_confidence_badge(answer.score)} {_reader_badge(answer.reader)}</div>",
+        f'<div class="qa-idk">{idk}{"" if guess else "."}</div>',
+        '<div class="qa-meta">'
+        + ('<span class="qa-guess-label">a guess, not an answer</span> ' if guess else "The documents do not seem to answer this. ")
+        + f"{_confidence_badge(answer.score)} {_reader_badge(answer.reader)}</div>",
     ]
     closest = _closest_passages(answer.passages)
-    if closest:
+    if answer.guess is not None:
+        g = answer.guess
+        before, span, after = answer_context(g, guess or "")
+        parts.append(
+            '<div class="qa-cites"><div class="qa-cite qa-cite-guess">'
+            f'{_cite_label(1)} <span class="qa-doc">{escape(g.doc_id)}</span>{_page_suffix(g.page)}'
+            f'<div class="qa-context">{escape(before)}<mark class="qa-guess-mark">{escape(span)}</mark>{escape(after)}</div>'
+            f"{_details(g, answer.score)}</div></div>"
+        )
+    elif closest:
         parts.append('<div class="qa-closest-title">Closest passages I looked at:</div><div class="qa-cites">')
         for n, p in enumerate(closest, 1):
             parts.append(
                 '<div class="qa-cite">'
-                f'{_cite_label(n)} <span class="qa-doc">{escape(p.doc_id)}</span>, '
-                f'{_page(p.page)}<span class="qa-offsets">{_offsets(p.start, p.end)}</span>'
+                f'{_cite_label(n)} <span class="qa-doc">{escape(p.doc_id)}</span>{_page_suffix(p.page)}'
                 f'<div class="qa-context">{escape(excerpt(p.text))}</div>'
                 "</div>"
             )
@@ -150,7 +178,8 @@ def format_no_answer_html(answer: Answer) -> str:
 
 
 def _closest_passages(passages: list[Passage], limit: int = CLOSEST_PASSAGES) -> list[Passage]:
-    return sorted(passages, key=lambda p: -float(p.score))[:limit]
+    # Retrieval order: passages arrive best first, whatever scale their scores are on.
+    return list(passages[:limit])
 
 
 def format_error_html(message: str) -> str:
@@ -193,13 +222,29 @@ def format_sources_html(answer: Answer | None) -> str:
             if answer.text is None
             else "The reader gave no citation for this answer."
         )
+        if answer.text is None and answer.guess is not None:
+            note = "No answer. The reader's low-confidence guess is marked in its passage (a guess, not an answer); below it, the other passages retrieved."
         parts.append(f'<div class="qa-sources-note">{note}</div>')
-        for n, p in enumerate(_closest_passages(answer.passages), 1):
+        shown = _closest_passages(answer.passages)
+        if answer.text is None and answer.guess is not None:
+            g = answer.guess
+            before, span, after = g.split_passage()
+            parts.append(
+                '<div class="qa-source qa-source-guess">'
+                '<div class="qa-source-head">'
+                f'<span class="qa-cite-num">guess</span> <span class="qa-doc" title="{escape(g.source)}">{escape(g.doc_id)}</span>'
+                f'<span class="qa-offsets">{_page(g.page)}answer {_offsets(g.answer_start, g.answer_end)} · '
+                f"passage {_offsets(g.passage_start, g.passage_end)}</span></div>"
+                f'<div class="qa-passage">{escape(before)}<mark class="qa-guess-mark">{escape(span)}</mark>{escape(after)}</div>'
+                "</div>"
+            )
+            shown = [p for p in shown if p.chunk_id != g.chunk_id]
+        for n, p in enumerate(shown, 1):
             parts.append(
                 '<div class="qa-source qa-source-dim">'
                 '<div class="qa-source-head">'
                 f'{_cite_label(n)} <span class="qa-doc" title="{escape(p.source)}">{escape(p.doc_id)}</span>'
-                f'<span class="qa-offsets">{_page(p.page)}passage {_offsets(p.start, p.end)} · retrieval score {float(p.score):.2f}</span>'
+                f'<span class="qa-offsets">{_page(p.page)}passage {_offsets(p.start, p.end)} · retrieval rank {n}</span>'
                 f'</div><div class="qa-passage">{escape(p.text)}</div></div>'
             )
     parts.append("</div>")
@@ -217,7 +262,9 @@ def _plural(n: int, word: str) -> str:
 
 def format_index_info(directory: str | os.PathLike[str] | None, documents: int, chunks: int) -> str:
     """One Markdown line naming the index in use and its size (the path is escaped)."""
-    where = escape(Path(directory)) if directory is not None else "(in memory)"
+    # The folder's name, not its absolute path: users need to know which index, not where
+    # on the server's disk it lives (the full path is in the CLI and logs).
+    where = escape(Path(directory).name or str(directory)) if directory is not None else "(in memory)"
     return f"**Index:** {where} · {_plural(documents, 'document')} · {_plural(chunks, 'chunk')}"
 
 

@@ -13,15 +13,9 @@ import numpy as np
 
 from qa.answer import Answer, Citation, Passage
 
-def make_answer(
-    question: str, span: tuple[Passage, int, int] | None, score: float, reader: str, passages: list[Passage]
-) -> Answer:
-    """Build an :class:`Answer`; ``span`` is ``(passage, start, end)`` in passage characters, or ``None``."""
-    score = float(min(max(score, 0.0), 1.0))
-    if span is None:
-        return Answer(question=question, text=None, score=score, reader=reader, citations=[], passages=list(passages))
-    passage, start, end = span
-    citation = Citation(
+def make_citation(passage: Passage, start: int, end: int) -> Citation:
+    """The citation of characters ``start:end`` of ``passage`` (offsets made document-wide)."""
+    return Citation(
         doc_id=passage.doc_id,
         source=passage.source,
         chunk_id=passage.chunk_id,
@@ -32,7 +26,25 @@ def make_answer(
         answer_end=passage.start + end,
         page=passage.page_of(passage.start + start),
     )
-    return Answer(question, passage.text[start:end], score, reader, [citation], list(passages))
+
+
+def make_answer(
+    question: str,
+    span: tuple[Passage, int, int] | None,
+    score: float,
+    reader: str,
+    passages: list[Passage],
+    *,
+    guess: tuple[Passage, int, int] | None = None,
+) -> Answer:
+    """Build an :class:`Answer`; ``span`` is ``(passage, start, end)`` in passage characters,
+    or ``None`` to abstain (optionally with the best span below the threshold as ``guess``)."""
+    score = float(min(max(score, 0.0), 1.0))
+    if span is None:
+        guessed = make_citation(*guess) if guess is not None and guess[1] < guess[2] else None
+        return Answer(question=question, text=None, score=score, reader=reader, citations=[], passages=list(passages), guess=guessed)
+    passage, start, end = span
+    return Answer(question, passage.text[start:end], score, reader, [make_citation(passage, start, end)], list(passages))
 
 
 # --------------------------------------------------------------------------- span decoding

@@ -290,3 +290,34 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 def main_env_threads() -> None:
     """Keep tokenizer workers from competing with PyTorch's threads for 2 cores."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# --------------------------------------------------------------------------- release
+
+#: Files of a trained run that make up a shipped checkpoint (weights are re-saved in fp16).
+_RELEASE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def export_checkpoint(src: Path | str, dst: Path | str) -> Path:
+    """Copy a trained model to ``dst`` as a release: fp16 safetensors (half the size; the
+    reader computes in fp32 or int8), config and tokenizer, plus ``training.json``.
+
+    Raises:
+        ValueError: ``src`` is not a trained model directory.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    if not (src / "model.safetensors").is_file() or not (src / "config.json").is_file():
+        raise ValueError(f"{src} is not a trained model directory (no model.safetensors / config.json); pass a run's final/ folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(src / "model.safetensors"))
+    half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    save_file(half, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    for name in _RELEASE_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    if (src / "training.json").is_file():
+        shutil.copyfile(src / "training.json", dst / "training.json")
+    return dst

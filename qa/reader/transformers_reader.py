@@ -112,9 +112,13 @@ def _quantize(model: Any, mode: str) -> Any:
         return model
     if mode != "int8":
         raise ValueError(f"reader quantization {mode!r} is unknown; use 'int8' or 'none'")
+    import warnings
+
     import torch
 
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # deprecation notices about torchao: not the user's concern
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class TransformersReader:
@@ -163,7 +167,10 @@ class TransformersReader:
                 hf_logging.disable_progress_bar()  # no "Loading weights" bar on a plain `qa ask`
                 hf_logging.set_verbosity_error()
                 tok = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
-                model = AutoModelForQuestionAnswering.from_pretrained(location, local_files_only=local_only)
+                import torch
+
+                # fp32 compute whatever the stored precision (the shipped weights are fp16).
+                model = AutoModelForQuestionAnswering.from_pretrained(location, local_files_only=local_only, dtype=torch.float32)
                 model.eval()
                 result["value"] = (tok, _quantize(model, self.quantize))
             except Exception as exc:  # network errors, missing files, wrong architecture
@@ -230,7 +237,7 @@ class TransformersReader:
         offsets = enc["offset_mapping"][best.window]
         start, end = trim_span(passage.text, int(offsets[best.start_token][0]), int(offsets[best.end_token][1]))
         if confidence < self.threshold or start >= end:
-            return make_answer(question, None, confidence, self.name, passages)
+            return make_answer(question, None, confidence, self.name, passages, guess=(passage, start, end))
         return make_answer(question, (passage, start, end), confidence, self.name, passages)
 
 

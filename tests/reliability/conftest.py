@@ -82,7 +82,7 @@ def served_app(hostile_index):
     port = free_port()
     log = open(hostile_index.parent / "server.log", "w+", encoding="utf-8")  # noqa: SIM115
     proc = subprocess.Popen(
-        [PY, str(HERE / "_serve.py"), "--index", str(hostile_index), "--port", str(port), "--reader", "offline"],
+        [PY, str(HERE / "_serve.py"), "--index", str(hostile_index), "--port", str(port)],
         cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}/"

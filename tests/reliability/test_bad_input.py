@@ -85,7 +85,7 @@ WEIRD_QUESTIONS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("question", WEIRD_QUESTIONS, ids=range(len(WEIRD_QUESTIONS)))
 def test_odd_but_valid_questions_answer_or_abstain(question, real_seeds_index):
-    answer = ask(question, index=real_seeds_index, reader="offline")
+    answer = ask(question, index=real_seeds_index)
     assert answer.question == question
     assert 0.0 <= answer.score <= 1.0
     if answer.text is not None:
@@ -96,8 +96,8 @@ def test_odd_but_valid_questions_answer_or_abstain(question, real_seeds_index):
 
 @pytest.mark.slow
 def test_invisible_characters_do_not_change_the_answer(real_seeds_index):
-    plain = ask("Who is Turkey's defense minister?", index=real_seeds_index, reader="offline")
-    noisy = ask("\ufeffWho is Tur\u200bkey's defense\u2060 minister?", index=real_seeds_index, reader="offline")
+    plain = ask("Who is Turkey's defense minister?", index=real_seeds_index)
+    noisy = ask("\ufeffWho is Tur\u200bkey's defense\u2060 minister?", index=real_seeds_index)
     assert plain.text and noisy.text == plain.text
 
 

@@ -122,7 +122,7 @@ def test_twenty_simultaneous_users(served_app):
         "wall_s": round(wall, 2),
         "first_request_incl_warm_up_s": round(first, 2),
         "server_concurrency_limit": 4,
-        "reader": "offline",
+        "reader": "minilm-squad (shipped)",
         "machine_cpus": __import__("os").cpu_count(),
     }
     print("\nload:", json.dumps(figures))

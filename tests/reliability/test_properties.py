@@ -55,7 +55,7 @@ def warm_ask(real_seeds_index):
     from qa.pipeline import ask
     from qa.reader import get_reader
 
-    reader = get_reader("offline")
+    reader = get_reader()
     ask("Who is Turkey's defense minister?", index=real_seeds_index, reader=reader)  # load models once
     return lambda q: ask(q, index=real_seeds_index, reader=reader)
 

@@ -204,6 +204,12 @@ def run_eval(examples: list[QAExample], *, model: str | None = None, threshold: 
     result = evaluate(examples, preds, threshold=reader.threshold if threshold is None else threshold, seconds=secs)
     result["reader"] = reader.name
     result["calibration"] = calibration_table(examples, preds)
+    if result["no_ans_accuracy"] is not None:
+        # The trade-off at other thresholds, from the same predictions (how the shipped one was chosen).
+        result["sweep"] = [
+            {k: v for k, v in evaluate(examples, preds, threshold=t).items() if k in ("threshold", "exact", "f1", "has_ans_f1", "no_ans_accuracy")}
+            for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+        ]
     return result
 
 
@@ -218,6 +224,10 @@ def format_eval(result: dict[str, Any]) -> str:
             f"answerable ({result['has_ans_total']}): exact {result['has_ans_exact']:.2f}  F1 {result['has_ans_f1']:.2f}   "
             f"unanswerable ({result['no_ans_total']}): abstained {result['no_ans_accuracy']:.2f}%   threshold {result['threshold']}"
         )
+    if result.get("sweep"):
+        lines.append("threshold   exact      F1   HasAns F1   NoAns acc")
+        for row in result["sweep"]:
+            lines.append(f"{row['threshold']:<9}{row['exact']:>8.2f}{row['f1']:>8.2f}{row['has_ans_f1']:>12.2f}{row['no_ans_accuracy']:>12.2f}")
     lines.append("confidence bin      n   exact")
     for row in result["calibration"]:
         exact = "-" if row["exact"] is None else f"{row['exact']:.3f}"

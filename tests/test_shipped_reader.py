@@ -1,0 +1,82 @@
+"""The shipped reader checkpoint: present, within size, answers the seed article with exact
+spans and offsets (golden), abstains where the article has no answer, and is named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa import config
+from qa.reader import SHIPPED_READER_DIR, TransformersReader, get_reader
+
+SEED_DOC = Path(__file__).resolve().parent.parent / "seeds" / "japan_defense_minister_turkey_visit.txt"
+
+#: (question, expected answer span). Offsets are checked against the document text.
+GOLDEN = [
+    ("When did the Kizilelma make its first flight?", "December 2022"),
+    ("Which European country joined the drone coalition alongside Turkey?", "Belgium"),
+    ("Who manufactures the Kizilelma combat drone?", "Baykar"),
+    ("Where did Nakatani meet his Turkish counterpart?", "Ankara"),
+    ("Which drone has Baykar begun mass-producing?", "Kızılelma"),
+    ("Who did people in Turkey's defense sector speak to about the visit?", "Reuters"),
+]
+UNANSWERABLE = ["What is the capital of Japan?", "What is the top speed of the Kizilelma?"]
+
+
+def test_shipped_checkpoint_files_and_size() -> None:
+    files = {p.name for p in SHIPPED_READER_DIR.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "MODEL_CARD.md"} <= files
+    assert (SHIPPED_READER_DIR / "model.safetensors").stat().st_size <= 50 * 1024 * 1024
+    cfg = json.loads((SHIPPED_READER_DIR / "config.json").read_text())
+    assert cfg["architectures"] == ["BertForQuestionAnswering"] and cfg["num_hidden_layers"] == 6
+    card = (SHIPPED_READER_DIR / "MODEL_CARD.md").read_text()
+    for must in ("all-MiniLM-L6-v2", "SQuAD", "python -m qa train-reader", "Exact match"):
+        assert must in card
+    assert config.DEFAULT_READER_MODEL == "shipped"
+
+
+@pytest.fixture(scope="module")
+def seed_passages():  # noqa: ANN201
+    from qa.answer import Passage
+
+    text = SEED_DOC.read_text(encoding="utf-8")
+    # Paragraphs as passages, with their document offsets (what retrieval hands the reader).
+    passages, start = [], 0
+    for para in text.split("\n"):
+        passages.append(Passage(SEED_DOC.name, str(SEED_DOC), f"{SEED_DOC.name}#{len(passages)}", start, start + len(para), para, 1.0, text))
+        start += len(para) + 1
+    return text, passages
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "expected"), GOLDEN)
+def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, expected: str) -> None:  # noqa: ANN001
+    text, passages = seed_passages
+    answer = TransformersReader("shipped").read(question, passages)
+    assert answer.reader == "minilm-squad (shipped)"
+    assert answer.text == expected, (answer.text, answer.score)
+    c = answer.citations[0]
+    assert text[c.answer_start : c.answer_end] == expected  # exact offsets, also through unicode (Kızılelma)
+    assert text[c.passage_start : c.passage_end] == c.passage
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", UNANSWERABLE)
+def test_shipped_reader_abstains_when_the_article_does_not_say(seed_passages, question: str) -> None:  # noqa: ANN001
+    _, passages = seed_passages
+    answer = TransformersReader("shipped").read(question, passages)
+    assert answer.text is None and answer.citations == []
+    assert answer.score < config.READER_THRESHOLD
+
+
+@pytest.mark.slow
+def test_ask_names_the_shipped_reader(tmp_path: Path) -> None:
+    from qa.indexing import index_folder
+    from qa.pipeline import ask
+
+    index_folder(SEED_DOC.parent, tmp_path / "idx")
+    answer = ask("When did the Kizilelma make its first flight?", index=tmp_path / "idx")
+    assert answer.reader == "minilm-squad (shipped)" and answer.text == "December 2022"
+    assert get_reader() is get_reader("transformers")  # loaded once per process

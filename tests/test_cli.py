@@ -41,7 +41,13 @@ def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
     assert run_qa("index", "seeds", "--index", index).returncode == 0
     one = run_qa("ask", "Which European country joined the drone coalition alongside Turkey?", "--index", index, "--json")
     assert one.returncode == 0, one.stderr
+    assert one.stderr == ""  # quiet by default: no warnings, no "Loading weights" bars
     data = json.loads(one.stdout)
+    # Passages in rank order, each with the score the ranking used and its named components.
+    ranks = data["passages"]
+    assert [p["rank"] for p in ranks] == list(range(1, len(ranks) + 1))
+    assert [p["score"] for p in ranks] == sorted((p["score"] for p in ranks), reverse=True)
+    assert all(set(p["components"]) == {"rrf", "dense", "bm25"} and p["score"] == p["components"]["rrf"] for p in ranks)
     assert data["answer"] == "Belgium" and data["reader"] == "minilm-squad (shipped)"
     assert data["citations"][0]["doc_id"] == "japan_defense_minister_turkey_visit.txt"
     many = run_qa("ask", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n\nWhat is the capital of Japan?\n")

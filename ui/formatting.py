@@ -225,7 +225,8 @@ def format_sources_html(answer: Answer | None) -> str:
         if answer.text is None and answer.guess is not None:
             note = "No answer. The reader's low-confidence guess is marked in its passage (a guess, not an answer); below it, the other passages retrieved."
         parts.append(f'<div class="qa-sources-note">{note}</div>')
-        shown = _closest_passages(answer.passages)
+        # The panel lists every passage the reader looked at (the chat message, only the first few).
+        shown = list(answer.passages)
         if answer.text is None and answer.guess is not None:
             g = answer.guess
             before, span, after = g.split_passage()

@@ -196,3 +196,22 @@ def test_sources_panel_content_stays_inside_its_box(page, multidoc_url, top_k):
         assert scrolls == [True, "auto"]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"ui_sources_panel_top{top_k}.png"), full_page=True)
+
+
+def test_answer_opens_in_its_document_scrolled_to_the_mark(page, seeds_url):
+    page.goto(seeds_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    ask_in_page(page, "Which European country joined the drone coalition alongside Turkey?")
+    page.locator("#qa-docview-box").get_by_text("Answer in its document").click()
+    mark = page.locator("#qa-docview mark")
+    mark.wait_for(timeout=TIMEOUT_MS)
+    assert mark.inner_text() == "Belgium"
+    text = page.locator("#qa-docview .qa-docview-text")
+    assert text.inner_text().startswith("Japanese Defense Minister Gen Nakatani")  # the whole document
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#qa-docview .qa-docview-text'), m = b.querySelector('mark');"
+        " const r = b.getBoundingClientRect(), q = m.getBoundingClientRect(); return q.top >= r.top && q.bottom <= r.bottom; }",
+        timeout=10_000,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui_answer_in_document.png"), full_page=True)

@@ -294,3 +294,34 @@ def test_escape_neutralises_markdown_and_html():
 
 def _answer_with_doc(doc: str, span: str) -> Answer:
     return Answer("q?", span, 0.5, "offline", [_citation(doc, span)], [_passage(doc)])
+
+
+# --------------------------------------------------------------------------- document view
+
+
+def test_document_view_shows_the_whole_document_with_the_answer_marked():
+    answer = _answer("Belgium")
+    out = fmt.format_document_html(answer)
+    assert "<mark>Belgium</mark>" in out
+    visible = _visible(out)
+    # Every character of the document is there, in order, around the mark.
+    assert DOC in visible and f"characters 0–{len(DOC):,} of {len(DOC):,}" in visible
+    assert "appears here" in fmt.format_document_html(None)
+
+
+def test_document_view_of_a_pdf_answer_shows_its_page():
+    pages_text = ["Page one text. ", "The captain is Ilse Varga. ", "Page three."]
+    doc = "".join(pages_text)
+    starts = (0, len(pages_text[0]), len(pages_text[0]) + len(pages_text[1]))
+    s = doc.index("Ilse Varga")
+    passage = Passage("r.pdf", "/r.pdf", "r.pdf#0", 0, len(doc), doc, 0.9, doc, starts)
+    cite = Citation("r.pdf", "/r.pdf", "r.pdf#0", doc, 0, len(doc), s, s + 10, page=2)
+    out = fmt.format_document_html(Answer("Who?", "Ilse Varga", 0.9, "r", [cite], [passage]))
+    visible = _visible(out)
+    assert "<mark>Ilse Varga</mark>" in out and "page 2" in visible
+    assert "Page one" not in visible and "Page three" not in visible
+
+
+def test_document_view_marks_a_guess_as_a_guess():
+    out = fmt.format_document_html(_guess_answer())
+    assert '<mark class="qa-guess-mark">December 2022</mark>' in out and "a guess, not an answer" in _visible(out)

@@ -37,6 +37,15 @@ EXAMPLES = [
     "When did the Kizilelma make its first flight?",
     "Which European country joined the drone coalition alongside Turkey?",
 ]
+#: Client-side: scroll the document view so its mark (the answer) is in the middle. Runs
+#: after each answer, selection and opening of the view (a closed view has no layout, so
+#: opening it scrolls again); a short delay lets the new HTML render first.
+SCROLL_TO_MARK_JS = """() => { setTimeout(() => {
+  const box = document.querySelector('#qa-docview .qa-docview-text');
+  const mark = box && box.querySelector('mark');
+  if (box && mark && box.clientHeight) { box.scrollTop = mark.offsetTop - box.offsetTop - box.clientHeight / 2; }
+}, 150); }"""
+
 #: Questions answered at the same time; a slow one does not hold up the others.
 CONCURRENCY_LIMIT = 4
 
@@ -77,6 +86,12 @@ CSS = """
    scroll box is also our own inner element: its height is bounded whatever wraps it. */
 #qa-sources-panel .qa-sources { max-height: 568px; overflow-y: auto; overflow-x: hidden; overflow-wrap: anywhere; }
 .qa-details { font-size: 0.78rem; margin-top: 2px; }
+.qa-docview-head { font-size: 0.8rem; color: var(--body-text-color-subdued); margin-bottom: 6px; }
+.qa-docview-empty { font-size: 0.86rem; color: var(--body-text-color-subdued); }
+#qa-docview .qa-docview-text { position: relative; white-space: pre-wrap; font-size: 0.9rem; line-height: 1.6;
+  max-height: 420px; overflow-y: auto; overflow-wrap: anywhere; padding: 8px 10px; border-radius: var(--radius-md);
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
+#qa-docview mark { background: #fde047; color: #111827; padding: 1px 3px; border-radius: 3px; font-weight: 600; }
 .qa-details summary { cursor: pointer; color: var(--body-text-color-subdued); }
 .qa-guess { font-style: italic; font-weight: 600; }
 .qa-guess-label { display: inline-block; border-radius: 999px; padding: 1px 9px; margin-right: 4px; font-size: 0.78rem;
@@ -201,7 +216,7 @@ def documents_note(index_dir: Path | None) -> str:
     types = " ".join(f"`{s}`" for s in SUPPORTED_SUFFIXES)
     note = (
         f"Add {types} files (up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each). They are indexed into "
-        f"{fmt.escape(index_dir)} and can be asked about right away; a file with the name of an indexed "
+        f"the index {fmt.escape(index_dir.name)} and can be asked about right away; a file with the name of an indexed "
         "document replaces it."
     )
     if index_dir.resolve() == Path(config.DEFAULT_INDEX_DIR).resolve():
@@ -253,6 +268,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
         warmed.wait(timeout=config.READER_LOAD_TIMEOUT_S)
         question = question if isinstance(question, str) else ""
         k = int(round(top_k)) if top_k is not None else None
+        document = fmt.format_document_html(None)
         try:
             answer = ask(question, index=index, top_k=k, reader=reader)
         except ValueError as exc:
@@ -263,32 +279,39 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
             reply, sources = fmt.format_error_html(message), fmt.format_sources_error_html(message)
         else:
             reply, sources = fmt.format_answer_html(answer), fmt.format_sources_html(answer)
+            document = fmt.format_document_html(answer)
         shown = question.strip() or "(empty question)"
         turns.append(
-            {"question": question, "question_html": fmt.format_question_html(shown), "reply_html": reply, "sources_html": sources}
+            {
+                "question": question,
+                "question_html": fmt.format_question_html(shown),
+                "reply_html": reply,
+                "sources_html": sources,
+                "document_html": document,
+            }
         )
         try:
             info = index_summary(index)
         except Exception:  # the index went away: keep the last line; the error shows in the chat
             info = gr.skip()
-        return "", _messages(turns), sources, _picker(turns, len(turns) - 1), turns, info
+        return "", _messages(turns), sources, _picker(turns, len(turns) - 1), turns, info, document
 
     def show_turn(choice: int | None, turns: list[dict] | None):
         turns = turns or []
         if choice is None or not isinstance(choice, int) or not 0 <= choice < len(turns):
-            return gr.skip()
-        return turns[choice]["sources_html"]
+            return gr.skip(), gr.skip()
+        return turns[choice]["sources_html"], turns[choice].get("document_html", gr.skip())
 
     def select_message(turns: list[dict] | None, evt: gr.SelectData):
         turns = turns or []
         position = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         if not isinstance(position, int) or not turns:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         turn = min(max(position // 2, 0), len(turns) - 1)  # every turn is a question and a reply
-        return turns[turn]["sources_html"], gr.Dropdown(value=turn)
+        return turns[turn]["sources_html"], gr.Dropdown(value=turn), turns[turn].get("document_html", gr.skip())
 
     def clear():
-        return [], fmt.format_sources_html(None), _picker([], None)
+        return [], fmt.format_sources_html(None), _picker([], None), fmt.format_document_html(None)
 
     def _after_change(status: str):
         table, ids = documents_view(index)
@@ -357,6 +380,8 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
                     info="How many retrieved passages the reader looks at.",
                     elem_id="qa-top-k",
                 )
+                with gr.Accordion("Answer in its document", open=False, elem_id="qa-docview-box") as docview_box:
+                    document_view = gr.HTML(fmt.format_document_html(None), elem_id="qa-docview")
                 index_info = gr.Markdown(summary, elem_id="qa-index-info")
                 with gr.Accordion("Documents", open=True, elem_id="qa-docs"):
                     gr.Markdown(documents_note(index_dir), elem_id="qa-docs-note")
@@ -388,15 +413,20 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
             triggers=[question.submit, ask_button.click],
             fn=respond,
             inputs=[question, top_k, turns_state],
-            outputs=[question, chatbot, sources, picker, turns_state, index_info],
+            outputs=[question, chatbot, sources, picker, turns_state, index_info, document_view],
             api_name="ask",
             api_description="Answer a question from the index; returns the chat and the sources panel HTML.",
             show_progress="minimal",
             show_progress_on=[chatbot],
+        ).then(None, js=SCROLL_TO_MARK_JS)
+        picker.input(show_turn, inputs=[picker, turns_state], outputs=[sources, document_view], api_visibility="private").then(
+            None, js=SCROLL_TO_MARK_JS
         )
-        picker.input(show_turn, inputs=[picker, turns_state], outputs=[sources], api_visibility="private")
-        chatbot.select(select_message, inputs=[turns_state], outputs=[sources, picker], api_visibility="private")
-        chatbot.clear(clear, outputs=[turns_state, sources, picker], api_visibility="private")
+        chatbot.select(
+            select_message, inputs=[turns_state], outputs=[sources, picker, document_view], api_visibility="private"
+        ).then(None, js=SCROLL_TO_MARK_JS)
+        docview_box.expand(None, js=SCROLL_TO_MARK_JS)
+        chatbot.clear(clear, outputs=[turns_state, sources, picker, document_view], api_visibility="private")
         # Index writes one at a time (the index's writer lock would refuse a second anyway).
         index_write = {
             "outputs": [docs_status, docs_table, remove_choice, index_info],

@@ -252,6 +252,41 @@ def format_sources_html(answer: Answer | None) -> str:
     return "".join(parts)
 
 
+#: Longest document shown whole in the document view; longer ones show this many characters
+#: around the answer (a browser renders a few hundred kilobytes of text without trouble).
+DOCUMENT_VIEW_CHARS = 200_000
+
+
+def format_document_html(answer: Answer | None) -> str:
+    """The answer's whole document (for a PDF: the answer's page) with the answer, or the
+    guess, marked; the app scrolls the mark into view. Empty note when there is nothing to show."""
+    cite = None
+    if answer is not None:
+        cite = answer.citations[0] if answer.citations else answer.guess
+    if cite is None:
+        return '<div class="qa-docview qa-docview-empty">The document behind an answer appears here.</div>'
+    passage = next((p for p in answer.passages if p.chunk_id == cite.chunk_id and p.document_text), None)
+    if passage is None:
+        return '<div class="qa-docview qa-docview-empty">The document text is not available for this answer.</div>'
+    text = passage.document_text
+    lo, hi, where = 0, len(text), escape(cite.doc_id)
+    if passage.pages and cite.page is not None:
+        starts = list(passage.pages) + [len(text)]
+        lo, hi = starts[cite.page - 1], starts[cite.page]
+        where += f", page {cite.page}"
+    if hi - lo > DOCUMENT_VIEW_CHARS:
+        lo = max(lo, cite.answer_start - DOCUMENT_VIEW_CHARS // 2)
+        hi = min(hi, lo + DOCUMENT_VIEW_CHARS)
+    a, b = max(cite.answer_start, lo), min(cite.answer_end, hi)
+    kind = "guess" if not answer.citations else "answer"
+    mark = f'<mark class="qa-guess-mark">{escape(text[a:b])}</mark>' if kind == "guess" else f"<mark>{escape(text[a:b])}</mark>"
+    return (
+        f'<div class="qa-docview"><div class="qa-docview-head">{where} · characters {lo:,}–{hi:,} of {len(text):,}'
+        f'{" · the marked span is a guess, not an answer" if kind == "guess" else ""}</div>'
+        f'<div class="qa-docview-text">{escape(text[lo:a])}{mark}{escape(text[b:hi])}</div></div>'
+    )
+
+
 def format_sources_error_html(message: str) -> str:
     """The sources panel after a refused question."""
     return f'<div class="qa-sources"><div class="qa-sources-note">No sources: {escape(message)}</div></div>'

@@ -16,7 +16,7 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -478,8 +478,12 @@ def add_uploads(
     max_bytes: int = MAX_UPLOAD_BYTES,
     encoder: Encoder | None = None,
     lock_wait_s: float = 60.0,
+    progress: Callable[[float, str], None] | None = None,
 ) -> IndexReport:
     """Index files uploaded through the chat: ``(original name, temporary path)`` pairs.
+
+    ``progress(fraction, what)`` is called as each file is extracted and before the
+    embedding and index write (for the chat's progress bar).
 
     Each name goes through :func:`safe_upload_name` (its id in the index); files of an
     unsupported type, over ``max_bytes``, or with the name of another file of the same
@@ -489,8 +493,11 @@ def add_uploads(
     documents: list[Document] = []
     skipped: list[Skipped] = []
     taken: set[str] = set()
-    for original, temp in uploads:
+    uploads = list(uploads)
+    report = progress or (lambda fraction, what: None)
+    for n, (original, temp) in enumerate(uploads):
         shown = str(original).replace("\\", "/").rsplit("/", 1)[-1] or str(original)
+        report(0.5 * n / max(len(uploads), 1), f"extracting {shown}")
         try:
             doc_id = safe_upload_name(original)
         except ValueError as exc:
@@ -523,4 +530,7 @@ def add_uploads(
             continue
         taken.add(doc_id)
         documents.append(result)
-    return add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s)
+    report(0.5, f"embedding and indexing {plural(len(documents), 'document')}")
+    done = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s)
+    report(1.0, "done")
+    return done

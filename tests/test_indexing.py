@@ -75,3 +75,18 @@ def test_changed_chunking_re_embeds_everything(docs_dir: Path, tmp_path: Path, f
     report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=20)
     assert report.embedded_chunks == report.chunks
     assert "chunking" in report.note
+
+
+def test_add_uploads_reports_progress(tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    from qa.indexing import add_uploads
+
+    (tmp_path / "a.txt").write_text("Alpha text about rivers.", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Beta text about mountains.", encoding="utf-8")
+    seen: list[tuple[float, str]] = []
+    report = add_uploads(
+        tmp_path / "idx", [("a.txt", tmp_path / "a.txt"), ("b.txt", tmp_path / "b.txt")], encoder=fake_encoder,
+        progress=lambda f, what: seen.append((f, what)),
+    )
+    assert report.added == ["a.txt", "b.txt"]
+    assert [w for _, w in seen] == ["extracting a.txt", "extracting b.txt", "embedding and indexing 2 documents", "done"]
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0

@@ -6,6 +6,8 @@ calls; one browser test uploads a PDF through the page and asks about it.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -91,7 +93,7 @@ def test_upload_and_remove_messages(tmp_path: Path, small_index: Path, fake_enco
     pdf = write(tmp_path / "up" / "ships <b>.pdf", make_pdf(SHIP_PAGES))
     exe = write(tmp_path / "up" / "run.sh", "echo hi")
     status = upload_documents(small_index, [str(pdf), str(exe)], encoder=fake_encoder)
-    assert "Added: ships _b_.pdf" in status
+    assert "Added: ships _b_.pdf (" in status and " chunk" in status  # listed with its chunk count
     assert "Not added: run.sh: unsupported file type" in status
     assert "<b>" not in status
     table, ids = documents_view(small_index)
@@ -147,7 +149,7 @@ def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Pa
                 "() => (document.querySelector('#qa-docs-status') || {}).innerText?.includes('Added')", timeout=TIMEOUT_MS
             )
             status = page.locator("#qa-docs-status").inner_text()
-            assert "Added: fleet_report.pdf" in status
+            assert re.search(r"Added: fleet_report\.pdf \(\d+ chunks?\)", status), status
             assert "payload.exe" in status and "unsupported file type" in status
             assert "fleet_report.pdf" in page.locator("#qa-docs-list").inner_text()
             page.wait_for_function(

@@ -166,7 +166,9 @@ def _upload_path(item: Any) -> str:
     return str(getattr(item, "path", None) or getattr(item, "name", None) or item)
 
 
-def upload_documents(index_dir: Path | None, files: Any, *, max_bytes: int = MAX_UPLOAD_BYTES, encoder: Any = None) -> str:
+def upload_documents(
+    index_dir: Path | None, files: Any, *, max_bytes: int = MAX_UPLOAD_BYTES, encoder: Any = None, progress: Any = None
+) -> str:
     """Index uploaded files into ``index_dir``; returns the status message (HTML).
 
     The checks (safe names, supported types, size) live in :func:`qa.indexing.add_uploads`;
@@ -181,10 +183,17 @@ def upload_documents(index_dir: Path | None, files: Any, *, max_bytes: int = MAX
         path = _upload_path(item)
         uploads.append((getattr(item, "orig_name", None) or Path(path).name, path))
     try:
-        report = add_uploads(index_dir, uploads, max_bytes=max_bytes, encoder=encoder)
+        report = add_uploads(
+            index_dir, uploads, max_bytes=max_bytes, encoder=encoder,
+            progress=(lambda fraction, what: progress(fraction, desc=what)) if progress is not None else None,
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         return fmt.format_status_html([f"Could not add the files: {exc}"], ok=False)
-    return fmt.format_index_report_html(report)
+    try:
+        chunks = {d.doc_id: d.chunks for d in list_documents(load_index(index_dir))}
+    except (ValueError, OSError):
+        chunks = {}
+    return fmt.format_index_report_html(report, chunks=chunks)
 
 
 def remove_document(index_dir: Path | None, doc_id: Any) -> str:
@@ -321,8 +330,8 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
             info = gr.skip()
         return status, table, gr.Dropdown(choices=ids, value=None, interactive=bool(ids) and index_dir is not None), info
 
-    def upload(files: Any):
-        return _after_change(upload_documents(index_dir, files))
+    def upload(files: Any, progress: gr.Progress = gr.Progress()):  # noqa: B008 - Gradio's progress idiom
+        return _after_change(upload_documents(index_dir, files, progress=progress))
 
     def remove(doc_id: Any):
         return _after_change(remove_document(index_dir, doc_id))

@@ -340,13 +340,19 @@ def format_status_html(lines: list[str], *, ok: bool = True) -> str:
     return f'<div class="qa-status {cls}">{body}</div>'
 
 
-def format_index_report_html(report) -> str:  # noqa: ANN001 - qa.indexing.IndexReport
-    """What an upload or removal did, with every refused file and its reason."""
+def format_index_report_html(report, chunks: dict[str, int] | None = None) -> str:  # noqa: ANN001 - qa.indexing.IndexReport
+    """What an upload or removal did, with every refused file and its reason; with
+    ``chunks`` (document id → chunk count) each added or replaced document shows its count."""
+    chunks = chunks or {}
+
+    def named(ids: list[str]) -> str:
+        return ", ".join(f"{d} ({_plural(chunks[d], 'chunk')})" if d in chunks else d for d in ids)
+
     lines: list[str] = []
     if report.added:
-        lines.append("Added: " + ", ".join(report.added))
+        lines.append("Added: " + named(report.added))
     if report.changed:
-        lines.append("Replaced: " + ", ".join(report.changed))
+        lines.append("Replaced: " + named(report.changed))
     if report.removed:
         lines.append("Removed: " + ", ".join(report.removed))
     for s in report.skipped:

@@ -513,3 +513,33 @@ def format_report(report: EvalReport) -> str:
     for t, m in s["by_type"].items():
         lines.append(f"{t:12s} {m['n']:4d} {_fmt(m['em']):>6s} {_fmt(m['f1']):>6s}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- follow-up questions
+
+
+def followup_gain(
+    path_or_rows: str | os.PathLike[str] | Iterable[dict], index: Any = None, *, reader: Any = None, top_k: int | None = None
+) -> dict[str, dict[str, float]]:
+    """What retrieving follow-ups with their previous question gains (:mod:`qa.followup`).
+
+    Rows are ``{"previous", "question", "answers"}`` (JSON Lines or dicts). Returns, for
+    ``"alone"`` and ``"with_previous"``: recall@1 (an answer-bearing passage first) and EM.
+    """
+    from qa.pipeline import ask, load_index
+
+    if isinstance(path_or_rows, (str, os.PathLike)):
+        rows = [json.loads(line) for line in Path(path_or_rows).read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        rows = list(path_or_rows)
+    vector_index = load_index(index)
+    out: dict[str, dict[str, float]] = {}
+    for mode in ("alone", "with_previous"):
+        hits, em = [], []
+        for row in rows:
+            previous = row["previous"] if mode == "with_previous" else None
+            answer = ask(row["question"], index=vector_index, reader=reader, top_k=top_k, previous=previous)
+            hits.append(float(bool(answer.passages) and contains_answer(answer.passages[0].text, row["answers"])))
+            em.append(exact_match(answer.text, row["answers"]))
+        out[mode] = {"questions": len(rows), "recall@1": round(float(np.mean(hits)), 3), "em": round(float(np.mean(em)), 3)}
+    return out

@@ -77,6 +77,7 @@ def ask(
     top_k: int | None = None,
     reader: str | Reader | None = None,
     retriever: str | object | None = None,
+    previous: str | None = None,
 ) -> Answer:
     """Answer ``question`` from the documents of ``index``.
 
@@ -88,6 +89,8 @@ def ask(
         reader: ``None`` (the transformers reader over ``qa.config.DEFAULT_READER_MODEL``) or a reader object.
         retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` (default ``qa.retrieval.DEFAULT_RETRIEVER``)
             or a retriever object (anything with ``retrieve(question, k)``).
+        previous: the conversation's previous question; a follow-up that refers back to it
+            ("When did it first fly?") is retrieved together with it (:mod:`qa.followup`).
 
     Returns:
         An :class:`Answer`; ``answer.text is None`` when the documents do not support an answer.
@@ -101,7 +104,9 @@ def ask(
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
         raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
     vector_index = load_index(index)
-    passages = get_retriever(retriever, vector_index).retrieve(text, k)
+    from qa.followup import retrieval_query
+
+    passages = get_retriever(retriever, vector_index).retrieve(retrieval_query(text, previous), k)
     answer = get_reader(reader).read(text, passages)
     if answer.question != question:
         # Report the question as the caller asked it.

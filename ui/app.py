@@ -279,7 +279,9 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
         k = int(round(top_k)) if top_k is not None else None
         document = fmt.format_document_html(None)
         try:
-            answer = ask(question, index=index, top_k=k, reader=reader)
+            # The conversation's last question: a follow-up ("when did it fly?") retrieves with it.
+            previous = next((t["question"] for t in reversed(turns) if t.get("answered_ok")), None)
+            answer = ask(question, index=index, top_k=k, reader=reader, previous=previous)
         except ValueError as exc:
             reply, sources = fmt.format_error_html(str(exc)), fmt.format_sources_error_html(str(exc))
         except Exception as exc:  # a failure must read as a message, not take the page down
@@ -297,6 +299,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
                 "reply_html": reply,
                 "sources_html": sources,
                 "document_html": document,
+                "answered_ok": reply.startswith('<div class="qa-msg qa-answer') or reply.startswith('<div class="qa-msg qa-noanswer'),
             }
         )
         try:

@@ -80,3 +80,16 @@ def test_qa_console_script_is_installed() -> None:
     assert script, "the `qa` console script is missing: pip install -e . creates it from [project.scripts]"
     done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "eval-reader" in done.stdout and done.stdout.startswith("usage: qa")
+
+
+def test_start_up_is_quiet_behind_a_socks_proxy() -> None:
+    """ALL_PROXY=socks5://... (common on corporate networks) must not warn or break start-up."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ALL_PROXY": "socks5://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import requests, gradio, ui.app, qa.cli"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
+    p = sub.add_parser("export-reader", help="release a trained model as the shipped reader (fp16 safetensors)")
+    p.add_argument("model_dir", type=Path, help="a trained model folder, e.g. checkpoints/reader/final")
+    p.add_argument("--to", type=Path, default=None, help="destination (default: the package's shipped reader folder)")
+
     p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
     p.add_argument("file", type=Path, help="SQuAD .json or .json.gz file")
     p.add_argument("--limit", type=int, default=None, help="the first N questions in file order")
@@ -150,6 +154,16 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
                 raise ValueError(f"training file {spec!r} does not exist")
     final = train(cfg, resume=args.resume)
     print(f"saved {final}")
+    return 0
+
+
+def _cmd_export_reader(args: argparse.Namespace) -> int:
+    from qa.reader import SHIPPED_READER_DIR
+    from qa.reader.training import export_checkpoint
+
+    out = export_checkpoint(args.model_dir, args.to or SHIPPED_READER_DIR)
+    size = (out / "model.safetensors").stat().st_size / 1e6
+    print(f"exported {args.model_dir} to {out} ({size:.1f} MB fp16)")
     return 0
 
 
@@ -313,6 +327,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "train-reader": _cmd_train_reader,
     "eval-reader": _cmd_eval_reader,
+    "export-reader": _cmd_export_reader,
 }
 
 

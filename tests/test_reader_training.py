@@ -92,3 +92,23 @@ def test_train_reader_cli_bad_input(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     none = run("--out", str(tmp_path / "o"))
     assert none.returncode == 1 and "no training files" in none.stderr
+
+
+def test_export_reader_cli_writes_fp16_release(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    from safetensors.numpy import load_file
+
+    done = subprocess.run(
+        [sys.executable, "-m", "qa", "export-reader", str(tiny_qa_checkpoint), "--to", str(tmp_path / "rel")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    weights = load_file(str(tmp_path / "rel" / "model.safetensors"))
+    assert {str(v.dtype) for v in weights.values() if v.dtype.kind == "f"} == {"float16"}
+    assert (tmp_path / "rel" / "tokenizer.json").is_file() and (tmp_path / "rel" / "config.json").is_file()
+    # The release loads and answers like any checkpoint directory.
+    reader = TransformersReader(str(tmp_path / "rel"), threshold=0.0, quantize="none")
+    doc = "The capital of Turkey is Ankara."
+    answer = reader.read("What is the capital?", [Passage("t.txt", "/t.txt", "t.txt#0", 0, len(doc), doc, 1.0, doc)])
+    assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
+    bad = subprocess.run([sys.executable, "-m", "qa", "export-reader", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "not a trained model directory" in bad.stderr

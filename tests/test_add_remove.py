@@ -151,7 +151,7 @@ def test_cli_remove_unknown_id_fails_and_changes_nothing(tmp_path: Path, docs_di
     listed = run_qa("list", "--index", str(index))
     lines = listed.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["alpha.txt", "beta.md"]
-    assert lines[1].startswith("beta.md\tmarkdown, 1 chunks, ") and "2 documents" in listed.stderr
+    assert lines[1].startswith("beta.md\tmarkdown, 1 chunk, ") and "2 documents" in listed.stderr
 
 
 def test_cli_add_errors(tmp_path: Path) -> None:

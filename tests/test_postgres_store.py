@@ -1,0 +1,289 @@
+"""PostgreSQL store only: writers' lock, atomic replace, the shared pool under 20 callers,
+kill -9 mid-index, a server restart, the schema version, and the CLI/chat entry points."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from embeddings.index import IndexLoadError
+from embeddings.stores import display_location, open_store
+from embeddings.stores.postgres import StoreUnavailableError
+from qa.documents import Document
+from qa.indexing import list_documents, update_index
+from qa.pipeline import ask, load_index
+from qa.retrieval import StoreRetriever, get_retriever
+from tests.conftest import ROOT, FakeEncoder
+
+pytestmark = pytest.mark.postgres
+
+
+def _doc(doc_id: str, text: str) -> Document:
+    return Document(doc_id, f"/docs/{doc_id}", text, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _docs(n: int) -> list[Document]:
+    return [
+        _doc(f"doc{i:02d}.txt", " ".join(f"Sentence {j} of document {i} mentions topic{i} and river{j}." for j in range(6)))
+        for i in range(n)
+    ]
+
+
+def test_second_writer_waits_or_fails_clearly(pg_url: str) -> None:
+    update_index(pg_url, _docs(2), encoder=FakeEncoder())
+    store = open_store(pg_url)
+    with store.writer():
+        with pytest.raises(RuntimeError, match="being updated by another process.*--wait"):
+            update_index(pg_url, _docs(3), encoder=FakeEncoder(), lock_wait_s=0.3)
+    # The lock is free again; a writer that waits gets it once the holder is done.
+    released = threading.Event()
+
+    def hold() -> None:
+        with store.writer():
+            released.wait(5)
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.3)
+    released.set()
+    started = time.monotonic()
+    report = update_index(pg_url, _docs(3), encoder=FakeEncoder(), lock_wait_s=10)
+    holder.join()
+    assert report.added == ["doc02.txt"] and time.monotonic() - started >= 0.2
+
+
+def test_a_replaced_document_is_never_seen_half_written(pg_url: str) -> None:
+    version_a = " ".join(f"Marker alpha version line {i}." for i in range(3))
+    version_b = " ".join(f"Marker bravo version line {i}." for i in range(7))
+    enc = FakeEncoder()
+    kw = {"encoder": enc, "max_tokens": 5, "overlap_sentences": 0}
+    update_index(pg_url, [_doc("other.txt", "Nothing to see."), _doc("x.txt", version_a)], **kw)
+    store = open_store(pg_url).refresh()
+    chunks_a = list_documents(pg_url)[1].chunks
+    update_index(pg_url, [_doc("x.txt", version_b)], **kw)
+    chunks_b = list_documents(pg_url)[1].chunks
+    assert (chunks_a, chunks_b) == (3, 7)
+
+    stop = threading.Event()
+    seen: list[tuple[str, int]] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        retriever = StoreRetriever("bm25", store)
+        while not stop.is_set():
+            try:
+                passages = [p for p in retriever.retrieve("marker version", 50) if p.doc_id == "x.txt"]
+                versions = {("alpha" in p.text, "bravo" in p.text) for p in passages}
+                texts = {p.document_text for p in passages}
+                assert len(versions) == 1 and len(texts) == 1, (versions, len(texts))
+                version = "a" if "alpha" in passages[0].text else "b"
+                assert all(p.document_text == (version_a if version == "a" else version_b) for p in passages)
+                seen.append((version, len(passages)))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for n in range(12):
+        update_index(pg_url, [_doc("x.txt", version_a if n % 2 == 0 else version_b)], **kw)
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors[0]
+    assert {v for v, _ in seen} == {"a", "b"}, "readers should have seen both versions"
+    assert {(v, n) for v, n in seen} <= {("a", chunks_a), ("b", chunks_b)}
+
+
+def test_twenty_concurrent_ask_callers_share_the_pool(pg_url: str, fake_reader) -> None:
+    enc = FakeEncoder()
+    update_index(pg_url, _docs(30), encoder=enc, max_tokens=12, overlap_sentences=0)
+    store = open_store(pg_url)
+    questions = [f"which sentence mentions topic{i % 30} and river{i % 6}" for i in range(100)]
+    retrievers = {m: StoreRetriever(m, store, enc) for m in ("dense", "bm25", "hybrid")}
+    expected = {
+        (q, m): ask(q, index=pg_url, retriever=r, reader=fake_reader).to_dict()
+        for q in questions[:10]
+        for m, r in retrievers.items()
+    }
+
+    def one(i: int) -> tuple[tuple[str, str], dict]:
+        q, m = questions[i % 10], ("dense", "bm25", "hybrid")[i % 3]
+        return (q, m), ask(q, index=pg_url, retriever=retrievers[m], reader=fake_reader).to_dict()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, range(200)))  # any exception would propagate here
+    assert len(results) == 200
+    for key, answer in results:
+        assert answer == expected[key]
+    assert [expected[(q, "bm25")]["citations"][0]["doc_id"] for q in questions[:10]] == [f"doc{i:02d}.txt" for i in range(10)]
+    assert store._get_pool().get_stats()["pool_size"] <= store.pool_size
+
+
+def test_server_restart_gives_a_clear_error_then_answers_again(pg_server, pg_url: str, fake_reader) -> None:
+    enc = FakeEncoder()
+    update_index(pg_url, _docs(3), encoder=enc)
+    store = open_store(pg_url)
+    store.timeout_s = 2.0  # before the pool opens
+    retriever = StoreRetriever("hybrid", store, enc)
+    assert ask("topic1 river2", index=pg_url, retriever=retriever, reader=fake_reader).citations[0].doc_id == "doc01.txt"
+    pg_server.stop_server("fast")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match="cannot reach the PostgreSQL index .*Questions work again"):
+            ask("topic1 river2", index=pg_url, retriever=retriever, reader=fake_reader)
+        assert time.monotonic() - started < 15
+    finally:
+        pg_server.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            answer = ask("topic2 river3", index=pg_url, retriever=retriever, reader=fake_reader)
+            break
+        except StoreUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert answer.citations[0].doc_id == "doc02.txt"
+    assert open_store(pg_url) is store  # the same store object and pool, no restart of the app
+
+
+_INDEXER = textwrap.dedent(
+    """
+    import sys, time, hashlib
+    sys.path.insert(0, {root!r})
+    from tests.conftest import FakeEncoder
+    from qa.documents import Document
+    from qa.indexing import update_index
+
+    class Slow(FakeEncoder):
+        def encode(self, texts, **kw):
+            time.sleep(0.25)
+            return super().encode(texts, **kw)
+
+    docs = [Document(f"doc{{i:02d}}.txt", "s", " ".join(f"Sentence {{j}} of document {{i}} mentions topic{{i}} and river{{j}}." for j in range(6)), "")
+            for i in range(12)]
+    docs = [Document(d.doc_id, d.source, d.text, hashlib.sha256(d.text.encode()).hexdigest()) for d in docs]
+    print("start", flush=True)
+    update_index({url!r}, docs, encoder=Slow(), max_tokens=12, overlap_sentences=0)
+    print("done", flush=True)
+    """
+)
+
+
+def test_kill_9_mid_index_leaves_whole_documents_and_a_rerun_completes(pg_url: str) -> None:
+    enc = FakeEncoder()
+    update_index(pg_url, _docs(1), encoder=enc, max_tokens=12, overlap_sentences=0)  # an existing index: incremental
+    expected = {d.doc_id: d for d in _docs(12)}
+    proc = subprocess.Popen([sys.executable, "-c", _INDEXER.format(root=str(ROOT), url=pg_url)], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list_documents(pg_url)) < 4:
+            assert proc.poll() is None, "the indexer ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    listed = {d.doc_id: d for d in list_documents(pg_url)}
+    assert 4 <= len(listed) < 12
+    probe = FakeEncoder()
+    from qa.chunking import chunk_text
+
+    for doc_id, info in listed.items():  # every stored document is whole: all its chunks, its full text
+        assert info.characters == len(expected[doc_id].text)
+        assert info.chunks == len(list(chunk_text(doc_id, expected[doc_id].text, probe.count_tokens, 12, 0)))
+    rerun = FakeEncoder()
+    report = update_index(pg_url, list(expected.values()), encoder=rerun, max_tokens=12, overlap_sentences=0, lock_wait_s=10)
+    assert report.added == sorted(set(expected) - set(listed)) and report.unchanged == len(listed)
+    assert {t.split(" mentions ")[0].split(" of document ")[1] for t in rerun.encoded} == {
+        str(int(d[3:5])) for d in report.added
+    }
+    assert len(list_documents(pg_url)) == 12
+
+
+def test_another_schema_version_is_refused_with_the_rebuild_command(pg_url: str) -> None:
+    update_index(pg_url, _docs(1), encoder=FakeEncoder())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE qa_meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(IndexLoadError, match=r"schema version '999'.*--rebuild"):
+        load_index(pg_url)
+    report = update_index(pg_url, _docs(2), encoder=FakeEncoder(), rebuild=True)
+    assert report.added == ["doc00.txt", "doc01.txt"]
+    assert load_index(pg_url).counts()[0] == 2
+
+
+def test_an_encoder_of_another_dimension_is_refused(pg_url: str) -> None:
+    update_index(pg_url, _docs(1), encoder=FakeEncoder())
+
+    class Other(FakeEncoder):
+        name = "fake/other"
+        dimension = 32
+
+    with pytest.raises(IndexLoadError, match=r"'fake/other' \(dimension 32\).*--rebuild"):
+        get_retriever("dense", load_index(pg_url), encoder=Other())
+
+
+def test_keyword_candidates_are_bounded_for_common_words(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa import config
+
+    docs = [_doc(f"c{i:03d}.txt", f"Common words everywhere number{i}.") for i in range(60)]
+    docs.append(_doc("rare.txt", "Common words and the rare zircon."))
+    update_index(pg_url, docs, encoder=FakeEncoder())
+    store = open_store(pg_url).refresh()
+    monkeypatch.setattr(config, "PG_KEYWORD_CANDIDATES_PER_TERM", 10)
+    # "common" matches 61 chunks but only 10 of them become candidates; candidates are bounded per
+    # term, so the chunk with the rare term (stored last) is still scored and wins.
+    hits = store.search("bm25", 5, tokens=["common", "zircon"], depth=5)
+    assert hits[0].document.doc_id == "rare.txt"
+    assert len(store.search("bm25", 5, tokens=["common"], depth=5)) == 5
+
+
+def test_password_is_masked_in_messages() -> None:
+    assert display_location("postgresql://qa:s3cret@db.example:5432/qa") == "postgresql://qa:***@db.example:5432/qa"
+    assert display_location("postgresql://qa@db/qa") == "postgresql://qa@db/qa"
+
+
+def test_cli_list_remove_and_ask_options_take_a_url(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import build_parser, main
+
+    update_index(pg_url, _docs(2), encoder=FakeEncoder())
+    assert build_parser().parse_args(["ask", "q", "--index", pg_url]).index == pg_url
+    assert main(["list", "--index", pg_url, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"doc_id": "doc00.txt"' in out and '"doc_id": "doc01.txt"' in out
+    assert main(["remove", "doc00.txt", "--index", pg_url]) == 0
+    assert "1 removed" in capsys.readouterr().out
+    assert main(["remove", "nope.txt", "--index", pg_url]) == 1
+    assert "no document 'nope.txt'" in capsys.readouterr().err
+    assert [d.doc_id for d in list_documents(pg_url)] == ["doc01.txt"]
+
+
+def test_chat_helpers_work_on_a_url(pg_url: str, tmp_path: Path) -> None:
+    from ui.app import documents_note, documents_view, index_directory, index_summary, remove_document, upload_documents
+
+    update_index(pg_url, _docs(2), encoder=FakeEncoder())
+    assert index_directory(pg_url) == pg_url
+    assert "PostgreSQL index" in documents_note(pg_url)
+    assert "2 documents" in index_summary(pg_url)
+    upload = tmp_path / "upload.txt"
+    upload.write_text("Uploaded note about zebras.", encoding="utf-8")
+    status = upload_documents(pg_url, [str(upload)], encoder=FakeEncoder())
+    assert "upload.txt" in status
+    _, ids = documents_view(pg_url)
+    assert ids == ["doc00.txt", "doc01.txt", "upload.txt"]
+    remove_document(pg_url, "doc00.txt")
+    assert documents_view(pg_url)[1] == ["doc01.txt", "upload.txt"]

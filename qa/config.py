@@ -76,7 +76,7 @@ MAX_QUESTION_CHARS: int = 1000
 PG_POOL_MAX_SIZE: int = int(os.environ.get("QA_PG_POOL_SIZE", "10"))
 #: Seconds a caller waits for a pooled connection (also: how long a question waits while the
 #: server is unreachable before it gets a clear error).
-PG_POOL_TIMEOUT_S: float = float(os.environ.get("QA_PG_TIMEOUT", "10"))
+PG_POOL_TIMEOUT_S: float = float(os.environ.get("QA_PG_TIMEOUT", "5"))
 #: HNSW build parameters (pgvector's defaults) and the search beam; ``ef_search`` must be at
 #: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows.
 PG_HNSW_M: int = 16

@@ -137,7 +137,8 @@ def test_server_restart_gives_a_clear_error_then_answers_again(pg_server, pg_url
     enc = FakeEncoder()
     update_index(pg_url, _docs(3), encoder=enc)
     store = open_store(pg_url)
-    store.timeout_s = 2.0  # before the pool opens
+    store.close()
+    store.timeout_s = 2.0  # the pool reopens with it on next use
     retriever = StoreRetriever("hybrid", store, enc)
     assert ask("topic1 river2", index=pg_url, retriever=retriever, reader=fake_reader).citations[0].doc_id == "doc01.txt"
     pg_server.stop_server("fast")

@@ -503,6 +503,7 @@ class StoreWriter:
         """The HNSW (vectors) and GIN (keywords) indexes; after a bulk load it is faster to build them last."""
         from qa import config
 
+        self.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(config.PG_MAINTENANCE_WORK_MEM)))
         self.conn.execute(
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS qa_chunks_embedding ON {} USING hnsw (embedding vector_ip_ops) "

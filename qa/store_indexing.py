@@ -91,6 +91,12 @@ def update_store(
     docs = {d.doc_id: d for d in documents}
     store = open_store(url)
     report = IndexReport(directory=store.directory, skipped=list(skipped))
+    for doc_id in [d for d, doc in docs.items() if "\x00" in doc.text]:
+        # PostgreSQL text cannot hold NUL; the directory store would keep such a document.
+        doc = docs.pop(doc_id)
+        report.skipped.append(
+            Skipped(doc.source, "contains NUL characters, which PostgreSQL cannot store; remove them and add it again", doc_id)
+        )
     unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
     embedded = 0
     with store.writer(wait_s=lock_wait_s) as writer:

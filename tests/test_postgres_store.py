@@ -288,3 +288,13 @@ def test_chat_helpers_work_on_a_url(pg_url: str, tmp_path: Path) -> None:
     assert ids == ["doc00.txt", "doc01.txt", "upload.txt"]
     remove_document(pg_url, "doc00.txt")
     assert documents_view(pg_url)[1] == ["doc01.txt", "upload.txt"]
+
+
+def test_nul_characters_are_skipped_and_huge_words_are_not_searched(pg_url: str) -> None:
+    blob = "q" * 3000  # over PostgreSQL's 2047-byte lexeme limit
+    docs = [_doc("nul.txt", "bad\x00text here"), _doc("blob.txt", f"Normal words and {blob} then zebra.")]
+    report = update_index(pg_url, docs, encoder=FakeEncoder())
+    assert report.added == ["blob.txt"]
+    assert [s.doc_id for s in report.skipped] == ["nul.txt"] and "NUL" in report.skipped[0].reason
+    passages = StoreRetriever("bm25", open_store(pg_url).refresh()).retrieve(f"zebra {blob}", 3)
+    assert [p.doc_id for p in passages] == ["blob.txt"]

@@ -80,6 +80,10 @@ def vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
+#: PostgreSQL refuses lexemes over 2047 bytes; such "words" (blobs, hashes) are not searchable anyway.
+MAX_LEXEME_CHARS = 500
+
+
 def _lexeme(token: str) -> str:
     return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
 
@@ -88,14 +92,14 @@ def tsvector_literal(tokens: Sequence[str]) -> str:
     """A ``tsvector`` literal of ``tokens`` with their 1-based positions (taken verbatim)."""
     positions: dict[str, list[int]] = {}
     for n, token in enumerate(tokens, 1):
-        if token:
+        if token and len(token) <= MAX_LEXEME_CHARS:
             positions.setdefault(token, []).append(min(n, 16383))
     return " ".join(f"{_lexeme(t)}:{','.join(map(str, p[:256]))}" for t, p in positions.items())
 
 
 def query_terms(tokens: Iterable[str]) -> list[str]:
     """The distinct question tokens as single-lexeme ``tsquery`` literals."""
-    return [_lexeme(t) for t in dict.fromkeys(t for t in tokens if t)]
+    return [_lexeme(t) for t in dict.fromkeys(t for t in tokens if t and len(t) <= MAX_LEXEME_CHARS)]
 
 
 def _meta_error(where: str, problem: str) -> IndexLoadError:

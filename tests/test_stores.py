@@ -168,3 +168,14 @@ def test_rebuild_with_another_model_replaces_everything(location: str | Path) ->
     assert index.dimension == 96
     passages = get_retriever("dense", load_index(location), encoder=wider).retrieve("port grain coal", 1)
     assert passages[0].doc_id == "sub/gamma.txt"
+
+
+def test_vector_and_tsvector_literals_round_trip() -> None:
+    np = pytest.importorskip("numpy")
+    postgres = pytest.importorskip("embeddings.stores.postgres")
+    vectors = np.random.default_rng(0).standard_normal((50, 64)).astype(np.float32)
+    for v in vectors:
+        parsed = np.array([float(x) for x in postgres.vector_literal(v)[1:-1].split(",")], dtype=np.float32)
+        assert (parsed == v).all()
+    assert postgres.tsvector_literal(["port", "grain", "port", "o'neil"]) == "'port':1,3 'grain':2 'o''neil':4"
+    assert postgres.query_terms(["port", "port", "x" * 600, "a\\b"]) == ["'port'", "'a\\\\b'"]

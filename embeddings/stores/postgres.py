@@ -75,9 +75,16 @@ class Hit:
     components: dict[str, float]
 
 
+_VECTOR_FORMATS: dict[int, str] = {}
+
+
 def vector_literal(vector: np.ndarray) -> str:
-    """pgvector's text form of one float32 vector (round-trips exactly)."""
-    return "[" + ",".join(map(str, np.asarray(vector, dtype=np.float32).tolist())) + "]"
+    """pgvector's text form of one float32 vector (9 significant digits: round-trips float32 exactly)."""
+    values = np.asarray(vector, dtype=np.float32).ravel().tolist()
+    fmt = _VECTOR_FORMATS.get(len(values))
+    if fmt is None:
+        fmt = _VECTOR_FORMATS[len(values)] = "[" + ",".join(["%.9g"] * len(values)) + "]"
+    return fmt % tuple(values)
 
 
 #: PostgreSQL refuses lexemes over 2047 bytes; such "words" (blobs, hashes) are not searchable anyway.

@@ -228,6 +228,20 @@ def bench_store(*, chunks: int = 100_000, url: str | None = None, k: int = 10, d
             hnsw = retrieved[("postgres", "dense")]
             recall = np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact, hnsw, strict=True)])
             results[f"postgres_dense_recall_at_{k}"] = round(float(recall), 4)
+            store = open_store(url)
+            default_ef = store.ef_search
+            for ef in (40, 100, 200, 400):  # recall / latency trade-off of hnsw.ef_search
+                store.close()
+                store.ef_search = ef
+                retriever = get_retriever("dense", store, encoder=encoder)
+                got = [[p.chunk_id for p in retriever.retrieve(q, k)] for q in questions]
+                ms = np.array(_latencies(retriever.retrieve, questions, 1, k)) * 1000
+                results[f"postgres_ef{ef}_recall_at_{k}"] = round(
+                    float(np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact, got, strict=True)])), 4
+                )
+                results[f"postgres_ef{ef}_dense_c1_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+            store.close()
+            store.ef_search = default_ef
             with open_store(url).connection() as conn:
                 plan = "\n".join(
                     r[0]

@@ -78,10 +78,11 @@ PG_POOL_MAX_SIZE: int = int(os.environ.get("QA_PG_POOL_SIZE", "10"))
 #: server is unreachable before it gets a clear error).
 PG_POOL_TIMEOUT_S: float = float(os.environ.get("QA_PG_TIMEOUT", "5"))
 #: HNSW build parameters (pgvector's defaults) and the search beam; ``ef_search`` must be at
-#: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows.
+#: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows. At
+#: 100,000 synthetic chunks recall@10 was 0.935 with 100 (``qa bench store`` prints a sweep).
 PG_HNSW_M: int = 16
 PG_HNSW_EF_CONSTRUCTION: int = 64
-PG_HNSW_EF_SEARCH: int = int(os.environ.get("QA_PG_EF_SEARCH", "100"))
+PG_HNSW_EF_SEARCH: int = int(os.environ.get("QA_PG_EF_SEARCH", "200"))
 #: Memory for building the HNSW index after a bulk load (the writer's session only): the graph
 #: builds much faster when it fits (~2 KB per 384-dim chunk).
 PG_MAINTENANCE_WORK_MEM: str = os.environ.get("QA_PG_MAINTENANCE_WORK_MEM", "512MB")

@@ -115,20 +115,20 @@ class _LookupEncoder:
 
     name = "bench/synthetic"
 
-    def __init__(self, vectors: dict[str, "np.ndarray"], dimension: int) -> None:  # noqa: F821 - numpy imported lazily
+    def __init__(self, vectors: dict, dimension: int) -> None:
         self.vectors = vectors
         self.dimension = dimension
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):  # noqa: ANN201
+    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):
         import numpy as np
 
         return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 
-def synthetic_corpus(chunks: int, *, dimension: int = 384, per_doc: int = 50, seed: int = 0):  # noqa: ANN201
+def synthetic_corpus(chunks: int, *, dimension: int = 384, per_doc: int = 50, seed: int = 0) -> tuple:
     """``(documents, encoder, questions)``: ``chunks`` one-sentence chunks of Zipf-distributed
     words (so some words are very common) in documents of ``per_doc`` chunks, clustered unit
     vectors (200 topics) for them, and 200 questions: a few words of a chunk plus a vector near it.
@@ -169,7 +169,7 @@ def synthetic_corpus(chunks: int, *, dimension: int = 384, per_doc: int = 50, se
     return documents, _LookupEncoder(table, dimension), questions
 
 
-def _latencies(retrieve, questions: list[str], clients: int, k: int) -> list[float]:  # noqa: ANN001
+def _latencies(retrieve: object, questions: list[str], clients: int, k: int) -> list[float]:
     from concurrent.futures import ThreadPoolExecutor
 
     def one(q: str) -> float:

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from qa import config
 from qa.bm25 import tokenize
 from qa.chunking import chunk_text
 from qa.documents import Document, Skipped
+
+if TYPE_CHECKING:  # qa.indexing imports this module lazily; import its types only for checkers
+    from qa.indexing import DocumentInfo, IndexReport
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ def update_store(
     show_progress: bool = False,
     lock_wait_s: float = 0.0,
     skipped: Iterable[Skipped] = (),
-):  # noqa: ANN201 - qa.indexing.IndexReport (imported lazily: qa.indexing imports this module)
+) -> IndexReport:
     """:func:`qa.indexing.update_index` for a PostgreSQL store at ``url`` (see the module docstring).
 
     Raises:
@@ -151,7 +155,7 @@ def update_store(
     return report
 
 
-def remove_from_store(url: str, doc_ids: list[str], *, lock_wait_s: float = 30.0):  # noqa: ANN201 - IndexReport
+def remove_from_store(url: str, doc_ids: list[str], *, lock_wait_s: float = 30.0) -> IndexReport:
     """:func:`qa.indexing.remove_documents` for a PostgreSQL store: one transaction, nothing embedded.
 
     Raises:
@@ -180,7 +184,7 @@ def remove_from_store(url: str, doc_ids: list[str], *, lock_wait_s: float = 30.0
     )
 
 
-def store_listing(store: PostgresStore) -> list:
+def store_listing(store: PostgresStore) -> list[DocumentInfo]:
     """:func:`qa.indexing.list_documents` for a PostgreSQL store (``DocumentInfo`` rows, sorted by id)."""
     from qa.extraction import kind_of
     from qa.indexing import DocumentInfo

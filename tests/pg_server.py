@@ -47,7 +47,7 @@ def _unprivileged_user() -> pwd.struct_passwd:
         except KeyError:
             pass
     if shutil.which("useradd"):
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "qa-pg"], capture_output=True)
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "qa-pg"], capture_output=True, check=False)
         try:
             return pwd.getpwnam("qa-pg")
         except KeyError:
@@ -90,13 +90,15 @@ class PgServer:
         if self.user is not None:
             uid, gid = self.user.pw_uid, self.user.pw_gid
 
-            def preexec() -> None:  # noqa: F811 - runs in the child
+            def preexec() -> None:
                 os.setgroups([])
                 os.setgid(gid)
                 os.setuid(uid)
 
             env["HOME"] = str(self.root)
-        result = subprocess.run(cmd, env=env, preexec_fn=preexec, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        result = subprocess.run(
+            cmd, env=env, preexec_fn=preexec, capture_output=True, text=True, timeout=timeout, cwd=self.root, check=False
+        )
         if check and result.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise PgUnavailable(f"{' '.join(args[:2])} failed ({result.returncode}): {result.stderr.strip()} {log}")

@@ -14,8 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psycopg
 import pytest
+
+psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
 
 from embeddings.index import IndexLoadError
 from embeddings.stores import display_location, open_store
@@ -43,9 +44,8 @@ def _docs(n: int) -> list[Document]:
 def test_second_writer_waits_or_fails_clearly(pg_url: str) -> None:
     update_index(pg_url, _docs(2), encoder=FakeEncoder())
     store = open_store(pg_url)
-    with store.writer():
-        with pytest.raises(RuntimeError, match="being updated by another process.*--wait"):
-            update_index(pg_url, _docs(3), encoder=FakeEncoder(), lock_wait_s=0.3)
+    with store.writer(), pytest.raises(RuntimeError, match="being updated by another process.*--wait"):
+        update_index(pg_url, _docs(3), encoder=FakeEncoder(), lock_wait_s=0.3)
     # The lock is free again; a writer that waits gets it once the holder is done.
     released = threading.Event()
 

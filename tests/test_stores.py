@@ -10,7 +10,7 @@ import pytest
 
 from embeddings.index import IndexLoadError
 from embeddings.stores import is_store_url, load_store
-from qa.documents import Document, load_folder
+from qa.documents import Document
 from qa.indexing import add_files, index_folder, list_documents, remove_documents, update_index
 from qa.pipeline import ask, load_index
 from qa.retrieval import get_retriever

@@ -298,3 +298,46 @@ def test_nul_characters_are_skipped_and_huge_words_are_not_searched(pg_url: str)
     assert [s.doc_id for s in report.skipped] == ["nul.txt"] and "NUL" in report.skipped[0].reason
     passages = StoreRetriever("bm25", open_store(pg_url).refresh()).retrieve(f"zebra {blob}", 3)
     assert [p.doc_id for p in passages] == ["blob.txt"]
+
+
+def _qa(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "qa", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_with_the_real_encoder(pg_url: str, tmp_path: Path) -> None:
+    """``qa index/list/ask/remove --index postgresql://...`` with the packaged MiniLM; the same
+    passages as the directory store for the same question."""
+    from qa.indexing import index_folder
+    from qa.reader import SHIPPED_READER_DIR
+
+    seeds = ROOT / "seeds"
+    done = _qa("index", str(seeds), "--index", pg_url)
+    assert done.returncode == 0, done.stderr
+    assert "added" in done.stdout and "0 unchanged" in done.stdout
+    again = _qa("index", str(seeds), "--index", pg_url)
+    assert again.returncode == 0 and "(0 embedded)" in again.stdout, again.stdout + again.stderr
+    listed = _qa("list", "--index", pg_url)
+    assert listed.returncode == 0 and "japan_defense_minister_turkey_visit.txt" in listed.stdout
+
+    index_folder(seeds, tmp_path / "idx")
+    question = "Which European country joined the drone coalition alongside Turkey?"
+    for mode in ("dense", "hybrid"):
+        d = get_retriever(mode, load_index(tmp_path / "idx")).retrieve(question, 3)
+        p = get_retriever(mode, load_index(pg_url)).retrieve(question, 3)
+        if mode == "dense":
+            assert [(x.chunk_id, x.start, x.end) for x in d] == [(x.chunk_id, x.start, x.end) for x in p]
+        assert (d[0].chunk_id, d[0].start, d[0].end, d[0].text) == (p[0].chunk_id, p[0].start, p[0].end, p[0].text)
+
+    if (SHIPPED_READER_DIR / "model.safetensors").is_file():
+        import json
+
+        asked = {where: _qa("ask", question, "--index", str(where), "--json") for where in (pg_url, tmp_path / "idx")}
+        assert all(r.returncode == 0 for r in asked.values()), [r.stderr for r in asked.values()]
+        answers = [json.loads(r.stdout) for r in asked.values()]
+        assert answers[0]["answer"] == answers[1]["answer"] and answers[0]["citations"] == answers[1]["citations"]
+
+    removed = _qa("remove", "japan_defense_minister_turkey_visit.txt", "--index", pg_url)
+    assert removed.returncode == 0, removed.stderr
+    assert list_documents(pg_url) == []

@@ -177,7 +177,7 @@ class HybridRetriever:
 class StoreRetriever:
     """Retrieval in a database store (:class:`embeddings.stores.postgres.PostgresStore`):
     ``"dense"`` (HNSW, cosine), ``"bm25"`` (keywords: the same tokens as :mod:`qa.bm25`, ranked
-    by ``ts_rank_cd``) or ``"hybrid"`` (reciprocal rank fusion of both in one SQL statement).
+    in SQL with the same formula) or ``"hybrid"`` (reciprocal rank fusion of both in one SQL statement).
     ``Passage.components`` use the same names as the directory retrievers.
 
     Raises (on construction):

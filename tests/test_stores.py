@@ -129,17 +129,40 @@ def test_passages_and_citations_are_identical_across_stores(pg_url: str, tmp_pat
     for directory, postgres in zip(answers[False], answers[True], strict=True):
         d, p = directory.to_dict(), postgres.to_dict()
         assert d["answer"] == p["answer"] and d["citations"] == p["citations"]
-        if mode == "dense":  # exact vs HNSW on a handful of vectors: the same ranking and cosines
-            assert [(x["doc_id"], x["chunk_id"], x["start"], x["end"]) for x in d["passages"]] == [
-                (x["doc_id"], x["chunk_id"], x["start"], x["end"]) for x in p["passages"]
-            ]
-            for x, y in zip(d["passages"], p["passages"], strict=True):
-                assert x["score"] == pytest.approx(y["score"], abs=1e-5)
+        # Exact vs HNSW on a handful of vectors, BM25 in NumPy vs in SQL: the same ranking and scores.
+        assert [(x["doc_id"], x["chunk_id"], x["start"], x["end"]) for x in d["passages"]] == [
+            (x["doc_id"], x["chunk_id"], x["start"], x["end"]) for x in p["passages"]
+        ]
+        for x, y in zip(d["passages"], p["passages"], strict=True):
+            assert x["score"] == pytest.approx(y["score"], abs=1e-5)
+            assert x["components"] == pytest.approx(y["components"], abs=1e-5)
         dp, pp = directory.passages[0], postgres.passages[0]
         assert (dp.doc_id, dp.chunk_id, dp.start, dp.end, dp.text, dp.page, dp.source) == (
             pp.doc_id, pp.chunk_id, pp.start, pp.end, pp.text, pp.page, pp.source
         )
         assert dp.document_text == pp.document_text and dp.pages == pp.pages
+
+
+@pytest.mark.postgres
+def test_keyword_scores_stay_equal_after_incremental_changes(pg_url: str, tmp_path: Path) -> None:
+    """BM25's statistics in PostgreSQL (document frequencies, lengths) follow adds, replaces and removals."""
+    steps = [
+        DOCS,
+        [_doc("beta.md", "Beta mountain has a port too. Grain climbers."), _doc("new.txt", "Port grain port coal.")],
+        None,  # remove alpha.txt
+    ]
+    retrievers = {}
+    for where in (tmp_path / "index", pg_url):
+        enc = FakeEncoder()
+        for docs in steps:
+            if docs is None:
+                remove_documents(where, ["alpha.txt"])
+            else:
+                _index(where, enc, docs)
+        retrievers[is_store_url(where)] = get_retriever("bm25", load_index(where), encoder=enc)
+    for question in ("port grain", "climbers summit", "coal port port", "alpha river"):
+        d, p = (retrievers[k].retrieve(question, 10) for k in (False, True))
+        assert [(x.chunk_id, round(x.score, 5)) for x in d] == [(x.chunk_id, round(x.score, 5)) for x in p], question
 
 
 def test_another_model_is_refused_with_the_rebuild_command(location: str | Path) -> None:

@@ -6,7 +6,9 @@ Schema (created and versioned by this module; ``qa_`` tables in the connection's
     qa_meta       key -> value: schema_version, embedding_model, dimension, chunking, tokenizer
     qa_documents  doc_id (primary key), source, sha256, text_sha256, text, pages int[]
     qa_chunks     id, doc_id -> qa_documents ON DELETE CASCADE, chunk_id, start_char, end_char,
-                  text, embedding vector(DIM) (HNSW, inner product), tsv tsvector (GIN)
+                  text, ntokens, embedding vector(DIM) (HNSW, inner product), tsv tsvector (GIN)
+    qa_terms      term -> number of chunks containing it (BM25 document frequency)
+    qa_stats      one row: number of chunks and of tokens (BM25 average length)
 
 ``text`` is the extracted text offsets refer to, exactly as in ``documents.jsonl``, so
 passages, chunk ids and citations are identical whichever store answers. Vectors are
@@ -14,13 +16,17 @@ L2-normalised, so inner product = cosine, as with the directory store's FAISS in
 
 Keywords: ``tsv`` holds the project's own BM25 tokens (:func:`qa.bm25.tokenize`: folded,
 stopwords removed, light stemming, codes kept whole) with their positions, written as
-``tsvector`` literals, and questions become ``'tok' | 'tok'`` queries of the same tokens
-(no PostgreSQL dictionary in between), so a term matches in both stores alike. Ranking is
-``ts_rank_cd`` over at most ``PG_KEYWORD_CANDIDATES_PER_TERM`` chunks per query term.
+``tsvector`` literals (no PostgreSQL dictionary in between), found through the GIN index.
+Candidates are bounded: at most ``PG_KEYWORD_CANDIDATES_PER_TERM`` chunks per question
+term, so a common word does not make the database score every row that has it. The
+candidates are scored with the same BM25 as :mod:`qa.bm25` (Lucene idf, ``k1`` 1.5, ``b``
+0.75; term frequency from the positions, document frequency and lengths from
+``qa_terms`` / ``qa_stats``, kept in the writers' transactions), so keyword scores and
+rankings equal the directory store's wherever no term hits the bound.
 
 Hybrid retrieval fuses the dense and keyword rankings by reciprocal rank
-(``1 / (rrf_k + rank)``, ranks only, since ``ts_rank_cd`` is not on the cosine scale) in
-one SQL statement, so it sees one snapshot: a concurrent writer's document is either
+(``1 / (rrf_k + rank)``, ranks only, since BM25 is not on the cosine scale) in one SQL
+statement, so it sees one snapshot: a concurrent writer's document is either
 wholly there or not at all.
 
 Writes: each new or changed document is replaced in one transaction (delete + insert), a
@@ -52,13 +58,19 @@ from embeddings.stores import display_location
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever the tables change; another version is refused with the rebuild command.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The advisory lock writers hold (an arbitrary constant: "qa index" in ASCII).
 LOCK_KEY = 0x7161_2069_6E64_6578
 
 _META = "qa_meta"
 _DOCUMENTS = "qa_documents"
 _CHUNKS = "qa_chunks"
+_TERMS = "qa_terms"
+_STATS = "qa_stats"
+
+#: BM25 parameters of :mod:`qa.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
+BM25_K1 = 1.5
+BM25_B = 0.75
 
 
 class StoreUnavailableError(RuntimeError):
@@ -306,18 +318,40 @@ class PostgresStore:
         ORDER BY dense.dist, c.id
     """
 
+    # BM25 exactly as qa.bm25 computes it (Lucene idf, k1 = 1.5, b = 0.75, document length in
+    # tokens, a repeated question token counted again), over at most ``per_term`` candidate
+    # chunks per question term; document frequencies and lengths come from qa_terms/qa_stats,
+    # written in the same transactions as the chunks.
     _KEYWORD_CTE = """
+        terms AS (
+            SELECT q.term, q.lit, q.mult, s.df::float8 AS df
+            FROM unnest(%(terms)s::text[], %(lits)s::text[], %(mults)s::int[]) AS q(term, lit, mult)
+            JOIN qa_terms s ON s.term = q.term
+            WHERE s.df > 0
+        ),
+        stats AS (
+            SELECT chunks::float8 AS n, tokens::float8 / greatest(chunks, 1) AS avgdl FROM qa_stats
+        ),
         cand AS (
-            SELECT DISTINCT m.id FROM unnest(%(terms)s::text[]) AS t(term)
+            SELECT DISTINCT m.id FROM terms
             CROSS JOIN LATERAL (
-                SELECT id FROM qa_chunks WHERE tsv @@ t.term::tsquery LIMIT %(per_term)s
+                SELECT id FROM qa_chunks WHERE tsv @@ terms.lit::tsquery LIMIT %(per_term)s
             ) m
         ),
+        scored AS (
+            SELECT c.id,
+                   sum(t.mult * ln(1 + (st.n - t.df + 0.5) / (t.df + 0.5))
+                       * cardinality(u.positions)
+                       / (%(k1)s * ((1 - %(b)s) + %(b)s * c.ntokens / st.avgdl) + cardinality(u.positions))) AS score
+            FROM cand
+            JOIN qa_chunks c ON c.id = cand.id
+            CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights)
+            JOIN terms t ON t.term = u.lexeme
+            CROSS JOIN stats st
+            GROUP BY c.id
+        ),
         kw AS (
-            SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rnk FROM (
-                SELECT c.id, ts_rank_cd(c.tsv, %(tsq)s::tsquery)::float8 AS score
-                FROM qa_chunks c JOIN cand ON cand.id = c.id
-            ) s
+            SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rnk FROM scored
             ORDER BY rnk LIMIT %(depth)s
         )
     """
@@ -369,7 +403,7 @@ class PostgresStore:
         rrf_k: int = 60,
     ) -> list[Hit]:
         """The ``k`` best chunks, best first: ``mode`` ``"dense"`` (cosine), ``"bm25"``
-        (keyword ``ts_rank_cd`` over the question's BM25 tokens) or ``"hybrid"`` (RRF of both,
+        (BM25 over the question's tokens, bounded candidates) or ``"hybrid"`` (RRF of both,
         top ``depth`` of each). One SQL statement, so one consistent snapshot.
 
         Raises:
@@ -387,11 +421,17 @@ class PostgresStore:
                 raise ValueError(f"query dimension {vec.shape[0]} != index dimension {self.dimension}")
             params["q"] = vector_literal(vec)
         if mode in ("bm25", "hybrid"):
-            terms = query_terms(tokens)
-            if not terms and mode == "bm25":
+            counts: dict[str, int] = {}
+            for t in tokens:
+                if t and len(t) <= MAX_LEXEME_CHARS:
+                    counts[t] = counts.get(t, 0) + 1
+            if not counts and mode == "bm25":
                 return []
-            params["terms"] = terms
-            params["tsq"] = " | ".join(terms) if terms else None
+            params["terms"] = list(counts)
+            params["lits"] = query_terms(counts)
+            params["mults"] = list(counts.values())
+            params["k1"] = BM25_K1
+            params["b"] = BM25_B
             params["per_term"] = int(max(config.PG_KEYWORD_CANDIDATES_PER_TERM, params["depth"]))  # type: ignore[call-overload]
         if mode == "dense":
             query = self._DENSE
@@ -435,6 +475,7 @@ class PostgresStore:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.timeout_s)))
         except psycopg.OperationalError as exc:
             raise self.unavailable(exc) from exc
+        locked = False
         try:
             deadline = time.monotonic() + wait_s
             while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
@@ -444,9 +485,15 @@ class PostgresStore:
                         "wait for it to finish (or pass a longer --wait) and try again"
                     )
                 time.sleep(0.1)
+            locked = True
             yield StoreWriter(self, conn)
         finally:
-            conn.close()  # ends the session: releases the advisory lock
+            if locked and not conn.broken:
+                # Released now, not when the server notices the closed session (the next
+                # writer may already be asking). A killed writer's session releases it anyway.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            conn.close()
 
 
 class StoreWriter:
@@ -479,7 +526,11 @@ class StoreWriter:
                 "(ask an administrator to run: CREATE EXTENSION vector)"
             ) from exc
         c = self.conn
-        c.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}, {}").format(*(sql.Identifier(t) for t in (_CHUNKS, _DOCUMENTS, _META))))
+        c.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}, {}, {}, {}, {}").format(
+                *(sql.Identifier(t) for t in (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META))
+            )
+        )
         c.execute(sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, value text NOT NULL)").format(sql.Identifier(_META)))
         c.execute(
             sql.SQL(
@@ -492,10 +543,18 @@ class StoreWriter:
                 "CREATE TABLE {c} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                 "doc_id text NOT NULL REFERENCES {d} (doc_id) ON DELETE CASCADE, chunk_id text NOT NULL, "
                 "start_char integer NOT NULL, end_char integer NOT NULL, text text NOT NULL, "
-                "embedding vector({dim}) NOT NULL, tsv tsvector NOT NULL)"
+                "ntokens integer NOT NULL, embedding vector({dim}) NOT NULL, tsv tsvector NOT NULL)"
             ).format(c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS), dim=sql.Literal(int(dimension)))
         )
         c.execute(sql.SQL("CREATE INDEX qa_chunks_doc_id ON {} (doc_id)").format(sql.Identifier(_CHUNKS)))
+        # Keyword statistics for BM25: chunks containing each term, and chunk/token totals.
+        c.execute(sql.SQL("CREATE TABLE {} (term text PRIMARY KEY, df integer NOT NULL)").format(sql.Identifier(_TERMS)))
+        c.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id integer PRIMARY KEY CHECK (id = 1), chunks bigint NOT NULL, tokens bigint NOT NULL)"
+            ).format(sql.Identifier(_STATS))
+        )
+        c.execute(sql.SQL("INSERT INTO {} VALUES (1, 0, 0)").format(sql.Identifier(_STATS)))
         meta = {
             "schema_version": str(SCHEMA_VERSION),
             "embedding_model": embedding_model,
@@ -528,6 +587,22 @@ class StoreWriter:
         ids = list(doc_ids)
         if not ids:
             return 0
+        self.conn.execute(
+            sql.SQL(
+                "WITH gone AS (SELECT u.lexeme, count(*) AS n FROM {c} c CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme) "
+                "WHERE c.doc_id = ANY(%s) GROUP BY u.lexeme) "
+                "UPDATE {t} t SET df = t.df - gone.n FROM gone WHERE t.term = gone.lexeme"
+            ).format(c=sql.Identifier(_CHUNKS), t=sql.Identifier(_TERMS)),
+            (ids,),
+        )
+        self.conn.execute(sql.SQL("DELETE FROM {} WHERE df <= 0").format(sql.Identifier(_TERMS)))
+        self.conn.execute(
+            sql.SQL(
+                "UPDATE {s} SET chunks = chunks - x.n, tokens = tokens - x.t FROM "
+                "(SELECT count(*) AS n, coalesce(sum(ntokens), 0) AS t FROM {c} WHERE doc_id = ANY(%s)) x"
+            ).format(s=sql.Identifier(_STATS), c=sql.Identifier(_CHUNKS)),
+            (ids,),
+        )
         cur = self.conn.execute(
             sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(sql.Identifier(_DOCUMENTS)), (ids,)
         )
@@ -552,11 +627,33 @@ class StoreWriter:
         )
         if not chunks:
             return
-        copy = sql.SQL("COPY {} (doc_id, chunk_id, start_char, end_char, text, embedding, tsv) FROM STDIN").format(
-            sql.Identifier(_CHUNKS)
-        )
+        copy = sql.SQL(
+            "COPY {} (doc_id, chunk_id, start_char, end_char, text, ntokens, embedding, tsv) FROM STDIN"
+        ).format(sql.Identifier(_CHUNKS))
+        df: dict[str, int] = {}
+        total = 0
         with self.conn.cursor() as cur, cur.copy(copy) as out:
             for rec, vec, toks in zip(chunks, vectors, tokens, strict=True):
+                # As qa.bm25: a chunk of stopwords only counts as one (empty) token.
+                ntokens = max(len(toks), 1)
+                total += ntokens
+                for t in {t for t in toks if t and len(t) <= MAX_LEXEME_CHARS}:
+                    df[t] = df.get(t, 0) + 1
                 out.write_row(
-                    (rec.doc_id, rec.chunk_id, rec.start, rec.end, document.text[rec.start : rec.end], vector_literal(vec), tsvector_literal(toks))
+                    (
+                        rec.doc_id, rec.chunk_id, rec.start, rec.end, document.text[rec.start : rec.end], ntokens,
+                        vector_literal(vec), tsvector_literal(toks),
+                    )
                 )
+        if df:
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {t} (term, df) SELECT * FROM unnest(%s::text[], %s::int[]) "
+                    "ON CONFLICT (term) DO UPDATE SET df = {t}.df + EXCLUDED.df"
+                ).format(t=sql.Identifier(_TERMS)),
+                (list(df), list(df.values())),
+            )
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET chunks = chunks + %s, tokens = tokens + %s").format(sql.Identifier(_STATS)),
+            (len(chunks), total),
+        )

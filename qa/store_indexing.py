@@ -135,8 +135,9 @@ def update_store(
                     embedding_model=encoder.name, dimension=encoder.dimension, chunking=params, indexes=False
                 )
                 for record, chunks, vectors, tokens in prepared:
-                    writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens)
+                    writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens, defer_stats=True)
                     embedded += len(chunks)
+                writer.flush_stats()
                 writer.create_indexes()
         else:
             if dropped:

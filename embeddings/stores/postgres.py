@@ -502,6 +502,10 @@ class StoreWriter:
     def __init__(self, store: PostgresStore, conn: psycopg.Connection) -> None:
         self.store = store
         self.conn = conn
+        # BM25 statistics of inserted chunks not yet written (see flush_stats).
+        self._df: dict[str, int] = {}
+        self._chunks = 0
+        self._tokens = 0
 
     def meta(self) -> dict[str, str] | None:
         """The stored metadata, or ``None`` for a database without an index."""
@@ -615,8 +619,15 @@ class StoreWriter:
         chunks: Sequence[ChunkRecord],
         vectors: np.ndarray,
         tokens: Sequence[Sequence[str]],
+        *,
+        defer_stats: bool = False,
     ) -> None:
-        """Insert one document and its chunks (``vectors`` and ``tokens`` row-aligned with ``chunks``)."""
+        """Insert one document and its chunks (``vectors`` and ``tokens`` row-aligned with ``chunks``).
+
+        With ``defer_stats`` its BM25 statistics are only collected, and written by
+        :meth:`flush_stats` (call it in the same transaction): a bulk load then updates each
+        term's row once, not once per document.
+        """
         if len(vectors) != len(chunks) or len(tokens) != len(chunks):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors and {len(tokens)} token lists")
         self.conn.execute(
@@ -630,7 +641,7 @@ class StoreWriter:
         copy = sql.SQL(
             "COPY {} (doc_id, chunk_id, start_char, end_char, text, ntokens, embedding, tsv) FROM STDIN"
         ).format(sql.Identifier(_CHUNKS))
-        df: dict[str, int] = {}
+        df = self._df
         total = 0
         with self.conn.cursor() as cur, cur.copy(copy) as out:
             for rec, vec, toks in zip(chunks, vectors, tokens, strict=True):
@@ -645,15 +656,24 @@ class StoreWriter:
                         vector_literal(vec), tsvector_literal(toks),
                     )
                 )
-        if df:
+        self._chunks += len(chunks)
+        self._tokens += total
+        if not defer_stats:
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Add the collected BM25 statistics (document frequencies, chunk and token counts)."""
+        if self._df:
             self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {t} (term, df) SELECT * FROM unnest(%s::text[], %s::int[]) "
                     "ON CONFLICT (term) DO UPDATE SET df = {t}.df + EXCLUDED.df"
                 ).format(t=sql.Identifier(_TERMS)),
-                (list(df), list(df.values())),
+                (list(self._df), list(self._df.values())),
             )
-        self.conn.execute(
-            sql.SQL("UPDATE {} SET chunks = chunks + %s, tokens = tokens + %s").format(sql.Identifier(_STATS)),
-            (len(chunks), total),
-        )
+        if self._chunks:
+            self.conn.execute(
+                sql.SQL("UPDATE {} SET chunks = chunks + %s, tokens = tokens + %s").format(sql.Identifier(_STATS)),
+                (self._chunks, self._tokens),
+            )
+        self._df, self._chunks, self._tokens = {}, 0, 0

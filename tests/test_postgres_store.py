@@ -341,3 +341,21 @@ def test_cli_end_to_end_with_the_real_encoder(pg_url: str, tmp_path: Path) -> No
     removed = _qa("remove", "japan_defense_minister_turkey_visit.txt", "--index", pg_url)
     assert removed.returncode == 0, removed.stderr
     assert list_documents(pg_url) == []
+
+
+def test_kill_9_during_a_first_build_leaves_no_index_and_a_rerun_builds_it(pg_url: str) -> None:
+    """A first build (or --rebuild) embeds everything, then writes it in one transaction."""
+    proc = subprocess.Popen([sys.executable, "-c", _INDEXER.format(root=str(ROOT), url=pg_url)], cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"start"
+        time.sleep(1.0)  # 12 slow encoder calls take 3 s: still embedding
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    store = open_store(pg_url)
+    assert not store.has_index()
+    with pytest.raises(IndexLoadError, match="no index at"):
+        load_index(pg_url)
+    report = update_index(pg_url, _docs(12), encoder=FakeEncoder(), max_tokens=12, overlap_sentences=0, lock_wait_s=10)
+    assert len(report.added) == 12 and store.counts()[0] == 12

@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from embeddings.index import VectorIndex
-from embeddings.stores import display_location, is_store_url
+from embeddings.stores import StoreUnavailableError, display_location, is_store_url
 from qa import config
 from qa.extraction import SUPPORTED_SUFFIXES
 from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, list_documents, remove_documents
@@ -296,7 +296,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
             # The conversation's last question: a follow-up ("when did it fly?") retrieves with it.
             previous = next((t["question"] for t in reversed(turns) if t.get("answered_ok")), None)
             answer = ask(question, index=index, top_k=k, reader=reader, previous=previous)
-        except ValueError as exc:
+        except (ValueError, StoreUnavailableError) as exc:  # bad input; a database store that is down
             reply, sources = fmt.format_error_html(str(exc)), fmt.format_sources_error_html(str(exc))
         except Exception as exc:  # a failure must read as a message, not take the page down
             logger.exception("answering %r failed", question)

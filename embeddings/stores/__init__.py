@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
+class StoreUnavailableError(RuntimeError):
+    """A database store's server cannot be reached (stopped, restarting, network down)."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the retrievers and listings need from any index store."""
@@ -123,6 +127,7 @@ def close_stores() -> None:
 __all__ = [
     "POSTGRES_SCHEMES",
     "Store",
+    "StoreUnavailableError",
     "close_stores",
     "display_location",
     "index_location",

@@ -53,7 +53,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, rebuild_hint
-from embeddings.stores import display_location
+from embeddings.stores import StoreUnavailableError, display_location
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +71,6 @@ _STATS = "qa_stats"
 #: BM25 parameters of :mod:`qa.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
 BM25_K1 = 1.5
 BM25_B = 0.75
-
-
-class StoreUnavailableError(RuntimeError):
-    """The PostgreSQL server cannot be reached (stopped, restarting, network down)."""
 
 
 @dataclass(frozen=True)

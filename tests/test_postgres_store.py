@@ -359,3 +359,27 @@ def test_kill_9_during_a_first_build_leaves_no_index_and_a_rerun_builds_it(pg_ur
         load_index(pg_url)
     report = update_index(pg_url, _docs(12), encoder=FakeEncoder(), max_tokens=12, overlap_sentences=0, lock_wait_s=10)
     assert len(report.added) == 12 and store.counts()[0] == 12
+
+
+def test_readers_see_documents_another_process_adds_once_committed(pg_url: str) -> None:
+    """The chat keeps answering while another process indexes, and finds each new document after its commit."""
+    enc = FakeEncoder()
+    update_index(pg_url, _docs(1), encoder=enc, max_tokens=12, overlap_sentences=0)
+    store = open_store(pg_url).refresh()
+    retriever = StoreRetriever("bm25", store)
+    proc = subprocess.Popen([sys.executable, "-c", _INDEXER.format(root=str(ROOT), url=pg_url)], cwd=ROOT, stdout=subprocess.PIPE)
+    seen: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            found = {p.doc_id for i in range(12) for p in retriever.retrieve(f"topic{i}", 1)}
+            seen.append(len(found))
+            time.sleep(0.05)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert seen == sorted(seen), "a committed document never disappears"
+    assert seen[0] < 12 and len(set(seen)) > 2, seen  # documents appeared one by one while answering
+    assert len({p.doc_id for i in range(12) for p in retriever.retrieve(f"topic{i}", 1)}) == 12

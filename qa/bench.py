@@ -128,10 +128,12 @@ class _LookupEncoder:
         return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 
-def synthetic_corpus(chunks: int, *, dimension: int = 384, per_doc: int = 50, seed: int = 0) -> tuple:
+def synthetic_corpus(
+    chunks: int, *, dimension: int = 384, per_doc: int = 50, seed: int = 0, questions: int = 200
+) -> tuple:
     """``(documents, encoder, questions)``: ``chunks`` one-sentence chunks of Zipf-distributed
     words (so some words are very common) in documents of ``per_doc`` chunks, clustered unit
-    vectors (200 topics) for them, and 200 questions: a few words of a chunk plus a vector near it.
+    vectors (200 topics) for them, and ``questions`` questions: a few words of a chunk plus a vector near it.
 
     Isotropic noise in 384 dimensions is a hard case for HNSW (real sentence embeddings lie
     on a lower-dimensional manifold), so the recall measured here is a pessimistic one."""
@@ -158,15 +160,15 @@ def synthetic_corpus(chunks: int, *, dimension: int = 384, per_doc: int = 50, se
     for start in range(0, chunks, per_doc):
         text = " ".join(sentences[start : start + per_doc])
         documents.append(Document(f"doc{start // per_doc:06d}.txt", "bench", text, hashlib.sha256(text.encode()).hexdigest()))
-    questions = []
-    for i in rng.choice(chunks, 200, replace=False):
+    asked = []
+    for i in rng.choice(chunks, min(questions, chunks), replace=False):
         words = sentences[i].rstrip(".").split()[1:]
         q = f"question {int(i)} " + " ".join(words[:3])
         # A question near its chunk (cosine ~0.9), as a question is near the passage that answers it.
         v = vecs[i] + 0.5 * rng.standard_normal(dimension).astype(np.float32) / np.sqrt(dimension)
         table[q] = v / np.linalg.norm(v)
-        questions.append(q)
-    return documents, _LookupEncoder(table, dimension), questions
+        asked.append(q)
+    return documents, _LookupEncoder(table, dimension), asked
 
 
 def _latencies(retrieve: object, questions: list[str], clients: int, k: int) -> list[float]:
@@ -181,7 +183,9 @@ def _latencies(retrieve: object, questions: list[str], clients: int, k: int) -> 
         return list(pool.map(one, questions))
 
 
-def bench_store(*, chunks: int = 100_000, url: str | None = None, k: int = 10, dimension: int = 384) -> dict[str, float | int | str]:
+def bench_store(
+    *, chunks: int = 100_000, url: str | None = None, k: int = 10, dimension: int = 384, questions: int = 200
+) -> dict[str, float | int | str]:
     """The directory store and the PostgreSQL store side by side on ``chunks`` synthetic chunks:
     ingest throughput (excluding embedding: vectors are precomputed), dense and hybrid query
     latency p50/p95 at 1 and 8 concurrent clients, and HNSW recall@``k`` against exact search.
@@ -196,7 +200,7 @@ def bench_store(*, chunks: int = 100_000, url: str | None = None, k: int = 10, d
     from qa.pipeline import load_index
     from qa.retrieval import get_retriever
 
-    documents, encoder, questions = synthetic_corpus(chunks, dimension=dimension)
+    documents, encoder, questions = synthetic_corpus(chunks, dimension=dimension, questions=questions)
     server = None
     if url is None:
         from tests.pg_server import start_server

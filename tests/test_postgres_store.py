@@ -383,3 +383,14 @@ def test_readers_see_documents_another_process_adds_once_committed(pg_url: str) 
     assert seen == sorted(seen), "a committed document never disappears"
     assert seen[0] < 12 and len(set(seen)) > 2, seen  # documents appeared one by one while answering
     assert len({p.doc_id for i in range(12) for p in retriever.retrieve(f"topic{i}", 1)}) == 12
+
+
+def test_bench_store_runs_on_a_small_corpus(pg_url: str) -> None:
+    from qa.bench import bench_store
+
+    results = bench_store(chunks=300, url=pg_url, questions=20)
+    assert results["chunks"] == 300 and results["postgres_dense_uses_hnsw"] in (True, False)
+    assert 0.9 <= results["postgres_dense_recall_at_10"] <= 1.0  # 300 vectors: HNSW is (nearly) exact
+    for store in ("directory", "postgres"):
+        for mode in ("dense", "hybrid"):
+            assert results[f"{store}_{mode}_c8_p95_ms"] > 0

@@ -114,6 +114,16 @@ def test_retrieval_finds_the_expected_chunk_first(location: str | Path, mode: st
         assert top.page == 2 and "Ingrid" in top.text
 
 
+def test_a_question_of_stopwords_only(location: str | Path) -> None:
+    enc = FakeEncoder()
+    _index(location, enc)
+    index = load_index(location)
+    assert get_retriever("bm25", index, encoder=enc).retrieve("the and of", 3) == []
+    hybrid = get_retriever("hybrid", index, encoder=enc).retrieve("the and of", 3)
+    dense = get_retriever("dense", index, encoder=enc).retrieve("the and of", 3)
+    assert [p.chunk_id for p in hybrid] == [p.chunk_id for p in dense]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_passages_and_citations_are_identical_across_stores(pg_url: str, tmp_path: Path, mode: str, fake_reader) -> None:

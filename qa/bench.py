@@ -203,8 +203,13 @@ def bench_store(
     documents, encoder, questions = synthetic_corpus(chunks, dimension=dimension, questions=questions)
     server = None
     if url is None:
-        from tests.pg_server import start_server
-
+        try:
+            from tests.pg_server import start_server
+        except ImportError as exc:
+            raise ValueError(
+                f"no --url given and the temporary-server helper is not importable ({exc}); run from a source "
+                "checkout, or pass --url postgresql://... of a disposable database"
+            ) from exc
         server = start_server()
         url = server.create_database("bench")
     results: dict[str, float | int | str] = {"chunks": chunks, "documents": len(documents), "k": k}

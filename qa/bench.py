@@ -260,6 +260,13 @@ def bench_store(
                     ).fetchall()
                 )
             results["postgres_dense_uses_hnsw"] = "qa_chunks_embedding" in plan
+            with open_store(url).connection() as conn:
+                hnsw_mb, table_mb = conn.execute(
+                    "SELECT pg_relation_size('qa_chunks_embedding') / 1048576.0, pg_total_relation_size('qa_chunks') / 1048576.0"
+                ).fetchone()
+            results["postgres_vector_type"] = open_store(url).vector_type
+            results["postgres_hnsw_mb"] = round(float(hnsw_mb), 1)
+            results["postgres_chunks_total_mb"] = round(float(table_mb), 1)
     finally:
         from embeddings.stores import close_stores
 

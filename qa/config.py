@@ -79,14 +79,18 @@ PG_POOL_MAX_SIZE: int = int(os.environ.get("QA_PG_POOL_SIZE", "10"))
 PG_POOL_TIMEOUT_S: float = float(os.environ.get("QA_PG_TIMEOUT", "5"))
 #: HNSW build parameters (pgvector's defaults) and the search beam; ``ef_search`` must be at
 #: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows. At
-#: 100,000 synthetic chunks recall@10 was 0.935 with 100 (``qa bench store`` prints a sweep).
+#: 100,000 synthetic chunks recall@10 was 0.97 with 100, 0.99 with 200 (``qa bench store``).
 PG_HNSW_M: int = 16
 PG_HNSW_EF_CONSTRUCTION: int = 64
 PG_HNSW_EF_SEARCH: int = int(os.environ.get("QA_PG_EF_SEARCH", "200"))
 #: Memory for building the HNSW index after a bulk load (the writer's session only): the graph
 #: builds much faster when it fits (~2 KB per 384-dim chunk).
 PG_MAINTENANCE_WORK_MEM: str = os.environ.get("QA_PG_MAINTENANCE_WORK_MEM", "512MB")
+#: Vector column type of a new (or rebuilt) PostgreSQL index: ``vector`` (float32) or ``halfvec``
+#: (float16: half the memory for vectors and HNSW; cosines differ by ~1e-3). An existing index
+#: keeps its type until ``qa index --rebuild``.
+PG_VECTOR_TYPE: str = os.environ.get("QA_PG_VECTOR_TYPE", "vector")
 #: Keyword candidates per query term before ranking (``LIMIT``), so a common word does not
 #: make the database score every row that contains it.
-#: Measured at 100,000 synthetic chunks (qa bench store): 1000 -> hybrid p50 32 ms, 200 -> 14 ms.
+#: Measured at 100,000 synthetic chunks (qa bench store): 1000 -> hybrid p50 32 ms, 200 -> 16-18 ms.
 PG_KEYWORD_CANDIDATES_PER_TERM: int = 200

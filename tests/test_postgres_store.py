@@ -394,3 +394,29 @@ def test_bench_store_runs_on_a_small_corpus(pg_url: str) -> None:
     for store in ("directory", "postgres"):
         for mode in ("dense", "hybrid"):
             assert results[f"{store}_{mode}_c8_p95_ms"] > 0
+
+
+def test_halfvec_store_halves_vectors_and_answers_alike(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa import config
+
+    docs = _docs(6)
+    update_index(tmp_path / "idx", docs, encoder=FakeEncoder(), max_tokens=12, overlap_sentences=0)
+    monkeypatch.setattr(config, "PG_VECTOR_TYPE", "halfvec")
+    update_index(pg_url, docs, encoder=FakeEncoder(), max_tokens=12, overlap_sentences=0)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(
+            "SELECT udt_name FROM information_schema.columns WHERE table_name = 'qa_chunks' AND column_name = 'embedding'"
+        ).fetchone()[0] == "halfvec"
+        assert conn.execute("SELECT value FROM qa_meta WHERE key = 'vector_type'").fetchone()[0] == "halfvec"
+    monkeypatch.setattr(config, "PG_VECTOR_TYPE", "vector")  # an existing index keeps its type
+    update_index(pg_url, [*docs, _doc("extra.txt", "An extra topic99 document.")], encoder=FakeEncoder(), max_tokens=12, overlap_sentences=0)
+    store = open_store(pg_url).refresh()
+    assert store.vector_type == "halfvec"
+    for question in ("topic3 river2", "sentence 4 of document 2 mentions topic2 and river4"):
+        d = get_retriever("dense", load_index(tmp_path / "idx"), encoder=FakeEncoder()).retrieve(question, 3)
+        p = get_retriever("dense", store, encoder=FakeEncoder()).retrieve(question, 3)
+        assert d[0].chunk_id == p[0].chunk_id and d[0].score == pytest.approx(p[0].score, abs=2e-3)
+    with pytest.raises(ValueError, match="QA_PG_VECTOR_TYPE"):
+        monkeypatch.setattr(config, "PG_VECTOR_TYPE", "float8")
+        update_index(pg_url, docs, encoder=FakeEncoder(), rebuild=True)
+    assert open_store(pg_url).refresh().counts()[0] == 7  # the failed rebuild changed nothing

@@ -69,6 +69,9 @@ _TERMS = "qa_terms"
 _STATS = "qa_stats"
 
 #: BM25 parameters of :mod:`qa.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
+#: Column types for the vectors: 32-bit floats, or 16-bit (half the memory, HNSW included).
+VECTOR_TYPES = ("vector", "halfvec")
+
 BM25_K1 = 1.5
 BM25_B = 0.75
 
@@ -140,6 +143,7 @@ class PostgresStore:
         self.dimension = 0
         self.chunking: dict[str, int] = {}
         self.tokenizer = ""
+        self.vector_type = "vector"
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -229,6 +233,10 @@ class PostgresStore:
             raise _meta_error(self.directory, f"has unreadable metadata ({exc})") from exc
         self.embedding_model = model
         self.tokenizer = meta["tokenizer"]
+        vector_type = meta.get("vector_type", "vector")
+        if vector_type not in VECTOR_TYPES:
+            raise _meta_error(self.directory, f"stores vectors as {vector_type!r}, not one of {', '.join(VECTOR_TYPES)}")
+        self.vector_type = vector_type
 
     def refresh(self, *, expect_model: str | None = None) -> PostgresStore:
         """Re-read the schema version, model and dimension; returns ``self``.
@@ -437,6 +445,8 @@ class PostgresStore:
             query = self._HYBRID
         else:
             raise ValueError(f"mode={mode!r} is unknown; use dense, bm25 or hybrid")
+        if self.vector_type != "vector":  # the query vector must have the column's type for HNSW
+            query = query.replace("::vector", f"::{self.vector_type}")
         with self.connection() as conn:
             try:
                 rows = conn.execute(query, params).fetchall()
@@ -511,12 +521,29 @@ class StoreWriter:
         """One transaction: everything inside commits together or not at all."""
         return self.conn.transaction()
 
-    def create_schema(self, *, embedding_model: str, dimension: int, chunking: dict[str, int], indexes: bool = True) -> None:
-        """Drop and recreate the tables for ``embedding_model`` / ``dimension`` (call inside :meth:`transaction`)."""
+    def create_schema(
+        self,
+        *,
+        embedding_model: str,
+        dimension: int,
+        chunking: dict[str, int],
+        indexes: bool = True,
+        vector_type: str | None = None,
+    ) -> None:
+        """Drop and recreate the tables for ``embedding_model`` / ``dimension`` (call inside :meth:`transaction`).
+
+        ``vector_type``: ``"vector"`` (float32) or ``"halfvec"`` (float16: half the memory);
+        default ``qa.config.PG_VECTOR_TYPE``.
+        """
+        from qa import config
         from qa.bm25 import TOKENIZER_VERSION
 
-        if not 1 <= int(dimension) <= 16000:
-            raise ValueError(f"dimension={dimension} must be from 1 to 16000 for pgvector")
+        vector_type = vector_type or config.PG_VECTOR_TYPE
+        if vector_type not in VECTOR_TYPES:
+            raise ValueError(f"vector type {vector_type!r} is unknown; set QA_PG_VECTOR_TYPE to one of {', '.join(VECTOR_TYPES)}")
+        limit = 2000 if vector_type == "vector" else 4000  # pgvector's HNSW limits
+        if not 1 <= int(dimension) <= limit:
+            raise ValueError(f"dimension={dimension} must be from 1 to {limit} for an HNSW index over {vector_type}")
         try:
             with self.conn.transaction():
                 self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -543,8 +570,10 @@ class StoreWriter:
                 "CREATE TABLE {c} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                 "doc_id text NOT NULL REFERENCES {d} (doc_id) ON DELETE CASCADE, chunk_id text NOT NULL, "
                 "start_char integer NOT NULL, end_char integer NOT NULL, text text NOT NULL, "
-                "ntokens integer NOT NULL, embedding vector({dim}) NOT NULL, tsv tsvector NOT NULL)"
-            ).format(c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS), dim=sql.Literal(int(dimension)))
+                "ntokens integer NOT NULL, embedding {vtype}({dim}) NOT NULL, tsv tsvector NOT NULL)"
+            ).format(
+                c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS), vtype=sql.SQL(vector_type), dim=sql.Literal(int(dimension))
+            )
         )
         c.execute(sql.SQL("CREATE INDEX qa_chunks_doc_id ON {} (doc_id)").format(sql.Identifier(_CHUNKS)))
         # Keyword statistics for BM25: chunks containing each term, and chunk/token totals.
@@ -561,11 +590,13 @@ class StoreWriter:
             "dimension": str(int(dimension)),
             "chunking": json.dumps(chunking, sort_keys=True),
             "tokenizer": TOKENIZER_VERSION,
+            "vector_type": vector_type,
         }
         with c.cursor() as cur:
             cur.executemany(
                 sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(sql.Identifier(_META)), list(meta.items())
             )
+        self.store.vector_type = vector_type
         if indexes:
             self.create_indexes()
 
@@ -576,9 +607,14 @@ class StoreWriter:
         self.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(config.PG_MAINTENANCE_WORK_MEM)))
         self.conn.execute(
             sql.SQL(
-                "CREATE INDEX IF NOT EXISTS qa_chunks_embedding ON {} USING hnsw (embedding vector_ip_ops) "
+                "CREATE INDEX IF NOT EXISTS qa_chunks_embedding ON {} USING hnsw (embedding {}) "
                 "WITH (m = {}, ef_construction = {})"
-            ).format(sql.Identifier(_CHUNKS), sql.Literal(config.PG_HNSW_M), sql.Literal(config.PG_HNSW_EF_CONSTRUCTION))
+            ).format(
+                sql.Identifier(_CHUNKS),
+                sql.SQL(f"{self.store.vector_type}_ip_ops"),
+                sql.Literal(config.PG_HNSW_M),
+                sql.Literal(config.PG_HNSW_EF_CONSTRUCTION),
+            )
         )
         self.conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS qa_chunks_tsv ON {} USING gin (tsv)").format(sql.Identifier(_CHUNKS)))
 

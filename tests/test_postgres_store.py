@@ -420,3 +420,17 @@ def test_halfvec_store_halves_vectors_and_answers_alike(pg_url: str, tmp_path: P
         monkeypatch.setattr(config, "PG_VECTOR_TYPE", "float8")
         update_index(pg_url, docs, encoder=FakeEncoder(), rebuild=True)
     assert open_store(pg_url).refresh().counts()[0] == 7  # the failed rebuild changed nothing
+
+
+def test_a_common_word_scores_only_a_bounded_set_of_candidates(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa import config
+
+    # Every chunk has "common"; BM25 prefers the shortest, stored last.
+    docs = [_doc(f"c{i:03d}.txt", "Common " + " ".join(f"filler{j}" for j in range(61 - i)) + ".") for i in range(60)]
+    update_index(pg_url, docs, encoder=FakeEncoder())
+    store = open_store(pg_url).refresh()
+    unbounded = store.search("bm25", 3, tokens=["common"], depth=3)
+    assert [h.document.doc_id for h in unbounded] == ["c059.txt", "c058.txt", "c057.txt"]
+    monkeypatch.setattr(config, "PG_KEYWORD_CANDIDATES_PER_TERM", 10)
+    bounded = store.search("bm25", 3, tokens=["common"], depth=3)
+    assert len(bounded) == 3 and not {h.document.doc_id for h in bounded} & {"c059.txt", "c058.txt", "c057.txt"}

@@ -3,10 +3,12 @@
 Schema (created and versioned by this module; ``qa_`` tables in the connection's
 ``search_path``, so ``?options=-csearch_path%3Dmy_schema`` in the URL picks a schema)::
 
-    qa_meta       key -> value: schema_version, embedding_model, dimension, chunking, tokenizer
+    qa_meta       key -> value: schema_version, embedding_model, dimension, chunking, tokenizer,
+                  vector_type
     qa_documents  doc_id (primary key), source, sha256, text_sha256, text, pages int[]
     qa_chunks     id, doc_id -> qa_documents ON DELETE CASCADE, chunk_id, start_char, end_char,
-                  text, ntokens, embedding vector(DIM) (HNSW, inner product), tsv tsvector (GIN)
+                  text, ntokens, embedding vector(DIM) or halfvec(DIM) (HNSW, inner product),
+                  tsv tsvector (GIN)
     qa_terms      term -> number of chunks containing it (BM25 document frequency)
     qa_stats      one row: number of chunks and of tokens (BM25 average length)
 

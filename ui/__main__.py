@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from embeddings.stores import index_location
 from qa import config
 from ui import DEFAULT_HOST, DEFAULT_PORT
 
@@ -23,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
     parser.add_argument(
         "--index",
-        type=Path,
+        type=index_location,
         default=None,
-        help=f"index directory (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at {config.DEFAULT_INDEX_DIR})",
+        help=f"index directory or postgresql:// URL (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at {config.DEFAULT_INDEX_DIR})",
     )
     parser.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and model loading")

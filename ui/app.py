@@ -18,6 +18,8 @@ from typing import Any
 
 import gradio as gr
 
+from embeddings.index import VectorIndex
+from embeddings.stores import StoreUnavailableError, display_location, is_store_url
 from qa import config
 from qa.extraction import SUPPORTED_SUFFIXES
 from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, list_documents, remove_documents
@@ -146,16 +148,21 @@ def index_summary(index: Any = None) -> str:
         directory = index
     else:  # a loaded index object: its own directory, if it has one
         directory = vector_index.directory
-    return fmt.format_index_info(directory, len(vector_index.documents), len(vector_index.chunks))
+    if isinstance(vector_index, VectorIndex):
+        return fmt.format_index_info(directory, len(vector_index.documents), len(vector_index.chunks))
+    # A database store: counted by the database; named by its database, never its password.
+    return fmt.format_index_info(display_location(directory), *vector_index.counts())
 
 
 # --------------------------------------------------------------------------- documents
 
 
-def index_directory(index: Any) -> Path | None:
-    """Where uploads go: the index directory in use, or ``None`` for an in-memory index."""
+def index_directory(index: Any) -> Path | str | None:
+    """Where uploads go: the index directory (or ``postgresql://`` URL) in use, or ``None`` for an in-memory index."""
     if index is None:
-        return Path(config.DEFAULT_INDEX_DIR)
+        index = config.DEFAULT_INDEX_DIR
+    if is_store_url(index):
+        return str(index)
     if isinstance(index, (str, os.PathLike)):
         return Path(index)
     return None
@@ -223,6 +230,13 @@ def documents_note(index_dir: Path | None) -> str:
     if index_dir is None:
         return "Documents can be added only when the app runs on an index directory."
     types = " ".join(f"`{s}`" for s in SUPPORTED_SUFFIXES)
+    if is_store_url(index_dir):
+        name = Path(display_location(index_dir)).name
+        return (
+            f"Add {types} files (up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each). They are indexed into "
+            f"the PostgreSQL index {fmt.escape(name)} and can be asked about right away; a file with the name of an "
+            "indexed document replaces it."
+        )
     note = (
         f"Add {types} files (up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each). They are indexed into "
         f"the index {fmt.escape(index_dir.name)} and can be asked about right away; a file with the name of an indexed "
@@ -282,7 +296,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
             # The conversation's last question: a follow-up ("when did it fly?") retrieves with it.
             previous = next((t["question"] for t in reversed(turns) if t.get("answered_ok")), None)
             answer = ask(question, index=index, top_k=k, reader=reader, previous=previous)
-        except ValueError as exc:
+        except (ValueError, StoreUnavailableError) as exc:  # bad input; a database store that is down
             reply, sources = fmt.format_error_html(str(exc)), fmt.format_sources_error_html(str(exc))
         except Exception as exc:  # a failure must read as a message, not take the page down
             logger.exception("answering %r failed", question)

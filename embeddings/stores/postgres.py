@@ -1,0 +1,713 @@
+"""The PostgreSQL + pgvector store: the same index as a directory, in database tables.
+
+Schema (created and versioned by this module; ``qa_`` tables in the connection's
+``search_path``, so ``?options=-csearch_path%3Dmy_schema`` in the URL picks a schema)::
+
+    qa_meta       key -> value: schema_version, embedding_model, dimension, chunking, tokenizer,
+                  vector_type
+    qa_documents  doc_id (primary key), source, sha256, text_sha256, text, pages int[]
+    qa_chunks     id, doc_id -> qa_documents ON DELETE CASCADE, chunk_id, start_char, end_char,
+                  text, ntokens, embedding vector(DIM) or halfvec(DIM) (HNSW, inner product),
+                  tsv tsvector (GIN)
+    qa_terms      term -> number of chunks containing it (BM25 document frequency)
+    qa_stats      one row: number of chunks and of tokens (BM25 average length)
+
+``text`` is the extracted text offsets refer to, exactly as in ``documents.jsonl``, so
+passages, chunk ids and citations are identical whichever store answers. Vectors are
+L2-normalised, so inner product = cosine, as with the directory store's FAISS index.
+
+Keywords: ``tsv`` holds the project's own BM25 tokens (:func:`qa.bm25.tokenize`: folded,
+stopwords removed, light stemming, codes kept whole) with their positions, written as
+``tsvector`` literals (no PostgreSQL dictionary in between), found through the GIN index.
+Candidates are bounded: at most ``PG_KEYWORD_CANDIDATES_PER_TERM`` chunks per question
+term, so a common word does not make the database score every row that has it. The
+candidates are scored with the same BM25 as :mod:`qa.bm25` (Lucene idf, ``k1`` 1.5, ``b``
+0.75; term frequency from the positions, document frequency and lengths from
+``qa_terms`` / ``qa_stats``, kept in the writers' transactions), so keyword scores and
+rankings equal the directory store's wherever no term hits the bound.
+
+Hybrid retrieval fuses the dense and keyword rankings by reciprocal rank
+(``1 / (rrf_k + rank)``, ranks only, since BM25 is not on the cosine scale) in one SQL
+statement, so it sees one snapshot: a concurrent writer's document is either
+wholly there or not at all.
+
+Writes: each new or changed document is replaced in one transaction (delete + insert), a
+removal is one transaction, and a rebuild (or a change of embedding model) recreates the
+tables and inserts everything in one transaction. Writers hold a session-level advisory
+lock (:meth:`PostgresStore.writer`); a killed writer's session ends and releases it.
+Readers share one connection pool per process (psycopg-pool); a connection broken by a
+server restart is detected and replaced, so questions work again once the server is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, rebuild_hint
+from embeddings.stores import StoreUnavailableError, display_location
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the tables change; another version is refused with the rebuild command.
+SCHEMA_VERSION = 2
+#: The advisory lock writers hold (an arbitrary constant: "qa index" in ASCII).
+LOCK_KEY = 0x7161_2069_6E64_6578
+
+_META = "qa_meta"
+_DOCUMENTS = "qa_documents"
+_CHUNKS = "qa_chunks"
+_TERMS = "qa_terms"
+_STATS = "qa_stats"
+
+#: BM25 parameters of :mod:`qa.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
+#: Column types for the vectors: 32-bit floats, or 16-bit (half the memory, HNSW included).
+VECTOR_TYPES = ("vector", "halfvec")
+
+BM25_K1 = 1.5
+BM25_B = 0.75
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its document, what it ranked by, and the scores behind it."""
+
+    document: DocumentRecord
+    chunk: ChunkRecord
+    score: float
+    components: dict[str, float]
+
+
+_VECTOR_FORMATS: dict[int, str] = {}
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    """pgvector's text form of one float32 vector (9 significant digits: round-trips float32 exactly)."""
+    values = np.asarray(vector, dtype=np.float32).ravel().tolist()
+    fmt = _VECTOR_FORMATS.get(len(values))
+    if fmt is None:
+        fmt = _VECTOR_FORMATS[len(values)] = "[" + ",".join(["%.9g"] * len(values)) + "]"
+    return fmt % tuple(values)
+
+
+#: PostgreSQL refuses lexemes over 2047 bytes; such "words" (blobs, hashes) are not searchable anyway.
+MAX_LEXEME_CHARS = 500
+
+
+def _lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(tokens: Sequence[str]) -> str:
+    """A ``tsvector`` literal of ``tokens`` with their 1-based positions (taken verbatim)."""
+    positions: dict[str, list[int]] = {}
+    for n, token in enumerate(tokens, 1):
+        if token and len(token) <= MAX_LEXEME_CHARS:
+            positions.setdefault(token, []).append(min(n, 16383))
+    return " ".join(f"{_lexeme(t)}:{','.join(map(str, p[:256]))}" for t, p in positions.items())
+
+
+def query_terms(tokens: Iterable[str]) -> list[str]:
+    """The distinct question tokens as single-lexeme ``tsquery`` literals."""
+    return [_lexeme(t) for t in dict.fromkeys(t for t in tokens if t and len(t) <= MAX_LEXEME_CHARS)]
+
+
+def _meta_error(where: str, problem: str) -> IndexLoadError:
+    return IndexLoadError(f"PostgreSQL index {where!r} {problem}; {rebuild_hint(where)}")
+
+
+class PostgresStore:
+    """An index in a PostgreSQL database (see the module docstring), read through a shared pool.
+
+    Construct through :func:`embeddings.stores.open_store` (one per URL per process).
+    ``directory`` is the URL with its password masked (what listings and messages show).
+    """
+
+    def __init__(self, url: str, *, pool_size: int | None = None, timeout_s: float | None = None) -> None:
+        from qa import config
+
+        self.url = url
+        self.directory = display_location(url)
+        self.pool_size = pool_size or config.PG_POOL_MAX_SIZE
+        self.timeout_s = config.PG_POOL_TIMEOUT_S if timeout_s is None else timeout_s
+        self.ef_search = config.PG_HNSW_EF_SEARCH
+        self.embedding_model = ""
+        self.dimension = 0
+        self.chunking: dict[str, int] = {}
+        self.tokenizer = ""
+        self.vector_type = "vector"
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connections
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(int(self.ef_search))))
+
+    def _get_pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=max(1, self.pool_size),
+                    timeout=self.timeout_s,
+                    open=False,
+                    check=ConnectionPool.check_connection,
+                    configure=self._configure,
+                    kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout_s))},
+                    name="qa-store",
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """The clear error for a server that cannot be reached."""
+        return StoreUnavailableError(
+            f"cannot reach the PostgreSQL index at {self.directory!r} ({type(exc).__name__}: {str(exc).strip() or 'timed out'}); "
+            "check that the server is running and reachable. Questions work again as soon as it is back"
+        )
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection; an unreachable server raises :class:`StoreUnavailableError`."""
+        try:
+            with self._get_pool().connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise self.unavailable(exc) from exc
+        except psycopg.OperationalError as exc:
+            raise self.unavailable(exc) from exc
+
+    def close(self) -> None:
+        """Close the pool (connections are reopened on next use)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    # ------------------------------------------------------------------ metadata
+
+    @staticmethod
+    def read_meta(conn: psycopg.Connection) -> dict[str, str] | None:
+        """The ``qa_meta`` rows, or ``None`` when the database holds no index yet."""
+        if conn.execute("SELECT to_regclass(%s)", (_META,)).fetchone()[0] is None:
+            return None
+        return dict(conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(_META))).fetchall())
+
+    def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None) -> None:
+        if meta is None:
+            raise IndexLoadError(
+                f"no index at {self.directory!r} (the database has no qa tables); "
+                f"build one with: python -m qa index DOCS_DIR --index {self.directory}"
+            )
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise _meta_error(
+                self.directory, f"has schema version {version!r} but this version of qa reads version {SCHEMA_VERSION}"
+            )
+        model = meta.get("embedding_model", "")
+        if expect_model is not None and model != expect_model:
+            raise IndexLoadError(
+                f"PostgreSQL index {self.directory!r} was built with embedding model {model!r}, not {expect_model!r}; "
+                f"{rebuild_hint(self.directory)} (or use the model it was built with)"
+            )
+        from qa.bm25 import TOKENIZER_VERSION
+
+        if meta.get("tokenizer") != TOKENIZER_VERSION:
+            raise _meta_error(
+                self.directory, f"stores keywords of tokenizer {meta.get('tokenizer')!r}, not {TOKENIZER_VERSION!r}"
+            )
+        try:
+            self.dimension = int(meta["dimension"])
+            self.chunking = json.loads(meta.get("chunking", "{}"))
+        except (KeyError, ValueError) as exc:
+            raise _meta_error(self.directory, f"has unreadable metadata ({exc})") from exc
+        self.embedding_model = model
+        self.tokenizer = meta["tokenizer"]
+        vector_type = meta.get("vector_type", "vector")
+        if vector_type not in VECTOR_TYPES:
+            raise _meta_error(self.directory, f"stores vectors as {vector_type!r}, not one of {', '.join(VECTOR_TYPES)}")
+        self.vector_type = vector_type
+
+    def refresh(self, *, expect_model: str | None = None) -> PostgresStore:
+        """Re-read the schema version, model and dimension; returns ``self``.
+
+        Raises:
+            IndexLoadError: no index yet, another schema version or tokenizer, another
+                embedding model than ``expect_model``; the message says how to rebuild.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        with self.connection() as conn:
+            meta = self.read_meta(conn)
+        self._apply_meta(meta, expect_model)
+        return self
+
+    def has_index(self) -> bool:
+        """True when the database holds this project's tables."""
+        with self.connection() as conn:
+            return self.read_meta(conn) is not None
+
+    def check_encoder(self, name: str, dimension: int) -> None:
+        """Refuse an encoder other than the one the index was built with (the rebuild message)."""
+        if name != self.embedding_model or int(dimension) != self.dimension:
+            raise IndexLoadError(
+                f"PostgreSQL index {self.directory!r} was built with embedding model {self.embedding_model!r} "
+                f"(dimension {self.dimension}), not {name!r} (dimension {dimension}); "
+                f"{rebuild_hint(self.directory)} (or use the model it was built with)"
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def counts(self) -> tuple[int, int]:
+        """``(documents, chunks)`` stored now."""
+        with self.connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+                    sql.Identifier(_DOCUMENTS), sql.Identifier(_CHUNKS)
+                )
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def document_states(self, conn: psycopg.Connection | None = None) -> dict[str, tuple[str, str, list[int] | None]]:
+        """``doc_id -> (sha256, sha256 of the extracted text, pages)`` of every stored document."""
+        query = sql.SQL("SELECT doc_id, sha256, text_sha256, pages FROM {}").format(sql.Identifier(_DOCUMENTS))
+        if conn is not None:
+            rows = conn.execute(query).fetchall()
+        else:
+            with self.connection() as pooled:
+                rows = pooled.execute(query).fetchall()
+        return {r[0]: (r[1], r[2], list(r[3]) if r[3] is not None else None) for r in rows}
+
+    def listing(self) -> list[tuple[str, str, int, int, int | None]]:
+        """``(doc_id, source, characters, chunks, pages or None)`` per document, sorted by id."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                sql.SQL(
+                    "SELECT d.doc_id, d.source, length(d.text), "
+                    "(SELECT count(*) FROM {c} c WHERE c.doc_id = d.doc_id), cardinality(d.pages) "
+                    "FROM {d} d ORDER BY d.doc_id COLLATE \"C\""
+                ).format(c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS))
+            ).fetchall()
+        return [(r[0], r[1], int(r[2]), int(r[3]), None if r[4] is None else int(r[4])) for r in rows]
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        """The stored document ``doc_id`` (text and pages), or ``None``."""
+        with self.connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT doc_id, source, sha256, text, pages FROM {} WHERE doc_id = %s").format(
+                    sql.Identifier(_DOCUMENTS)
+                ),
+                (doc_id,),
+            ).fetchone()
+        return None if row is None else DocumentRecord(row[0], row[1], row[2], row[3], list(row[4]) if row[4] is not None else None)
+
+    # ------------------------------------------------------------------ retrieval
+
+    _DENSE = """
+        WITH dense AS (
+            SELECT id, embedding <#> %(q)s::vector AS dist FROM qa_chunks ORDER BY dist LIMIT %(k)s
+        )
+        SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char, d.source, d.sha256, d.text, d.pages,
+               -dense.dist AS cos
+        FROM dense JOIN qa_chunks c ON c.id = dense.id JOIN qa_documents d ON d.doc_id = c.doc_id
+        ORDER BY dense.dist, c.id
+    """
+
+    # BM25 exactly as qa.bm25 computes it (Lucene idf, k1 = 1.5, b = 0.75, document length in
+    # tokens, a repeated question token counted again), over at most ``per_term`` candidate
+    # chunks per question term; document frequencies and lengths come from qa_terms/qa_stats,
+    # written in the same transactions as the chunks.
+    _KEYWORD_CTE = """
+        terms AS (
+            SELECT q.term, q.lit, q.mult, s.df::float8 AS df
+            FROM unnest(%(terms)s::text[], %(lits)s::text[], %(mults)s::int[]) AS q(term, lit, mult)
+            JOIN qa_terms s ON s.term = q.term
+            WHERE s.df > 0
+        ),
+        stats AS (
+            SELECT chunks::float8 AS n, tokens::float8 / greatest(chunks, 1) AS avgdl FROM qa_stats
+        ),
+        cand AS (
+            SELECT DISTINCT m.id FROM terms
+            CROSS JOIN LATERAL (
+                SELECT id FROM qa_chunks WHERE tsv @@ terms.lit::tsquery LIMIT %(per_term)s
+            ) m
+        ),
+        scored AS (
+            SELECT c.id,
+                   sum(t.mult * ln(1 + (st.n - t.df + 0.5) / (t.df + 0.5))
+                       * cardinality(u.positions)
+                       / (%(k1)s * ((1 - %(b)s) + %(b)s * c.ntokens / st.avgdl) + cardinality(u.positions))) AS score
+            FROM cand
+            JOIN qa_chunks c ON c.id = cand.id
+            CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme, positions, weights)
+            JOIN terms t ON t.term = u.lexeme
+            CROSS JOIN stats st
+            GROUP BY c.id
+        ),
+        kw AS (
+            SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rnk FROM scored
+            ORDER BY rnk LIMIT %(depth)s
+        )
+    """
+
+    _KEYWORD = (
+        "WITH "
+        + _KEYWORD_CTE
+        + """
+        SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char, d.source, d.sha256, d.text, d.pages, kw.score
+        FROM kw JOIN qa_chunks c ON c.id = kw.id JOIN qa_documents d ON d.doc_id = c.doc_id
+        WHERE kw.score > 0
+        ORDER BY kw.rnk LIMIT %(k)s
+    """
+    )
+
+    _HYBRID = (
+        """
+        WITH dense AS (
+            SELECT id, row_number() OVER (ORDER BY dist, id) AS rnk FROM (
+                SELECT id, embedding <#> %(q)s::vector AS dist FROM qa_chunks ORDER BY dist LIMIT %(depth)s
+            ) nn
+        ),
+        """
+        + _KEYWORD_CTE
+        + """,
+        fused AS (
+            SELECT id, sum(1.0::float8 / (%(rrf_k)s + rnk)) AS rrf, min(rnk) FILTER (WHERE src = 1) AS drank
+            FROM (SELECT id, rnk, 1 AS src FROM dense UNION ALL SELECT id, rnk, 2 AS src FROM kw WHERE score > 0) u
+            GROUP BY id
+            ORDER BY rrf DESC, drank NULLS LAST, id
+            LIMIT %(k)s
+        )
+        SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char, d.source, d.sha256, d.text, d.pages,
+               f.rrf, -(c.embedding <#> %(q)s::vector) AS cos, coalesce(kw.score, 0) AS kscore
+        FROM fused f JOIN qa_chunks c ON c.id = f.id JOIN qa_documents d ON d.doc_id = c.doc_id
+        LEFT JOIN kw ON kw.id = f.id
+        ORDER BY f.rrf DESC, f.drank NULLS LAST, f.id
+    """
+    )
+
+    def search(
+        self,
+        mode: str,
+        k: int,
+        *,
+        query_vector: np.ndarray | None = None,
+        tokens: Sequence[str] = (),
+        depth: int = 50,
+        rrf_k: int = 60,
+    ) -> list[Hit]:
+        """The ``k`` best chunks, best first: ``mode`` ``"dense"`` (cosine), ``"bm25"``
+        (BM25 over the question's tokens, bounded candidates) or ``"hybrid"`` (RRF of both,
+        top ``depth`` of each). One SQL statement, so one consistent snapshot.
+
+        Raises:
+            ValueError: unknown mode, bad ``k``, or a query vector of another dimension.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        from qa import config
+
+        if k < 1:
+            raise ValueError(f"top_k={k} must be at least 1")
+        params: dict[str, object] = {"k": int(k), "depth": int(max(k, depth)), "rrf_k": int(rrf_k)}
+        if mode in ("dense", "hybrid"):
+            vec = np.asarray(query_vector, dtype=np.float32).ravel()
+            if vec.shape[0] != self.dimension:
+                raise ValueError(f"query dimension {vec.shape[0]} != index dimension {self.dimension}")
+            params["q"] = vector_literal(vec)
+        if mode in ("bm25", "hybrid"):
+            counts: dict[str, int] = {}
+            for t in tokens:
+                if t and len(t) <= MAX_LEXEME_CHARS:
+                    counts[t] = counts.get(t, 0) + 1
+            if not counts and mode == "bm25":
+                return []
+            params["terms"] = list(counts)
+            params["lits"] = query_terms(counts)
+            params["mults"] = list(counts.values())
+            params["k1"] = BM25_K1
+            params["b"] = BM25_B
+            params["per_term"] = int(max(config.PG_KEYWORD_CANDIDATES_PER_TERM, params["depth"]))  # type: ignore[call-overload]
+        if mode == "dense":
+            query = self._DENSE
+        elif mode == "bm25":
+            query = self._KEYWORD
+        elif mode == "hybrid":
+            query = self._HYBRID
+        else:
+            raise ValueError(f"mode={mode!r} is unknown; use dense, bm25 or hybrid")
+        if self.vector_type != "vector":  # the query vector must have the column's type for HNSW
+            query = query.replace("::vector", f"::{self.vector_type}")
+        with self.connection() as conn:
+            try:
+                rows = conn.execute(query, params).fetchall()
+            except psycopg.errors.UndefinedTable as exc:
+                raise IndexLoadError(
+                    f"no index at {self.directory!r}; build one with: python -m qa index DOCS_DIR --index {self.directory}"
+                ) from exc
+        hits: list[Hit] = []
+        for r in rows:
+            doc = DocumentRecord(r[0], r[4], r[5], r[6], list(r[7]) if r[7] is not None else None)
+            chunk = ChunkRecord(r[1], r[0], int(r[2]), int(r[3]))
+            if mode == "dense":
+                hits.append(Hit(doc, chunk, float(r[8]), {"dense": float(r[8])}))
+            elif mode == "bm25":
+                hits.append(Hit(doc, chunk, float(r[8]), {"bm25": float(r[8])}))
+            else:
+                hits.append(Hit(doc, chunk, float(r[8]), {"rrf": float(r[8]), "dense": float(r[9]), "bm25": float(r[10])}))
+        return hits
+
+    # ------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def writer(self, *, wait_s: float = 0.0) -> Iterator[StoreWriter]:
+        """A dedicated connection holding the writers' advisory lock; waits up to ``wait_s``
+        seconds for another writer, then fails clearly.
+
+        Raises:
+            RuntimeError: another process holds the lock after ``wait_s`` seconds.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.timeout_s)))
+        except psycopg.OperationalError as exc:
+            raise self.unavailable(exc) from exc
+        locked = False
+        try:
+            deadline = time.monotonic() + wait_s
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"index {self.directory!r} is being updated by another process; "
+                        "wait for it to finish (or pass a longer --wait) and try again"
+                    )
+                time.sleep(0.1)
+            locked = True
+            yield StoreWriter(self, conn)
+        finally:
+            if locked and not conn.broken:
+                # Released now, not when the server notices the closed session (the next
+                # writer may already be asking). A killed writer's session releases it anyway.
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            conn.close()
+
+
+class StoreWriter:
+    """Transactional writes on a connection that holds the writers' lock (see :meth:`PostgresStore.writer`)."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection) -> None:
+        self.store = store
+        self.conn = conn
+        # BM25 statistics of inserted chunks not yet written (see flush_stats).
+        self._df: dict[str, int] = {}
+        self._chunks = 0
+        self._tokens = 0
+
+    def meta(self) -> dict[str, str] | None:
+        """The stored metadata, or ``None`` for a database without an index."""
+        return PostgresStore.read_meta(self.conn)
+
+    def transaction(self) -> contextlib.AbstractContextManager:
+        """One transaction: everything inside commits together or not at all."""
+        return self.conn.transaction()
+
+    def create_schema(
+        self,
+        *,
+        embedding_model: str,
+        dimension: int,
+        chunking: dict[str, int],
+        indexes: bool = True,
+        vector_type: str | None = None,
+    ) -> None:
+        """Drop and recreate the tables for ``embedding_model`` / ``dimension`` (call inside :meth:`transaction`).
+
+        ``vector_type``: ``"vector"`` (float32) or ``"halfvec"`` (float16: half the memory);
+        default ``qa.config.PG_VECTOR_TYPE``.
+        """
+        from qa import config
+        from qa.bm25 import TOKENIZER_VERSION
+
+        vector_type = vector_type or config.PG_VECTOR_TYPE
+        if vector_type not in VECTOR_TYPES:
+            raise ValueError(f"vector type {vector_type!r} is unknown; set QA_PG_VECTOR_TYPE to one of {', '.join(VECTOR_TYPES)}")
+        limit = 2000 if vector_type == "vector" else 4000  # pgvector's HNSW limits
+        if not 1 <= int(dimension) <= limit:
+            raise ValueError(f"dimension={dimension} must be from 1 to {limit} for an HNSW index over {vector_type}")
+        try:
+            with self.conn.transaction():
+                self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ValueError(
+                f"the pgvector extension is not enabled in {self.store.directory!r} and this user may not enable it "
+                "(ask an administrator to run: CREATE EXTENSION vector)"
+            ) from exc
+        c = self.conn
+        c.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}, {}, {}, {}, {}").format(
+                *(sql.Identifier(t) for t in (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META))
+            )
+        )
+        c.execute(sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, value text NOT NULL)").format(sql.Identifier(_META)))
+        c.execute(
+            sql.SQL(
+                "CREATE TABLE {} (doc_id text PRIMARY KEY, source text NOT NULL, sha256 text NOT NULL, "
+                "text_sha256 text NOT NULL, text text NOT NULL, pages integer[])"
+            ).format(sql.Identifier(_DOCUMENTS))
+        )
+        c.execute(
+            sql.SQL(
+                "CREATE TABLE {c} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                "doc_id text NOT NULL REFERENCES {d} (doc_id) ON DELETE CASCADE, chunk_id text NOT NULL, "
+                "start_char integer NOT NULL, end_char integer NOT NULL, text text NOT NULL, "
+                "ntokens integer NOT NULL, embedding {vtype}({dim}) NOT NULL, tsv tsvector NOT NULL)"
+            ).format(
+                c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS), vtype=sql.SQL(vector_type), dim=sql.Literal(int(dimension))
+            )
+        )
+        c.execute(sql.SQL("CREATE INDEX qa_chunks_doc_id ON {} (doc_id)").format(sql.Identifier(_CHUNKS)))
+        # Keyword statistics for BM25: chunks containing each term, and chunk/token totals.
+        c.execute(sql.SQL("CREATE TABLE {} (term text PRIMARY KEY, df integer NOT NULL)").format(sql.Identifier(_TERMS)))
+        c.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id integer PRIMARY KEY CHECK (id = 1), chunks bigint NOT NULL, tokens bigint NOT NULL)"
+            ).format(sql.Identifier(_STATS))
+        )
+        c.execute(sql.SQL("INSERT INTO {} VALUES (1, 0, 0)").format(sql.Identifier(_STATS)))
+        meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "embedding_model": embedding_model,
+            "dimension": str(int(dimension)),
+            "chunking": json.dumps(chunking, sort_keys=True),
+            "tokenizer": TOKENIZER_VERSION,
+            "vector_type": vector_type,
+        }
+        with c.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {} (key, value) VALUES (%s, %s)").format(sql.Identifier(_META)), list(meta.items())
+            )
+        self.store.vector_type = vector_type
+        if indexes:
+            self.create_indexes()
+
+    def create_indexes(self) -> None:
+        """The HNSW (vectors) and GIN (keywords) indexes; after a bulk load it is faster to build them last."""
+        from qa import config
+
+        self.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(config.PG_MAINTENANCE_WORK_MEM)))
+        self.conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS qa_chunks_embedding ON {} USING hnsw (embedding {}) "
+                "WITH (m = {}, ef_construction = {})"
+            ).format(
+                sql.Identifier(_CHUNKS),
+                sql.SQL(f"{self.store.vector_type}_ip_ops"),
+                sql.Literal(config.PG_HNSW_M),
+                sql.Literal(config.PG_HNSW_EF_CONSTRUCTION),
+            )
+        )
+        self.conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS qa_chunks_tsv ON {} USING gin (tsv)").format(sql.Identifier(_CHUNKS)))
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        """Delete documents (their chunks cascade); returns how many existed."""
+        ids = list(doc_ids)
+        if not ids:
+            return 0
+        self.conn.execute(
+            sql.SQL(
+                "WITH gone AS (SELECT u.lexeme, count(*) AS n FROM {c} c CROSS JOIN LATERAL unnest(c.tsv) AS u(lexeme) "
+                "WHERE c.doc_id = ANY(%s) GROUP BY u.lexeme) "
+                "UPDATE {t} t SET df = t.df - gone.n FROM gone WHERE t.term = gone.lexeme"
+            ).format(c=sql.Identifier(_CHUNKS), t=sql.Identifier(_TERMS)),
+            (ids,),
+        )
+        self.conn.execute(sql.SQL("DELETE FROM {} WHERE df <= 0").format(sql.Identifier(_TERMS)))
+        self.conn.execute(
+            sql.SQL(
+                "UPDATE {s} SET chunks = chunks - x.n, tokens = tokens - x.t FROM "
+                "(SELECT count(*) AS n, coalesce(sum(ntokens), 0) AS t FROM {c} WHERE doc_id = ANY(%s)) x"
+            ).format(s=sql.Identifier(_STATS), c=sql.Identifier(_CHUNKS)),
+            (ids,),
+        )
+        cur = self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(sql.Identifier(_DOCUMENTS)), (ids,)
+        )
+        return cur.rowcount
+
+    def insert_document(
+        self,
+        document: DocumentRecord,
+        text_sha256: str,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        tokens: Sequence[Sequence[str]],
+        *,
+        defer_stats: bool = False,
+    ) -> None:
+        """Insert one document and its chunks (``vectors`` and ``tokens`` row-aligned with ``chunks``).
+
+        With ``defer_stats`` its BM25 statistics are only collected, and written by
+        :meth:`flush_stats` (call it in the same transaction): a bulk load then updates each
+        term's row once, not once per document.
+        """
+        if len(vectors) != len(chunks) or len(tokens) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors and {len(tokens)} token lists")
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} (doc_id, source, sha256, text_sha256, text, pages) VALUES (%s, %s, %s, %s, %s, %s)").format(
+                sql.Identifier(_DOCUMENTS)
+            ),
+            (document.doc_id, document.source, document.sha256, text_sha256, document.text, document.pages),
+        )
+        if not chunks:
+            return
+        copy = sql.SQL(
+            "COPY {} (doc_id, chunk_id, start_char, end_char, text, ntokens, embedding, tsv) FROM STDIN"
+        ).format(sql.Identifier(_CHUNKS))
+        df = self._df
+        total = 0
+        with self.conn.cursor() as cur, cur.copy(copy) as out:
+            for rec, vec, toks in zip(chunks, vectors, tokens, strict=True):
+                # As qa.bm25: a chunk of stopwords only counts as one (empty) token.
+                ntokens = max(len(toks), 1)
+                total += ntokens
+                for t in {t for t in toks if t and len(t) <= MAX_LEXEME_CHARS}:
+                    df[t] = df.get(t, 0) + 1
+                out.write_row(
+                    (
+                        rec.doc_id, rec.chunk_id, rec.start, rec.end, document.text[rec.start : rec.end], ntokens,
+                        vector_literal(vec), tsvector_literal(toks),
+                    )
+                )
+        self._chunks += len(chunks)
+        self._tokens += total
+        if not defer_stats:
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Add the collected BM25 statistics (document frequencies, chunk and token counts)."""
+        if self._df:
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {t} (term, df) SELECT * FROM unnest(%s::text[], %s::int[]) "
+                    "ON CONFLICT (term) DO UPDATE SET df = {t}.df + EXCLUDED.df"
+                ).format(t=sql.Identifier(_TERMS)),
+                (list(self._df), list(self._df.values())),
+            )
+        if self._chunks:
+            self.conn.execute(
+                sql.SQL("UPDATE {} SET chunks = chunks + %s, tokens = tokens + %s").format(sql.Identifier(_STATS)),
+                (self._chunks, self._tokens),
+            )
+        self._df, self._chunks, self._tokens = {}, 0, 0

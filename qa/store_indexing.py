@@ -1,0 +1,207 @@
+"""Indexing into a PostgreSQL store (``--index postgresql://...``): the same operations as
+:mod:`qa.indexing` for a directory, with the same reports, chunking and document ids.
+
+* Only new or changed documents (sha256 of the bytes, the extracted text, pages) are
+  chunked and embedded; each is then replaced in **one transaction**, so a reader never
+  sees half a document and killing ``qa index`` mid-run leaves every document either as
+  it was or fully updated (a rerun embeds only what is still missing).
+* Documents that left the folder (``remove_missing``) or are named in ``remove`` are
+  deleted in one transaction.
+* ``rebuild``, a new database, or another embedding model / chunking: everything is
+  embedded first, then the tables are recreated and filled in **one transaction** (the
+  HNSW and GIN indexes are built after the bulk load).
+* Writers hold the store's advisory lock (:meth:`PostgresStore.writer`): a second writer
+  waits up to ``lock_wait_s`` seconds, then fails with the same message as for a directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from embeddings.encoder import Encoder, get_encoder
+from embeddings.index import ChunkRecord, DocumentRecord
+from embeddings.stores import open_store
+from embeddings.stores.postgres import PostgresStore
+from qa import config
+from qa.bm25 import tokenize
+from qa.chunking import chunk_text
+from qa.documents import Document, Skipped
+
+if TYPE_CHECKING:  # qa.indexing imports this module lazily; import its types only for checkers
+    from qa.indexing import DocumentInfo, IndexReport
+
+logger = logging.getLogger(__name__)
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of the extracted text (stored, so a changed extraction is re-chunked as for a directory)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _pages(doc: Document) -> list[int] | None:
+    return [int(p) for p in doc.pages] if doc.pages is not None else None
+
+
+def _needs_update(doc: Document, state: tuple[str, str, list[int] | None]) -> bool:
+    sha, text_sha, pages = state
+    return doc.sha256 != sha or text_sha256(doc.text) != text_sha or _pages(doc) != pages
+
+
+def _embed(
+    doc: Document, encoder: Encoder, max_tokens: int, overlap: int, show_progress: bool
+) -> tuple[DocumentRecord, list[ChunkRecord], np.ndarray, list[list[str]]]:
+    chunks = list(chunk_text(doc.doc_id, doc.text, encoder.count_tokens, max_tokens, overlap))
+    records = [ChunkRecord(c.chunk_id, doc.doc_id, c.start, c.end) for c in chunks]
+    texts = [c.text for c in chunks]
+    vectors = (
+        encoder.encode(texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(texts) > 64, bulk=True)
+        if texts
+        else np.zeros((0, encoder.dimension), dtype=np.float32)
+    )
+    record = DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, _pages(doc))
+    return record, records, vectors, [tokenize(t) for t in texts]
+
+
+def update_store(
+    url: str,
+    documents: Iterable[Document],
+    *,
+    remove: Iterable[str] = (),
+    remove_missing: bool = False,
+    encoder: Encoder | None = None,
+    max_tokens: int = config.CHUNK_MAX_TOKENS,
+    overlap_sentences: int = config.CHUNK_OVERLAP_SENTENCES,
+    rebuild: bool = False,
+    show_progress: bool = False,
+    lock_wait_s: float = 0.0,
+    skipped: Iterable[Skipped] = (),
+) -> IndexReport:
+    """:func:`qa.indexing.update_index` for a PostgreSQL store at ``url`` (see the module docstring).
+
+    Raises:
+        RuntimeError: another process holds the store's writer lock, or the server is unreachable.
+    """
+    from qa.indexing import IndexReport, _chunking_params
+
+    started = time.perf_counter()
+    encoder = encoder or get_encoder()
+    params = _chunking_params(max_tokens, overlap_sentences)
+    docs = {d.doc_id: d for d in documents}
+    store = open_store(url)
+    report = IndexReport(directory=store.directory, skipped=list(skipped))
+    for doc_id in [d for d, doc in docs.items() if "\x00" in doc.text]:
+        # PostgreSQL text cannot hold NUL; the directory store would keep such a document.
+        doc = docs.pop(doc_id)
+        report.skipped.append(
+            Skipped(doc.source, "contains NUL characters, which PostgreSQL cannot store; remove them and add it again", doc_id)
+        )
+    unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
+    embedded = 0
+    with store.writer(wait_s=lock_wait_s) as writer:
+        meta = writer.meta()
+        fresh = rebuild or meta is None
+        if meta is not None and not rebuild:
+            try:
+                store._apply_meta(meta)
+            except ValueError as exc:
+                report.note = f"previous index unusable ({exc}); building from scratch"
+                fresh = True
+            else:
+                if store.embedding_model != encoder.name or store.dimension != encoder.dimension:
+                    report.note = f"previous index used embedding model {store.embedding_model!r}; re-embedding everything"
+                    fresh = True
+                elif store.chunking != params:
+                    report.note = f"previous index used chunking {store.chunking}; re-chunking everything"
+                    fresh = True
+        old = {} if fresh else store.document_states(writer.conn)
+        dropped = set(remove) | (set(old) - set(docs) - unreadable_now if remove_missing else set())
+        dropped &= set(old)
+        report.removed = sorted(dropped)
+        report.added = sorted(d for d in docs if d not in old)
+        report.changed = sorted(d for d in docs if d in old and _needs_update(docs[d], old[d]))
+        report.unchanged = sum(1 for d in old if d not in dropped and d not in report.changed)
+
+        if fresh:
+            # Embed everything first, then swap the whole index in one transaction.
+            prepared = [_embed(docs[d], encoder, max_tokens, overlap_sentences, show_progress) for d in report.added]
+            with writer.transaction():
+                writer.create_schema(
+                    embedding_model=encoder.name, dimension=encoder.dimension, chunking=params, indexes=False
+                )
+                for record, chunks, vectors, tokens in prepared:
+                    writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens, defer_stats=True)
+                    embedded += len(chunks)
+                writer.flush_stats()
+                writer.create_indexes()
+        else:
+            if dropped:
+                with writer.transaction():
+                    writer.delete_documents(dropped)
+            for doc_id in report.added + report.changed:
+                record, chunks, vectors, tokens = _embed(docs[doc_id], encoder, max_tokens, overlap_sentences, show_progress)
+                with writer.transaction():  # a reader sees the old document or the new one, never half
+                    writer.delete_documents([doc_id])
+                    writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens)
+                embedded += len(chunks)
+        store._apply_meta(writer.meta())
+    report.chunks = store.counts()[1]
+    report.embedded_chunks = embedded
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def remove_from_store(url: str, doc_ids: list[str], *, lock_wait_s: float = 30.0) -> IndexReport:
+    """:func:`qa.indexing.remove_documents` for a PostgreSQL store: one transaction, nothing embedded.
+
+    Raises:
+        ValueError: no index there, or an id is not stored (then nothing is removed).
+        RuntimeError: another writer holds the lock, or the server is unreachable.
+    """
+    from qa.indexing import IndexReport, unknown_id_message
+
+    started = time.perf_counter()
+    store = open_store(url)
+    with store.writer(wait_s=lock_wait_s) as writer:
+        store._apply_meta(writer.meta())  # IndexLoadError (a ValueError) says how to build one
+        known = store.document_states(writer.conn)
+        unknown = [d for d in doc_ids if d not in known]
+        if unknown:
+            raise ValueError(unknown_id_message(unknown, known, store.directory))
+        with writer.transaction():
+            writer.delete_documents(doc_ids)
+    documents, chunks = store.counts()
+    return IndexReport(
+        directory=store.directory,
+        removed=sorted(doc_ids),
+        unchanged=documents,
+        chunks=chunks,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def store_listing(store: PostgresStore) -> list[DocumentInfo]:
+    """:func:`qa.indexing.list_documents` for a PostgreSQL store (``DocumentInfo`` rows, sorted by id)."""
+    from qa.extraction import kind_of
+    from qa.indexing import DocumentInfo
+
+    store.refresh()
+    return [
+        DocumentInfo(doc_id=d, kind=kind_of(d), chunks=n, characters=chars, pages=pages, source=source)
+        for d, source, chars, n, pages in store.listing()
+    ]
+
+
+def store_summary(url: str) -> dict | None:
+    """``{"embedding_model", "documents", "num_chunks"}`` of the store at ``url``, or ``None`` without an index."""
+    store = open_store(url)
+    if not store.has_index():
+        return None
+    store.refresh()
+    documents, chunks = store.counts()
+    return {"embedding_model": store.embedding_model, "documents": documents, "num_chunks": chunks}

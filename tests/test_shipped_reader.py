@@ -20,9 +20,9 @@ GOLDEN = [
     ("Who manufactures the Kizilelma combat drone?", "Baykar"),
     ("Where did Nakatani meet his Turkish counterpart?", "Ankara"),
     ("Which drone has Baykar begun mass-producing?", "Kızılelma"),
-    ("Who did people in Turkey's defense sector speak to about the visit?", "Reuters"),
+    ("Who is Turkey's defense minister?", "Yasar Guler"),
 ]
-UNANSWERABLE = ["What is the capital of Japan?", "What is the top speed of the Kizilelma?"]
+UNANSWERABLE = ["What is the population of Tokyo?", "What is the top speed of the Kizilelma?"]
 
 
 def test_shipped_checkpoint_files_and_size() -> None:

@@ -112,7 +112,7 @@ def test_older_answer_sources_can_be_selected(page, seeds_url):
 def test_unanswerable_question_says_i_dont_know(page, seeds_url):
     page.goto(seeds_url)
     page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
-    reply = ask_in_page(page, "What is the capital of Japan?")
+    reply = ask_in_page(page, "What is the population of Tokyo?")
     text = reply.inner_text()
     assert "I don't know" in text and "japan_defense_minister_turkey_visit.txt" in text
     # No answer is highlighted as one; a low-confidence guess, if shown, is marked as a guess.

@@ -51,6 +51,6 @@ def test_ask_returns_answer_with_citations_and_passages(tmp_path: Path) -> None:
     assert answer.text == "Belgium"
     assert len(answer.passages) == 2
     d = answer.to_dict()
-    assert set(d) == {"question", "answer", "score", "reader", "citations", "passages"}
-    assert set(d["passages"][0]) == {"doc_id", "chunk_id", "score", "start", "end"}
+    assert set(d) == {"question", "answer", "score", "reader", "citations", "passages", "guess"}
+    assert set(d["passages"][0]) == {"rank", "doc_id", "chunk_id", "score", "components", "start", "end"}
     assert d["citations"][0]["answer_end"] - d["citations"][0]["answer_start"] == len("Belgium")

@@ -47,7 +47,7 @@ def _chat_text(result) -> str:
 @pytest.mark.slow
 def test_ask_endpoint_answers_with_citation(client):
     result = client.predict("Which European country joined the drone coalition alongside Turkey?", api_name="/ask")
-    question_box, chat, sources, _picker, index_info = result
+    question_box, chat, sources, _picker, index_info, document = result
     assert question_box == ""
     assert len(chat) == 2 and chat[0]["role"] == "user" and chat[1]["role"] == "assistant"
     text = _chat_text(result)
@@ -55,6 +55,7 @@ def test_ask_endpoint_answers_with_citation(client):
     assert "confidence " in text and "reader: " in text and "[1]" in text
     assert "<mark>Belgium</mark>" in sources
     assert "1 document" in index_info and "chunk" in index_info
+    assert "Belgium" in document  # the answer in its whole document
 
 
 @pytest.mark.slow

@@ -243,12 +243,21 @@ class TransformersReader:
         if not passages:
             return make_answer(question, None, 0.0, self.name, passages)
         pad_right = tokenizer.padding_side == "right"
+        # A long question leaves little room for the passage: the window overlap must stay
+        # below what is left (the tokenizer refuses otherwise), and the question is cut to
+        # half the window at most so that some passage always fits.
+        question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+        if len(question_ids) > self.max_length // 2:
+            question = tokenizer.decode(question_ids[: self.max_length // 2])
+            question_ids = question_ids[: self.max_length // 2]
+        room = self.max_length - len(question_ids) - 4
+        stride = min(self.stride, max(0, room // 2))
         enc = tokenizer(
             [question] * len(passages) if pad_right else [p.text for p in passages],
             [p.text for p in passages] if pad_right else [question] * len(passages),
             truncation="only_second" if pad_right else "only_first",
             max_length=self.max_length,
-            stride=self.stride,
+            stride=stride,
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
             padding="longest",

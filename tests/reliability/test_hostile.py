@@ -61,11 +61,12 @@ def test_hostile_document_is_inert_text_and_nothing_leaves(page, served_app, _):
     url, _proc = served_app
     page.goto(url)
     page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    page.locator("#qa-docview-box").get_by_text("Answer in its document").click()  # open the document view
     shown, panel = "", ""
     for question in (
         "Who is the night guard of the harbour museum?",
         "What does the museum shop sell?",
-        # Unanswerable: "I don't know" lists the closest passages, i.e. the markup lines.
+        # About the markup itself: answered or not, the passages shown are the markup lines.
         "What background image does the style sheet import?",
     ):
         reply = ask_in_page(page, question)
@@ -73,7 +74,9 @@ def test_hostile_document_is_inert_text_and_nothing_leaves(page, served_app, _):
             assert "Orla Quigley" in reply.inner_text()
         page.wait_for_timeout(300)
         panel = page.locator("#qa-sources-panel").inner_text()
-        shown += page.locator("#qa-chat").inner_text() + "\n" + panel
+        # The answer's whole document, as the document view shows it.
+        document = page.locator("#qa-docview").inner_text()
+        shown += page.locator("#qa-chat").inner_text() + "\n" + panel + "\n" + document
     # The markup is visible as the characters it is made of.
     for literal in (
         "<script>window.__pwned=1</script>",

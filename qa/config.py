@@ -66,7 +66,9 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: fp32 EM 72.4 / 367 ms, bf16 72.6 / 225 ms, int8 69.6 / 186 ms (see its model card).
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: The shipped reader answers when P(best span) vs P(no answer) reaches this; below it says
-#: "I don't know". Measured (see the model card): SQuAD 2.0 dev and the project's dev sets.
+#: "I don't know". Measured (model card): its confidences sit near 0 or near 1, so from 0.3 to
+#: 0.95 seeds_dev answerable EM moves 0.51 -> 0.49 and abstention 0.47 -> 0.53; SQuAD 2.0 dev
+#: HasAns F1 70.2 -> 67.1, NoAns 9 % -> 19 %. 0.5 = the span is more likely than "no answer".
 READER_THRESHOLD: float = 0.5
 
 #: Longest question accepted (characters); longer input is refused with a clear error.

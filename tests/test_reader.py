@@ -131,3 +131,28 @@ def test_transformers_reader_abstains_below_threshold(local_checkpoint: Path) ->
     answer = reader.read("When did the drone fly?", make_passages())
     assert answer.text is None and answer.citations == []
     assert answer.score < 1.0
+
+
+def test_reader_compute_modes() -> None:
+    """bf16 autocast, int8, fp32 or "auto" (bf16 only where the CPU has it natively)."""
+    import torch
+
+    from qa.reader.transformers_reader import _Bf16Autocast, _quantize, bf16_supported
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x)
+
+    model = Tiny()
+    with pytest.raises(ValueError, match="fp8"):
+        _quantize(model, "fp8")
+    assert _quantize(model, "none") is model
+    wrapped = _quantize(model, "bf16")
+    assert isinstance(wrapped, _Bf16Autocast) and wrapped.linear is model.linear  # attributes pass through
+    assert wrapped(x=torch.ones(1, 4)).dtype == torch.bfloat16
+    assert isinstance(_quantize(Tiny(), "auto"), _Bf16Autocast) == bf16_supported()
+    assert type(_quantize(Tiny(), "int8").linear).__name__ == "Linear" and "quantized" in type(_quantize(Tiny(), "int8").linear).__module__

@@ -246,15 +246,17 @@ class TransformersReader:
         # A long question leaves little room for the passage: the window overlap must stay
         # below what is left (the tokenizer refuses otherwise), and the question is cut to
         # half the window at most so that some passage always fits.
+        # The cut question is only what the model reads: the Answer keeps the user's question.
         question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+        model_question = question
         if len(question_ids) > self.max_length // 2:
-            question = tokenizer.decode(question_ids[: self.max_length // 2])
             question_ids = question_ids[: self.max_length // 2]
+            model_question = tokenizer.decode(question_ids)
         room = self.max_length - len(question_ids) - 4
         stride = min(self.stride, max(0, room // 2))
         enc = tokenizer(
-            [question] * len(passages) if pad_right else [p.text for p in passages],
-            [p.text for p in passages] if pad_right else [question] * len(passages),
+            [model_question] * len(passages) if pad_right else [p.text for p in passages],
+            [p.text for p in passages] if pad_right else [model_question] * len(passages),
             truncation="only_second" if pad_right else "only_first",
             max_length=self.max_length,
             stride=stride,

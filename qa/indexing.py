@@ -16,9 +16,10 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,6 +33,8 @@ from qa.documents import Document, Skipped, discover, document_from_bytes, load_
 from qa.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 
 logger = logging.getLogger(__name__)
+#: A store's per-document state (a DocumentRecord here, a (sha256, text sha256, pages) row in PostgreSQL).
+T = TypeVar("T")
 
 
 @dataclass
@@ -86,6 +89,31 @@ def _needs_update(doc: Document, old: DocumentRecord) -> bool:
     return doc.sha256 != old.sha256 or doc.text != old.text or pages != old.pages
 
 
+def plan_changes(
+    report: IndexReport,
+    docs: Mapping[str, Document],
+    old: Mapping[str, T],
+    needs_update: Callable[[Document, T], bool],
+    *,
+    remove: Iterable[str],
+    remove_missing: bool,
+) -> set[str]:
+    """What an update does, whichever store holds ``old`` (indexed id -> stored state):
+    fills ``report.removed/added/changed/unchanged`` and returns the ids to drop.
+
+    With ``remove_missing`` indexed documents not among ``docs`` are dropped, except those
+    ``report.skipped`` for a transient read error (their indexed version is kept).
+    """
+    unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
+    dropped = set(remove) | (set(old) - set(docs) - unreadable_now if remove_missing else set())
+    dropped &= set(old)
+    report.removed = sorted(dropped)
+    report.added = sorted(d for d in docs if d not in old)
+    report.changed = sorted(d for d in docs if d in old and needs_update(docs[d], old[d]))
+    report.unchanged = sum(1 for d in old if d not in dropped and d not in report.changed)
+    return dropped
+
+
 def update_index(
     index_dir: str | os.PathLike[str],
     documents: Iterable[Document],
@@ -125,7 +153,6 @@ def update_index(
     params = _chunking_params(max_tokens, overlap_sentences)
     docs = {d.doc_id: d for d in documents}
     report = IndexReport(directory=str(index_dir), skipped=list(skipped))
-    unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
     with write_lock(index_dir, wait_s=lock_wait_s):
         previous: VectorIndex | None = None
         if has_index(index_dir) and not rebuild:
@@ -138,13 +165,8 @@ def update_index(
         report.note = report.note or why
 
         old_docs = previous.documents if previous else {}
-        dropped = set(remove) | (set(old_docs) - set(docs) - unreadable_now if remove_missing else set())
-        dropped &= set(old_docs)
-        report.removed = sorted(dropped)
-        keep_ids = [d for d in old_docs if d not in dropped and (d not in docs or not _needs_update(docs[d], old_docs[d]))]
-        report.unchanged = len(keep_ids)
-        report.added = sorted(d for d in docs if d not in old_docs)
-        report.changed = sorted(d for d in docs if d in old_docs and _needs_update(docs[d], old_docs[d]))
+        dropped = plan_changes(report, docs, old_docs, _needs_update, remove=remove, remove_missing=remove_missing)
+        keep_ids = [d for d in old_docs if d not in dropped and d not in report.changed]
 
         if previous is not None and not (report.added or report.changed or report.removed):
             # Nothing to do: leave the live generation as it is.

@@ -87,7 +87,7 @@ def update_store(
     Raises:
         RuntimeError: another process holds the store's writer lock, or the server is unreachable.
     """
-    from qa.indexing import IndexReport, _chunking_params
+    from qa.indexing import IndexReport, _chunking_params, plan_changes
 
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -101,7 +101,6 @@ def update_store(
         report.skipped.append(
             Skipped(doc.source, "contains NUL characters, which PostgreSQL cannot store; remove them and add it again", doc_id)
         )
-    unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
     embedded = 0
     with store.writer(wait_s=lock_wait_s) as writer:
         meta = writer.meta()
@@ -120,12 +119,7 @@ def update_store(
                     report.note = f"previous index used chunking {store.chunking}; re-chunking everything"
                     fresh = True
         old = {} if fresh else store.document_states(writer.conn)
-        dropped = set(remove) | (set(old) - set(docs) - unreadable_now if remove_missing else set())
-        dropped &= set(old)
-        report.removed = sorted(dropped)
-        report.added = sorted(d for d in docs if d not in old)
-        report.changed = sorted(d for d in docs if d in old and _needs_update(docs[d], old[d]))
-        report.unchanged = sum(1 for d in old if d not in dropped and d not in report.changed)
+        dropped = plan_changes(report, docs, old, _needs_update, remove=remove, remove_missing=remove_missing)
 
         if fresh:
             # Embed everything first, then swap the whole index in one transaction.

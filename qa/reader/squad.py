@@ -1,8 +1,12 @@
 """SQuAD-format data for the reader: loading, negative passages and training features.
 
 Reads SQuAD 1.1 / 2.0 JSON (``.json`` or ``.json.gz``) into flat :class:`QAExample` rows,
-adds *negative passages* (a question paired with another paragraph of the same article,
-labelled "no answer": exactly what retrieval hands the reader when it misses), and turns
+adds *negative passages* labelled "no answer" -- exactly what retrieval hands the reader
+when it misses -- of three kinds: another paragraph of the same article
+(:func:`add_negatives`), the question's own paragraph with the answer's sentence cut out
+(:func:`add_cut_negatives`: on topic, same entities, no answer, like SQuAD 2.0's
+unanswerable questions), and the best keyword match from another article
+(:func:`add_retrieved_negatives`: what a retriever's near miss looks like); and turns
 examples into token windows with start/end labels (standard SQuAD preprocessing: question
 + context windows with a stride; windows without the whole answer point at ``[CLS]``).
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +99,75 @@ def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -
                 negatives.append(QAExample(ex.id + "-neg", ex.question, other, (), ex.article, ex.title))
                 break
     return negatives
+
+
+#: Sentence ends: . ! ? (optionally closed by a quote or bracket) followed by white space.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]?\s+")
+
+
+def _holds_gold(ex: QAExample, text: str) -> bool:
+    folded = text.casefold()
+    return any(t.casefold() in folded for _, t in ex.answers if t.strip())
+
+
+def add_cut_negatives(examples: list[QAExample], ratio: float, rng: random.Random, *, min_words: int = 25) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions over their own paragraph minus the
+    sentences that hold a gold answer, labelled "no answer".
+
+    The rest of the paragraph keeps the topic and the entities the question names, so the
+    model must learn that "about the same thing" is not "answers it". Skipped when what is
+    left is shorter than ``min_words`` words or still contains a gold answer's text.
+    """
+    if ratio <= 0:
+        return []
+    out = []
+    for ex in examples:
+        if ex.is_impossible or rng.random() >= ratio:
+            continue
+        bounds, start = [], 0
+        for m in _SENTENCE_END.finditer(ex.context):
+            bounds.append((start, m.end()))
+            start = m.end()
+        bounds.append((start, len(ex.context)))
+        spans = [(s, s + len(t)) for s, t in ex.answers]
+        kept = [ex.context[a:b] for a, b in bounds if not any(s < b and e > a for s, e in spans)]
+        rest = "".join(kept).strip()
+        if len(rest.split()) < min_words or _holds_gold(ex, rest):
+            continue
+        out.append(QAExample(ex.id + "-cut", ex.question, rest, (), ex.article, ex.title))
+    return out
+
+
+def add_retrieved_negatives(examples: list[QAExample], ratio: float, rng: random.Random, *, top: int = 8) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions paired with their best BM25 paragraph from
+    *another* article that does not contain a gold answer, labelled "no answer".
+
+    A keyword retriever's near miss (same words, other subject) is the hardest negative the
+    reader meets in ``ask()``; same-article negatives alone taught it to answer anything that
+    mentions the question's words.
+    """
+    if ratio <= 0:
+        return []
+    from qa.bm25 import BM25Index
+
+    contexts: list[str] = []
+    articles: list[int] = []
+    seen: dict[str, int] = {}
+    for ex in examples:
+        if ex.context not in seen:
+            seen[ex.context] = len(contexts)
+            contexts.append(ex.context)
+            articles.append(ex.article)
+    index = BM25Index.build(contexts)
+    out = []
+    for ex in examples:
+        if ex.is_impossible or rng.random() >= ratio:
+            continue
+        for row, _ in index.top(ex.question, top):
+            if articles[row] != ex.article and not _holds_gold(ex, contexts[row]):
+                out.append(QAExample(ex.id + "-hard", ex.question, contexts[row], (), articles[row], ""))
+                break
+    return out
 
 
 @dataclass

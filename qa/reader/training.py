@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qa.reader.squad import QAExample, add_negatives, length_grouped_batches, load_squad, make_features
+from qa.reader.squad import (
+    QAExample,
+    add_cut_negatives,
+    add_negatives,
+    add_retrieved_negatives,
+    length_grouped_batches,
+    load_squad,
+    make_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,8 @@ class TrainConfig:
     max_length: int = 256
     stride: int = 96
     negative_ratio: float = 0.25
+    cut_negative_ratio: float = 0.0
+    retrieved_negative_ratio: float = 0.0
     seed: int = 13
     checkpoint_minutes: float = 20.0
     bf16: bool = True
@@ -91,7 +101,13 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
         examples.extend(rows)
     negatives = add_negatives(examples, cfg.negative_ratio, rng)
     counts["negatives"] = len(negatives)
-    return examples + negatives, counts
+    cut = add_cut_negatives(examples, cfg.cut_negative_ratio, rng)
+    if cut:
+        counts["cut_negatives"] = len(cut)
+    retrieved = add_retrieved_negatives(examples, cfg.retrieved_negative_ratio, rng)
+    if retrieved:
+        counts["retrieved_negatives"] = len(retrieved)
+    return examples + negatives + cut + retrieved, counts
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -198,7 +214,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
     source = str(ckpt) if resume else resolve_base_model(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForQuestionAnswering.from_pretrained(source)
+    # fp32 master weights even when the source was saved in fp16 (a shipped release).
+    model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
     model.train()
 
     t0 = time.perf_counter()

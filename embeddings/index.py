@@ -6,7 +6,8 @@ On disk an index is a directory::
       CURRENT               name of the live generation (replaced atomically)
       .lock                 held while a writer updates the index
       gen-<stamp>/          one complete generation
-        manifest.json       format version, embedding model + dimension, chunking, documents
+        manifest.json       format version, embedding model + encoder variant + dimension,
+                            chunking, documents
         index.faiss         the vectors, row i <-> line i of chunks.jsonl
         chunks.jsonl        chunk id, document id, character span
         documents.jsonl     document id, source path, sha256, the extracted text itself
@@ -102,6 +103,7 @@ class VectorIndex:
         chunks: list[ChunkRecord],
         vectors: np.ndarray | faiss.Index,
         directory: Path | None = None,
+        encoder_variant: str | None = None,
     ) -> None:
         if isinstance(vectors, np.ndarray):
             if vectors.shape != (len(chunks), dimension):
@@ -111,6 +113,9 @@ class VectorIndex:
                 flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
             vectors = flat
         self.embedding_model = embedding_model
+        # How the vectors were computed (embeddings.encoder.VARIANTS); None: not recorded
+        # (an index written before variants existed, read as fp32, or a custom encoder's).
+        self.encoder_variant = encoder_variant
         self.dimension = dimension
         self.chunking = dict(chunking)
         self.documents = documents
@@ -149,9 +154,11 @@ class VectorIndex:
         per_doc: dict[str, int] = {}
         for rec in self.chunks:
             per_doc[rec.doc_id] = per_doc.get(rec.doc_id, 0) + 1
+        variant = {"encoder_variant": self.encoder_variant} if self.encoder_variant is not None else {}
         return {
             "format_version": FORMAT_VERSION,
             "embedding_model": self.embedding_model,
+            **variant,
             "dimension": self.dimension,
             "chunking": self.chunking,
             "num_chunks": len(self.chunks),
@@ -203,12 +210,15 @@ class VectorIndex:
         return final
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], *, expect_model: str | None = None) -> VectorIndex:
+    def load(
+        cls, directory: str | os.PathLike[str], *, expect_model: str | None = None, expect_variant: str | None = None
+    ) -> VectorIndex:
         """Load the live generation of ``directory``.
 
         Raises:
             IndexLoadError: missing, incomplete or corrupt index; another format version;
-                built with another embedding model than ``expect_model``. The message says
+                built with another embedding model than ``expect_model`` or another encoder
+                variant than ``expect_variant`` (no variant recorded = fp32). The message says
                 how to rebuild.
         """
         root = Path(directory)
@@ -233,6 +243,10 @@ class VectorIndex:
                 f"index {str(root)!r} was built with embedding model {model!r}, not {expect_model!r}; "
                 f"{rebuild_hint(root)} (or use the model it was built with)"
             )
+        if expect_variant is not None:
+            from embeddings.encoder import check_variant
+
+            check_variant(manifest.get("encoder_variant"), expect_variant, root)
         try:
             chunks = [ChunkRecord(**row) for row in _read_jsonl(gen / _CHUNKS)]
             documents = {d.doc_id: d for d in (DocumentRecord(**row) for row in _read_jsonl(gen / _DOCUMENTS))}
@@ -256,6 +270,7 @@ class VectorIndex:
             chunks=chunks,
             vectors=vectors,
             directory=gen,
+            encoder_variant=manifest.get("encoder_variant"),
         )
 
 

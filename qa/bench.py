@@ -12,8 +12,8 @@ from qa.chunking import chunk_text
 from qa.documents import load_folder
 
 
-def bench_index(docs_dir: Path, *, copies: int = 40) -> dict[str, float | int]:
-    """Indexing throughput vs raw ``SentenceTransformer.encode`` on the same chunks.
+def bench_index(docs_dir: Path, *, copies: int = 40, variant: str | None = None) -> dict[str, float | int | str]:
+    """Indexing throughput vs the raw encoder (``variant``, default the configured one) on the same chunks.
 
     The documents under ``docs_dir`` are replicated ``copies`` times (distinct ids) so
     the run is long enough to measure; the model is loaded before either timing.
@@ -27,28 +27,28 @@ def bench_index(docs_dir: Path, *, copies: int = 40) -> dict[str, float | int]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 # A distinct first line per copy so no two documents are identical.
                 target.write_text(f"Copy {n}.\n{doc.text}", encoding="utf-8")
-        encoder = get_encoder()
-        model = encoder.model  # load sentence-transformers before timing
+        encoder = get_encoder(None, variant)
         copied, _ = load_folder(corpus)
         texts = [
             c.text
             for d in copied
             for c in chunk_text(d.doc_id, d.text, encoder.count_tokens, config.CHUNK_MAX_TOKENS, config.CHUNK_OVERLAP_SENTENCES)
         ]
-        model.encode(texts[:64], batch_size=config.EMBED_BATCH_SIZE)  # warm up kernels
+        encoder.encode(texts[:64], batch_size=config.EMBED_BATCH_SIZE, bulk=True)  # load, warm up kernels
 
         from qa.indexing import index_folder
 
         raw_best = index_best = float("inf")
         for _ in range(2):  # alternate and keep the best of two, to damp noise on a busy machine
             t = time.perf_counter()
-            model.encode(texts, batch_size=config.EMBED_BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True)
+            encoder.encode(texts, batch_size=config.EMBED_BATCH_SIZE, bulk=True)
             raw_best = min(raw_best, time.perf_counter() - t)
             t = time.perf_counter()
             report = index_folder(corpus, Path(tmp) / "index", encoder=encoder, rebuild=True)
             index_best = min(index_best, time.perf_counter() - t)
         assert report.chunks == len(texts), (report.chunks, len(texts))
     return {
+        "variant": str(getattr(encoder, "variant", "?")),
         "documents": len(copied),
         "chunks": len(texts),
         "raw_encode_chunks_per_s": len(texts) / raw_best,
@@ -273,4 +273,182 @@ def bench_store(
         close_stores()
         if server is not None:
             server.stop()
+    return results
+
+
+# --------------------------------------------------------------------------- encoders and queries
+
+#: Question sets with the documents they are asked about (notebooks/data), for ``bench encoders``.
+def question_sets() -> dict[str, tuple[Path, Path]]:
+    """``name -> (documents folder, questions file)`` of the project's question sets."""
+    data = config.PROJECT_ROOT / "notebooks" / "data"
+    sets = {
+        "seeds_dev": (config.PROJECT_ROOT / "seeds", data / "seeds_dev.jsonl"),
+        "multidoc": (data / "multidoc_docs", data / "multidoc.jsonl"),
+        "heldout": (data / "heldout_docs", data / "heldout.jsonl"),
+    }
+    train = data / "train"
+    if train.is_dir():
+        for d in sorted(p for p in train.iterdir() if (p / "questions.jsonl").is_file()):
+            sets[f"train/{d.name}"] = (d / "docs", d / "questions.jsonl")
+    return {k: v for k, v in sets.items() if v[0].is_dir() and v[1].is_file()}
+
+
+def bench_encoders(
+    variants: tuple[str, ...] | None = None, *, rounds: int = 1, recall: bool = True
+) -> dict[str, float | int | str]:
+    """Encoding throughput of each encoder variant on the chunks of the project's question sets,
+    agreement with fp32 (cosine) and retrieval recall@1/@5 (dense and hybrid) per question set,
+    with questions embedded one at a time by the same variant.
+
+    Variants are timed in turn within each round (interleaved), so a busy machine slows them
+    alike; the best round counts. Also reported: CPU time per chunk (all of the process's
+    threads), which a machine busy with other work distorts far less than wall time.
+    ``recall=False`` measures speed only.
+    """
+    import numpy as np
+
+    from embeddings.encoder import VARIANTS, make_encoder
+    from embeddings.index import ChunkRecord, DocumentRecord, VectorIndex
+    from qa.evaluation import load_questions, retrieval_metrics, retrieval_ranks
+    from qa.retrieval import DenseRetriever, HybridRetriever
+
+    variants = tuple(variants or VARIANTS)
+    encoders = {v: make_encoder(None, v) for v in variants}
+    counter = next(iter(encoders.values()))
+    corpora = {}
+    for name, (docs, questions) in question_sets().items():
+        documents, _ = load_folder(docs)
+        chunks = [
+            (d, c)
+            for d in documents
+            for c in chunk_text(d.doc_id, d.text, counter.count_tokens, config.CHUNK_MAX_TOKENS, config.CHUNK_OVERLAP_SENTENCES)
+        ]
+        corpora[name] = (documents, chunks, load_questions(questions))
+    texts = list(dict.fromkeys(c.text for _, chunks, _ in corpora.values() for _, c in chunks))
+    results: dict[str, float | int | str] = {"chunks": len(texts)}
+    for enc in encoders.values():
+        enc.encode(texts[:8], bulk=True)  # load and warm up before timing
+    best = {v: float("inf") for v in variants}
+    cpu = {v: float("inf") for v in variants}
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(max(1, rounds)):
+        for v, enc in encoders.items():
+            c, t = time.process_time(), time.perf_counter()
+            vectors[v] = enc.encode(texts, batch_size=config.EMBED_BATCH_SIZE, bulk=True)
+            best[v] = min(best[v], time.perf_counter() - t)
+            cpu[v] = min(cpu[v], time.process_time() - c)
+    for v in variants:
+        results[f"{v}_chunks_per_s"] = round(len(texts) / best[v], 1)
+        results[f"{v}_cpu_ms_per_chunk"] = round(cpu[v] / len(texts) * 1000, 2)
+    if "fp32" in vectors:
+        for v in variants:
+            if v != "fp32":
+                results[f"{v}_vs_fp32_speedup"] = round(best["fp32"] / best[v], 2)
+                cos = (vectors[v] * vectors["fp32"]).sum(1)
+                results[f"{v}_cosine_vs_fp32_min"] = round(float(cos.min()), 4)
+                results[f"{v}_cosine_vs_fp32_mean"] = round(float(cos.mean()), 4)
+    if not recall:
+        return results
+    row_of = {t: i for i, t in enumerate(texts)}
+    for v, enc in encoders.items():
+        for name, (documents, chunks, rows) in corpora.items():
+            index = VectorIndex(
+                embedding_model=enc.name,
+                encoder_variant=v,
+                dimension=enc.dimension,
+                chunking={},
+                documents={d.doc_id: DocumentRecord(d.doc_id, d.source, d.sha256, d.text) for d in documents},
+                chunks=[ChunkRecord(c.chunk_id, d.doc_id, c.start, c.end) for d, c in chunks],
+                vectors=np.stack([vectors[v][row_of[c.text]] for _, c in chunks]),
+            )
+            for retriever in (DenseRetriever(index, enc), HybridRetriever(index, enc)):
+                m = retrieval_metrics(retrieval_ranks(rows, retriever, 5), (1, 5))
+                for key in ("recall@1", "recall@5"):
+                    results[f"{v}_{name}_{retriever.name}_{key}"] = round(m[key], 3)
+    return results
+
+
+def _percentiles(seconds: list[float]) -> tuple[float, float]:
+    import numpy as np
+
+    ms = np.array(seconds) * 1000
+    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 95)), 2)
+
+
+def bench_query(
+    *, chunks: int = 5507, threads: int = 8, questions: int = 200, variant: str | None = None, seed: int = 0
+) -> dict[str, float | int | str]:
+    """Where a single question's dense retrieval spends its time, and how it holds up under load.
+
+    An index of ``chunks`` random unit vectors (search cost does not depend on what they
+    encode) with the chunk texts of the project's question sets, repeated; questions from
+    the question sets. Reports: tokenizer, encoder forward pass (+ pooling), FAISS search
+    and the whole ``DenseRetriever.retrieve`` / ``HybridRetriever.retrieve`` (p50/p95 ms,
+    one at a time), and queries/s with ``threads`` threads asking at once.
+    """
+    import numpy as np
+
+    from embeddings.encoder import get_encoder
+    from embeddings.index import ChunkRecord, DocumentRecord, VectorIndex
+    from qa.evaluation import load_questions
+    from qa.retrieval import DenseRetriever, HybridRetriever
+
+    encoder = get_encoder(None, variant)
+    asked = [r["question"] for _, q in question_sets().values() for r in load_questions(q)]
+    rng = np.random.default_rng(seed)
+    asked = [asked[i] for i in rng.permutation(len(asked))[:questions]]
+    texts = [q for q in asked]  # chunk texts: only BM25 (hybrid) reads them
+    base = " ".join(texts)
+    doc = DocumentRecord("bench.txt", "bench", "0", base)
+    spans, start = [], 0
+    for t in texts:
+        spans.append((start, start + len(t)))
+        start += len(t) + 1
+    records = [ChunkRecord(f"bench.txt#{i}", "bench.txt", *spans[i % len(spans)]) for i in range(chunks)]
+    vecs = rng.standard_normal((chunks, encoder.dimension)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = VectorIndex(
+        embedding_model=encoder.name, encoder_variant=getattr(encoder, "variant", None), dimension=encoder.dimension,
+        chunking={}, documents={"bench.txt": doc}, chunks=records, vectors=vecs,
+    )
+    dense, hybrid = DenseRetriever(index, encoder), HybridRetriever(index, encoder)
+    for q in asked[:20]:  # warm up every path
+        dense.retrieve(q, 5)
+        hybrid.retrieve(q, 5)
+    results: dict[str, float | int | str] = {
+        "variant": str(getattr(encoder, "variant", "?")), "chunks": chunks, "questions": len(asked)
+    }
+    stages: dict[str, list[float]] = {"tokenize": [], "encode": [], "faiss_search": [], "dense_retrieve": [], "hybrid_retrieve": []}
+    tokenizer = getattr(encoder, "_tokenizer", None)
+    for q in asked:
+        if tokenizer is not None:
+            t = time.perf_counter()
+            tokenizer.encode(q)
+            stages["tokenize"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        vector = encoder.encode([q])
+        stages["encode"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        index.search(vector, 5)
+        stages["faiss_search"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        dense.retrieve(q, 5)
+        stages["dense_retrieve"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        hybrid.retrieve(q, 5)
+        stages["hybrid_retrieve"].append(time.perf_counter() - t)
+    for stage, seconds in stages.items():
+        if seconds:
+            results[f"{stage}_p50_ms"], results[f"{stage}_p95_ms"] = _percentiles(seconds)
+    # CPU time of one dense retrieval (what it costs without other processes in the way).
+    c = time.thread_time()
+    for q in asked:
+        dense.retrieve(q, 5)
+    results["dense_retrieve_cpu_ms"] = round((time.thread_time() - c) / len(asked) * 1000, 2)
+    t = time.perf_counter()
+    latencies = _latencies(dense.retrieve, asked * 2, threads, 5)
+    wall = time.perf_counter() - t
+    results[f"dense_c{threads}_queries_per_s"] = round(len(latencies) / wall, 1)
+    results[f"dense_c{threads}_p50_ms"], results[f"dense_c{threads}_p95_ms"] = _percentiles(latencies)
     return results

@@ -72,13 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
 
     p = sub.add_parser("bench", help="print speed benchmarks")
-    p.add_argument("what", choices=["index", "ask", "store"], help="what to measure (store: directory vs PostgreSQL)")
-    p.add_argument("--chunks", type=int, default=100_000, help="store: synthetic chunks (default: %(default)s)")
+    p.add_argument(
+        "what",
+        choices=["index", "ask", "store", "encoders", "query"],
+        help="what to measure (store: directory vs PostgreSQL; encoders: throughput and recall per encoder variant; "
+        "query: where one question's dense retrieval spends its time, and queries/s under concurrency)",
+    )
+    p.add_argument("--chunks", type=int, default=None, help="store, query: synthetic chunks (default: 100000 for store, 5507 for query)")
     p.add_argument("--url", default=None, help="store: a disposable PostgreSQL database (default: a temporary server)")
     p.add_argument("--docs", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents to measure on")
     p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
     p.add_argument("--questions", type=Path, default=None, help="ask: JSON Lines file of questions")
     p.add_argument("--reader", default=None, help="ask: reader to measure")
+    p.add_argument("--variant", default=None, help="index, query: encoder variant (default: QA_ENCODER_VARIANT)")
+    p.add_argument("--variants", default=None, help="encoders: comma-separated variants (default: all)")
+    p.add_argument("--rounds", type=int, default=1, help="encoders: timing rounds, best counts (default: %(default)s)")
+    p.add_argument("--no-recall", action="store_true", help="encoders: throughput only")
+    p.add_argument("--threads", type=int, default=8, help="query: concurrent threads (default: %(default)s)")
 
     p = sub.add_parser("eval", help="score answers and retrieval on a JSON Lines question file")
     p.add_argument("questions", type=Path, help='JSON Lines: {"question": ..., "answers": [...]} per line; [] = unanswerable')
@@ -310,9 +320,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from qa import bench
 
     if args.what == "index":
-        results = bench.bench_index(args.docs, copies=args.copies)
+        results = bench.bench_index(args.docs, copies=args.copies, variant=args.variant)
+    elif args.what == "encoders":
+        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else None
+        results = bench.bench_encoders(variants, rounds=args.rounds, recall=not args.no_recall)
+    elif args.what == "query":
+        results = bench.bench_query(chunks=args.chunks or 5507, threads=args.threads, variant=args.variant)
     elif args.what == "store":
-        results = bench.bench_store(chunks=args.chunks, url=args.url)
+        results = bench.bench_store(chunks=args.chunks or 100_000, url=args.url)
     else:
         results = bench.bench_ask(questions=args.questions, reader=args.reader)
     for key, value in results.items():

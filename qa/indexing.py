@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from embeddings.encoder import Encoder, get_encoder
+from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder
 from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, VectorIndex, has_index, write_lock
 from embeddings.stores import is_store_url
 from qa import config
@@ -71,12 +71,18 @@ def _chunking_params(max_tokens: int, overlap: int) -> dict[str, int]:
     return {"max_tokens": max_tokens, "overlap_sentences": overlap}
 
 
-def _reusable(previous: VectorIndex | None, model: str, params: dict[str, int]) -> tuple[VectorIndex | None, str]:
-    """The previous index if its vectors can be reused, else ``None`` and why not."""
+def _reusable(
+    previous: VectorIndex | None, model: str, params: dict[str, int], variant: str | None = None
+) -> tuple[VectorIndex | None, str]:
+    """The previous index if its vectors can be reused, else ``None`` and why not (another
+    model, encoder variant -- unrecorded = fp32 -- or chunking)."""
     if previous is None:
         return None, ""
     if previous.embedding_model != model:
         return None, f"previous index used embedding model {previous.embedding_model!r}; re-embedding everything"
+    old_variant = previous.encoder_variant or LEGACY_VARIANT
+    if old_variant != (variant or LEGACY_VARIANT):
+        return None, f"previous index used encoder variant {old_variant!r}; re-embedding everything with {variant!r}"
     if previous.chunking != params:
         return None, f"previous index used chunking {previous.chunking}; re-chunking everything"
     return previous, ""
@@ -161,7 +167,7 @@ def update_index(
             except IndexLoadError as exc:
                 report.note = f"previous index unusable ({exc}); building from scratch"
                 logger.warning(report.note)
-        previous, why = _reusable(previous, encoder.name, params)
+        previous, why = _reusable(previous, encoder.name, params, encoder_variant(encoder))
         report.note = report.note or why
 
         old_docs = previous.documents if previous else {}
@@ -206,6 +212,7 @@ def update_index(
         vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dimension), dtype=np.float32)
         index = VectorIndex(
             embedding_model=encoder.name,
+            encoder_variant=encoder_variant(encoder),
             dimension=encoder.dimension,
             chunking=params,
             documents=records,
@@ -277,7 +284,9 @@ def _manifest(index_dir: str | os.PathLike[str]) -> dict | None:
 
 
 def _encoder_for(index_dir: str | os.PathLike[str], encoder: Encoder | None) -> Encoder:
-    """``encoder``, else the embedding model the index at ``index_dir`` was built with (default model for a new index)."""
+    """``encoder``, else the embedding model the index at ``index_dir`` was built with (default model for a new index),
+    computing as the configured variant (``QA_ENCODER_VARIANT``): an index of another variant is then re-embedded
+    whole, since questions embedded with the configured variant would be refused by it."""
     if encoder is not None:
         return encoder
     manifest = _manifest(index_dir)
@@ -437,6 +446,7 @@ def remove_documents(
         vectors = index.vectors()[rows] if rows else np.zeros((0, index.dimension), dtype=np.float32)
         updated = VectorIndex(
             embedding_model=index.embedding_model,
+            encoder_variant=index.encoder_variant,
             dimension=index.dimension,
             chunking=index.chunking,
             documents={d: r for d, r in index.documents.items() if d in keep},

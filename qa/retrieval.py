@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embeddings.encoder import Encoder, get_encoder
+from embeddings.encoder import Encoder, check_encoder_variant, encoder_variant, get_encoder
 from embeddings.index import ChunkRecord, DocumentRecord, VectorIndex
 from qa.answer import Passage
 from qa.config import DEFAULT_RETRIEVER, FUSION_DEPTH, RRF_K
@@ -68,6 +68,21 @@ def make_passage(
     )
 
 
+def _dense_encoder(index: VectorIndex, encoder: Encoder | None) -> Encoder:
+    """``encoder`` (default: the process-wide one for the index's model and the configured
+    variant), refused when it is not the variant the index's vectors were made with.
+
+    Raises:
+        IndexLoadError: another encoder variant (the message says how to rebuild).
+    """
+    encoder = encoder or get_encoder(index.embedding_model)
+    directory = index.directory
+    # A loaded index's directory is its generation (gen-...); the user knows the index by its root.
+    location = directory.parent if directory is not None and directory.name.startswith("gen-") else directory
+    check_encoder_variant(index.encoder_variant, encoder, location or "(in memory)")
+    return encoder
+
+
 def _check_k(k: int) -> None:
     if k < 1:
         raise ValueError(f"top_k={k} must be at least 1")
@@ -80,7 +95,7 @@ class DenseRetriever:
 
     def __init__(self, index: VectorIndex, encoder: Encoder | None = None) -> None:
         self.index = index
-        self.encoder = encoder or get_encoder(index.embedding_model)
+        self.encoder = _dense_encoder(index, encoder)
 
     def rank(self, question: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best ``(row, cosine)`` pairs."""
@@ -142,7 +157,7 @@ class HybridRetriever:
         from qa.bm25 import get_bm25
 
         self.index = index
-        self.encoder = encoder or get_encoder(index.embedding_model)
+        self.encoder = _dense_encoder(index, encoder)
         self.bm25 = get_bm25(index)
         self.rrf_k = rrf_k
         self.depth = depth
@@ -181,7 +196,7 @@ class StoreRetriever:
     ``Passage.components`` use the same names as the directory retrievers.
 
     Raises (on construction):
-        IndexLoadError: ``encoder`` is not the model (or dimension) the store was built with.
+        IndexLoadError: ``encoder`` is not the model, dimension or encoder variant the store was built with.
     """
 
     def __init__(
@@ -194,7 +209,9 @@ class StoreRetriever:
         self.encoder = None
         if name != "bm25":
             self.encoder = encoder or get_encoder(store.embedding_model)  # type: ignore[attr-defined]
-            store.check_encoder(self.encoder.name, self.encoder.dimension)  # type: ignore[attr-defined]
+            store.check_encoder(  # type: ignore[attr-defined]
+                self.encoder.name, self.encoder.dimension, variant=encoder_variant(self.encoder)
+            )
 
     def retrieve(self, question: str, k: int) -> list[Passage]:
         """The ``k`` best passages for ``question``, best first."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embeddings.encoder import Encoder, get_encoder
+from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder
 from embeddings.index import ChunkRecord, DocumentRecord
 from embeddings.stores import open_store
 from embeddings.stores.postgres import PostgresStore
@@ -115,6 +115,13 @@ def update_store(
                 if store.embedding_model != encoder.name or store.dimension != encoder.dimension:
                     report.note = f"previous index used embedding model {store.embedding_model!r}; re-embedding everything"
                     fresh = True
+                elif (store.encoder_variant or LEGACY_VARIANT) != (encoder_variant(encoder) or LEGACY_VARIANT):
+                    old_variant = store.encoder_variant or LEGACY_VARIANT
+                    report.note = (
+                        f"previous index used encoder variant {old_variant!r}; "
+                        f"re-embedding everything with {encoder_variant(encoder)!r}"
+                    )
+                    fresh = True
                 elif store.chunking != params:
                     report.note = f"previous index used chunking {store.chunking}; re-chunking everything"
                     fresh = True
@@ -126,7 +133,8 @@ def update_store(
             prepared = [_embed(docs[d], encoder, max_tokens, overlap_sentences, show_progress) for d in report.added]
             with writer.transaction():
                 writer.create_schema(
-                    embedding_model=encoder.name, dimension=encoder.dimension, chunking=params, indexes=False
+                    embedding_model=encoder.name, dimension=encoder.dimension, chunking=params, indexes=False,
+                    encoder_variant=encoder_variant(encoder),
                 )
                 for record, chunks, vectors, tokens in prepared:
                     writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens, defer_stats=True)

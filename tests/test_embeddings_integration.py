@@ -1,13 +1,18 @@
-"""Real packaged model: NumPy path equals sentence-transformers; retrieval on the seed article."""
+"""Real packaged models: the ONNX int8 variant against sentence-transformers fp32, the query
+path against the document path, retrieval on the seed article."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embeddings.encoder import get_encoder, packaged_minilm_path
+from embeddings.encoder import get_encoder, make_encoder, packaged_minilm_path
 from embeddings.index import VectorIndex
 from qa.indexing import index_folder
 from qa.retrieval import DenseRetriever
@@ -15,16 +20,66 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
+TEXTS = [
+    "Who is Turkey's defense minister?",
+    "Kızılelma — Turkey’s unmanned combat aerial vehicle.",
+    "x",
+    "The Danube flows through ten countries, more than any other river in the world, before it reaches the Black Sea.",
+]
 
-def test_numpy_encoder_matches_sentence_transformers() -> None:
+
+def test_onnx_int8_vectors_agree_with_sentence_transformers_fp32() -> None:
     from sentence_transformers import SentenceTransformer
 
-    from embeddings.numpy_bert import NumpyBertEncoder
+    onnx = make_encoder(None, "onnx-int8").encode(TEXTS, bulk=True)
+    reference = SentenceTransformer(packaged_minilm_path(), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    cosines = (onnx * reference).sum(1)
+    assert cosines.min() >= 0.98, cosines
+    np.testing.assert_allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
 
-    texts = ["Who is Turkey's defense minister?", "Kızılelma — Turkey’s unmanned combat aerial vehicle.", "x"]
-    fast = NumpyBertEncoder(packaged_minilm_path(), "minilm").encode(texts)
-    reference = SentenceTransformer(packaged_minilm_path(), device="cpu").encode(texts, normalize_embeddings=True)
-    np.testing.assert_allclose(fast, reference, atol=1e-5)
+
+def test_query_path_equals_document_path_and_is_thread_safe() -> None:
+    """One text alone (a question), inside a padded batch (indexing) and from 8 threads at
+    once through the one shared session: the same vector."""
+    encoder = get_encoder(None, "onnx-int8")
+    batch = encoder.encode(TEXTS, bulk=True)
+    alone = np.concatenate([encoder.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(alone, batch, atol=1e-5)
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(lambda t: encoder.encode([t])[0], TEXTS * 8))
+    np.testing.assert_allclose(np.stack(parallel), np.tile(batch, (8, 1)), atol=1e-5)
+
+
+def test_onnx_query_encoder_finds_the_same_top1_as_the_document_encoder(tmp_path: Path) -> None:
+    """On the seed article's dev questions: questions embedded one at a time (the query path)
+    rank the chunks embedded in bulk (the indexing path) as the batched question vectors do,
+    and give the same first passage as the fp32 sentence-transformers encoder does on its own index."""
+    rows = [json.loads(line) for line in (ROOT / "notebooks" / "data" / "seeds_dev.jsonl").read_text().splitlines() if line.strip()]
+    questions = [r["question"] for r in rows if r["answers"]][:12]
+    onnx, fp32 = make_encoder(None, "onnx-int8"), make_encoder(None, "fp32")
+    index_folder(ROOT / "seeds", tmp_path / "onnx", encoder=onnx)
+    index_folder(ROOT / "seeds", tmp_path / "fp32", encoder=fp32)
+    onnx_index, fp32_index = VectorIndex.load(tmp_path / "onnx"), VectorIndex.load(tmp_path / "fp32")
+    assert onnx_index.chunks == fp32_index.chunks
+    single = [DenseRetriever(onnx_index, onnx).rank(q, 1)[0][0] for q in questions]
+    batched = [hits[0][0] for hits in onnx_index.search(onnx.encode(questions, bulk=True), 1)]
+    reference = [DenseRetriever(fp32_index, fp32).rank(q, 1)[0][0] for q in questions]
+    assert single == batched
+    assert single == reference
+
+
+def test_asking_does_not_import_torch(tmp_path: Path) -> None:
+    """The default variant answers a question's embedding without PyTorch (cold start)."""
+    index_folder(ROOT / "seeds", tmp_path / "idx", encoder=get_encoder(None, "onnx-int8"))
+    script = (
+        "import sys; from qa.pipeline import load_index; from qa.retrieval import DenseRetriever\n"
+        f"p = DenseRetriever(load_index({str(tmp_path / 'idx')!r})).retrieve(\"Who is Turkey's defense minister?\", 1)\n"
+        "assert 'Yasar Guler' in p[0].text, p[0].text\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_token_counts_are_not_truncated() -> None:
@@ -35,7 +90,7 @@ def test_token_counts_are_not_truncated() -> None:
 def test_defense_minister_question_retrieves_guler_chunk_first(tmp_path: Path) -> None:
     report = index_folder(ROOT / "seeds", tmp_path / "idx")
     assert report.chunks >= 2
-    index = VectorIndex.load(tmp_path / "idx", expect_model="sentence-transformers/all-MiniLM-L6-v2")
+    index = VectorIndex.load(tmp_path / "idx", expect_model="sentence-transformers/all-MiniLM-L6-v2", expect_variant="onnx-int8")
     for c in index.chunks:
         assert get_encoder().count_tokens(index.chunk_text(index.chunks.index(c))) <= 160
     passages = DenseRetriever(index).retrieve("Who is Turkey's defense minister?", k=3)

@@ -238,6 +238,33 @@ def test_an_encoder_of_another_dimension_is_refused(pg_url: str) -> None:
         get_retriever("dense", load_index(pg_url), encoder=Other())
 
 
+def test_the_encoder_variant_is_recorded_and_another_is_refused(pg_url: str) -> None:
+    class Variant(FakeEncoder):
+        def __init__(self, variant: str) -> None:
+            super().__init__()
+            self.variant = variant
+
+    update_index(pg_url, _docs(2), encoder=Variant("onnx-int8"))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT value FROM qa_meta WHERE key = 'encoder_variant'").fetchone() == ("onnx-int8",)
+    store = load_index(pg_url)
+    assert store.encoder_variant == "onnx-int8"
+    assert get_retriever("dense", store, encoder=Variant("onnx-int8")).retrieve("topic1", 1)
+    with pytest.raises(IndexLoadError, match=r"variant 'onnx-int8' but questions would be embedded with 'fp32'.*--rebuild"):
+        get_retriever("hybrid", store, encoder=Variant("fp32"))
+    # An index from before the variant was recorded is fp32; updating it with another variant re-embeds it.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM qa_meta WHERE key = 'encoder_variant'")
+    store = load_index(pg_url)
+    assert store.encoder_variant is None
+    get_retriever("dense", store, encoder=Variant("fp32"))
+    with pytest.raises(IndexLoadError, match=r"variant 'fp32' but questions would be embedded with 'onnx-int8'"):
+        get_retriever("dense", store, encoder=Variant("onnx-int8"))
+    report = update_index(pg_url, _docs(2), encoder=Variant("onnx-int8"))
+    assert "encoder variant 'fp32'" in report.note and report.embedded_chunks > 0
+    assert load_index(pg_url).encoder_variant == "onnx-int8"
+
+
 def test_keyword_candidates_are_bounded_for_common_words(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from qa import config
 

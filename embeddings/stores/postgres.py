@@ -3,8 +3,9 @@
 Schema (created and versioned by this module; ``qa_`` tables in the connection's
 ``search_path``, so ``?options=-csearch_path%3Dmy_schema`` in the URL picks a schema)::
 
-    qa_meta       key -> value: schema_version, embedding_model, dimension, chunking, tokenizer,
-                  vector_type
+    qa_meta       key -> value: schema_version, embedding_model, encoder_variant (absent in
+                  indexes written before it existed: read as fp32), dimension, chunking,
+                  tokenizer, vector_type
     qa_documents  doc_id (primary key), source, sha256, text_sha256, text, pages int[]
     qa_chunks     id, doc_id -> qa_documents ON DELETE CASCADE, chunk_id, start_char, end_char,
                   text, ntokens, embedding vector(DIM) or halfvec(DIM) (HNSW, inner product),
@@ -142,6 +143,7 @@ class PostgresStore:
         self.timeout_s = config.PG_POOL_TIMEOUT_S if timeout_s is None else timeout_s
         self.ef_search = config.PG_HNSW_EF_SEARCH
         self.embedding_model = ""
+        self.encoder_variant: str | None = None
         self.dimension = 0
         self.chunking: dict[str, int] = {}
         self.tokenizer = ""
@@ -234,6 +236,7 @@ class PostgresStore:
         except (KeyError, ValueError) as exc:
             raise _meta_error(self.directory, f"has unreadable metadata ({exc})") from exc
         self.embedding_model = model
+        self.encoder_variant = meta.get("encoder_variant")
         self.tokenizer = meta["tokenizer"]
         vector_type = meta.get("vector_type", "vector")
         if vector_type not in VECTOR_TYPES:
@@ -258,14 +261,18 @@ class PostgresStore:
         with self.connection() as conn:
             return self.read_meta(conn) is not None
 
-    def check_encoder(self, name: str, dimension: int) -> None:
-        """Refuse an encoder other than the one the index was built with (the rebuild message)."""
+    def check_encoder(self, name: str, dimension: int, variant: str | None = None) -> None:
+        """Refuse an encoder other than the one the index was built with (the rebuild message):
+        another model or dimension, or another encoder variant (``variant`` ``None``: not checked)."""
         if name != self.embedding_model or int(dimension) != self.dimension:
             raise IndexLoadError(
                 f"PostgreSQL index {self.directory!r} was built with embedding model {self.embedding_model!r} "
                 f"(dimension {self.dimension}), not {name!r} (dimension {dimension}); "
                 f"{rebuild_hint(self.directory)} (or use the model it was built with)"
             )
+        from embeddings.encoder import check_variant
+
+        check_variant(self.encoder_variant, variant, self.directory)
 
     # ------------------------------------------------------------------ reading
 
@@ -531,11 +538,13 @@ class StoreWriter:
         chunking: dict[str, int],
         indexes: bool = True,
         vector_type: str | None = None,
+        encoder_variant: str | None = None,
     ) -> None:
         """Drop and recreate the tables for ``embedding_model`` / ``dimension`` (call inside :meth:`transaction`).
 
         ``vector_type``: ``"vector"`` (float32) or ``"halfvec"`` (float16: half the memory);
-        default ``qa.config.PG_VECTOR_TYPE``.
+        default ``qa.config.PG_VECTOR_TYPE``. ``encoder_variant``: how the vectors are computed
+        (recorded so questions are embedded the same way; ``None``: not recorded).
         """
         from qa import config
         from qa.bm25 import TOKENIZER_VERSION
@@ -589,6 +598,7 @@ class StoreWriter:
         meta = {
             "schema_version": str(SCHEMA_VERSION),
             "embedding_model": embedding_model,
+            **({"encoder_variant": encoder_variant} if encoder_variant is not None else {}),
             "dimension": str(int(dimension)),
             "chunking": json.dumps(chunking, sort_keys=True),
             "tokenizer": TOKENIZER_VERSION,

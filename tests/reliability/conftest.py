@@ -27,7 +27,7 @@ def fast_encoder() -> FastEncoder:
 
 @pytest.fixture(scope="session")
 def real_seeds_index(tmp_path_factory) -> Path:
-    """A real index over seeds/ (packaged MiniLM through its NumPy path: no PyTorch import)."""
+    """A real index over seeds/ (packaged MiniLM in ONNX Runtime, the default variant: no PyTorch import)."""
     from qa.indexing import index_folder
 
     index_dir = tmp_path_factory.mktemp("reliability-seeds") / "index"

@@ -67,16 +67,15 @@ class FastEncoder:
 
 
 class NoTorchMiniLM:
-    """The packaged all-MiniLM-L6-v2 through its NumPy forward pass only (same vectors to
-    1e-6 as sentence-transformers, without importing PyTorch): builds a real index fast."""
+    """The packaged all-MiniLM-L6-v2 in its default variant (ONNX Runtime, int8 weights), which
+    never imports PyTorch: builds a real index fast, which the app then queries alike."""
 
     def __init__(self) -> None:
         from embeddings.encoder import get_encoder
 
-        self._inner = get_encoder()
-        if self._inner.fast is None:  # pragma: no cover - the packaged model is BERT
-            raise RuntimeError("NumPy encoder unavailable")
+        self._inner = get_encoder(None, "onnx-int8")
         self.name = self._inner.name
+        self.variant = self._inner.variant
 
     @property
     def dimension(self) -> int:
@@ -86,7 +85,7 @@ class NoTorchMiniLM:
         return self._inner.count_tokens(text)
 
     def encode(self, texts, *, batch_size=32, show_progress=False, bulk=False):  # noqa: ANN001, ANN201
-        return self._inner.encode(list(texts), batch_size=batch_size, bulk=False)
+        return self._inner.encode(list(texts), batch_size=batch_size, bulk=bulk)
 
 
 def write_corpus(folder: Path, n_docs: int = 30, seed: int = 0) -> Path:

@@ -72,8 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
 
     p = sub.add_parser("bench", help="print speed benchmarks")
-    p.add_argument("what", choices=["index", "ask", "store"], help="what to measure (store: directory vs PostgreSQL)")
-    p.add_argument("--chunks", type=int, default=100_000, help="store: synthetic chunks (default: %(default)s)")
+    p.add_argument(
+        "what", choices=["index", "ask", "store", "scale"],
+        help="what to measure (store: directory vs PostgreSQL; scale: the directory store at --chunks sizes, "
+        "on synthetic clustered vectors, see qa.bench.scale_corpus)",
+    )
+    p.add_argument(
+        "--chunks", type=int, nargs="+", default=None,
+        help="store: synthetic chunks (default: 100000); scale: one or more sizes (default: 10000 100000)",
+    )
+    p.add_argument("--json", action="store_true", help="scale: one JSON object per line per size")
     p.add_argument("--url", default=None, help="store: a disposable PostgreSQL database (default: a temporary server)")
     p.add_argument("--docs", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents to measure on")
     p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
@@ -312,7 +320,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "index":
         results = bench.bench_index(args.docs, copies=args.copies)
     elif args.what == "store":
-        results = bench.bench_store(chunks=args.chunks, url=args.url)
+        results = bench.bench_store(chunks=(args.chunks or [100_000])[0], url=args.url)
+    elif args.what == "scale":
+        for row in bench.bench_scale(args.chunks or [10_000, 100_000]):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        return 0
     else:
         results = bench.bench_ask(questions=args.questions, reader=args.reader)
     for key, value in results.items():

@@ -37,9 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="build or update an index from a folder of documents")
-    p.add_argument("docs_dir", nargs="?", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents folder (default: %(default)s)")
+    p.add_argument("docs_dir", nargs="?", type=Path, default=None, help=f"documents folder (default: {config.DEFAULT_DOCS_DIR})")
     _add_index_arg(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of updating incrementally")
+    p.add_argument(
+        "--compact", action="store_true",
+        help="only merge the index's segments into one, dropping removed documents' rows (no folder is read)",
+    )
     p.add_argument("--embedding-model", default=None, help="sentence-transformers model name or path")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
 
@@ -204,10 +208,15 @@ def _cmd_eval_reader(args: argparse.Namespace) -> int:
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from embeddings.encoder import get_encoder
-    from qa.indexing import index_folder
+    from qa.indexing import compact_index, index_folder
 
+    if args.compact:
+        if args.docs_dir is not None or args.rebuild:
+            raise ValueError("--compact takes no documents folder and no --rebuild: it only merges the index's segments")
+        _print_report(compact_index(args.index, lock_wait_s=args.wait))
+        return 0
     report = index_folder(
-        args.docs_dir,
+        args.docs_dir if args.docs_dir is not None else config.DEFAULT_DOCS_DIR,
         args.index,
         encoder=get_encoder(args.embedding_model),
         rebuild=args.rebuild,

@@ -36,8 +36,8 @@ def test_defense_minister_question_retrieves_guler_chunk_first(tmp_path: Path) -
     report = index_folder(ROOT / "seeds", tmp_path / "idx")
     assert report.chunks >= 2
     index = VectorIndex.load(tmp_path / "idx", expect_model="sentence-transformers/all-MiniLM-L6-v2")
-    for c in index.chunks:
-        assert get_encoder().count_tokens(index.chunk_text(index.chunks.index(c))) <= 160
+    for row in index.live_rows():
+        assert get_encoder().count_tokens(index.chunk_text(int(row))) <= 160
     passages = DenseRetriever(index).retrieve("Who is Turkey's defense minister?", k=3)
     assert "Yasar Guler" in passages[0].text
     assert passages[0].score >= passages[-1].score

@@ -267,6 +267,11 @@ class VectorIndex:
         masks = manifest.live_masks()
         # None = every row live: searches then skip the mask entirely.
         self.live: list[np.ndarray | None] = [None if masks[s.name].all() else masks[s.name] for s in segments]
+        # FAISS's IDSelectorBitmap wants the mask packed; pack it once, not per query.
+        self.bitmaps = [
+            np.packbits(m, bitorder="little") if m is not None and seg.ann is not None else None
+            for seg, m in zip(segments, self.live, strict=True)
+        ]
         self._live_count = sum(e.chunks for e in self.entries.values())
         total_len = sum(float(s.doclen[m].sum()) if m is not None else float(np.sum(s.doclen)) for s, m in zip(segments, self.live, strict=True))
         self.avgdl = total_len / self._live_count if self._live_count else 1.0
@@ -405,7 +410,7 @@ class VectorIndex:
         for s, (seg, m) in enumerate(zip(self.segments, self.live, strict=True)):
             if not seg.rows or (m is not None and not m.any()):
                 continue
-            scores, rows = seg.search(queries, k, m, config.ANN_NPROBE)
+            scores, rows = seg.search(queries, k, m, config.ANN_NPROBE, self.bitmaps[s])
             base = int(self.offsets[s])
             for q in range(len(queries)):
                 found[q].extend((float(sc), base + int(r)) for sc, r in zip(scores[q], rows[q], strict=True) if r >= 0)

@@ -5,7 +5,8 @@ A segment holds the chunks of some documents, row-aligned::
     seg-<id>/
       segment.json      rows, dimension, whether an ANN index exists, sizes (written last)
       vectors.npy       float32 (rows, dimension), L2-normalised; memory-mapped, never loaded whole
-      ann.faiss         FAISS IVF-Flat over the same rows (only when rows >= config.ANN_MIN_ROWS)
+      ann.faiss         FAISS IVF-Flat over the same rows (only when rows >= config.ANN_MIN_ROWS),
+                        opened with its inverted lists memory-mapped
       meta.sqlite       tables ``documents`` (id, source, sha256, extracted text, pages) and
                         ``chunks`` (row, chunk id, document id, start, end); read on demand
       terms.bin         the segment's BM25 vocabulary: UTF-8 terms, sorted bytewise, concatenated
@@ -191,7 +192,9 @@ class Segment:
             raise ValueError(f"segment {self.name}: vectors {self.vectors.shape} != {self.rows} rows")
         self.ann: faiss.Index | None = None
         if self.meta.get("ann"):
-            self.ann = faiss.read_index(str(directory / _ANN))
+            # Memory-mapped inverted lists (OnDiskInvertedLists): loading costs no read of the
+            # vectors, and only the lists a query probes are paged in.
+            self.ann = faiss.read_index(str(directory / _ANN), faiss.IO_FLAG_MMAP)
             if self.ann.ntotal != self.rows:
                 raise ValueError(f"segment {self.name}: ANN index has {self.ann.ntotal} vectors, not {self.rows}")
         arrays = {name: np.load(directory / name, mmap_mode="r", allow_pickle=False) for name in _POSTING_FILES}
@@ -228,22 +231,24 @@ class Segment:
 
     # ---------------------------------------------------------------- dense
 
-    def search(self, queries: np.ndarray, k: int, live: np.ndarray | None, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, live: np.ndarray | None, nprobe: int, bitmap: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, rows)`` per query among live rows (``live`` None = all); rows -1 pad.
 
         Exact (a matrix product over the mapped vectors) without an ANN index; with one, IVF
         search restricted to live rows by a FAISS ``IDSelectorBitmap``, so tombstones never
-        crowd live rows out of the top ``k``.
+        crowd live rows out of the top ``k``. ``bitmap`` is ``live`` packed little-endian
+        (``np.packbits(live, bitorder="little")``), computed once per generation by the caller.
         """
         k = min(k, self.rows)
         if self.ann is not None:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
-            bitmap = None
             if live is not None:
-                bitmap = np.packbits(live, bitorder="little")
+                if bitmap is None:
+                    bitmap = np.packbits(live, bitorder="little")
                 params.sel = faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(bitmap))
-            scores, rows = self.ann.search(queries, k, params=params)
-            del bitmap  # FAISS only borrowed it for the call
+            scores, rows = self.ann.search(queries, k, params=params)  # bitmap stays referenced until here
             return scores, rows
         sims = queries @ self.vectors.T  # (queries, rows); the mapping is paged in as needed
         if live is not None:

@@ -299,7 +299,7 @@ class VectorIndex:
                 if attempt < 2 and current_generation(root) != manifest.generation:
                     continue
                 raise IndexLoadError(f"index {str(root)!r} is incomplete ({exc}); {rebuild_hint(root)}") from exc
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            except (OSError, EOFError, ValueError, KeyError, RuntimeError) as exc:  # EOFError: an empty .npy
                 raise IndexLoadError(f"index {str(root)!r} is corrupt or incomplete ({exc}); {rebuild_hint(root)}") from exc
             for seg, meta in zip(segments, manifest.segments, strict=True):
                 if seg.rows != meta["rows"] or seg.vectors.shape[1] != manifest.dimension:

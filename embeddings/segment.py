@@ -208,8 +208,12 @@ class Segment:
         self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._db_lock = threading.Lock()  # one connection, shared by the threads of a server
         try:
-            # Reads the B-tree's last page: a truncated or foreign file fails here, at load.
+            # Reads the B-tree's last page: a foreign or damaged file fails here, at load; a
+            # truncated one is shorter than its header says.
             last = self.db.execute("SELECT max(row) FROM chunks").fetchone()[0]
+            pages = self.db.execute("PRAGMA page_count").fetchone()[0] * self.db.execute("PRAGMA page_size").fetchone()[0]
+            if (directory / _DB).stat().st_size < pages:
+                raise sqlite3.DatabaseError(f"file is truncated ({(directory / _DB).stat().st_size} of {pages} bytes)")
         except sqlite3.Error as exc:
             self.db.close()
             raise ValueError(f"segment {self.name}: {_DB} is unreadable ({exc})") from exc

@@ -425,7 +425,7 @@ def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None 
 
     import numpy as np
 
-    from qa.indexing import add_documents, remove_documents, update_index
+    from qa.indexing import remove_documents, update_index
 
     results = []
     for n in sizes:
@@ -463,7 +463,8 @@ def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None 
             probe_out = json.loads(rest.strip().splitlines()[-1])
             # One document in, one out: what an update costs at this size.
             t = time.perf_counter()
-            add_documents(index_dir, [data["spare"]], encoder=encoder)
+            # update_index with the build's chunking (add_documents would use the default one).
+            update_index(index_dir, [data["spare"]], encoder=encoder, max_tokens=13, overlap_sentences=0)
             add_s = time.perf_counter() - t
             t = time.perf_counter()
             remove_documents(index_dir, [data["spare"].doc_id])

@@ -398,8 +398,13 @@ def add_documents(
             note="nothing to add",
         )
     encoder = _encoder_for(index_dir, encoder)
+    # Chunk like the index was built: other chunking would make update_index start afresh
+    # with only the added documents.
+    chunking = (_manifest(index_dir) or {}).get("chunking") or {}
     return update_index(
-        index_dir, documents, encoder=encoder, skipped=skipped, lock_wait_s=lock_wait_s, show_progress=show_progress
+        index_dir, documents, encoder=encoder, skipped=skipped, lock_wait_s=lock_wait_s, show_progress=show_progress,
+        max_tokens=int(chunking.get("max_tokens", config.CHUNK_MAX_TOKENS)),
+        overlap_sentences=int(chunking.get("overlap_sentences", config.CHUNK_OVERLAP_SENTENCES)),
     )
 
 

@@ -374,7 +374,6 @@ def _scale_probe(index_dir: str, probe_dir: str) -> None:
     """Run in a fresh process by :func:`bench_scale`: load the index, answer one hybrid query
     (prints ``ready``), then time dense/BM25/hybrid queries and print one JSON line."""
     import json
-    import resource
 
     import numpy as np
 
@@ -386,11 +385,13 @@ def _scale_probe(index_dir: str, probe_dir: str) -> None:
     qvecs = np.load(probe / "qvecs.npy")
     texts = meta["questions"]
     encoder = _RowEncoder(np.zeros((1, qvecs.shape[1]), dtype=np.float32), dict(zip(texts, qvecs, strict=True)))
+    t = time.perf_counter()
     index = load_index(index_dir)
     retrievers = {m: get_retriever(m, index, encoder=encoder) for m in ("dense", "bm25", "hybrid")}
     retrievers["hybrid"].retrieve(texts[0], 10)
+    open_s = time.perf_counter() - t
     print("ready", flush=True)
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"open_s": round(open_s, 2)}
     for mode, retriever in retrievers.items():
         for q in texts[:10]:
             retriever.retrieve(q, 10)  # warm up
@@ -405,16 +406,19 @@ def _scale_probe(index_dir: str, probe_dir: str) -> None:
         if mode == "dense":
             truth = meta["truth"]
             out["recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, truth, strict=True)])), 4)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # VmHWM, not getrusage's ru_maxrss: the latter keeps the parent's peak across fork + exec.
+    hwm = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")]
+    out["peak_rss_mb"] = round(int(hwm[0].split()[1]) / 1024, 1) if hwm else -1.0
     print(json.dumps(out), flush=True)
 
 
 def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None = None) -> list[dict[str, float | int]]:
     """The embedded directory store at each size in ``sizes`` (chunks), on :func:`scale_corpus` data.
 
-    Per size: build time (no embedding: vectors are precomputed), size on disk, load time (a
-    fresh Python process, from its start until the first hybrid query is answered), that
-    process's peak RSS, dense/BM25/hybrid p50/p95 over ``questions`` queries (k=10, warm),
+    Per size: build time (no embedding: vectors are precomputed), size on disk, load time
+    (``load_s``: a fresh Python process, from its start until the first hybrid query is
+    answered; ``open_s``: the part after the imports, opening the index and answering), that
+    process's peak RSS (VmHWM), dense/BM25/hybrid p50/p95 over ``questions`` queries (k=10, warm),
     dense recall@10 against exact search (NumPy over all vectors), and the time to add one
     document (50 chunks) and to remove it again.
     """

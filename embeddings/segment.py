@@ -31,6 +31,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,9 +61,8 @@ class Postings:
     def from_tokens(cls, tokens: Sequence[Sequence[str]]) -> Postings:
         """Postings of rows whose tokens (in row order) are ``tokens``."""
         ids: dict[str, int] = {}
-        term_ids: list[int] = []
-        rows: list[int] = []
-        tfs: list[int] = []
+        # Typed arrays, not lists: 8 bytes a posting instead of ~36 (a million chunks have ~13M).
+        term_ids, rows, tfs = array("q"), array("q"), array("f")
         for row, toks in enumerate(tokens):
             for term, tf in Counter(toks).items():
                 term_ids.append(ids.setdefault(term, len(ids)))
@@ -70,7 +70,9 @@ class Postings:
                 tfs.append(tf)
         # qa.bm25 (bm25s) indexes a chunk without tokens as one empty token: length 1.
         doclen = np.asarray([max(1, len(t)) for t in tokens], dtype=np.float32)
-        return cls.from_triplets(list(ids), np.asarray(term_ids, np.int64), np.asarray(rows, np.int32), np.asarray(tfs, np.float32), doclen)
+        return cls.from_triplets(
+            list(ids), np.frombuffer(term_ids, np.int64), np.frombuffer(rows, np.int64).astype(np.int32), np.frombuffer(tfs, np.float32), doclen
+        )
 
     @classmethod
     def from_triplets(

@@ -383,12 +383,16 @@ class VectorIndex:
 
     def vectors(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The stored vectors of ``rows`` (default: every live row, in row order)."""
-        if rows is None:
-            rows = self.live_rows()
+        rows = self.live_rows() if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
         out = np.zeros((len(rows), self.dimension), dtype=np.float32)
-        for i, row in enumerate(rows):
-            s, local = self._locate(int(row))
-            out[i] = self.segments[s].vectors[local]
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= self.offsets[-1]:
+            raise IndexError("a row is outside the index")
+        seg_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        for s in np.unique(seg_of):  # one fancy-indexed read of the mapping per segment
+            mine = seg_of == s
+            out[mine] = self.segments[s].vectors[rows[mine] - self.offsets[s]]
         return out
 
     # ---------------------------------------------------------------- dense search

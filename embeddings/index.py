@@ -687,6 +687,7 @@ def compact(directory: str | os.PathLike[str]) -> Manifest | None:
     names = [s["name"] for s in manifest.segments]
     dead = sum(int(s["rows"]) for s in manifest.segments) - manifest.num_chunks
     if len(names) <= 1 and not dead:
+        tidy(root)  # nothing to merge, but a killed writer may have left debris
         return None
     if names:
         name, meta, moved = _merge(root, manifest, names)
@@ -725,6 +726,27 @@ def _publish(root: Path, manifest: Manifest) -> Manifest:
     collect_garbage(root, keep_generations=keep_gen, keep_segments=keep_seg)
     manifest.generation = root / name
     return manifest
+
+
+def tidy(directory: str | os.PathLike[str]) -> None:
+    """Collect garbage when a writer has nothing to commit (call under the lock): keep the live
+    generation and the newest other one (a reader may still be opening it) with their segments."""
+    root = Path(directory)
+    try:
+        current = read_manifest(root)
+    except IndexLoadError:
+        return  # nothing trustworthy to keep by: leave the directory to the next commit
+    assert current.generation is not None
+    others = sorted(
+        (p for p in root.glob("gen-*") if p.is_dir() and p.name != current.generation.name), key=lambda p: p.stat().st_mtime
+    )
+    keep_gen = {current.generation.name}
+    keep_seg = {s["name"] for s in current.segments}
+    if others:
+        keep_gen.add(others[-1].name)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            keep_seg |= {s["name"] for s in json.loads((others[-1] / _MANIFEST).read_text(encoding="utf-8"))["segments"]}
+    collect_garbage(root, keep_generations=keep_gen, keep_segments=keep_seg)
 
 
 def collect_garbage(root: Path, *, keep_generations: set[str], keep_segments: set[str]) -> None:

@@ -38,6 +38,7 @@ from embeddings.index import (
     has_index,
     read_manifest,
     text_sha256,
+    tidy,
     write_lock,
 )
 from embeddings.stores import is_store_url
@@ -186,7 +187,8 @@ def update_index(
         dropped = plan_changes(report, docs, old_docs, _needs_update, remove=remove, remove_missing=remove_missing)
 
         if previous is not None and not (report.added or report.changed or report.removed):
-            # Nothing to do: leave the live generation as it is.
+            # Nothing to do: leave the live generation as it is (only clear a killed writer's debris).
+            tidy(index_dir)
             report.chunks = previous.num_chunks
             report.seconds = time.perf_counter() - started
             return report

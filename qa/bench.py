@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from embeddings.encoder import get_encoder
 from qa import config
@@ -294,6 +295,28 @@ def question_sets() -> dict[str, tuple[Path, Path]]:
     return {k: v for k, v in sets.items() if v[0].is_dir() and v[1].is_file()}
 
 
+def _temp_index(
+    docs: list[tuple[Any, list[Any], Any]], *, model: str, variant: str | None, dimension: int
+) -> Any:
+    """A directory index in a temporary folder (removed at exit) holding ``docs``:
+    ``(DocumentRecord, [ChunkRecord], vectors)`` each, opened for reading."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from embeddings.index import NewDocument, VectorIndex, commit
+    from qa.bm25 import TOKENIZER_VERSION, tokenize
+
+    root = Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    atexit.register(shutil.rmtree, root, True)
+    add = [
+        NewDocument(record, chunks, vectors, [tokenize(record.text[c.start : c.end]) for c in chunks])
+        for record, chunks, vectors in docs
+    ]
+    commit(root, None, embedding_model=model, dimension=dimension, chunking={}, tokenizer=TOKENIZER_VERSION, add=add, encoder_variant=variant)
+    return VectorIndex.load(root)
+
+
 def bench_encoders(
     variants: tuple[str, ...] | None = None, *, rounds: int = 1, recall: bool = True
 ) -> dict[str, float | int | str]:
@@ -309,7 +332,7 @@ def bench_encoders(
     import numpy as np
 
     from embeddings.encoder import VARIANTS, make_encoder
-    from embeddings.index import ChunkRecord, DocumentRecord, VectorIndex
+    from embeddings.index import ChunkRecord, DocumentRecord
     from qa.evaluation import load_questions, retrieval_metrics, retrieval_ranks
     from qa.retrieval import DenseRetriever, HybridRetriever
 
@@ -353,14 +376,17 @@ def bench_encoders(
     row_of = {t: i for i, t in enumerate(texts)}
     for v, enc in encoders.items():
         for name, (documents, chunks, rows) in corpora.items():
-            index = VectorIndex(
-                embedding_model=enc.name,
-                encoder_variant=v,
-                dimension=enc.dimension,
-                chunking={},
-                documents={d.doc_id: DocumentRecord(d.doc_id, d.source, d.sha256, d.text) for d in documents},
-                chunks=[ChunkRecord(c.chunk_id, d.doc_id, c.start, c.end) for d, c in chunks],
-                vectors=np.stack([vectors[v][row_of[c.text]] for _, c in chunks]),
+            index = _temp_index(
+                [
+                    (
+                        DocumentRecord(d.doc_id, d.source, d.sha256, d.text),
+                        [ChunkRecord(c.chunk_id, d.doc_id, c.start, c.end) for dd, c in chunks if dd is d],
+                        np.stack([vectors[v][row_of[c.text]] for dd, c in chunks if dd is d]).reshape(-1, enc.dimension),
+                    )
+                    for d in documents
+                    if any(dd is d for dd, _ in chunks)
+                ],
+                model=enc.name, variant=v, dimension=enc.dimension,
             )
             for retriever in (DenseRetriever(index, enc), HybridRetriever(index, enc)):
                 m = retrieval_metrics(retrieval_ranks(rows, retriever, 5), (1, 5))
@@ -390,7 +416,7 @@ def bench_query(
     import numpy as np
 
     from embeddings.encoder import get_encoder
-    from embeddings.index import ChunkRecord, DocumentRecord, VectorIndex
+    from embeddings.index import ChunkRecord, DocumentRecord
     from qa.evaluation import load_questions
     from qa.retrieval import DenseRetriever, HybridRetriever
 
@@ -408,9 +434,8 @@ def bench_query(
     records = [ChunkRecord(f"bench.txt#{i}", "bench.txt", *spans[i % len(spans)]) for i in range(chunks)]
     vecs = rng.standard_normal((chunks, encoder.dimension)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    index = VectorIndex(
-        embedding_model=encoder.name, encoder_variant=getattr(encoder, "variant", None), dimension=encoder.dimension,
-        chunking={}, documents={"bench.txt": doc}, chunks=records, vectors=vecs,
+    index = _temp_index(
+        [(doc, records, vecs)], model=encoder.name, variant=getattr(encoder, "variant", None), dimension=encoder.dimension
     )
     dense, hybrid = DenseRetriever(index, encoder), HybridRetriever(index, encoder)
     for q in asked[:20]:  # warm up every path
@@ -451,4 +476,218 @@ def bench_query(
     wall = time.perf_counter() - t
     results[f"dense_c{threads}_queries_per_s"] = round(len(latencies) / wall, 1)
     results[f"dense_c{threads}_p50_ms"], results[f"dense_c{threads}_p95_ms"] = _percentiles(latencies)
+    return results
+
+
+# --------------------------------------------------------------------------- scale (issue 15)
+
+
+class _RowEncoder:
+    """The scale benchmark's encoder: a chunk's vector is looked up by the ``Item<row>`` tag it
+    starts with, a question's by its text. No model runs, so timings are the store's alone."""
+
+    name = "bench/synthetic-clustered"
+
+    def __init__(self, vectors: object, questions: dict) -> None:
+        self.vectors = vectors
+        self.questions = questions
+        self.dimension = int(vectors.shape[1])  # type: ignore[attr-defined]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):
+        import numpy as np
+
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if text.startswith("Item"):
+                out[i] = self.vectors[int(text[4 : text.index(" ")])]  # type: ignore[index]
+            else:
+                out[i] = self.questions[text]
+        return out
+
+
+def scale_corpus(chunks: int, *, dimension: int = 384, per_doc: int = 50, seed: int = 0, questions: int = 200) -> dict:
+    """Synthetic data for :func:`bench_scale`: ``chunks`` chunks (plus one spare document of
+    ``per_doc`` chunks, used to time "add one document") with **clustered** unit vectors.
+
+    * Topics: ``max(20, chunks // 500)`` random unit centroids, each with 8 sub-topic directions.
+      A document is about one topic; each chunk's vector is
+      ``normalise(topic + 0.6 * subtopic + 0.5 * noise)`` (unit directions), so chunks of a
+      sub-topic have cosine ~0.84, of a topic ~0.6, of different topics ~0 -- neighbourhoods
+      like real sentence embeddings have. (Uniform random 384-d vectors have none: every point
+      is about equally far from every other, and any ANN index looks broken on them.)
+    * Text: ``Item<row>`` then 6 words of the topic's own 100-word vocabulary and 6 words from a
+      50,000-word Zipf distribution that skips the 50 most frequent ranks (those would be
+      stopwords), one 13-word sentence = one chunk (chunked with ``max_tokens=13``).
+    * Questions: 3 words of a random chunk and a vector at cosine ~0.95 to that chunk.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from qa.documents import Document
+
+    rng = np.random.default_rng(seed)
+    total = chunks + per_doc
+    n_topics = max(20, chunks // 500)
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+    centres = unit(rng.standard_normal((n_topics, dimension), dtype=np.float32))
+    subs = unit(rng.standard_normal((n_topics, 8, dimension), dtype=np.float32))
+    n_docs = -(-total // per_doc)
+    doc_topic = rng.integers(0, n_topics, n_docs)
+    topic = doc_topic[np.arange(total) // per_doc]
+    sub = rng.integers(0, 8, total)
+    vectors = np.empty((total, dimension), dtype=np.float32)
+    for lo in range(0, total, 65536):  # in blocks: the noise of 1M x 384 at once would double the memory
+        hi = min(total, lo + 65536)
+        noise = unit(rng.standard_normal((hi - lo, dimension), dtype=np.float32))
+        vectors[lo:hi] = unit(centres[topic[lo:hi]] + 0.6 * subs[topic[lo:hi], sub[lo:hi]] + 0.5 * noise)
+
+    n_vocab = 50_000
+    topic_words = rng.integers(0, n_vocab, (n_topics, 100))
+    ranks = np.arange(50, n_vocab, dtype=np.float64)
+    cdf = np.cumsum(1.0 / ranks)
+    cdf /= cdf[-1]
+    general = 50 + np.searchsorted(cdf, rng.random((total, 6)))
+    own = topic_words[topic[:, None], rng.integers(0, 100, (total, 6))]
+    words = np.concatenate([own, general], axis=1)
+    sentences = [f"Item{i} " + " ".join(f"w{w}" for w in row) + "." for i, row in enumerate(words.tolist())]
+    documents = []
+    for d, lo in enumerate(range(0, total, per_doc)):
+        text = " ".join(sentences[lo : lo + per_doc])
+        documents.append(Document(f"doc{d:07d}.txt", "bench", text, hashlib.sha256(text.encode()).hexdigest()))
+    spare = documents.pop()  # the chunks after ``chunks``: added and removed by the benchmark
+    asked: dict[str, np.ndarray] = {}
+    for i in rng.choice(chunks, min(questions, chunks), replace=False):
+        q = f"question {int(i)} " + " ".join(sentences[i].rstrip(".").split()[2:5])
+        asked[q] = unit(vectors[i] + 0.33 * unit(rng.standard_normal(dimension).astype(np.float32)))
+    return {"documents": documents, "spare": spare, "vectors": vectors, "questions": asked, "per_doc": per_doc}
+
+
+def _dir_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1048576
+
+
+def _scale_probe(index_dir: str, probe_dir: str) -> None:
+    """Run in a fresh process by :func:`bench_scale`: load the index, answer one hybrid query
+    (prints ``ready``), then time dense/BM25/hybrid queries and print one JSON line."""
+    import json
+
+    import numpy as np
+
+    from qa.pipeline import load_index
+    from qa.retrieval import get_retriever
+
+    probe = Path(probe_dir)
+    meta = json.loads((probe / "questions.json").read_text())
+    qvecs = np.load(probe / "qvecs.npy")
+    texts = meta["questions"]
+    encoder = _RowEncoder(np.zeros((1, qvecs.shape[1]), dtype=np.float32), dict(zip(texts, qvecs, strict=True)))
+    t = time.perf_counter()
+    index = load_index(index_dir)
+    retrievers = {m: get_retriever(m, index, encoder=encoder) for m in ("dense", "bm25", "hybrid")}
+    retrievers["hybrid"].retrieve(texts[0], 10)
+    open_s = time.perf_counter() - t
+    print("ready", flush=True)
+    out: dict[str, float] = {"open_s": round(open_s, 2)}
+    for mode, retriever in retrievers.items():
+        for q in texts[:10]:
+            retriever.retrieve(q, 10)  # warm up
+        ms, got = [], []
+        for q in texts:
+            t = time.perf_counter()
+            hits = retriever.retrieve(q, 10)
+            ms.append((time.perf_counter() - t) * 1000)
+            got.append([p.chunk_id for p in hits])
+        out[f"{mode}_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+        out[f"{mode}_p95_ms"] = round(float(np.percentile(ms, 95)), 2)
+        if mode == "dense":
+            truth = meta["truth"]
+            out["recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, truth, strict=True)])), 4)
+    # VmHWM, not getrusage's ru_maxrss: the latter keeps the parent's peak across fork + exec.
+    hwm = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")]
+    out["peak_rss_mb"] = round(int(hwm[0].split()[1]) / 1024, 1) if hwm else -1.0
+    print(json.dumps(out), flush=True)
+
+
+def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None = None) -> list[dict[str, float | int]]:
+    """The embedded directory store at each size in ``sizes`` (chunks), on :func:`scale_corpus` data.
+
+    Per size: build time (no embedding: vectors are precomputed), size on disk, load time
+    (``load_s``: a fresh Python process, from its start until the first hybrid query is
+    answered; ``open_s``: the part after the imports, opening the index and answering), that
+    process's peak RSS (VmHWM), dense/BM25/hybrid p50/p95 over ``questions`` queries (k=10, warm),
+    dense recall@10 against exact search (NumPy over all vectors), and the time to add one
+    document (50 chunks) and to remove it again.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from qa.indexing import remove_documents, update_index
+
+    results = []
+    for n in sizes:
+        data = scale_corpus(n, questions=questions)
+        vectors = data["vectors"]
+        qtexts = list(data["questions"])
+        qvecs = np.stack([data["questions"][q] for q in qtexts]).astype(np.float32)
+        per_doc = data["per_doc"]
+        truth = []
+        for lo in range(0, len(qvecs), 16):  # exact top 10, a few queries at a time (1M x 200 floats is 800 MB)
+            sims = qvecs[lo : lo + 16] @ vectors[:n].T
+            part = np.argpartition(-sims, 9, axis=1)[:, :10]
+            top = np.take_along_axis(part, np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1), axis=1)
+            truth.extend([f"doc{int(r) // per_doc:07d}.txt#{int(r) % per_doc}" for r in row] for row in top)
+        del sims
+        encoder = _RowEncoder(vectors, data["questions"])
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            index_dir = Path(tmp) / "index"
+            t = time.perf_counter()
+            update_index(index_dir, data["documents"], encoder=encoder, max_tokens=13, overlap_sentences=0, rebuild=True)
+            build_s = time.perf_counter() - t
+            disk_mb = _dir_mb(index_dir)
+            probe = Path(tmp) / "probe"
+            probe.mkdir()
+            (probe / "questions.json").write_text(json.dumps({"questions": qtexts, "truth": truth}))
+            np.save(probe / "qvecs.npy", qvecs)
+            script = f"from qa.bench import _scale_probe; _scale_probe({str(index_dir)!r}, {str(probe)!r})"
+            t = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", script], cwd=config.PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
+            first = proc.stdout.readline()  # type: ignore[union-attr]
+            load_s = time.perf_counter() - t
+            rest, _ = proc.communicate()
+            if proc.returncode != 0 or first.strip() != "ready":
+                raise RuntimeError(f"the query process failed (exit {proc.returncode}): {first} {rest}")
+            probe_out = json.loads(rest.strip().splitlines()[-1])
+            # One document in, one out: what an update costs at this size.
+            t = time.perf_counter()
+            # update_index with the build's chunking (add_documents would use the default one).
+            update_index(index_dir, [data["spare"]], encoder=encoder, max_tokens=13, overlap_sentences=0)
+            add_s = time.perf_counter() - t
+            t = time.perf_counter()
+            remove_documents(index_dir, [data["spare"].doc_id])
+            remove_s = time.perf_counter() - t
+        results.append(
+            {
+                "chunks": n,
+                "build_s": round(build_s, 2),
+                "disk_mb": round(disk_mb, 1),
+                "load_s": round(load_s, 2),
+                **probe_out,
+                "add_one_s": round(add_s, 3),
+                "remove_one_s": round(remove_s, 3),
+            }
+        )
     return results

@@ -1,20 +1,12 @@
-"""BM25 keyword index over an index's chunks, stored in the same index generation.
+"""BM25 keyword scoring: the tokenizer every store shares, and an in-memory BM25 (bm25s).
 
-Built with `bm25s <https://github.com/xhluca/bm25s>`_ (sparse matrices in NumPy/SciPy;
-saved as ``.npy`` arrays plus JSON, never pickle). Layout inside a generation::
-
-    gen-<stamp>/bm25/
-      meta.json                 tokenizer version, number of chunks, hash of the chunk ids
-      params.index.json         bm25s parameters (k1, b, method ...)
-      vocab.index.json          token -> column
-      data|indices|indptr.csc.index.npy   the precomputed BM25 score matrix (CSC)
-
-BM25 over all chunks is rebuilt from the stored chunk texts at every index save: it
-takes milliseconds to seconds even for thousands of chunks, and no embedding is
-recomputed, so "incremental" indexing stays incremental where it costs. An index
-written before BM25 existed (no ``bm25/`` folder, or one that does not match the
-chunks) gets its BM25 built in memory on first use, with a log line; the next index
-update stores it.
+The directory index does not store a bm25s matrix: each of its segments stores term
+frequencies (postings, see :mod:`embeddings.segment`) of :func:`tokenize`'s tokens, and
+:meth:`embeddings.index.VectorIndex.bm25_search` scores them at query time with bm25s'
+formula (method "lucene", k1=1.5, b=0.75) over the live chunks of all segments. So adding a
+document never rebuilds BM25 for the others. :class:`BM25Index` is the in-memory bm25s
+version: the reference those scores are tested against, and what the reader's training
+uses to mine passages. :data:`TOKENIZER_VERSION` is stored in each index's manifest.
 
 Tokenisation (documents and questions alike): accents folded and lower-cased
 (:func:`fold`), words of letters/digits, English stopwords removed (bm25s'
@@ -25,16 +17,10 @@ and model names match exactly.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
-import tempfile
-import threading
 import unicodedata
-import weakref
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -48,15 +34,10 @@ def fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c)).lower().replace("’", "'")
 
 
-if TYPE_CHECKING:
-    from embeddings.index import VectorIndex
-
 logger = logging.getLogger(__name__)
 
-#: Bumped whenever tokenisation changes: stored BM25 data of another version is rebuilt.
+#: Bumped whenever tokenisation changes: an index tokenised otherwise is re-indexed (qa.indexing).
 TOKENIZER_VERSION = "fold-stop-lightstem-2"
-SUBDIR = "bm25"
-_META = "meta.json"
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-_./][a-z0-9]+)*")
 _STOPWORDS: frozenset[str] | None = None
@@ -127,15 +108,8 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def _chunk_fingerprint(index: VectorIndex) -> str:
-    h = hashlib.sha256()
-    for c in index.chunks:
-        h.update(f"{c.chunk_id}\0{c.doc_id}\0{c.start}\0{c.end}\n".encode())
-    return h.hexdigest()
-
-
 class BM25Index:
-    """BM25 scores for every chunk of one index generation, row-aligned with its FAISS rows."""
+    """BM25 over a list of texts, in memory (bm25s); rows are positions in that list."""
 
     def __init__(self, model: Any, num_chunks: int) -> None:
         self.model = model
@@ -143,7 +117,7 @@ class BM25Index:
 
     @classmethod
     def build(cls, texts: list[str]) -> BM25Index:
-        """Index ``texts`` (chunk texts in FAISS row order)."""
+        """Index ``texts``."""
         model = _bm25s().BM25()
         if texts:
             # An empty token keeps bm25s happy for chunks made only of stopwords.
@@ -164,75 +138,3 @@ class BM25Index:
         scores = self.scores(question)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(int(r), float(scores[r])) for r in order if scores[r] > 0]
-
-    def files(self, fingerprint: str) -> dict[str, bytes]:
-        """The files of this BM25 index, as ``extra_files`` for :meth:`VectorIndex.save`."""
-        out: dict[str, bytes] = {}
-        meta = {"tokenizer": TOKENIZER_VERSION, "num_chunks": self.num_chunks, "chunks_sha256": fingerprint}
-        out[f"{SUBDIR}/{_META}"] = json.dumps(meta, indent=1).encode()
-        if self.num_chunks:
-            with tempfile.TemporaryDirectory() as tmp:
-                self.model.save(tmp, show_progress=False)  # .npy (allow_pickle=False) + JSON
-                for path in sorted(Path(tmp).iterdir()):
-                    out[f"{SUBDIR}/{path.name}"] = path.read_bytes()
-        return out
-
-    @classmethod
-    def load(cls, directory: Path, *, fingerprint: str, num_chunks: int) -> BM25Index | None:
-        """The stored BM25 index in ``directory``, or ``None`` if absent, stale or unreadable."""
-        meta_path = directory / _META
-        if not meta_path.is_file():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if (meta.get("tokenizer"), meta.get("num_chunks"), meta.get("chunks_sha256")) != (
-                TOKENIZER_VERSION,
-                num_chunks,
-                fingerprint,
-            ):
-                logger.info("stored BM25 data in %s does not match this index or tokenizer; rebuilding it", directory)
-                return None
-            if not num_chunks:
-                return cls(None, 0)
-            model = _bm25s().BM25.load(str(directory), allow_pickle=False)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("stored BM25 data in %s is unreadable (%s); rebuilding it in memory", directory, exc)
-            return None
-        return cls(model, num_chunks)
-
-
-def bm25_files(index: VectorIndex) -> dict[str, bytes]:
-    """Build BM25 for ``index`` (from its stored chunk texts; no embeddings) and return its files.
-
-    The built BM25 is also cached for ``index``, so the saving process need not rebuild it.
-    """
-    bm25 = BM25Index.build([index.chunk_text(i) for i in range(len(index))])
-    with _LOCK:
-        _CACHE[index] = bm25
-    return bm25.files(_chunk_fingerprint(index))
-
-
-_CACHE: weakref.WeakKeyDictionary[Any, BM25Index] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
-def get_bm25(index: VectorIndex) -> BM25Index:
-    """The BM25 index of ``index``: loaded from its generation, else built in memory (cached)."""
-    with _LOCK:
-        cached = _CACHE.get(index)
-    if cached is not None:
-        return cached
-    bm25 = None
-    if index.directory is not None:
-        bm25 = BM25Index.load(Path(index.directory) / SUBDIR, fingerprint=_chunk_fingerprint(index), num_chunks=len(index))
-    if bm25 is None:
-        logger.info(
-            "index %s has no stored BM25 data (written by an older version?); building it in memory from %d chunks. "
-            "The next `python -m qa index` update stores it.",
-            index.directory,
-            len(index),
-        )
-        bm25 = BM25Index.build([index.chunk_text(i) for i in range(len(index))])
-    with _LOCK:
-        _CACHE[index] = bm25
-    return bm25

@@ -37,9 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="build or update an index from a folder of documents")
-    p.add_argument("docs_dir", nargs="?", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents folder (default: %(default)s)")
+    p.add_argument("docs_dir", nargs="?", type=Path, default=None, help=f"documents folder (default: {config.DEFAULT_DOCS_DIR})")
     _add_index_arg(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of updating incrementally")
+    p.add_argument(
+        "--compact", action="store_true",
+        help="only merge the index's segments into one, dropping removed documents' rows (no folder is read)",
+    )
     p.add_argument("--embedding-model", default=None, help="sentence-transformers model name or path")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
 
@@ -74,11 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="print speed benchmarks")
     p.add_argument(
         "what",
-        choices=["index", "ask", "store", "encoders", "query"],
-        help="what to measure (store: directory vs PostgreSQL; encoders: throughput and recall per encoder variant; "
-        "query: where one question's dense retrieval spends its time, and queries/s under concurrency)",
+        choices=["index", "ask", "store", "scale", "encoders", "query"],
+        help="what to measure (store: directory vs PostgreSQL; scale: the directory store at --chunks sizes, "
+        "on synthetic clustered vectors, see qa.bench.scale_corpus; encoders: throughput and recall per encoder "
+        "variant; query: where one question's dense retrieval spends its time, and queries/s under concurrency)",
     )
-    p.add_argument("--chunks", type=int, default=None, help="store, query: synthetic chunks (default: 100000 for store, 5507 for query)")
+    p.add_argument(
+        "--chunks", type=int, nargs="+", default=None,
+        help="store, query: synthetic chunks (default: 100000 for store, 5507 for query); "
+        "scale: one or more sizes (default: 10000 100000)",
+    )
+    p.add_argument("--json", action="store_true", help="scale: one JSON object per line per size")
     p.add_argument("--url", default=None, help="store: a disposable PostgreSQL database (default: a temporary server)")
     p.add_argument("--docs", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents to measure on")
     p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
@@ -206,10 +216,15 @@ def _cmd_eval_reader(args: argparse.Namespace) -> int:
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from embeddings.encoder import get_encoder
-    from qa.indexing import index_folder
+    from qa.indexing import compact_index, index_folder
 
+    if args.compact:
+        if args.docs_dir is not None or args.rebuild:
+            raise ValueError("--compact takes no documents folder and no --rebuild: it only merges the index's segments")
+        _print_report(compact_index(args.index, lock_wait_s=args.wait))
+        return 0
     report = index_folder(
-        args.docs_dir,
+        args.docs_dir if args.docs_dir is not None else config.DEFAULT_DOCS_DIR,
         args.index,
         encoder=get_encoder(args.embedding_model),
         rebuild=args.rebuild,
@@ -325,9 +340,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else None
         results = bench.bench_encoders(variants, rounds=args.rounds, recall=not args.no_recall)
     elif args.what == "query":
-        results = bench.bench_query(chunks=args.chunks or 5507, threads=args.threads, variant=args.variant)
+        results = bench.bench_query(chunks=(args.chunks or [5507])[0], threads=args.threads, variant=args.variant)
     elif args.what == "store":
-        results = bench.bench_store(chunks=args.chunks or 100_000, url=args.url)
+        results = bench.bench_store(chunks=(args.chunks or [100_000])[0], url=args.url)
+    elif args.what == "scale":
+        for row in bench.bench_scale(args.chunks or [10_000, 100_000]):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        return 0
     else:
         results = bench.bench_ask(questions=args.questions, reader=args.reader)
     for key, value in results.items():

@@ -53,6 +53,16 @@ DEFAULT_RETRIEVER: str = os.environ.get("QA_RETRIEVER", "hybrid")
 RRF_K: int = 60
 FUSION_DEPTH: int = 50
 
+#: Directory index (embeddings.index): a segment of at least this many chunks gets an IVF-Flat
+#: index (approximate search); smaller ones are searched exactly (a matrix product over the
+#: memory-mapped vectors). Chosen with ``python -m qa bench scale`` (see README).
+ANN_MIN_ROWS: int = int(os.environ.get("QA_ANN_MIN_ROWS", "20000"))
+#: IVF lists per sqrt(rows) (1 -> 1,000 lists at a million chunks) and lists probed per query.
+ANN_LISTS_PER_SQRT: float = 1.0
+ANN_NPROBE: int = int(os.environ.get("QA_ANN_NPROBE", "16"))
+#: More segments than this after an update and the small (exact-search) ones are merged.
+MAX_SEGMENTS: int = 8
+
 #: Passages handed to the reader.
 DEFAULT_TOP_K: int = 5
 

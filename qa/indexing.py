@@ -1,10 +1,11 @@
 """Indexing: turn a folder of documents into a persisted index, incrementally.
 
-Only new or changed documents (by sha256) are chunked and embedded again; vectors of
-unchanged documents are reused from the previous generation, and documents that left
-the folder leave the index. The BM25 keyword index (:mod:`qa.bm25`) is rebuilt from
-the chunk texts at every save (no embedding involved) into the same generation. The result replaces the old index atomically (see
-:mod:`embeddings.index`), under a writer lock.
+Only new or changed documents (by sha256 of the bytes and of the extracted text) are
+chunked, embedded and tokenised; they go into one new segment of the directory index, and
+removed or replaced documents become tombstones in the new manifest -- unchanged documents
+are not touched, so an update costs what changed, whatever the index holds (see
+:mod:`embeddings.index`). Each update is one atomic commit under the writer lock;
+:func:`compact_index` merges all segments (``python -m qa index --compact``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,25 @@ from typing import TypeVar
 import numpy as np
 
 from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder
-from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, VectorIndex, has_index, write_lock
+from embeddings.index import (
+    ChunkRecord,
+    DocEntry,
+    DocumentRecord,
+    IndexLoadError,
+    Manifest,
+    NewDocument,
+    VectorIndex,
+    commit,
+    compact,
+    has_index,
+    read_manifest,
+    text_sha256,
+    tidy,
+    write_lock,
+)
 from embeddings.stores import is_store_url
 from qa import config
-from qa.bm25 import bm25_files
+from qa.bm25 import TOKENIZER_VERSION, tokenize
 from qa.chunking import chunk_text
 from qa.documents import Document, Skipped, discover, document_from_bytes, load_folder, read_document
 from qa.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
@@ -72,10 +88,10 @@ def _chunking_params(max_tokens: int, overlap: int) -> dict[str, int]:
 
 
 def _reusable(
-    previous: VectorIndex | None, model: str, params: dict[str, int], variant: str | None = None
-) -> tuple[VectorIndex | None, str]:
-    """The previous index if its vectors can be reused, else ``None`` and why not (another
-    model, encoder variant -- unrecorded = fp32 -- or chunking)."""
+    previous: Manifest | None, model: str, params: dict[str, int], variant: str | None = None
+) -> tuple[Manifest | None, str]:
+    """The previous index if its segments can be kept, else ``None`` and why not (another
+    model, encoder variant -- unrecorded = fp32 --, chunking or BM25 tokenizer)."""
     if previous is None:
         return None, ""
     if previous.embedding_model != model:
@@ -85,14 +101,17 @@ def _reusable(
         return None, f"previous index used encoder variant {old_variant!r}; re-embedding everything with {variant!r}"
     if previous.chunking != params:
         return None, f"previous index used chunking {previous.chunking}; re-chunking everything"
+    if previous.tokenizer != TOKENIZER_VERSION:
+        # Postings of another tokenizer would not match this version's question tokens.
+        return None, f"previous index used BM25 tokenizer {previous.tokenizer!r}; re-indexing everything"
     return previous, ""
 
 
-def _needs_update(doc: Document, old: DocumentRecord) -> bool:
+def _needs_update(doc: Document, old: DocEntry) -> bool:
     # Same bytes but different extracted text happens when extraction itself improved
     # (e.g. an index built before Markdown/HTML extraction): re-chunk those too.
     pages = list(doc.pages) if doc.pages is not None else None
-    return doc.sha256 != old.sha256 or doc.text != old.text or pages != old.pages
+    return doc.sha256 != old.sha256 or text_sha256(doc.text) != old.text_sha256 or pages != old.pages
 
 
 def plan_changes(
@@ -160,10 +179,10 @@ def update_index(
     docs = {d.doc_id: d for d in documents}
     report = IndexReport(directory=str(index_dir), skipped=list(skipped))
     with write_lock(index_dir, wait_s=lock_wait_s):
-        previous: VectorIndex | None = None
+        previous: Manifest | None = None
         if has_index(index_dir) and not rebuild:
             try:
-                previous = VectorIndex.load(index_dir)
+                previous = read_manifest(index_dir)  # the manifest only: no segment is opened
             except IndexLoadError as exc:
                 report.note = f"previous index unusable ({exc}); building from scratch"
                 logger.warning(report.note)
@@ -172,58 +191,77 @@ def update_index(
 
         old_docs = previous.documents if previous else {}
         dropped = plan_changes(report, docs, old_docs, _needs_update, remove=remove, remove_missing=remove_missing)
-        keep_ids = [d for d in old_docs if d not in dropped and d not in report.changed]
 
         if previous is not None and not (report.added or report.changed or report.removed):
-            # Nothing to do: leave the live generation as it is.
-            report.chunks = len(previous.chunks)
+            # Nothing to do: leave the live generation as it is (only clear a killed writer's debris).
+            tidy(index_dir)
+            report.chunks = previous.num_chunks
             report.seconds = time.perf_counter() - started
             return report
 
-        # Reuse stored vectors of kept documents: no encoder call for them.
-        kept = set(keep_ids)
-        chunks: list[ChunkRecord] = []
-        parts: list[np.ndarray] = []
-        if previous is not None and kept:
-            rows = [i for i, c in enumerate(previous.chunks) if c.doc_id in kept]
-            chunks.extend(previous.chunks[i] for i in rows)
-            parts.append(previous.vectors()[rows])
-        new_records: list[ChunkRecord] = []
+        # Only new and changed documents are chunked, embedded (one batched call) and tokenised.
+        pending: list[tuple[DocumentRecord, list[ChunkRecord]]] = []
         new_texts: list[str] = []
         for doc_id in report.added + report.changed:
             doc = docs[doc_id]
+            records: list[ChunkRecord] = []
             for c in chunk_text(doc_id, doc.text, encoder.count_tokens, max_tokens, overlap_sentences):
-                new_records.append(ChunkRecord(c.chunk_id, doc_id, c.start, c.end))
+                records.append(ChunkRecord(c.chunk_id, doc_id, c.start, c.end))
                 new_texts.append(c.text)
-        if new_texts:
-            parts.append(
-                encoder.encode(
-                    new_texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(new_texts) > 64, bulk=True
-                )
+            pages = list(doc.pages) if doc.pages is not None else None
+            pending.append((DocumentRecord(doc_id, doc.source, doc.sha256, doc.text, pages), records))
+        vectors = (
+            encoder.encode(
+                new_texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(new_texts) > 64, bulk=True
             )
-        chunks.extend(new_records)
-
-        records = {d: old_docs[d] for d in keep_ids}
-        for doc_id in report.added + report.changed:
-            doc = docs[doc_id]
-            records[doc_id] = DocumentRecord(
-                doc_id, doc.source, doc.sha256, doc.text, list(doc.pages) if doc.pages is not None else None
-            )
-        vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dimension), dtype=np.float32)
-        index = VectorIndex(
+            if new_texts
+            else np.zeros((0, encoder.dimension), dtype=np.float32)
+        )
+        tokens = [tokenize(t) for t in new_texts]
+        new_docs: list[NewDocument] = []
+        row = 0
+        for record, records in pending:
+            n = len(records)
+            new_docs.append(NewDocument(record, records, vectors[row : row + n], tokens[row : row + n]))
+            row += n
+        # Replaced documents are dropped from the manifest too; their new version is in ``add``.
+        written = commit(
+            index_dir,
+            previous,
             embedding_model=encoder.name,
-            encoder_variant=encoder_variant(encoder),
             dimension=encoder.dimension,
             chunking=params,
-            documents=records,
-            chunks=chunks,
-            vectors=vectors,
+            tokenizer=TOKENIZER_VERSION,
+            add=new_docs,
+            remove=dropped,
+            encoder_variant=encoder_variant(encoder),
         )
-        # BM25 is rebuilt from the stored chunk texts (cheap; no embeddings) and written
-        # into the same generation, so vectors and keywords always switch together.
-        index.save(index_dir, extra_files=bm25_files(index))
-    report.chunks = len(chunks)
+    report.chunks = written.num_chunks
     report.embedded_chunks = len(new_texts)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def compact_index(index_dir: str | os.PathLike[str], *, lock_wait_s: float = 0.0) -> IndexReport:
+    """Merge every segment of the directory index at ``index_dir`` into one, dropping the
+    rows of removed and replaced documents (``python -m qa index --compact``). Nothing is
+    embedded or tokenised again.
+
+    Raises:
+        ValueError: ``index_dir`` is a PostgreSQL URL, or holds no index.
+        RuntimeError: another process holds the writer lock.
+    """
+    if is_store_url(index_dir):
+        raise ValueError("--compact is for a directory index; PostgreSQL maintains its own indexes (VACUUM)")
+    started = time.perf_counter()
+    with write_lock(index_dir, wait_s=lock_wait_s):
+        before = read_manifest(index_dir)  # IndexLoadError (a ValueError) says how to build one
+        segments = len(before.segments)
+        written = compact(index_dir)
+    report = IndexReport(directory=str(index_dir), unchanged=len(before.documents), chunks=before.num_chunks)
+    report.note = (
+        f"compacted {plural(segments, 'segment')} into 1" if written is not None else "already compact (one segment, no removed rows)"
+    )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -371,8 +409,13 @@ def add_documents(
             note="nothing to add",
         )
     encoder = _encoder_for(index_dir, encoder)
+    # Chunk like the index was built: other chunking would make update_index start afresh
+    # with only the added documents.
+    chunking = (_manifest(index_dir) or {}).get("chunking") or {}
     return update_index(
-        index_dir, documents, encoder=encoder, skipped=skipped, lock_wait_s=lock_wait_s, show_progress=show_progress
+        index_dir, documents, encoder=encoder, skipped=skipped, lock_wait_s=lock_wait_s, show_progress=show_progress,
+        max_tokens=int(chunking.get("max_tokens", config.CHUNK_MAX_TOKENS)),
+        overlap_sentences=int(chunking.get("overlap_sentences", config.CHUNK_OVERLAP_SENTENCES)),
     )
 
 
@@ -437,28 +480,26 @@ def remove_documents(
     started = time.perf_counter()
     with write_lock(index_dir, wait_s=lock_wait_s):
         # Checked under the lock, so the ids cannot vanish between the check and the update.
-        index = VectorIndex.load(index_dir)  # IndexLoadError (a ValueError) says how to build one
-        unknown = [d for d in ids if d not in index.documents]
+        manifest = read_manifest(index_dir)  # IndexLoadError (a ValueError) says how to build one
+        unknown = [d for d in ids if d not in manifest.documents]
         if unknown:
-            raise ValueError(unknown_id_message(unknown, index.documents, index_dir))
-        keep = {d for d in index.documents if d not in ids}
-        rows = [i for i, c in enumerate(index.chunks) if c.doc_id in keep]
-        vectors = index.vectors()[rows] if rows else np.zeros((0, index.dimension), dtype=np.float32)
-        updated = VectorIndex(
-            embedding_model=index.embedding_model,
-            encoder_variant=index.encoder_variant,
-            dimension=index.dimension,
-            chunking=index.chunking,
-            documents={d: r for d, r in index.documents.items() if d in keep},
-            chunks=[index.chunks[i] for i in rows],
-            vectors=vectors,
+            raise ValueError(unknown_id_message(unknown, manifest.documents, index_dir))
+        # A new manifest without them: their rows become tombstones, nothing else is rewritten.
+        written = commit(
+            index_dir,
+            manifest,
+            embedding_model=manifest.embedding_model,
+            dimension=manifest.dimension,
+            chunking=manifest.chunking,
+            tokenizer=manifest.tokenizer,
+            remove=ids,
+            encoder_variant=manifest.encoder_variant,
         )
-        updated.save(index_dir, extra_files=bm25_files(updated))
     return IndexReport(
         directory=str(index_dir),
         removed=sorted(ids),
-        unchanged=len(keep),
-        chunks=len(rows),
+        unchanged=len(written.documents),
+        chunks=written.num_chunks,
         seconds=time.perf_counter() - started,
     )
 
@@ -482,20 +523,18 @@ def list_documents(index: str | os.PathLike[str] | VectorIndex | object) -> list
         from qa.store_indexing import store_listing
 
         return store_listing(open_store(index) if isinstance(index, str) else index)  # type: ignore[arg-type]
-    vector_index = index if isinstance(index, VectorIndex) else VectorIndex.load(index)
-    per_doc: dict[str, int] = {}
-    for rec in vector_index.chunks:
-        per_doc[rec.doc_id] = per_doc.get(rec.doc_id, 0) + 1
+    # The manifest has all a listing needs: no segment is opened, no text is read.
+    entries = index.entries if isinstance(index, VectorIndex) else read_manifest(index).documents
     return [
         DocumentInfo(
-            doc_id=d.doc_id,
-            kind=kind_of(d.doc_id),
-            chunks=per_doc.get(d.doc_id, 0),
-            characters=len(d.text),
-            pages=len(d.pages) if d.pages is not None else None,
-            source=d.source,
+            doc_id=doc_id,
+            kind=kind_of(doc_id),
+            chunks=e.chunks,
+            characters=e.characters,
+            pages=len(e.pages) if e.pages is not None else None,
+            source=e.source,
         )
-        for d in sorted(vector_index.documents.values(), key=lambda d: d.doc_id)
+        for doc_id, e in sorted(entries.items())
     ]
 
 

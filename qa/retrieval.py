@@ -2,9 +2,11 @@
 
 Three retrievers, one interface (``retrieve(question, k) -> list[Passage]``, best first):
 
-* :class:`DenseRetriever` -- cosine similarity of MiniLM embeddings (exact FAISS search).
+* :class:`DenseRetriever` -- cosine similarity of MiniLM embeddings (exact search in small
+  segments of the index, IVF in large ones: :mod:`embeddings.index`).
   Finds paraphrases; blind to rare exact tokens (part numbers, codes, unusual names).
-* :class:`BM25Retriever` -- BM25 keyword scoring (:mod:`qa.bm25`, stored with the index).
+* :class:`BM25Retriever` -- BM25 keyword scoring (:mod:`qa.bm25` tokens; scored at query
+  time from the index's postings).
   Finds exact terms; blind to paraphrase.
 * :class:`HybridRetriever` -- reciprocal rank fusion (RRF, ``k=60``) of the top
   ``depth`` chunks of each. RRF uses only ranks, so the two scores need no calibration.
@@ -45,9 +47,9 @@ RETRIEVERS = ("dense", "bm25", "hybrid")
 
 
 def passage_at(index: VectorIndex, row: int, score: float, components: dict[str, float] | None = None) -> Passage:
-    """The :class:`Passage` for FAISS row ``row`` of ``index``."""
-    rec = index.chunks[row]
-    return make_passage(index.documents[rec.doc_id], rec, score, components)
+    """The :class:`Passage` for row ``row`` of ``index``."""
+    rec = index.chunk(row)
+    return make_passage(index.document(rec.doc_id), rec, score, components)
 
 
 def make_passage(
@@ -68,6 +70,11 @@ def make_passage(
     )
 
 
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"top_k={k} must be at least 1")
+
+
 def _dense_encoder(index: VectorIndex, encoder: Encoder | None) -> Encoder:
     """``encoder`` (default: the process-wide one for the index's model and the configured
     variant), refused when it is not the variant the index's vectors were made with.
@@ -76,20 +83,14 @@ def _dense_encoder(index: VectorIndex, encoder: Encoder | None) -> Encoder:
         IndexLoadError: another encoder variant (the message says how to rebuild).
     """
     encoder = encoder or get_encoder(index.embedding_model)
-    directory = index.directory
-    # A loaded index's directory is its generation (gen-...); the user knows the index by its root.
-    location = directory.parent if directory is not None and directory.name.startswith("gen-") else directory
-    check_encoder_variant(index.encoder_variant, encoder, location or "(in memory)")
+    # The user knows the index by its root (a loaded index's directory is its generation).
+    location = getattr(index, "root", None) or index.directory or "(in memory)"
+    check_encoder_variant(index.encoder_variant, encoder, location)
     return encoder
 
 
-def _check_k(k: int) -> None:
-    if k < 1:
-        raise ValueError(f"top_k={k} must be at least 1")
-
-
 class DenseRetriever:
-    """Cosine similarity between the question and chunk embeddings (exact FAISS search)."""
+    """Cosine similarity between the question and chunk embeddings."""
 
     name = "dense"
 
@@ -111,7 +112,7 @@ def _cosines(index: VectorIndex, query: np.ndarray, rows: list[int]) -> dict[int
     """Cosine of ``query`` with the stored vectors of ``rows`` (vectors are L2-normalised)."""
     if not rows:
         return {}
-    vectors = np.stack([index.faiss_index.reconstruct(int(r)) for r in rows])
+    vectors = index.vectors(rows)
     return {r: float(s) for r, s in zip(rows, vectors @ np.asarray(query, dtype=np.float32).ravel(), strict=True)}
 
 
@@ -121,15 +122,14 @@ class BM25Retriever:
     name = "bm25"
 
     def __init__(self, index: VectorIndex) -> None:
-        from qa.bm25 import get_bm25
-
         self.index = index
-        self.bm25 = get_bm25(index)
 
     def rank(self, question: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best ``(row, bm25 score)`` pairs (fewer when fewer chunks share a term)."""
+        from qa.bm25 import tokenize
+
         _check_k(k)
-        return self.bm25.top(question, k)
+        return self.index.bm25_search(tokenize(question), k)
 
     def retrieve(self, question: str, k: int) -> list[Passage]:
         """The ``k`` best passages for ``question``, best first."""
@@ -154,22 +154,21 @@ class HybridRetriever:
         rrf_k: int = RRF_K,
         depth: int = FUSION_DEPTH,
     ) -> None:
-        from qa.bm25 import get_bm25
-
         self.index = index
         self.encoder = _dense_encoder(index, encoder)
-        self.bm25 = get_bm25(index)
         self.rrf_k = rrf_k
         self.depth = depth
 
     def _fuse(self, question: str, k: int) -> list[tuple[int, dict[str, float]]]:
         """The ``k`` best rows in fusion order with their ``rrf``, ``dense`` and ``bm25`` scores."""
+        from qa.bm25 import tokenize
+
         _check_k(k)
         depth = max(k, self.depth)
         query = self.encoder.encode([question])
+        tokens = tokenize(question)
         dense = self.index.search(query, depth)[0]
-        bm25_all = self.bm25.scores(question)
-        sparse = [(int(r), float(bm25_all[r])) for r in np.argsort(-bm25_all, kind="stable")[:depth] if bm25_all[r] > 0]
+        sparse = self.index.bm25_search(tokens, depth)
         fused: dict[int, float] = {}
         for ranking in (dense, sparse):
             for rank, (row, _) in enumerate(ranking, 1):
@@ -178,7 +177,10 @@ class HybridRetriever:
         order = sorted(fused, key=lambda r: (-fused[r], dense_rank.get(r, len(dense)), r))[:k]
         cos = {row: s for row, s in dense}
         cos.update(_cosines(self.index, query, [r for r in order if r not in cos]))
-        return [(r, {"rrf": fused[r], "dense": cos[r], "bm25": float(bm25_all[r])}) for r in order]
+        bm25 = {row: s for row, s in sparse}
+        missing = [r for r in order if r not in bm25]
+        bm25.update(zip(missing, (float(x) for x in self.index.bm25_scores(tokens, missing)), strict=True))
+        return [(r, {"rrf": fused[r], "dense": cos[r], "bm25": bm25[r]}) for r in order]
 
     def rank(self, question: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` best ``(row, fused RRF score)`` pairs, best first."""
@@ -196,7 +198,7 @@ class StoreRetriever:
     ``Passage.components`` use the same names as the directory retrievers.
 
     Raises (on construction):
-        IndexLoadError: ``encoder`` is not the model, dimension or encoder variant the store was built with.
+        IndexLoadError: ``encoder`` is not the model (or dimension) the store was built with.
     """
 
     def __init__(

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder
-from embeddings.index import ChunkRecord, DocumentRecord
+from embeddings.index import ChunkRecord, DocumentRecord, text_sha256
 from embeddings.stores import open_store
 from embeddings.stores.postgres import PostgresStore
 from qa import config
@@ -37,11 +36,6 @@ if TYPE_CHECKING:  # qa.indexing imports this module lazily; import its types on
     from qa.indexing import DocumentInfo, IndexReport
 
 logger = logging.getLogger(__name__)
-
-
-def text_sha256(text: str) -> str:
-    """sha256 of the extracted text (stored, so a changed extraction is re-chunked as for a directory)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _pages(doc: Document) -> list[int] | None:

@@ -165,3 +165,23 @@ def test_cli_add_errors(tmp_path: Path) -> None:
     refused = run_qa("add", str(tmp_path / "bad.docx"), "--index", str(tmp_path / "idx"))
     assert refused.returncode != 0 and "bad.docx" in refused.stderr and "DOCX" in refused.stderr
     assert not (tmp_path / "idx" / "CURRENT").exists()
+
+
+def test_cli_compact_merges_segments_and_keeps_every_document(tmp_path: Path, docs_dir: Path, fake_encoder) -> None:
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    write(tmp_path / "more" / "delta.txt", "Delta lake is shallow and warm.")
+    add_files(index, [tmp_path / "more" / "delta.txt"], encoder=fake_encoder)
+    remove_documents(index, ["beta.md"])
+    before = {d.doc_id: d.chunks for d in list_documents(index)}
+    assert len(_state(index)[1]["segments"]) == 2
+    refused = run_qa("index", str(docs_dir), "--index", str(index), "--compact")
+    assert refused.returncode != 0 and "--compact takes no documents folder" in refused.stderr
+    done = run_qa("index", "--index", str(index), "--compact")  # merging embeds nothing: no model loads
+    assert done.returncode == 0, done.stderr
+    assert "compacted 2 segments into 1" in done.stdout
+    manifest = _state(index)[1]
+    assert len(manifest["segments"]) == 1 and manifest["segments"][0]["rows"] == manifest["num_chunks"]
+    assert {d.doc_id: d.chunks for d in list_documents(index)} == before
+    again = run_qa("index", "--index", str(index), "--compact")
+    assert again.returncode == 0 and "already compact" in again.stdout

@@ -186,11 +186,11 @@ def test_pdf_pages_survive_the_index_and_reach_passages(tmp_path: Path, fake_enc
     record = index.documents["ships.pdf"]
     assert record.pages is not None and len(record.pages) == 3
     assert index.documents["plain.txt"].pages is None
-    # Documents without pages are written exactly as before (no "pages" key).
-    rows = (index.directory / "documents.jsonl").read_text(encoding="utf-8")
+    # Documents without pages have no "pages" key in the manifest.
+    rows = (index.directory / "manifest.json").read_text(encoding="utf-8")
     assert rows.count('"pages"') == 1
     pages_seen = set()
-    for row, chunk in enumerate(index.chunks):
+    for row, chunk in zip(index.live_rows(), index.chunks, strict=True):
         passage = passage_at(index, row, 1.0)
         if chunk.doc_id == "ships.pdf":
             pages_seen.add(passage.page)

@@ -26,7 +26,7 @@ def test_changing_one_document_re_embeds_only_its_chunks(docs_dir: Path, tmp_pat
     report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
     assert report.changed == ["beta.md"] and report.unchanged == 2
     index = VectorIndex.load(tmp_path / "idx")
-    beta_texts = [index.chunk_text(i) for i, c in enumerate(index.chunks) if c.doc_id == "beta.md"]
+    beta_texts = [index.chunk_text(int(r)) for r, c in zip(index.live_rows(), index.chunks, strict=True) if c.doc_id == "beta.md"]
     assert sorted(fake_encoder.encoded) == sorted(beta_texts)
     assert any("very tall" in t for t in beta_texts)
     # Vectors of the other documents were carried over and still retrieve them.
@@ -43,7 +43,7 @@ def test_deleting_a_document_removes_its_chunks(docs_dir: Path, tmp_path: Path, 
     index = VectorIndex.load(tmp_path / "idx")
     assert "alpha.txt" not in index.documents
     assert all(c.doc_id != "alpha.txt" for c in index.chunks)
-    assert index.faiss_index.ntotal == len(index.chunks)
+    assert len(index.vectors()) == len(index.chunks) == len(index)
 
 
 def test_bad_files_are_reported_and_the_rest_indexed(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001

@@ -149,7 +149,7 @@ def index_summary(index: Any = None) -> str:
     else:  # a loaded index object: its own directory, if it has one
         directory = vector_index.directory
     if isinstance(vector_index, VectorIndex):
-        return fmt.format_index_info(directory, len(vector_index.documents), len(vector_index.chunks))
+        return fmt.format_index_info(directory, len(vector_index.documents), len(vector_index))
     # A database store: counted by the database; named by its database, never its password.
     return fmt.format_index_info(display_location(directory), *vector_index.counts())
 

@@ -3,8 +3,9 @@
 Two implementations answer the same questions with the same passages, chunk ids and
 character offsets:
 
-* a **directory** -> the embedded store (:class:`embeddings.index.VectorIndex`: FAISS +
-  BM25 files, loaded into memory). The default; nothing changes for a laptop user.
+* a **directory** -> the embedded store (:class:`embeddings.index.VectorIndex`: immutable
+  segments of memory-mapped vectors, IVF for large segments, SQLite metadata and BM25
+  postings, switched by a small manifest). The default; nothing changes for a laptop user.
 * a ``postgresql://`` (or ``postgres://``) **URL** -> the PostgreSQL + pgvector store
   (:class:`embeddings.stores.postgres.PostgresStore`): documents and chunks in tables,
   HNSW for vectors, GIN over a ``tsvector`` for keywords, hybrid retrieval fused by

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -314,18 +315,25 @@ def test_index_of_another_embedding_model(built, docs_dir):
     assert loaded.embedding_model == "fake/other-model" and loaded.dimension == 48
 
 
+def _segment_file(built: Path, name: str) -> Path:
+    segments = sorted(p for p in built.iterdir() if p.name.startswith("seg-"))
+    assert len(segments) == 1, segments
+    return segments[0] / name
+
+
 @pytest.mark.parametrize("cut", [0, 10, 45, -1])
-def test_truncated_faiss_file_is_detected_with_rebuild_command(built, cut):
-    faiss_file = current_generation(built) / "index.faiss"
-    data = faiss_file.read_bytes()
-    faiss_file.write_bytes(data[: cut if cut >= 0 else len(data) - 7])
-    message = _assert_load_error(built, "corrupt or incomplete", f"python -m qa index DOCS_DIR --index {built} --rebuild")
+@pytest.mark.parametrize("name", ["vectors.npy", "meta.sqlite", "post_rows.npy", "term_ptr.npy", "segment.json"])
+def test_truncated_segment_file_is_detected_with_rebuild_command(built, name, cut):
+    path = _segment_file(built, name)
+    data = path.read_bytes()
+    path.write_bytes(data[: cut if cut >= 0 else len(data) - 7])
+    message = _assert_load_error(built, f"python -m qa index DOCS_DIR --index {built} --rebuild")
     assert "\n" not in message
 
 
 def test_cli_ask_on_truncated_index_prints_rebuild_command(built):
-    faiss_file = current_generation(built) / "index.faiss"
-    faiss_file.write_bytes(faiss_file.read_bytes()[:100])
+    path = _segment_file(built, "vectors.npy")
+    path.write_bytes(path.read_bytes()[:100])
     out = subprocess.run(
         [PY, "-m", "qa", "ask", "Where does the alpha river flow?", "--index", str(built)],
         cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120,
@@ -334,9 +342,8 @@ def test_cli_ask_on_truncated_index_prints_rebuild_command(built):
     assert "--rebuild" in out.stderr and out.stderr.startswith("error: ")
 
 
-@pytest.mark.parametrize("name", ["chunks.jsonl", "documents.jsonl", "manifest.json"])
-def test_truncated_metadata_is_detected(built, name):
-    path = current_generation(built) / name
+def test_truncated_manifest_is_detected(built):
+    path = current_generation(built) / "manifest.json"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     _assert_load_error(built, "--rebuild")
@@ -344,19 +351,15 @@ def test_truncated_metadata_is_detected(built, name):
 
 def test_inconsistent_generation_is_detected(built):
     gen = current_generation(built)
-    lines = (gen / "chunks.jsonl").read_text().splitlines()
-    (gen / "chunks.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["segments"][0]["rows"] += 1
+    (gen / "manifest.json").write_text(json.dumps(manifest))
     _assert_load_error(built, "inconsistent", "--rebuild")
 
 
-def test_corrupt_bm25_data_falls_back_to_rebuilding_it(built):
-    from qa.retrieval import BM25Retriever
-
-    for path in (current_generation(built) / "bm25").iterdir():
-        if path.suffix == ".npy":
-            path.write_bytes(path.read_bytes()[:20])
-    hits = BM25Retriever(VectorIndex.load(built)).retrieve("alpha river", 2)
-    assert hits and hits[0].doc_id == "alpha.txt"
+def test_missing_segment_is_detected(built):
+    shutil.rmtree(_segment_file(built, "segment.json").parent)
+    _assert_load_error(built, "incomplete", "--rebuild")
 
 
 if sys.platform != "linux":  # pragma: no cover

@@ -1,14 +1,16 @@
-"""Crash safety: SIGKILL an index rebuild at random moments, many times; run two writers at once.
+"""Crash safety: SIGKILL an index rebuild, an add, a remove and a compaction at random
+moments, many times; run two writers at once.
 
 After every kill the previous index (or the complete new one) loads and retrieves exactly
-as before; a final run completes and leaves no debris. Two writers never corrupt the index:
-one fails with the lock message or, given ``--wait``, waits its turn.
+as before (or exactly as after); a final run completes and leaves no debris. Two writers
+never corrupt the index: one fails with the lock message or, given ``--wait``, waits its turn.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -40,6 +42,19 @@ def snapshot(index_dir: Path) -> dict:
         "dense": [[p.chunk_id for p in dense.retrieve(q, 5)] for q in QUERIES],
         "bm25": [[p.chunk_id for p in sparse.retrieve(q, 5)] for q in QUERIES],
     }
+
+
+def assert_no_debris(index: Path) -> None:
+    """Only the live generation, the one before it (readers may be opening it) and their segments."""
+    import json
+
+    names = {p.name for p in index.iterdir()} - {"CURRENT", ".lock"}
+    generations = {n for n in names if n.startswith("gen-")}
+    assert current_generation(index).name in generations and len(generations) <= 2, names
+    used = set()
+    for gen in generations:
+        used |= {s["name"] for s in json.loads((index / gen / "manifest.json").read_text())["segments"]}
+    assert names - generations == used, names
 
 
 def start_driver(docs: Path, index: Path, *extra: str) -> subprocess.Popen:
@@ -101,8 +116,7 @@ def test_sigkill_during_rebuild_never_loses_the_index(corpus, tmp_path):
     assert final.returncode == 0, err
     assert "30 added" in out
     assert snapshot(index) == before
-    leftovers = sorted(p.name for p in index.iterdir() if p.name not in ("CURRENT", ".lock"))
-    assert len(leftovers) == 1 and leftovers[0].startswith("gen-"), leftovers
+    assert_no_debris(index)
 
     figures = {
         "kills": KILLS,
@@ -149,4 +163,74 @@ def test_two_writers_one_fails_clearly_one_waits(corpus, tmp_path):
     start2 = float([line for line in out2.splitlines() if line.startswith("phase: encoding")][0].split()[2])
     assert start2 >= done1, "the waiting writer started encoding before the first one committed"
     assert snapshot(index) == before
-    assert len([p for p in index.iterdir() if p.name.startswith(("gen-", ".tmp-"))]) == 1
+    assert_no_debris(index)
+
+
+KILLS_PER_OP = 8
+
+
+@pytest.fixture(scope="module")
+def segmented(corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """An index of several segments with tombstones, and a folder of 4 more documents to add."""
+    work = tmp_path_factory.mktemp("segmented")
+    index = work / "index"
+    index_folder(corpus, index, encoder=FastEncoder())
+    more = write_corpus(work / "more", n_docs=34, seed=5)
+    for path in sorted(more.rglob("doc*.txt")):
+        if int(path.stem[3:]) < 30:
+            path.unlink()  # keep doc30..doc33: new ids
+    extra = work / "extra"
+    write_corpus(extra, n_docs=33, seed=7)
+    for path in sorted(extra.rglob("doc*.txt")):
+        if int(path.stem[3:]) < 30:
+            path.unlink()
+    from qa.indexing import add_files, remove_documents
+
+    add_files(index, [extra], encoder=FastEncoder())  # a second segment
+    remove_documents(index, ["part0/doc00.txt", "part1/doc04.txt"])  # tombstones in the first
+    return index, more
+
+
+@pytest.mark.parametrize("op", ["add", "remove", "compact"])
+def test_sigkill_during_add_remove_compact_leaves_before_or_after(op, segmented, tmp_path):
+    template, more = segmented
+    arg = {"add": str(more), "remove": "part2/doc02.txt,part0/doc30.txt", "compact": "-"}[op]
+    slow = ("--op", op, "--delay", str(DELAY_PER_BATCH), "--slow-fsync", str(SLOW_FSYNC))
+    before = snapshot(template)
+    # One undisturbed run on a copy: the state after, and how long its commit takes.
+    reference = tmp_path / "reference"
+    shutil.copytree(template, reference)
+    proc = start_driver(Path(arg), reference, *slow)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    after = snapshot(reference)
+    if op != "compact":
+        assert after != before
+    stamps = {line.split()[1]: float(line.split()[2]) for line in out.splitlines() if line.startswith("phase: ")}
+    first_save = min(float(line.split()[2]) for line in out.splitlines() if line.startswith("phase: saving"))
+    window = stamps["committed"] - first_save
+
+    rng = random.Random(int(os.environ.get("QA_KILL_SEED", "20240607")) + len(op))
+    outcomes = {"before": 0, "after": 0}
+    for n in range(KILLS_PER_OP):
+        index = tmp_path / f"kill{n}"
+        shutil.copytree(template, index)
+        proc = start_driver(Path(arg), index, *slow)
+        wait_for_phase(proc, "saving")  # the writer is writing its segment or manifest now
+        time.sleep(rng.uniform(0.0, window * 1.1))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        seen = snapshot(index)  # always loads
+        assert seen in (before, after), f"{op}: kill {n} left a state that is neither before nor after"
+        outcomes["before" if seen == before else "after"] += 1
+        if seen == before and op != "compact" or op == "compact":
+            # Running the same update again completes it and clears the debris of the killed one.
+            rerun = start_driver(Path(arg), index, "--op", op)
+            _, err = rerun.communicate(timeout=120)
+            assert rerun.returncode == 0, err
+            assert snapshot(index) == after
+            assert not list(index.glob(".tmp-*"))
+            assert_no_debris(index)
+        shutil.rmtree(index)
+    print(f"\nkill test ({op}):", outcomes)
+    record_figure(f"sigkill_{op}", {"kills": KILLS_PER_OP, "commit_window_s": round(window, 3), **outcomes})

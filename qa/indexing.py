@@ -288,7 +288,13 @@ def ensure_index(
     index_dir: str | os.PathLike[str] = config.DEFAULT_INDEX_DIR,
     docs_dir: str | os.PathLike[str] = config.DEFAULT_DOCS_DIR,
 ) -> Path:
-    """Build the index over ``docs_dir`` if ``index_dir`` holds none yet; return ``index_dir``."""
+    """Build the index over ``docs_dir`` if ``index_dir`` holds none yet, or rebuild it when it
+    can no longer answer (an older format, or another encoder variant than the configured one);
+    return ``index_dir``.
+
+    Only for the default index, which the project builds itself: an index the user names is
+    never rebuilt behind their back (it is refused with the rebuild command instead).
+    """
     if is_store_url(index_dir):
         from qa.store_indexing import store_summary
 
@@ -299,7 +305,23 @@ def ensure_index(
     if not has_index(index_dir):
         logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
         index_folder(docs_dir, index_dir, lock_wait_s=600.0)
+    elif (why := _outdated(index_dir)) is not None:
+        logger.warning("rebuilding the default index %s from %s: %s", index_dir, docs_dir, why)
+        index_folder(docs_dir, index_dir, lock_wait_s=600.0)
     return Path(index_dir)
+
+
+def _outdated(index_dir: str | os.PathLike[str]) -> str | None:
+    """Why the index at ``index_dir`` cannot serve questions as configured, or ``None``."""
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexLoadError as exc:
+        return str(exc)
+    built = manifest.encoder_variant or LEGACY_VARIANT
+    wanted = encoder_variant(get_encoder(manifest.embedding_model))  # cheap: the model loads lazily
+    if wanted is not None and wanted != built:
+        return f"its vectors are encoder variant {built!r}, questions are embedded as {wanted!r}"
+    return None
 
 
 # --------------------------------------------------------------------------- add / remove / list

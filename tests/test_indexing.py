@@ -90,3 +90,26 @@ def test_add_uploads_reports_progress(tmp_path: Path, fake_encoder) -> None:  # 
     assert report.added == ["a.txt", "b.txt"]
     assert [w for _, w in seen] == ["extracting a.txt", "extracting b.txt", "embedding and indexing 2 documents", "done"]
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
+
+
+def test_the_default_index_is_rebuilt_when_its_format_is_outdated(tmp_path: Path) -> None:
+    """An index the project built itself (ensure_index) is rebuilt after an upgrade instead of
+    refusing every question; the rebuilt one answers as configured."""
+    import json
+
+    from embeddings.index import current_generation, read_manifest
+    from qa.indexing import ensure_index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Ankara is the capital of Turkey.", encoding="utf-8")
+    index_dir = tmp_path / "idx"
+    ensure_index(index_dir, docs)
+    manifest_file = current_generation(index_dir) / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    raw["format_version"] = 1  # what an index of the previous release says
+    manifest_file.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="--rebuild"):
+        read_manifest(index_dir)
+    ensure_index(index_dir, docs)
+    assert set(read_manifest(index_dir).documents) == {"a.txt"}

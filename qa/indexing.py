@@ -96,15 +96,23 @@ def _reusable(
         return None, ""
     if previous.embedding_model != model:
         return None, f"previous index used embedding model {previous.embedding_model!r}; re-embedding everything"
-    old_variant = previous.encoder_variant or LEGACY_VARIANT
-    if old_variant != (variant or LEGACY_VARIANT):
-        return None, f"previous index used encoder variant {old_variant!r}; re-embedding everything with {variant!r}"
+    if why := variant_change(previous.encoder_variant, variant):
+        return None, why
     if previous.chunking != params:
         return None, f"previous index used chunking {previous.chunking}; re-chunking everything"
     if previous.tokenizer != TOKENIZER_VERSION:
         # Postings of another tokenizer would not match this version's question tokens.
         return None, f"previous index used BM25 tokenizer {previous.tokenizer!r}; re-indexing everything"
     return previous, ""
+
+
+def variant_change(old: str | None, new: str | None) -> str:
+    """Why vectors of encoder variant ``old`` cannot be reused by an encoder of variant ``new``
+    (``None`` = not recorded, read as fp32), or ``""`` when they can. For both stores."""
+    old_variant = old or LEGACY_VARIANT
+    if old_variant == (new or LEGACY_VARIANT):
+        return ""
+    return f"previous index used encoder variant {old_variant!r}; re-embedding everything with {new!r}"
 
 
 def _needs_update(doc: Document, old: DocEntry) -> bool:
@@ -312,16 +320,16 @@ def ensure_index(
 
 
 def _outdated(index_dir: str | os.PathLike[str]) -> str | None:
-    """Why the index at ``index_dir`` cannot serve questions as configured, or ``None``."""
+    """Why the index at ``index_dir`` cannot serve questions as configured, or ``None``: an
+    unreadable or older format, or what :func:`_reusable` refuses to keep (another encoder
+    variant or BM25 tokenizer). Its own model and chunking are kept: they still answer."""
     try:
         manifest = read_manifest(index_dir)
     except IndexLoadError as exc:
         return str(exc)
-    built = manifest.encoder_variant or LEGACY_VARIANT
-    wanted = encoder_variant(get_encoder(manifest.embedding_model))  # cheap: the model loads lazily
-    if wanted is not None and wanted != built:
-        return f"its vectors are encoder variant {built!r}, questions are embedded as {wanted!r}"
-    return None
+    encoder = get_encoder(manifest.embedding_model)  # cheap: the model loads lazily
+    _, why = _reusable(manifest, manifest.embedding_model, manifest.chunking, encoder_variant(encoder))
+    return why or None
 
 
 # --------------------------------------------------------------------------- add / remove / list

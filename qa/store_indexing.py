@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder
+from embeddings.encoder import Encoder, encoder_variant, get_encoder
 from embeddings.index import ChunkRecord, DocumentRecord, text_sha256
 from embeddings.stores import open_store
 from embeddings.stores.postgres import PostgresStore
@@ -81,7 +81,7 @@ def update_store(
     Raises:
         RuntimeError: another process holds the store's writer lock, or the server is unreachable.
     """
-    from qa.indexing import IndexReport, _chunking_params, plan_changes
+    from qa.indexing import IndexReport, _chunking_params, plan_changes, variant_change
 
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -109,12 +109,8 @@ def update_store(
                 if store.embedding_model != encoder.name or store.dimension != encoder.dimension:
                     report.note = f"previous index used embedding model {store.embedding_model!r}; re-embedding everything"
                     fresh = True
-                elif (store.encoder_variant or LEGACY_VARIANT) != (encoder_variant(encoder) or LEGACY_VARIANT):
-                    old_variant = store.encoder_variant or LEGACY_VARIANT
-                    report.note = (
-                        f"previous index used encoder variant {old_variant!r}; "
-                        f"re-embedding everything with {encoder_variant(encoder)!r}"
-                    )
+                elif why := variant_change(store.encoder_variant, encoder_variant(encoder)):
+                    report.note = why
                     fresh = True
                 elif store.chunking != params:
                     report.note = f"previous index used chunking {store.chunking}; re-chunking everything"

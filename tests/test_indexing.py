@@ -113,3 +113,10 @@ def test_the_default_index_is_rebuilt_when_its_format_is_outdated(tmp_path: Path
         read_manifest(index_dir)
     ensure_index(index_dir, docs)
     assert set(read_manifest(index_dir).documents) == {"a.txt"}
+    # Postings of another BM25 tokenizer would not match questions' tokens: rebuilt too.
+    manifest_file = current_generation(index_dir) / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    raw["tokenizer"] = "an-older-tokenizer"
+    manifest_file.write_text(json.dumps(raw))
+    ensure_index(index_dir, docs)
+    assert read_manifest(index_dir).tokenizer != "an-older-tokenizer"

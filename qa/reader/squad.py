@@ -73,6 +73,12 @@ def load_squad(path: Path | str, *, limit: int | None = None) -> list[QAExample]
     return out
 
 
+def _holds_gold(ex: QAExample, text: str) -> bool:
+    """Whether ``text`` contains a gold answer of ``ex`` (case-folded): never a negative then."""
+    folded = text.casefold()
+    return any(t.casefold() in folded for _, t in ex.answers)
+
+
 def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
     """Pair about ``ratio`` of the answerable questions with another paragraph of their article.
 
@@ -92,10 +98,8 @@ def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -
             continue
         others = [c for c in by_article[ex.article] if c != ex.context]
         rng.shuffle(others)
-        golds = [t.casefold() for _, t in ex.answers]
         for other in others[:5]:
-            folded = other.casefold()
-            if not any(g in folded for g in golds):
+            if not _holds_gold(ex, other):
                 negatives.append(QAExample(ex.id + "-neg", ex.question, other, (), ex.article, ex.title))
                 break
     return negatives
@@ -103,11 +107,6 @@ def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -
 
 #: Sentence ends: . ! ? (optionally closed by a quote or bracket) followed by white space.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]?\s+")
-
-
-def _holds_gold(ex: QAExample, text: str) -> bool:
-    folded = text.casefold()
-    return any(t.casefold() in folded for _, t in ex.answers if t.strip())
 
 
 def add_cut_negatives(examples: list[QAExample], ratio: float, rng: random.Random, *, min_words: int = 25) -> list[QAExample]:

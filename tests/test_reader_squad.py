@@ -14,6 +14,7 @@ from qa.reader.squad import (
     add_cut_negatives,
     add_negatives,
     add_retrieved_negatives,
+    add_swapped_negatives,
     length_grouped_batches,
     load_squad,
     make_features,
@@ -141,6 +142,39 @@ def test_retrieved_negatives_are_keyword_matches_from_other_articles() -> None:
     # The question's best match in another article, never its own article, never one holding the answer.
     assert negs["r-hard"].context == near.context and negs["r-hard"].is_impossible and negs["r-hard"].article == 1
     assert add_retrieved_negatives([q, near], 0.0, random.Random(0)) == []
+
+
+def test_swapped_negatives_change_one_name_or_number_the_paragraph_holds() -> None:
+    ctx = "Baykar first flew the Kızılelma in December 2022 near Istanbul."
+    q = QAExample("w", "Where did Baykar fly the Kızılelma in 2022?", ctx, ((ctx.index("Istanbul"), "Istanbul"),), 0)
+    other = QAExample("o", "Who rules Portugal and Brazil?", "Portugal ...", ((0, "Portugal"),), 1)
+    same_article = QAExample("s", "Is Ankara the capital?", ctx, ((0, "Baykar"),), 0)
+    seen = set()
+    for seed in range(40):
+        negs = [n for n in add_swapped_negatives([q, other, same_article], 1.0, random.Random(seed)) if n.id == "w-swap"]
+        if not negs:
+            continue
+        (neg,) = negs
+        assert neg.is_impossible and neg.context == ctx and neg.article == 0
+        before, after = q.question.split(), neg.question.split()
+        changed = {(a, b) for a, b in zip(before, after) if a != b}
+        if len(before) == len(after):
+            assert len(changed) == 1
+            old, new = changed.pop()
+            # Only what the paragraph mentions is swapped, for something it never mentions:
+            # a name from another article (never "Ankara", from the same one) or a moved year.
+            assert old.rstrip("?") in {"Baykar", "Kızılelma", "2022"}
+            new = new.rstrip("?")
+            assert new not in ctx and new != "Ankara"
+            assert new in {"Portugal", "Brazil"} or (new.isdigit() and 1982 <= int(new) <= 2062)
+            seen.add(old.rstrip("?"))
+        else:  # a two-word name came in
+            assert "Portugal and Brazil" not in neg.question
+    assert len(seen) >= 2  # the choice of what to swap varies with the seed
+    assert add_swapped_negatives([q, other], 0.0, random.Random(0)) == []
+    # A question the paragraph is not pinned to (no name or number of it) is left alone.
+    loose = QAExample("l", "What flew over the sea?", ctx, ((0, "Baykar"),), 0)
+    assert add_swapped_negatives([loose, other], 1.0, random.Random(0)) == []
 
 
 def test_length_grouped_batches_cover_every_feature_once() -> None:

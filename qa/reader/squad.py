@@ -6,7 +6,9 @@ when it misses -- of three kinds: another paragraph of the same article
 (:func:`add_negatives`), the question's own paragraph with the answer's sentence cut out
 (:func:`add_cut_negatives`: on topic, same entities, no answer, like SQuAD 2.0's
 unanswerable questions), and the best keyword match from another article
-(:func:`add_retrieved_negatives`: what a retriever's near miss looks like); and turns
+(:func:`add_retrieved_negatives`: what a retriever's near miss looks like), and the
+question with one name or number swapped for one its paragraph never mentions
+(:func:`add_swapped_negatives`: SQuAD 2.0's commonest unanswerable kind); and turns
 examples into token windows with start/end labels (standard SQuAD preprocessing: question
 + context windows with a stride; windows without the whole answer point at ``[CLS]``).
 """
@@ -166,6 +168,83 @@ def add_retrieved_negatives(examples: list[QAExample], ratio: float, rng: random
             if articles[row] != ex.article and not _holds_gold(ex, contexts[row]):
                 out.append(QAExample(ex.id + "-hard", ex.question, contexts[row], (), articles[row], ""))
                 break
+    return out
+
+
+#: What a question can be pinned to: runs of capitalised words (names) and numbers (years, counts).
+_NAME = r"[A-Z][\w'’-]*[a-z][\w'’-]*"
+_KEY_TOKEN = re.compile(rf"\b(?:{_NAME}(?:\s+{_NAME})*|\d[\d,.]*\d|\d)\b")
+#: Capitalised words that are grammar, not a subject (question words, pronouns...).
+_NOT_NAMES = frozenset(
+    "what which who whom whose when where why how is are was were do does did the a an in on of "
+    "for to by and or i it its this that these those name according".split()
+)
+
+
+def _in_text(token: str, text: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(token.casefold())}(?!\w)", text.casefold()) is not None
+
+
+def _swap_for(token: str, context: str, names: list[tuple[int, str]], article: int, rng: random.Random) -> str | None:
+    """A replacement for ``token`` of the same kind that ``context`` never mentions, or None."""
+    for _ in range(8):
+        if token[0].isdigit():
+            digits = token.replace(",", "")
+            if not digits.isdigit():
+                return None
+            value = int(digits)
+            if 1000 <= value <= 2100 and len(digits) == 4:  # a year: another year nearby
+                other = str(value + rng.choice([-1, 1]) * rng.randint(2, 40))
+            else:  # a count or amount: another of the same magnitude
+                other = str(max(1, value + rng.choice([-1, 1]) * rng.randint(1, max(2, value // 2))))
+        else:
+            other_article, other = names[rng.randrange(len(names))]
+            if other_article == article:
+                continue
+        if other.casefold() != token.casefold() and not _in_text(other, context):
+            return other
+    return None
+
+
+def add_swapped_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions with one name or number swapped for one the
+    paragraph never mentions, over their own paragraph, labelled "no answer".
+
+    "When did Beyoncé leave Destiny's Child?" becomes "When did Beyoncé leave Arsenal?":
+    every other word still matches, so the model must check that what the question is about
+    is what the passage says -- SQuAD 2.0's commonest unanswerable kind (entity swap), and
+    what a user's question about a thing the documents never mention looks like. Only tokens
+    the paragraph itself contains are swapped (the question is pinned to them); names come
+    from other articles' questions, numbers are moved (years by 2-40).
+    """
+    if ratio <= 0:
+        return []
+    names: list[tuple[int, str]] = []
+    for ex in examples:
+        for m in _KEY_TOKEN.finditer(ex.question):
+            word = m.group()
+            if m.start() > 0 and not word[0].isdigit() and word.casefold() not in _NOT_NAMES:
+                names.append((ex.article, word))
+    if len({a for a, _ in names}) < 2:
+        return []
+    out = []
+    for ex in examples:
+        if ex.is_impossible or rng.random() >= ratio:
+            continue
+        keys = [
+            m
+            for m in _KEY_TOKEN.finditer(ex.question)
+            if m.start() > 0 and m.group().casefold() not in _NOT_NAMES and _in_text(m.group(), ex.context)
+            and not any(_in_text(m.group(), t) for _, t in ex.answers)
+        ]
+        if not keys:
+            continue
+        m = rng.choice(keys)
+        other = _swap_for(m.group(), ex.context, names, ex.article, rng)
+        if other is None:
+            continue
+        question = ex.question[: m.start()] + other + ex.question[m.end() :]
+        out.append(QAExample(ex.id + "-swap", question, ex.context, (), ex.article, ex.title))
     return out
 
 

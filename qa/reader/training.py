@@ -28,6 +28,7 @@ from qa.reader.squad import (
     add_cut_negatives,
     add_negatives,
     add_retrieved_negatives,
+    add_swapped_negatives,
     length_grouped_batches,
     load_squad,
     make_features,
@@ -57,6 +58,7 @@ class TrainConfig:
     negative_ratio: float = 0.25
     cut_negative_ratio: float = 0.0
     retrieved_negative_ratio: float = 0.0
+    swap_negative_ratio: float = 0.0
     seed: int = 13
     checkpoint_minutes: float = 20.0
     bf16: bool = True
@@ -107,7 +109,10 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
     retrieved = add_retrieved_negatives(examples, cfg.retrieved_negative_ratio, rng)
     if retrieved:
         counts["retrieved_negatives"] = len(retrieved)
-    return examples + negatives + cut + retrieved, counts
+    swapped = add_swapped_negatives(examples, cfg.swap_negative_ratio, rng)
+    if swapped:
+        counts["swapped_negatives"] = len(swapped)
+    return examples + negatives + cut + retrieved + swapped, counts
 
 
 # --------------------------------------------------------------------------- checkpoints

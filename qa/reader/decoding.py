@@ -13,6 +13,7 @@ import numpy as np
 
 from qa.answer import Answer, Citation, Passage
 
+
 def make_citation(passage: Passage, start: int, end: int) -> Citation:
     """The citation of characters ``start:end`` of ``passage`` (offsets made document-wide)."""
     return Citation(

@@ -1,10 +1,10 @@
 """Sentence encoders: the ``Encoder`` interface, its variants, and the process-wide cache.
 
-A *variant* is how the same model computes: ``onnx-int8`` (ONNX Runtime, int8 weights; the
-default, :mod:`embeddings.onnx_encoder`), ``onnx-q8`` (ONNX Runtime, int8 compute after
-SmoothQuant; :mod:`embeddings.onnx_quant`), or sentence-transformers in PyTorch as ``fp32``
-(indexes built before variants were recorded), ``bf16`` (autocast) or ``int8`` (dynamic
-int8 Linear layers). Variants give close but not identical vectors, so an index records the
+A *variant* is how the same model computes: ``onnx-q8`` (ONNX Runtime, int8 compute after
+SmoothQuant; the default, :mod:`embeddings.onnx_quant`), ``onnx-int8`` (ONNX Runtime, the
+packaged int8 weights computed in float32; :mod:`embeddings.onnx_encoder`), or
+sentence-transformers in PyTorch as ``fp32`` (indexes built before variants were recorded),
+``bf16`` (autocast) or ``int8`` (dynamic int8 Linear layers). Variants give close but not identical vectors, so an index records the
 variant that embedded its documents and questions must be embedded by the same one
 (:func:`check_encoder_variant`). Measured on the project's question sets (``python -m qa
 bench encoders``): see README "Speed".
@@ -33,7 +33,7 @@ PACKAGED_MINILM_NAMES = frozenset(
 CANONICAL_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 #: Encoder variants (see the module docstring); the first is the default.
-VARIANTS: tuple[str, ...] = ("onnx-int8", "onnx-q8", "fp32", "bf16", "int8")
+VARIANTS: tuple[str, ...] = ("onnx-q8", "onnx-int8", "fp32", "bf16", "int8")
 #: The variant of an index whose manifest names none (written before variants existed).
 LEGACY_VARIANT = "fp32"
 #: Variants computed by sentence-transformers in PyTorch.

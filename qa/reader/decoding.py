@@ -48,6 +48,24 @@ def make_answer(
     return Answer(question, passage.text[start:end], score, reader, [make_citation(passage, start, end)], list(passages))
 
 
+# --------------------------------------------------------------------------- input text
+
+#: Letters that Unicode does not decompose, so the uncased tokenizer's accent stripping keeps
+#: them apart from the plain letter a user types: "Kızılelma" (dotless ı) would never match
+#: "Kizilelma". Each maps to one character, so offsets into the folded text are offsets into
+#: the original and answers stay exact spans of the document.
+_FOLD = str.maketrans("ıłŁøØđĐħĦŧŦ", "ilLoOdDhHtT")
+
+
+def fold_letters(text: str) -> str:
+    """``text`` with undecomposable letters replaced by their plain Latin letter (same length).
+
+    Applied to questions and passages before the reader's tokenizer (and when training and
+    evaluating it), so a question typed without the special letter reads as the document's.
+    """
+    return text.translate(_FOLD)
+
+
 # --------------------------------------------------------------------------- span decoding
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qa.reader.decoding import fold_letters
+
 
 @dataclass(frozen=True)
 class QAExample:
@@ -182,7 +184,8 @@ _NOT_NAMES = frozenset(
 
 
 def _in_text(token: str, text: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(token.casefold())}(?!\w)", text.casefold()) is not None
+    """Whether ``token`` occurs as a word in ``text`` as the reader sees them (case, letters folded)."""
+    return re.search(rf"(?<!\w){re.escape(fold_letters(token).casefold())}(?!\w)", fold_letters(text).casefold()) is not None
 
 
 def _swap_for(token: str, context: str, names: list[tuple[int, str]], article: int, rng: random.Random) -> str | None:
@@ -271,8 +274,8 @@ def make_features(
     for b in range(0, len(examples), batch):
         chunk = examples[b : b + batch]
         enc = tokenizer(
-            [e.question.strip() for e in chunk],
-            [e.context for e in chunk],
+            [fold_letters(e.question.strip()) for e in chunk],
+            [fold_letters(e.context) for e in chunk],
             truncation="only_second",
             max_length=max_length,
             stride=stride,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.reader.decoding import fold_letters
 from qa.reader.squad import QAExample
 
 # --------------------------------------------------------------------------- official metrics
@@ -95,8 +96,8 @@ def predict(
         idx = order[g : g + group]
         chunk = [examples[i] for i in idx]
         enc = tokenizer(
-            [e.question.strip() for e in chunk],
-            [e.context for e in chunk],
+            [fold_letters(e.question.strip()) for e in chunk],
+            [fold_letters(e.context) for e in chunk],
             truncation="only_second",
             max_length=max_length,
             stride=stride,

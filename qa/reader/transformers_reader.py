@@ -22,7 +22,7 @@ import numpy as np
 
 from qa import config
 from qa.answer import Answer, Passage
-from qa.reader.decoding import decode, make_answer, span_confidence, trim_span
+from qa.reader.decoding import decode, fold_letters, make_answer, span_confidence, trim_span
 
 logger = logging.getLogger(__name__)
 
@@ -247,16 +247,17 @@ class TransformersReader:
         # below what is left (the tokenizer refuses otherwise), and the question is cut to
         # half the window at most so that some passage always fits.
         # The cut question is only what the model reads: the Answer keeps the user's question.
-        question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
-        model_question = question
+        model_question = fold_letters(question)
+        texts = [fold_letters(p.text) for p in passages]  # same length: offsets hold for p.text
+        question_ids = tokenizer(model_question, add_special_tokens=False)["input_ids"]
         if len(question_ids) > self.max_length // 2:
             question_ids = question_ids[: self.max_length // 2]
             model_question = tokenizer.decode(question_ids)
         room = self.max_length - len(question_ids) - 4
         stride = min(self.stride, max(0, room // 2))
         enc = tokenizer(
-            [model_question] * len(passages) if pad_right else [p.text for p in passages],
-            [p.text for p in passages] if pad_right else [model_question] * len(passages),
+            [model_question] * len(passages) if pad_right else texts,
+            texts if pad_right else [model_question] * len(passages),
             truncation="only_second" if pad_right else "only_first",
             max_length=self.max_length,
             stride=stride,

@@ -87,11 +87,12 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: fp32 EM 72.4 / 367 ms, bf16 72.6 / 225 ms, int8 69.6 / 186 ms (see its model card).
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: The shipped reader answers when P(best span) vs P(no answer) reaches this; below it says
-#: "I don't know". Measured (model card): over the project's eight question sets through
-#: ask() (hybrid, top 5) overall accuracy (right answer or right abstention) is flat from 0.3
-#: to 0.95 (0.602 ... 0.617, within a handful of 779 questions); 0.5 is best on seeds_dev and
-#: the held-out set and keeps answering easy questions scored 0.6-0.9, which 0.9 turns into
-#: "I don't know". SQuAD 2.0 dev at 0.5: HasAns F1 73.8, NoAns 18.1 % (0.9: 69.9 / 28.6 %).
+#: "I don't know". Measured on release 3 (model card): over the project's eight question sets
+#: through ask() (hybrid, top 5) overall accuracy (right answer or right abstention) is flat
+#: from 0.3 to 0.95 (0.629 ... 0.610, within a handful of 679 questions); 0.5 (the span is more
+#: likely than "no answer") is within four questions of the best and abstains more on SQuAD 2.0
+#: than 0.3; 0.9 turns easy right answers into "I don't know". SQuAD 2.0 dev at 0.5: HasAns F1
+#: 72.3, NoAns 24.4 % (0.9: 68.8 / 34.8 %).
 READER_THRESHOLD: float = float(os.environ.get("QA_READER_THRESHOLD", "0.5"))
 
 #: Longest question accepted (characters); longer input is refused with a clear error.

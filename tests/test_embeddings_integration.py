@@ -14,6 +14,7 @@ import pytest
 
 from embeddings.encoder import get_encoder, make_encoder, packaged_minilm_path
 from embeddings.index import VectorIndex
+from qa import config
 from qa.indexing import index_folder
 from qa.retrieval import DenseRetriever
 from tests.conftest import ROOT
@@ -92,7 +93,7 @@ def test_onnx_query_encoder_finds_the_same_top1_as_the_document_encoder(tmp_path
 
 def test_asking_does_not_import_torch(tmp_path: Path) -> None:
     """The default variant answers a question's embedding without PyTorch (cold start)."""
-    index_folder(ROOT / "seeds", tmp_path / "idx", encoder=get_encoder(None, "onnx-int8"))
+    index_folder(ROOT / "seeds", tmp_path / "idx", encoder=get_encoder())
     script = (
         "import sys; from qa.pipeline import load_index; from qa.retrieval import DenseRetriever\n"
         f"p = DenseRetriever(load_index({str(tmp_path / 'idx')!r})).retrieve(\"Who is Turkey's defense minister?\", 1)\n"
@@ -112,7 +113,7 @@ def test_token_counts_are_not_truncated() -> None:
 def test_defense_minister_question_retrieves_guler_chunk_first(tmp_path: Path) -> None:
     report = index_folder(ROOT / "seeds", tmp_path / "idx")
     assert report.chunks >= 2
-    index = VectorIndex.load(tmp_path / "idx", expect_model="sentence-transformers/all-MiniLM-L6-v2", expect_variant="onnx-int8")
+    index = VectorIndex.load(tmp_path / "idx", expect_model="sentence-transformers/all-MiniLM-L6-v2", expect_variant=config.ENCODER_VARIANT)
     for row in index.live_rows():
         assert get_encoder().count_tokens(index.chunk_text(int(row))) <= 160
     passages = DenseRetriever(index).retrieve("Who is Turkey's defense minister?", k=3)
@@ -128,7 +129,6 @@ def test_ivf_switch_over_keeps_the_exact_top_1_on_the_dev_questions(tmp_path: Pa
     import shutil
 
     from embeddings.index import VectorIndex
-    from qa import config
     from qa.indexing import add_files, compact_index
 
     docs = tmp_path / "docs"

@@ -13,14 +13,17 @@ from qa.reader import SHIPPED_READER_DIR, TransformersReader, get_reader
 
 SEED_DOC = Path(__file__).resolve().parent.parent / "seeds" / "japan_defense_minister_turkey_visit.txt"
 
-#: (question, expected answer span). Offsets are checked against the document text.
+#: (question, the right answer spans of the article). The reader must return one of them,
+#: at its place in the document. Where the article says it twice ("In Ankara, he engaged in
+#: discussions" / "his meetings in the capital") both spans are right; releases differ in which
+#: they pick (release 2: "Ankara" and "Kızılelma"; release 3: "the capital" and the full name).
 GOLDEN = [
-    ("When did the Kizilelma make its first flight?", "December 2022"),
-    ("Which European country joined the drone coalition alongside Turkey?", "Belgium"),
-    ("Who manufactures the Kizilelma combat drone?", "Baykar"),
-    ("Where did Nakatani meet his Turkish counterpart?", "Ankara"),
-    ("Which drone has Baykar begun mass-producing?", "Kızılelma"),
-    ("Who is Turkey's defense minister?", "Yasar Guler"),
+    ("When did the Kizilelma make its first flight?", ("December 2022",)),
+    ("Which European country joined the drone coalition alongside Turkey?", ("Belgium",)),
+    ("Who manufactures the Kizilelma combat drone?", ("Baykar",)),
+    ("Where did Nakatani meet his Turkish counterpart?", ("Ankara", "the capital")),
+    ("Which drone has Baykar begun mass-producing?", ("Kızılelma", "Kızılelma unmanned combat aerial vehicle")),
+    ("Who is Turkey's defense minister?", ("Yasar Guler",)),
 ]
 UNANSWERABLE = ["What is the population of Tokyo?", "What is the top speed of the Kizilelma?"]
 
@@ -52,13 +55,14 @@ def seed_passages():  # noqa: ANN201
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("question", "expected"), GOLDEN)
-def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, expected: str) -> None:  # noqa: ANN001
+def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, expected: tuple[str, ...]) -> None:  # noqa: ANN001
     text, passages = seed_passages
     answer = TransformersReader("shipped").read(question, passages)
     assert answer.reader == "minilm-squad (shipped)"
-    assert answer.text == expected, (answer.text, answer.score)
+    assert answer.text in expected, (answer.text, answer.score)
     c = answer.citations[0]
-    assert text[c.answer_start : c.answer_end] == expected  # exact offsets, also through unicode (Kızılelma)
+    # Exact offsets, also through unicode (Kızılelma) and letter folding.
+    assert text[c.answer_start : c.answer_end] == answer.text
     assert text[c.passage_start : c.passage_end] == c.passage
 
 

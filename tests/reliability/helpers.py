@@ -67,13 +67,15 @@ class FastEncoder:
 
 
 class NoTorchMiniLM:
-    """The packaged all-MiniLM-L6-v2 in its default variant (ONNX Runtime, int8 weights), which
-    never imports PyTorch: builds a real index fast, which the app then queries alike."""
+    """The packaged all-MiniLM-L6-v2 in the default variant (an ONNX one), which never imports
+    PyTorch: builds a real index fast, which the app then queries alike."""
 
     def __init__(self) -> None:
         from embeddings.encoder import get_encoder
 
-        self._inner = get_encoder(None, "onnx-int8")
+        from qa import config
+
+        self._inner = get_encoder(None, config.ENCODER_VARIANT)
         self.name = self._inner.name
         self.variant = self._inner.variant
 

@@ -219,16 +219,18 @@ def test_missing_documents_folder_is_a_clear_error(tmp_path, fast_encoder):
     assert not (tmp_path / "index").exists() or not has_index(tmp_path / "index")
 
 
-def test_large_job_asks_the_encoder_for_a_progress_bar(tmp_path):
+def test_large_job_asks_the_encoder_for_a_progress_bar(tmp_path, capsys):
     from tests.reliability.helpers import write_corpus
 
     docs = write_corpus(tmp_path / "docs", n_docs=30)
     enc = FastEncoder()
     index_folder(docs, tmp_path / "index", encoder=enc, show_progress=True)
     assert sum(n for n, _, _ in enc.calls) > 64 and any(progress for _, progress, _ in enc.calls)
+    assert "BM25 terms" in capsys.readouterr().err  # the keyword step has its own bar
     small = FastEncoder()
     update_index(tmp_path / "index2", load_folder(docs)[0][:1], encoder=small, show_progress=True)
     assert not any(progress for _, progress, _ in small.calls)  # no bar flicker for tiny jobs
+    assert "BM25 terms" not in capsys.readouterr().err
 
 
 def test_twenty_megabyte_file_indexes_with_bounded_memory(tmp_path):

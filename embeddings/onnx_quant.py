@@ -194,14 +194,31 @@ def build(source: Path, dest: Path, amax: dict[str, np.ndarray], alpha: float = 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp_in = dest.with_name(f".{dest.name}.{os.getpid()}.smoothed.onnx")
     tmp_out = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    # The quantiser logs to the root logger, per node (INFO) and with advice about shape
+    # pre-processing (WARNING) that does not apply here: noise to a user whose first question
+    # triggers this build. Its records are dropped while it runs.
+    quiet = _DropFrom(os.sep + "onnxruntime" + os.sep + "quantization" + os.sep)
+    logging.getLogger().addFilter(quiet)
     try:
         onnx.save(model, str(tmp_in))
         quantize_dynamic(str(tmp_in), str(tmp_out), weight_type=QuantType.QInt8, per_channel=True)
         os.replace(tmp_out, dest)
     finally:
+        logging.getLogger().removeFilter(quiet)
         for p in (tmp_in, tmp_out):
             p.unlink(missing_ok=True)
     return dest
+
+
+class _DropFrom(logging.Filter):
+    """Drops log records emitted from source files whose path contains ``part``."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__()
+        self.part = part
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.part not in record.pathname
 
 
 def quantized_model_path(source: Path | None = None) -> Path:

@@ -4,9 +4,9 @@ A *variant* is how the same model computes: ``onnx-q8`` (ONNX Runtime, int8 comp
 SmoothQuant; the default, :mod:`embeddings.onnx_quant`), ``onnx-int8`` (ONNX Runtime, the
 packaged int8 weights computed in float32; :mod:`embeddings.onnx_encoder`), or
 sentence-transformers in PyTorch as ``fp32`` (indexes built before variants were recorded),
-``bf16`` (autocast) or ``int8`` (dynamic int8 Linear layers). Variants give close but not identical vectors, so an index records the
-variant that embedded its documents and questions must be embedded by the same one
-(:func:`check_encoder_variant`). Measured on the project's question sets (``python -m qa
+``bf16`` (autocast) or ``int8`` (dynamic int8 Linear layers). Variants give close but not
+identical vectors, so an index records the variant that embedded its documents and questions
+must be embedded by the same one (:func:`check_encoder_variant`). Measured on the project's question sets (``python -m qa
 bench encoders``): see README "Speed".
 
 Models load lazily on first use and are cached once per process per (model, variant), so
@@ -38,8 +38,9 @@ VARIANTS: tuple[str, ...] = ("onnx-q8", "onnx-int8", "fp32", "bf16", "int8")
 LEGACY_VARIANT = "fp32"
 #: Variants computed by sentence-transformers in PyTorch.
 TORCH_VARIANTS = frozenset({"fp32", "bf16", "int8"})
-#: Variants computed by ONNX Runtime (all-MiniLM-L6-v2 only; embeddings.onnx_encoder).
-ONNX_VARIANTS = frozenset({"onnx-int8", "onnx-q8"})
+#: Variants computed by ONNX Runtime, all-MiniLM-L6-v2 only (embeddings.onnx_encoder): the
+#: packaged file as it is, and the int8-compute model derived from it (embeddings.onnx_quant).
+ONNX_VARIANTS: tuple[str, ...] = ("onnx-int8", "onnx-q8")
 
 
 @runtime_checkable
@@ -304,6 +305,25 @@ def get_encoder(name: str | None = None, variant: str | None = None) -> Encoder:
         with _MODELS_LOCK:
             encoder = _ENCODERS.setdefault(key, made)
     return encoder
+
+
+def progress_ticker(total: int, show: bool, what: str, unit: str):  # noqa: ANN201 - a callable
+    """A function to call once per item of a ``total``-item job: it advances a progress bar
+    named ``what`` (tqdm) when ``show`` and the job has more than one item, else does nothing."""
+    if not show or total < 2:
+        return lambda: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with sentence-transformers/transformers
+        return lambda: None
+    bar = tqdm(total=total, desc=what, unit=unit)
+
+    def tick() -> None:
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
+
+    return tick
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.encoder import ONNX_VARIANTS, progress_ticker
+
 logger = logging.getLogger(__name__)
 
 #: The only model this variant exists for (the ONNX file is that model).
@@ -40,11 +42,6 @@ ONNX_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 #: sentence-transformers' ``max_seq_length`` for all-MiniLM-L6-v2: longer inputs are truncated.
 MAX_SEQ_LENGTH = 256
-
-
-#: The variants this module computes: the packaged file as it is (int8 weights, float32
-#: compute), and the int8-compute model derived from it (:mod:`embeddings.onnx_quant`).
-ONNX_VARIANTS: tuple[str, ...] = ("onnx-int8", "onnx-q8")
 
 
 class OnnxUnavailable(ValueError):
@@ -162,7 +159,7 @@ class OnnxMiniLMEncoder:
             out[i] = self._run(session, ids, np.ones_like(ids))[0]
 
         workers = min(encoder_threads(), len(order)) if bulk else 1
-        progress = _progress(len(order), show_progress)
+        progress = progress_ticker(len(order), show_progress, "Embedding", "text")
         if workers <= 1:
             for i in order:
                 run(i)
@@ -223,21 +220,3 @@ def _load_session(model_path: Path, tokenizer_dir: Path) -> tuple:
         loaded = (session, frozenset(i.name for i in session.get_inputs()), tok, counter)
         _SESSIONS[key] = loaded
         return loaded
-
-
-def _progress(total: int, show: bool):  # noqa: ANN202 - a callable or a no-op
-    """A tick function for a progress bar over ``total`` texts (tqdm when shown and installed)."""
-    if not show or total < 2:
-        return lambda: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with sentence-transformers/transformers
-        return lambda: None
-    bar = tqdm(total=total, desc="Embedding", unit="text")
-
-    def tick() -> None:
-        bar.update(1)
-        if bar.n >= total:
-            bar.close()
-
-    return tick

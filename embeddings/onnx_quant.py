@@ -16,8 +16,8 @@ fp32 with cosine to fp32 >= 0.994 (0.987 without smoothing); ``a = 0.8`` was bes
 The derived model is built at first use from the packaged file (fold its int8 weights to
 float32, smooth, quantise with ``onnxruntime.quantization.quantize_dynamic``, per channel) and
 cached under ``QA_CACHE_DIR`` (default ``~/.cache/extractive-qa``; the temporary folder if
-that is not writable), keyed by everything it depends on; the build takes a few seconds and needs the ``onnx`` package. The calibration
-ranges ship with the package (``embeddings/data/minilm_q8_amax.npz``, 64 KB) and are
+that is not writable), keyed by everything it depends on; the build takes a few seconds and
+needs the ``onnx`` package. The calibration ranges ship with the package (``embeddings/data/minilm_q8_amax.npz``, 64 KB) and are
 reproduced by ``python -m embeddings.onnx_quant calibrate FILE.json.gz`` (SQuAD-format
 training paragraphs; the shipped ones: 200 paragraphs of SQuADShifts new-wiki).
 """

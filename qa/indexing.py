@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder
+from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder, progress_ticker
 from embeddings.index import (
     ChunkRecord,
     DocEntry,
@@ -225,7 +225,12 @@ def update_index(
             if new_texts
             else np.zeros((0, encoder.dimension), dtype=np.float32)
         )
-        tokens = [tokenize(t) for t in _with_progress(new_texts, "BM25 terms", show_progress and len(new_texts) > 64)]
+        # A large folder's keyword step takes a while after its embedding bar ends: its own bar.
+        tick = progress_ticker(len(new_texts), show_progress and len(new_texts) > 64, "BM25 terms", "chunk")
+        tokens = []
+        for text in new_texts:
+            tokens.append(tokenize(text))
+            tick()
         new_docs: list[NewDocument] = []
         row = 0
         for record, records in pending:
@@ -248,18 +253,6 @@ def update_index(
     report.embedded_chunks = len(new_texts)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _with_progress(items: list[str], what: str, show: bool) -> Iterable[str]:
-    """``items``, under a progress bar named ``what`` when ``show`` (tqdm; a large folder's
-    keyword step takes a while after its embedding bar ends)."""
-    if not show:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with transformers
-        return items
-    return tqdm(items, desc=what, unit="chunk")
 
 
 def compact_index(index_dir: str | os.PathLike[str], *, lock_wait_s: float = 0.0) -> IndexReport:

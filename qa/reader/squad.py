@@ -183,13 +183,19 @@ _NOT_NAMES = frozenset(
 )
 
 
-def _in_text(token: str, text: str) -> bool:
-    """Whether ``token`` occurs as a word in ``text`` as the reader sees them (case, letters folded)."""
-    return re.search(rf"(?<!\w){re.escape(fold_letters(token).casefold())}(?!\w)", fold_letters(text).casefold()) is not None
+def _as_read(text: str) -> str:
+    """``text`` as the reader tells words apart: letters folded, case ignored."""
+    return fold_letters(text).casefold()
+
+
+def _in_text(token: str, read: str) -> bool:
+    """Whether ``token`` occurs as a word in ``read`` (a text passed through :func:`_as_read`)."""
+    return re.search(rf"(?<!\w){re.escape(_as_read(token))}(?!\w)", read) is not None
 
 
 def _swap_for(token: str, context: str, names: list[tuple[int, str]], article: int, rng: random.Random) -> str | None:
-    """A replacement for ``token`` of the same kind that ``context`` never mentions, or None."""
+    """A replacement for ``token`` of the same kind that ``context`` (through :func:`_as_read`)
+    never mentions, or None."""
     for _ in range(8):
         if token[0].isdigit():
             digits = token.replace(",", "")
@@ -234,21 +240,40 @@ def add_swapped_negatives(examples: list[QAExample], ratio: float, rng: random.R
     for ex in examples:
         if ex.is_impossible or rng.random() >= ratio:
             continue
+        context = _as_read(ex.context)
+        answers = [_as_read(t) for _, t in ex.answers]
         keys = [
             m
             for m in _KEY_TOKEN.finditer(ex.question)
-            if m.start() > 0 and m.group().casefold() not in _NOT_NAMES and _in_text(m.group(), ex.context)
-            and not any(_in_text(m.group(), t) for _, t in ex.answers)
+            if m.start() > 0 and m.group().casefold() not in _NOT_NAMES and _in_text(m.group(), context)
+            and not any(_in_text(m.group(), t) for t in answers)
         ]
         if not keys:
             continue
         m = rng.choice(keys)
-        other = _swap_for(m.group(), ex.context, names, ex.article, rng)
+        other = _swap_for(m.group(), context, names, ex.article, rng)
         if other is None:
             continue
         question = ex.question[: m.start()] + other + ex.question[m.end() :]
         out.append(QAExample(ex.id + "-swap", question, ex.context, (), ex.article, ex.title))
     return out
+
+
+def encode_pairs(tokenizer: Any, examples: list[QAExample], *, max_length: int, stride: int, **options: Any) -> Any:
+    """Question + context windows of ``examples`` as the reader reads them: letters folded
+    (:func:`qa.reader.decoding.fold_letters`; same length, so offsets hold for the original
+    context), the context truncated into overlapping windows, with offset mappings.
+    ``options`` go to the tokenizer (padding, tensor type)."""
+    return tokenizer(
+        [fold_letters(e.question.strip()) for e in examples],
+        [fold_letters(e.context) for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        **options,
+    )
 
 
 @dataclass
@@ -273,15 +298,7 @@ def make_features(
     features: list[Feature] = []
     for b in range(0, len(examples), batch):
         chunk = examples[b : b + batch]
-        enc = tokenizer(
-            [fold_letters(e.question.strip()) for e in chunk],
-            [fold_letters(e.context) for e in chunk],
-            truncation="only_second",
-            max_length=max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-        )
+        enc = encode_pairs(tokenizer, chunk, max_length=max_length, stride=stride)
         for w, offsets in enumerate(enc["offset_mapping"]):
             i = enc["overflow_to_sample_mapping"][w]
             ex = chunk[i]

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.reader.decoding import fold_letters
-from qa.reader.squad import QAExample
+from qa.reader.squad import QAExample, encode_pairs
 
 # --------------------------------------------------------------------------- official metrics
 
@@ -95,17 +94,7 @@ def predict(
     for g in range(0, len(order), group):
         idx = order[g : g + group]
         chunk = [examples[i] for i in idx]
-        enc = tokenizer(
-            [fold_letters(e.question.strip()) for e in chunk],
-            [fold_letters(e.context) for e in chunk],
-            truncation="only_second",
-            max_length=max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="np",
-        )
+        enc = encode_pairs(tokenizer, chunk, max_length=max_length, stride=stride, padding="longest", return_tensors="np")
         n = len(enc["input_ids"])
         masks = np.array([[s == 1 for s in enc.sequence_ids(w)] for w in range(n)])
         inputs = {k: torch.as_tensor(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}

@@ -14,6 +14,8 @@ from qa.reader.squad import (
     add_cut_negatives,
     add_negatives,
     add_retrieved_negatives,
+    add_contrast_negatives,
+    add_noisy_positives,
     add_swapped_negatives,
     length_grouped_batches,
     load_squad,
@@ -175,6 +177,55 @@ def test_swapped_negatives_change_one_name_or_number_the_paragraph_holds() -> No
     # A question the paragraph is not pinned to (no name or number of it) is left alone.
     loose = QAExample("l", "What flew over the sea?", ctx, ((0, "Baykar"),), 0)
     assert add_swapped_negatives([loose, other], 1.0, random.Random(0)) == []
+
+
+def test_contrast_negatives_turn_a_word_to_its_opposite_the_paragraph_never_uses() -> None:
+    ctx = "The first flight of the drone took place in 2022. It flew north of the city."
+    q = QAExample("c", "When was the first flight?", ctx, ((ctx.index("2022"), "2022"),), 0)
+    (neg,) = add_contrast_negatives([q], 1.0, random.Random(0))
+    assert neg.id == "c-contrast" and neg.is_impossible and neg.context == ctx
+    assert neg.question == "When was the last flight?"
+    # Capitalised words keep their case; the paragraph holding the opposite rules the edit out.
+    q2 = QAExample("n", "North of what did it fly?", ctx, ((ctx.index("the city"), "the city"),), 0)
+    assert [n.question for n in add_contrast_negatives([q2], 1.0, random.Random(0))] == ["South of what did it fly?"]
+    both = "The first and the last flights were in May."
+    q3 = QAExample("b", "When was the first flight?", both, ((both.index("May"), "May"),), 0)
+    assert add_contrast_negatives([q3], 1.0, random.Random(0)) == []
+    assert add_contrast_negatives([q], 0.0, random.Random(0)) == []
+
+
+def test_contrast_negatives_add_a_year_the_dated_fact_rules_out() -> None:
+    ctx = "Baykar was founded in 1984. In 2022 Baykar flew the Kızılelma from Çorlu."
+    q = QAExample("y", "Where did Baykar fly the Kızılelma?", ctx, ((ctx.index("Çorlu"), "Çorlu"),), 0)
+    for seed in range(10):
+        (neg,) = add_contrast_negatives([q], 1.0, random.Random(seed))
+        head, year = neg.question[: -len(" in 2000?")], neg.question[-5:-1]
+        assert head == "Where did Baykar fly the Kızılelma" and neg.question.endswith("?")
+        # A year near the answer sentence's own, never one the paragraph names, never ahead.
+        assert year.isdigit() and year not in ctx and 1962 <= int(year) <= 2024
+    # Never for a question that asks for a date, or already names a year.
+    when = QAExample("w", "When did Baykar fly the Kızılelma?", ctx, ((ctx.index("2022"), "2022"),), 0)
+    named = QAExample("n", "Where did Baykar fly in 2022?", ctx, ((ctx.index("Çorlu"), "Çorlu"),), 0)
+    assert add_contrast_negatives([when, named], 1.0, random.Random(0)) == []
+
+
+def test_noisy_positives_misspell_one_word_and_keep_the_answer() -> None:
+    ctx = "Baykar manufactures the Kızılelma."
+    q = QAExample("t", "Who manufactures the Kizilelma?", ctx, ((0, "Baykar"),), 0)
+    for seed in range(20):
+        (pos,) = add_noisy_positives([q], 1.0, random.Random(seed))
+        assert pos.id == "t-typo" and pos.answers == q.answers and pos.context == ctx
+        changed = [(a, b) for a, b in zip(q.question.split(), pos.question.split()) if a != b]
+        assert len(changed) == 1
+        old, new = changed[0]
+        assert old in {"manufactures", "Kizilelma?"} and new[0] == old[0] and new[-1] == old[-1]
+        if len(new) == len(old):  # two neighbouring letters swapped
+            assert sorted(new) == sorted(old)
+        else:  # one letter dropped or doubled
+            assert abs(len(new) - len(old)) == 1 and set(new) <= set(old)
+    no_long_word = QAExample("s", "Who is it?", ctx, ((0, "Baykar"),), 0)
+    assert add_noisy_positives([no_long_word], 1.0, random.Random(0)) == []
+    assert add_noisy_positives([QAExample("u", q.question, ctx, (), 0)], 1.0, random.Random(0)) == []
 
 
 def test_length_grouped_batches_cover_every_feature_once() -> None:

@@ -8,7 +8,9 @@ when it misses -- of three kinds: another paragraph of the same article
 unanswerable questions), and the best keyword match from another article
 (:func:`add_retrieved_negatives`: what a retriever's near miss looks like), and the
 question with one name or number swapped for one its paragraph never mentions
-(:func:`add_swapped_negatives`: SQuAD 2.0's commonest unanswerable kind); and turns
+(:func:`add_swapped_negatives`: SQuAD 2.0's commonest unanswerable kind) or turned by
+an opposite word or an impossible year (:func:`add_contrast_negatives`); misspelt copies of
+answerable questions (:func:`add_noisy_positives`); and turns
 examples into token windows with start/end labels (standard SQuAD preprocessing: question
 + context windows with a stride; windows without the whole answer point at ``[CLS]``).
 """
@@ -256,6 +258,128 @@ def add_swapped_negatives(examples: list[QAExample], ratio: float, rng: random.R
             continue
         question = ex.question[: m.start()] + other + ex.question[m.end() :]
         out.append(QAExample(ex.id + "-swap", question, ex.context, (), ex.article, ex.title))
+    return out
+
+
+#: Words whose opposite turns a question into one its paragraph no longer answers
+#: ("Who was the *first* ..." over a paragraph that only names the first). Both directions.
+_OPPOSITES = dict(
+    pair
+    for a, b in (
+        ("first", "last"), ("earliest", "latest"), ("largest", "smallest"), ("biggest", "smallest"),
+        ("highest", "lowest"), ("longest", "shortest"), ("oldest", "youngest"), ("older", "younger"),
+        ("most", "least"), ("maximum", "minimum"), ("before", "after"), ("above", "below"),
+        ("increase", "decrease"), ("increased", "decreased"), ("north", "south"), ("northern", "southern"),
+        ("east", "west"), ("eastern", "western"), ("best", "worst"), ("won", "lost"), ("win", "lose"),
+        ("began", "ended"), ("rise", "fall"), ("rose", "fell"), ("larger", "smaller"), ("higher", "lower"),
+        ("major", "minor"), ("inside", "outside"), ("ancient", "modern"), ("positive", "negative"),
+        ("import", "export"), ("imported", "exported"), ("allowed", "banned"), ("supported", "opposed"),
+        ("strongest", "weakest"), ("richest", "poorest"), ("fastest", "slowest"), ("cheapest", "costliest"),
+    )
+    for pair in ((a, b), (b, a))
+)
+_OPPOSITE_WORD = re.compile(r"\b(?:" + "|".join(sorted(_OPPOSITES, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
+
+
+def _sentence_at(text: str, pos: int) -> str:
+    """The sentence of ``text`` that holds character ``pos``."""
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() > pos:
+            return text[start : m.end()]
+        start = m.end()
+    return text[start:]
+
+
+def add_contrast_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions turned into near copies their paragraph
+    does not answer, over that paragraph, labelled "no answer" -- SQuAD 2.0's antonym and
+    impossible-condition kinds, which entity swaps do not cover.
+
+    Two edits:
+
+    * *opposite*: one word the paragraph uses, swapped for its opposite that the paragraph
+      never uses ("first" -> "last", "north" -> "south", "won" -> "lost");
+    * *condition*: when there is no opposite to use, a year the paragraph never mentions
+      appended as "in YEAR" to a question about a past event ("did", "was") whose answer's
+      sentence dates it (holds a year), unless the question already names a year or asks
+      for a date.
+    """
+    if ratio <= 0:
+        return []
+    out = []
+    for ex in examples:
+        if ex.is_impossible or rng.random() >= ratio:
+            continue
+        context = _as_read(ex.context)
+        answers = [_as_read(t) for _, t in ex.answers]
+        edits: list[str] = []
+        for m in _OPPOSITE_WORD.finditer(ex.question):
+            word = m.group()
+            opposite = _OPPOSITES[word.lower()]
+            if _in_text(word, context) and not _in_text(opposite, context) and not any(_in_text(word, t) for t in answers):
+                if word[0].isupper():
+                    opposite = opposite.capitalize()
+                edits.append(ex.question[: m.start()] + opposite + ex.question[m.end() :])
+        if edits:  # an opposite is the cleaner edit: take it when there is one
+            out.append(QAExample(ex.id + "-contrast", rng.choice(edits), ex.context, (), ex.article, ex.title))
+            continue
+        years = [int(y) for y in _YEAR.findall(_sentence_at(ex.context, ex.answers[0][0]))]
+        question = ex.question.rstrip().rstrip("?").rstrip()
+        # Not for questions that ask for a date ("When ...?", an answer holding a year).
+        if (
+            years
+            and question
+            and not _YEAR.search(ex.question)
+            and not any(_YEAR.search(t) for _, t in ex.answers)
+            and not re.match(r"(?i)\s*(?:when|what year|in what year|which year|how long)\b", question)
+            and not question.lower().endswith(" in")
+            and re.search(r"(?i)\b(?:did|was|were|had)\b", question)  # a past event, which a year pins
+        ):
+            for _ in range(8):
+                # A year the paragraph never names, near the fact's own and not in the future.
+                base, shift = rng.choice(years), rng.randint(3, 60)
+                year = str(base + shift if base + shift <= 2024 else base - shift)
+                if not _in_text(year, context):
+                    edits.append(f"{question} in {year}?")
+                    break
+        if edits:
+            out.append(QAExample(ex.id + "-contrast", rng.choice(edits), ex.context, (), ex.article, ex.title))
+    return out
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    """``word`` with one slip of the keyboard: a letter dropped, doubled, or two swapped."""
+    i = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(3)
+    if kind == 0:
+        return word[:i] + word[i + 1 :]
+    if kind == 1:
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+
+
+def add_noisy_positives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions again, with one word of five or more letters
+    misspelt (a letter dropped, doubled or two swapped), keeping their answers.
+
+    Users type "Kizilelma" and "recieve"; swapped negatives alone teach that a question word
+    the paragraph lacks means "no answer", so these copies teach that a near spelling of a
+    word the paragraph has is still that word.
+    """
+    if ratio <= 0:
+        return []
+    out = []
+    for ex in examples:
+        if ex.is_impossible or rng.random() >= ratio:
+            continue
+        words = [m for m in re.finditer(r"[^\W\d_]{5,}", ex.question)]
+        if not words:
+            continue
+        m = rng.choice(words)
+        question = ex.question[: m.start()] + _typo(m.group(), rng) + ex.question[m.end() :]
+        out.append(QAExample(ex.id + "-typo", question, ex.context, ex.answers, ex.article, ex.title))
     return out
 
 

@@ -28,6 +28,8 @@ from qa.reader.squad import (
     add_cut_negatives,
     add_negatives,
     add_retrieved_negatives,
+    add_contrast_negatives,
+    add_noisy_positives,
     add_swapped_negatives,
     length_grouped_batches,
     load_squad,
@@ -59,6 +61,8 @@ class TrainConfig:
     cut_negative_ratio: float = 0.0
     retrieved_negative_ratio: float = 0.0
     swap_negative_ratio: float = 0.0
+    contrast_negative_ratio: float = 0.0
+    typo_ratio: float = 0.0
     seed: int = 13
     checkpoint_minutes: float = 20.0
     bf16: bool = True
@@ -112,7 +116,13 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
     swapped = add_swapped_negatives(examples, cfg.swap_negative_ratio, rng)
     if swapped:
         counts["swapped_negatives"] = len(swapped)
-    return examples + negatives + cut + retrieved + swapped, counts
+    contrast = add_contrast_negatives(examples, cfg.contrast_negative_ratio, rng)
+    if contrast:
+        counts["contrast_negatives"] = len(contrast)
+    typos = add_noisy_positives(examples, cfg.typo_ratio, rng)
+    if typos:
+        counts["typo_positives"] = len(typos)
+    return examples + negatives + cut + retrieved + swapped + contrast + typos, counts
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -23,7 +23,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from qa.reader.decoding import fold_letters
 
@@ -85,6 +85,15 @@ def _holds_gold(ex: QAExample, text: str) -> bool:
     return any(t.casefold() in folded for _, t in ex.answers)
 
 
+def _picked(examples: list[QAExample], ratio: float, rng: random.Random) -> Iterator[QAExample]:
+    """The answerable ``examples``, each with probability ``ratio``, drawn one by one as the
+    caller iterates (so a caller's own draws per example keep their place in ``rng``'s
+    sequence, and seeded runs stay reproducible)."""
+    for ex in examples:
+        if not ex.is_impossible and rng.random() < ratio:
+            yield ex
+
+
 def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
     """Pair about ``ratio`` of the answerable questions with another paragraph of their article.
 
@@ -99,9 +108,7 @@ def add_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -
         if not contexts or contexts[-1] != ex.context:
             contexts.append(ex.context)
     negatives = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= ratio:
-            continue
+    for ex in _picked(examples, ratio, rng):
         others = [c for c in by_article[ex.article] if c != ex.context]
         rng.shuffle(others)
         for other in others[:5]:
@@ -126,9 +133,7 @@ def add_cut_negatives(examples: list[QAExample], ratio: float, rng: random.Rando
     if ratio <= 0:
         return []
     out = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= ratio:
-            continue
+    for ex in _picked(examples, ratio, rng):
         bounds, start = [], 0
         for m in _SENTENCE_END.finditer(ex.context):
             bounds.append((start, m.end()))
@@ -165,9 +170,7 @@ def add_retrieved_negatives(examples: list[QAExample], ratio: float, rng: random
             articles.append(ex.article)
     index = BM25Index.build(contexts)
     out = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= ratio:
-            continue
+    for ex in _picked(examples, ratio, rng):
         for row, _ in index.top(ex.question, top):
             if articles[row] != ex.article and not _holds_gold(ex, contexts[row]):
                 out.append(QAExample(ex.id + "-hard", ex.question, contexts[row], (), articles[row], ""))
@@ -239,9 +242,7 @@ def add_swapped_negatives(examples: list[QAExample], ratio: float, rng: random.R
     if len({a for a, _ in names}) < 2:
         return []
     out = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= ratio:
-            continue
+    for ex in _picked(examples, ratio, rng):
         context = _as_read(ex.context)
         answers = [_as_read(t) for _, t in ex.answers]
         keys = [
@@ -309,9 +310,7 @@ def add_contrast_negatives(examples: list[QAExample], ratio: float, rng: random.
     if ratio <= 0:
         return []
     out = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= ratio:
-            continue
+    for ex in _picked(examples, ratio, rng):
         context = _as_read(ex.context)
         answers = [_as_read(t) for _, t in ex.answers]
         edits: list[str] = []
@@ -371,9 +370,7 @@ def add_noisy_positives(examples: list[QAExample], ratio: float, rng: random.Ran
     if ratio <= 0:
         return []
     out = []
-    for ex in examples:
-        if ex.is_impossible or rng.random() >= ratio:
-            continue
+    for ex in _picked(examples, ratio, rng):
         words = [m for m in re.finditer(r"[^\W\d_]{5,}", ex.question)]
         if not words:
             continue

@@ -105,24 +105,21 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
             rows = rng.sample(rows, n)
         counts[path.name] = len(rows)
         examples.extend(rows)
-    negatives = add_negatives(examples, cfg.negative_ratio, rng)
-    counts["negatives"] = len(negatives)
-    cut = add_cut_negatives(examples, cfg.cut_negative_ratio, rng)
-    if cut:
-        counts["cut_negatives"] = len(cut)
-    retrieved = add_retrieved_negatives(examples, cfg.retrieved_negative_ratio, rng)
-    if retrieved:
-        counts["retrieved_negatives"] = len(retrieved)
-    swapped = add_swapped_negatives(examples, cfg.swap_negative_ratio, rng)
-    if swapped:
-        counts["swapped_negatives"] = len(swapped)
-    contrast = add_contrast_negatives(examples, cfg.contrast_negative_ratio, rng)
-    if contrast:
-        counts["contrast_negatives"] = len(contrast)
-    typos = add_noisy_positives(examples, cfg.typo_ratio, rng)
-    if typos:
-        counts["typo_positives"] = len(typos)
-    return examples + negatives + cut + retrieved + swapped + contrast + typos, counts
+    added: list[QAExample] = []
+    # In this order (each draws from ``rng``): a seeded run's data stay the same.
+    for name, make, ratio in (
+        ("negatives", add_negatives, cfg.negative_ratio),
+        ("cut_negatives", add_cut_negatives, cfg.cut_negative_ratio),
+        ("retrieved_negatives", add_retrieved_negatives, cfg.retrieved_negative_ratio),
+        ("swapped_negatives", add_swapped_negatives, cfg.swap_negative_ratio),
+        ("contrast_negatives", add_contrast_negatives, cfg.contrast_negative_ratio),
+        ("typo_positives", add_noisy_positives, cfg.typo_ratio),
+    ):
+        made = make(examples, ratio, rng)
+        if made or name == "negatives":
+            counts[name] = len(made)
+        added.extend(made)
+    return examples + added, counts
 
 
 # --------------------------------------------------------------------------- checkpoints

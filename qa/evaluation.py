@@ -468,13 +468,15 @@ def best_threshold(sweep: Sequence[dict[str, Any]], *, min_abstention_recall: fl
 
     With ``min_abstention_recall`` only thresholds that abstain on at least that share of
     the unanswerable questions compete (the product's target is 0.9); if none does, the
-    one that abstains most wins. Ties go to the highest threshold: at equal accuracy,
-    "I don't know" is better than a wrong answer.
+    one that abstains most wins. A threshold that answers nothing reaches any such target
+    trivially, so it competes only when no threshold answers anything. Ties go to the
+    highest threshold: at equal accuracy, "I don't know" is better than a wrong answer.
     """
     if not sweep:
         raise ValueError("best_threshold needs a non-empty sweep (see threshold_sweep)")
     rows = list(sweep)
     if min_abstention_recall is not None:
+        rows = [row for row in rows if row.get("answered")] or rows
         recall = [row.get("abstention_recall") or 0.0 for row in rows]
         meeting = [row for row, r in zip(rows, recall, strict=True) if r >= min_abstention_recall]
         rows = meeting or [row for row, r in zip(rows, recall, strict=True) if r == max(recall)]

@@ -188,15 +188,24 @@ def test_best_threshold_with_an_abstention_target() -> None:
     from qa.evaluation import best_threshold
 
     records = [
-        EvalRecord("a", ["Ankara"], "where", "Ankara", 0.25, 1.0, 1.0, 0.1, 1),
+        EvalRecord("a", ["Ankara"], "where", "Ankara", 0.5, 1.0, 1.0, 0.1, 1),
         EvalRecord("b", ["2026"], "when", "2026", 0.25, 1.0, 1.0, 0.1, 1),
+        EvalRecord("c", ["Baykar"], "who", "Baykar", 0.35, 1.0, 1.0, 0.1, 1),
         EvalRecord("u", [], "unanswerable", "Tokyo", 0.3, 0.0, 0.0, 0.1, None),
     ]
     sweep = threshold_sweep(records, [0.0, 0.2, 0.4])
-    assert best_threshold(sweep) == 0.2  # 2/3 right, but the unanswerable one is answered
-    assert best_threshold(sweep, min_abstention_recall=0.9) == 0.4  # the only one that abstains
+    assert best_threshold(sweep) == 0.2  # 3/4 right, but the unanswerable one is answered
+    assert best_threshold(sweep, min_abstention_recall=0.9) == 0.4  # the only one that abstains on it
     # No threshold reaches the target: the most abstaining ones compete on EM.
     assert best_threshold(threshold_sweep(records, [0.0, 0.2]), min_abstention_recall=0.9) == 0.2
+    # Answering nothing is no way to reach the target: when only "never answer" (1.0) would,
+    # the threshold that abstains most while still answering wins.
+    mixed = [
+        EvalRecord("a", ["Ankara"], "where", "Ankara", 0.5, 1.0, 1.0, 0.1, 1),
+        EvalRecord("u1", [], "unanswerable", "Tokyo", 0.6, 0.0, 0.0, 0.1, None),
+        EvalRecord("u2", [], "unanswerable", "Osaka", 0.3, 0.0, 0.0, 0.1, None),
+    ]
+    assert best_threshold(threshold_sweep(mixed, [0.0, 0.4, 1.0]), min_abstention_recall=0.9) == 0.4
     with pytest.raises(ValueError, match="non-empty"):
         best_threshold([])
 

@@ -208,35 +208,10 @@ def update_index(
             return report
 
         # Only new and changed documents are chunked, embedded (one batched call) and tokenised.
-        pending: list[tuple[DocumentRecord, list[ChunkRecord]]] = []
-        new_texts: list[str] = []
-        for doc_id in report.added + report.changed:
-            doc = docs[doc_id]
-            records: list[ChunkRecord] = []
-            for c in chunk_text(doc_id, doc.text, encoder.count_tokens, max_tokens, overlap_sentences):
-                records.append(ChunkRecord(c.chunk_id, doc_id, c.start, c.end))
-                new_texts.append(c.text)
-            pages = list(doc.pages) if doc.pages is not None else None
-            pending.append((DocumentRecord(doc_id, doc.source, doc.sha256, doc.text, pages), records))
-        vectors = (
-            encoder.encode(
-                new_texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(new_texts) > 64, bulk=True
-            )
-            if new_texts
-            else np.zeros((0, encoder.dimension), dtype=np.float32)
+        new_docs = embed_documents(
+            [docs[d] for d in report.added + report.changed], encoder,
+            max_tokens=max_tokens, overlap_sentences=overlap_sentences, show_progress=show_progress,
         )
-        # A large folder's keyword step takes a while after its embedding bar ends: its own bar.
-        tick = progress_ticker(len(new_texts), show_progress and len(new_texts) > 64, "BM25 terms", "chunk")
-        tokens = []
-        for text in new_texts:
-            tokens.append(tokenize(text))
-            tick()
-        new_docs: list[NewDocument] = []
-        row = 0
-        for record, records in pending:
-            n = len(records)
-            new_docs.append(NewDocument(record, records, vectors[row : row + n], tokens[row : row + n]))
-            row += n
         # Replaced documents are dropped from the manifest too; their new version is in ``add``.
         written = commit(
             index_dir,
@@ -250,9 +225,49 @@ def update_index(
             encoder_variant=encoder_variant(encoder),
         )
     report.chunks = written.num_chunks
-    report.embedded_chunks = len(new_texts)
+    report.embedded_chunks = sum(len(d.chunks) for d in new_docs)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def embed_documents(
+    documents: list[Document],
+    encoder: Encoder,
+    *,
+    max_tokens: int = config.CHUNK_MAX_TOKENS,
+    overlap_sentences: int = config.CHUNK_OVERLAP_SENTENCES,
+    show_progress: bool = False,
+) -> list[NewDocument]:
+    """``documents`` chunked, embedded (one batched call for all their chunks) and tokenised
+    for BM25: what a writer of either store adds, one :class:`NewDocument` per document."""
+    pending: list[tuple[DocumentRecord, list[ChunkRecord]]] = []
+    texts: list[str] = []
+    for doc in documents:
+        records: list[ChunkRecord] = []
+        for c in chunk_text(doc.doc_id, doc.text, encoder.count_tokens, max_tokens, overlap_sentences):
+            records.append(ChunkRecord(c.chunk_id, doc.doc_id, c.start, c.end))
+            texts.append(c.text)
+        pages = [int(p) for p in doc.pages] if doc.pages is not None else None
+        pending.append((DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, pages), records))
+    big = show_progress and len(texts) > 64
+    vectors = (
+        encoder.encode(texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=big, bulk=True)
+        if texts
+        else np.zeros((0, encoder.dimension), dtype=np.float32)
+    )
+    # A large folder's keyword step takes a while after its embedding bar ends: its own bar.
+    tick = progress_ticker(len(texts), big, "BM25 terms", "chunk")
+    tokens = []
+    for text in texts:
+        tokens.append(tokenize(text))
+        tick()
+    out: list[NewDocument] = []
+    row = 0
+    for record, records in pending:
+        n = len(records)
+        out.append(NewDocument(record, records, vectors[row : row + n], tokens[row : row + n]))
+        row += n
+    return out
 
 
 def compact_index(index_dir: str | os.PathLike[str], *, lock_wait_s: float = 0.0) -> IndexReport:

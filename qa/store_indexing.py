@@ -21,15 +21,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from embeddings.encoder import Encoder, encoder_variant, get_encoder
-from embeddings.index import ChunkRecord, DocumentRecord, text_sha256
+from embeddings.index import text_sha256
 from embeddings.stores import open_store
 from embeddings.stores.postgres import PostgresStore
 from qa import config
-from qa.bm25 import tokenize
-from qa.chunking import chunk_text
 from qa.documents import Document, Skipped
 
 if TYPE_CHECKING:  # qa.indexing imports this module lazily; import its types only for checkers
@@ -45,21 +41,6 @@ def _pages(doc: Document) -> list[int] | None:
 def _needs_update(doc: Document, state: tuple[str, str, list[int] | None]) -> bool:
     sha, text_sha, pages = state
     return doc.sha256 != sha or text_sha256(doc.text) != text_sha or _pages(doc) != pages
-
-
-def _embed(
-    doc: Document, encoder: Encoder, max_tokens: int, overlap: int, show_progress: bool
-) -> tuple[DocumentRecord, list[ChunkRecord], np.ndarray, list[list[str]]]:
-    chunks = list(chunk_text(doc.doc_id, doc.text, encoder.count_tokens, max_tokens, overlap))
-    records = [ChunkRecord(c.chunk_id, doc.doc_id, c.start, c.end) for c in chunks]
-    texts = [c.text for c in chunks]
-    vectors = (
-        encoder.encode(texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=show_progress and len(texts) > 64, bulk=True)
-        if texts
-        else np.zeros((0, encoder.dimension), dtype=np.float32)
-    )
-    record = DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, _pages(doc))
-    return record, records, vectors, [tokenize(t) for t in texts]
 
 
 def update_store(
@@ -81,7 +62,7 @@ def update_store(
     Raises:
         RuntimeError: another process holds the store's writer lock, or the server is unreachable.
     """
-    from qa.indexing import IndexReport, _chunking_params, plan_changes, variant_change
+    from qa.indexing import IndexReport, _chunking_params, embed_documents, plan_changes, variant_change
 
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -120,15 +101,20 @@ def update_store(
 
         if fresh:
             # Embed everything first, then swap the whole index in one transaction.
-            prepared = [_embed(docs[d], encoder, max_tokens, overlap_sentences, show_progress) for d in report.added]
+            prepared = embed_documents(
+                [docs[d] for d in report.added], encoder,
+                max_tokens=max_tokens, overlap_sentences=overlap_sentences, show_progress=show_progress,
+            )
             with writer.transaction():
                 writer.create_schema(
                     embedding_model=encoder.name, dimension=encoder.dimension, chunking=params, indexes=False,
                     encoder_variant=encoder_variant(encoder),
                 )
-                for record, chunks, vectors, tokens in prepared:
-                    writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens, defer_stats=True)
-                    embedded += len(chunks)
+                for new in prepared:
+                    writer.insert_document(
+                        new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens, defer_stats=True
+                    )
+                    embedded += len(new.chunks)
                 writer.flush_stats()
                 writer.create_indexes()
         else:
@@ -136,11 +122,14 @@ def update_store(
                 with writer.transaction():
                     writer.delete_documents(dropped)
             for doc_id in report.added + report.changed:
-                record, chunks, vectors, tokens = _embed(docs[doc_id], encoder, max_tokens, overlap_sentences, show_progress)
+                (new,) = embed_documents(
+                    [docs[doc_id]], encoder,
+                    max_tokens=max_tokens, overlap_sentences=overlap_sentences, show_progress=show_progress,
+                )
                 with writer.transaction():  # a reader sees the old document or the new one, never half
                     writer.delete_documents([doc_id])
-                    writer.insert_document(record, text_sha256(record.text), chunks, vectors, tokens)
-                embedded += len(chunks)
+                    writer.insert_document(new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens)
+                embedded += len(new.chunks)
         store._apply_meta(writer.meta())
     report.chunks = store.counts()[1]
     report.embedded_chunks = embedded

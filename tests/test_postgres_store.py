@@ -172,7 +172,7 @@ _INDEXER = textwrap.dedent(
 
     class Slow(FakeEncoder):
         def encode(self, texts, **kw):
-            time.sleep(0.25)
+            time.sleep(0.04 * len(texts))  # embedding costs time per chunk: 6 chunks a document
             return super().encode(texts, **kw)
 
     docs = [Document(f"doc{{i:02d}}.txt", "s", " ".join(f"Sentence {{j}} of document {{i}} mentions topic{{i}} and river{{j}}." for j in range(6)), "")
@@ -375,7 +375,7 @@ def test_kill_9_during_a_first_build_leaves_no_index_and_a_rerun_builds_it(pg_ur
     proc = subprocess.Popen([sys.executable, "-c", _INDEXER.format(root=str(ROOT), url=pg_url)], cwd=ROOT, stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline().strip() == b"start"
-        time.sleep(1.0)  # 12 slow encoder calls take 3 s: still embedding
+        time.sleep(1.0)  # 72 chunks at 40 ms take 3 s: still embedding
         assert proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)
     finally:

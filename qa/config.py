@@ -82,9 +82,10 @@ READER_STRIDE: int = 128
 #: Longest answer span, in tokens.
 READER_MAX_ANSWER_TOKENS: int = 30
 #: How the reader computes: ``"auto"`` (bf16 autocast where the CPU has native bf16, else
-#: int8), ``"bf16"``, ``"int8"`` (dynamic int8 Linear layers) or ``"none"`` (fp32). Measured
-#: on the shipped reader (SQuAD 1.1 dev, first 500; 5 windows of 384 tokens, 2 cores):
-#: fp32 EM 72.4 / 367 ms, bf16 72.6 / 225 ms, int8 69.6 / 186 ms (see its model card).
+#: int8), ``"bf16"``, ``"int8"`` (dynamic int8 Linear layers, per output channel) or ``"none"``
+#: (fp32). Measured on release 3 (SQuAD 1.1 dev, first 500; 5 windows of 360 tokens, 2 cores):
+#: fp32 EM 76.2 / 307 ms, bf16 76.2 / 182 ms, int8 76.6 / 140 ms; all of dev: bf16 67.3,
+#: int8 65.4 (see its model card).
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: The shipped reader answers when P(best span) vs P(no answer) reaches this; below it says
 #: "I don't know". Measured on release 3 (model card): over the project's eight question sets

@@ -172,3 +172,12 @@ def test_reader_compute_modes() -> None:
     assert wrapped(x=torch.ones(1, 4)).dtype == torch.bfloat16
     assert isinstance(_quantize(Tiny(), "auto"), _Bf16Autocast) == bf16_supported()
     assert type(_quantize(Tiny(), "int8").linear).__name__ == "Linear" and "quantized" in type(_quantize(Tiny(), "int8").linear).__module__
+    # int8 scales each output channel on its own: a row of small weights beside a row of large
+    # ones keeps its value (one scale per tensor would round the small row to zero).
+    uneven = Tiny()
+    with torch.no_grad():
+        uneven.linear.weight.copy_(torch.tensor([[0.001, -0.002, 0.003, 0.001], [10.0, -8.0, 6.0, 9.0]]))
+        uneven.linear.bias.zero_()
+    x = torch.tensor([[1.0, -0.5, 0.25, 2.0]])
+    exact, approx = uneven(x), _quantize(uneven, "int8")(x)
+    assert torch.allclose(approx, exact, rtol=0.05, atol=1e-5), (approx, exact)

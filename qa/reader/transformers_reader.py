@@ -139,8 +139,8 @@ QUANTIZE_MODES = ("auto", "bf16", "int8", "none")
 
 def _quantize(model: Any, mode: str) -> Any:
     """The model as it will compute: ``"bf16"`` autocast, ``"int8"`` dynamic int8 Linear
-    layers (weights int8, activations quantised per batch), ``"none"`` fp32, or ``"auto"``
-    (bf16 where the CPU has it natively, else int8)."""
+    layers (weights int8 with one scale per output channel, activations quantised per
+    batch), ``"none"`` fp32, or ``"auto"`` (bf16 where the CPU has it natively, else int8)."""
     if mode not in QUANTIZE_MODES:
         raise ValueError(f"reader quantization {mode!r} is unknown; use one of {', '.join(QUANTIZE_MODES)}")
     if mode == "auto":
@@ -155,7 +155,10 @@ def _quantize(model: Any, mode: str) -> Any:
 
     with warnings.catch_warnings():  # deprecation notices about torchao: not the user's concern
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        # Per output channel: one scale per tensor cost the reader 3.6 EM on SQuAD 1.1 (first
+        # 500 of dev: 72.6 vs fp32's 76.2); per channel keeps fp32's (76.6) at the same speed.
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
 
 
 class TransformersReader:

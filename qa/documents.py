@@ -33,6 +33,10 @@ class Document:
     sha256: str
     pages: tuple[int, ...] | None = None
 
+    def page_starts(self) -> list[int] | None:
+        """``pages`` as the stores record them: a list of ints, or None."""
+        return [int(p) for p in self.pages] if self.pages is not None else None
+
 
 @dataclass(frozen=True)
 class Skipped:

@@ -247,8 +247,7 @@ def embed_documents(
         for c in chunk_text(doc.doc_id, doc.text, encoder.count_tokens, max_tokens, overlap_sentences):
             records.append(ChunkRecord(c.chunk_id, doc.doc_id, c.start, c.end))
             texts.append(c.text)
-        pages = [int(p) for p in doc.pages] if doc.pages is not None else None
-        pending.append((DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, pages), records))
+        pending.append((DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, doc.page_starts()), records))
     big = show_progress and len(texts) > 64
     vectors = (
         encoder.encode(texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=big, bulk=True)

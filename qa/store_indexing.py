@@ -34,13 +34,9 @@ if TYPE_CHECKING:  # qa.indexing imports this module lazily; import its types on
 logger = logging.getLogger(__name__)
 
 
-def _pages(doc: Document) -> list[int] | None:
-    return [int(p) for p in doc.pages] if doc.pages is not None else None
-
-
 def _needs_update(doc: Document, state: tuple[str, str, list[int] | None]) -> bool:
     sha, text_sha, pages = state
-    return doc.sha256 != sha or text_sha256(doc.text) != text_sha or _pages(doc) != pages
+    return doc.sha256 != sha or text_sha256(doc.text) != text_sha or doc.page_starts() != pages
 
 
 def update_store(

@@ -198,6 +198,13 @@ def _in_text(token: str, read: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(_as_read(token))}(?!\w)", read) is not None
 
 
+def _pinned(token: str, context: str, answers: list[str]) -> bool:
+    """Whether a question is pinned to ``token``: its paragraph mentions it and no gold
+    answer does (all texts through :func:`_as_read`). Only such a token can be changed to
+    make the question one its paragraph no longer answers."""
+    return _in_text(token, context) and not any(_in_text(token, t) for t in answers)
+
+
 def _swap_for(token: str, context: str, names: list[tuple[int, str]], article: int, rng: random.Random) -> str | None:
     """A replacement for ``token`` of the same kind that ``context`` (through :func:`_as_read`)
     never mentions, or None."""
@@ -248,8 +255,7 @@ def add_swapped_negatives(examples: list[QAExample], ratio: float, rng: random.R
         keys = [
             m
             for m in _KEY_TOKEN.finditer(ex.question)
-            if m.start() > 0 and m.group().casefold() not in _NOT_NAMES and _in_text(m.group(), context)
-            and not any(_in_text(m.group(), t) for t in answers)
+            if m.start() > 0 and m.group().casefold() not in _NOT_NAMES and _pinned(m.group(), context, answers)
         ]
         if not keys:
             continue
@@ -317,35 +323,41 @@ def add_contrast_negatives(examples: list[QAExample], ratio: float, rng: random.
         for m in _OPPOSITE_WORD.finditer(ex.question):
             word = m.group()
             opposite = _OPPOSITES[word.lower()]
-            if _in_text(word, context) and not _in_text(opposite, context) and not any(_in_text(word, t) for t in answers):
+            if _pinned(word, context, answers) and not _in_text(opposite, context):
                 if word[0].isupper():
                     opposite = opposite.capitalize()
                 edits.append(ex.question[: m.start()] + opposite + ex.question[m.end() :])
-        if edits:  # an opposite is the cleaner edit: take it when there is one
-            out.append(QAExample(ex.id + "-contrast", rng.choice(edits), ex.context, (), ex.article, ex.title))
-            continue
-        years = [int(y) for y in _YEAR.findall(_sentence_at(ex.context, ex.answers[0][0]))]
-        question = ex.question.rstrip().rstrip("?").rstrip()
-        # Not for questions that ask for a date ("When ...?", an answer holding a year).
-        if (
-            years
-            and question
-            and not _YEAR.search(ex.question)
-            and not any(_YEAR.search(t) for _, t in ex.answers)
-            and not re.match(r"(?i)\s*(?:when|what year|in what year|which year|how long)\b", question)
-            and not question.lower().endswith(" in")
-            and re.search(r"(?i)\b(?:did|was|were|had)\b", question)  # a past event, which a year pins
-        ):
-            for _ in range(8):
-                # A year the paragraph never names, near the fact's own and not in the future.
-                base, shift = rng.choice(years), rng.randint(3, 60)
-                year = str(base + shift if base + shift <= 2024 else base - shift)
-                if not _in_text(year, context):
-                    edits.append(f"{question} in {year}?")
-                    break
+        if not edits:  # an opposite is the cleaner edit: a year only when there is none
+            year_edit = _impossible_year(ex, context, rng)
+            edits = [year_edit] if year_edit else []
         if edits:
             out.append(QAExample(ex.id + "-contrast", rng.choice(edits), ex.context, (), ex.article, ex.title))
     return out
+
+
+def _impossible_year(ex: QAExample, context: str, rng: random.Random) -> str | None:
+    """``ex``'s question with "in YEAR" appended, a year its paragraph (``context``, through
+    :func:`_as_read`) never names near the one its answer's sentence dates the fact by; None
+    when the question is not about a dated past event or already names or asks for a date."""
+    years = [int(y) for y in _YEAR.findall(_sentence_at(ex.context, ex.answers[0][0]))]
+    question = ex.question.rstrip().rstrip("?").rstrip()
+    if not (
+        years
+        and question
+        and not _YEAR.search(ex.question)
+        and not any(_YEAR.search(t) for _, t in ex.answers)  # not a question that asks for a date
+        and not re.match(r"(?i)\s*(?:when|what year|in what year|which year|how long)\b", question)
+        and not question.lower().endswith(" in")
+        and re.search(r"(?i)\b(?:did|was|were|had)\b", question)  # a past event, which a year pins
+    ):
+        return None
+    for _ in range(8):
+        # A year the paragraph never names, near the fact's own and not in the future.
+        base, shift = rng.choice(years), rng.randint(3, 60)
+        year = str(base + shift if base + shift <= 2024 else base - shift)
+        if not _in_text(year, context):
+            return f"{question} in {year}?"
+    return None
 
 
 def _typo(word: str, rng: random.Random) -> str:

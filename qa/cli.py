@@ -140,11 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: PyTorch's default)")
     p.add_argument("--eval-file", default=None, help="SQuAD file for a dev-slice learning curve at each checkpoint")
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
+    p.add_argument("--holdout-percent", type=float, default=d.holdout_percent, help="percent of each file's articles kept out of training (for fitting the confidence calibrator)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
     p = sub.add_parser("export-reader", help="release a trained model as the shipped reader (fp16 safetensors)")
     p.add_argument("model_dir", type=Path, help="a trained model folder, e.g. checkpoints/reader/final")
     p.add_argument("--to", type=Path, default=None, help="destination (default: the package's shipped reader folder)")
+
+    p = sub.add_parser(
+        "calibrate-reader",
+        help="fit the reader's confidence (the chance an answer is right) on held-out training articles",
+        description="Fit calibration.json beside a reader checkpoint: its best spans on the held-out articles of "
+        "SQuAD-format training files (never the ones it trained on), read through a real index and retriever, "
+        "labelled right or wrong; a logistic regression maps them to P(correct). Prints the report.",
+    )
+    p.add_argument("files", nargs="+", help="SQuAD .json/.json.gz training files (the held-out share of each is used)")
+    p.add_argument("--reader-model", default=None, help="local checkpoint directory (default: the shipped reader)")
+    p.add_argument("--holdout-percent", type=float, default=5.0, help="the held-out share training left out (default: %(default)s)")
+    p.add_argument("--per-kind", type=int, default=1200, help="answerable questions asked (other kinds in proportion; default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=None, help="passages read per question (default: the product's)")
+    p.add_argument("--out", type=Path, default=None, help="where to write the calibrator (default: calibration.json beside the weights)")
 
     p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
     p.add_argument("file", type=Path, help="SQuAD .json or .json.gz file")
@@ -183,6 +198,7 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         threads=args.threads,
         eval_file=args.eval_file,
         eval_limit=args.eval_limit,
+        holdout_percent=args.holdout_percent,
     )
     if not args.resume:
         for spec in cfg.files:  # fail on a bad file before the model loads
@@ -203,6 +219,18 @@ def _cmd_export_reader(args: argparse.Namespace) -> int:
     out = export_checkpoint(args.model_dir, args.to or SHIPPED_READER_DIR)
     size = (out / "model.safetensors").stat().st_size / 1e6
     print(f"exported {args.model_dir} to {out} ({size:.1f} MB fp16)")
+    return 0
+
+
+def _cmd_calibrate_reader(args: argparse.Namespace) -> int:
+    from qa.calibrate import calibrate_reader
+
+    if args.per_kind < 10:
+        raise ValueError(f"--per-kind {args.per_kind} is too small; use at least 10 (the default is 1200)")
+    result = calibrate_reader(
+        list(args.files), reader_model=args.reader_model, holdout_percent=args.holdout_percent, per_kind=args.per_kind, top_k=args.top_k, out=args.out
+    )
+    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -387,6 +415,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "train-reader": _cmd_train_reader,
     "eval-reader": _cmd_eval_reader,
+    "calibrate-reader": _cmd_calibrate_reader,
     "export-reader": _cmd_export_reader,
 }
 

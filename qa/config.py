@@ -87,14 +87,17 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: fp32 EM 76.2 / 307 ms, bf16 76.2 / 182 ms, int8 76.6 / 140 ms; all of dev: bf16 67.3,
 #: int8 65.4 (see its model card).
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
-#: The shipped reader answers when P(best span) vs P(no answer) reaches this; below it says
-#: "I don't know". Measured on release 3 (model card): over the project's eight question sets
-#: through ask() (hybrid, top 5) overall accuracy (right answer or right abstention) is flat
-#: from 0.3 to 0.95 (0.629 ... 0.610, within a handful of 679 questions); 0.5 (the span is more
-#: likely than "no answer") is within four questions of the best and abstains more on SQuAD 2.0
-#: than 0.3; 0.9 turns easy right answers into "I don't know". SQuAD 2.0 dev at 0.5: HasAns F1
-#: 72.3, NoAns 24.4 % (0.9: 68.8 / 34.8 %).
-READER_THRESHOLD: float = float(os.environ.get("QA_READER_THRESHOLD", "0.5"))
+#: The reader's score is the chance that its answer is right: a calibrator fitted on training
+#: hold-outs (qa.reader.calibration; ``calibration.json`` beside the weights) maps the span
+#: and null logits, the runner-up margin, agreement between passages, retrieval rank and
+#: scores and the answer's shape to P(correct). Below the threshold it says "I don't know".
+#: ``None`` (the default) takes the threshold stored with the calibrator, chosen when it was
+#: fitted (``python -m qa calibrate-reader``): the shipped reader's is in its model card and
+#: calibration.json (``info.threshold_choice``). A checkpoint without a calibrator shows the
+#: raw span-vs-null softmax and answers from 0.5. ``QA_READER_THRESHOLD`` overrides it for
+#: every checkpoint (e.g. 0.8 for "only answers that are right four times in five").
+_THRESHOLD_ENV: str = os.environ.get("QA_READER_THRESHOLD", "").strip()
+READER_THRESHOLD: float | None = float(_THRESHOLD_ENV) if _THRESHOLD_ENV else None
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000

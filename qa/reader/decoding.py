@@ -106,6 +106,32 @@ def best_spans(
     return out
 
 
+def decode_candidates(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    context_masks: np.ndarray,
+    *,
+    max_answer_tokens: int = 30,
+    per_window: int = 5,
+) -> tuple[list[SpanScore], float]:
+    """SQuAD2 decoding over all windows of all passages of one question, keeping runners-up.
+
+    Returns the ``per_window`` best non-null spans of every window, best first, and the null
+    score (the minimum over windows of the ``[CLS]`` start+end logits, as in the SQuAD2
+    reference). The first span against the null score decides whether to answer; the
+    others feed the confidence calibrator (:mod:`qa.reader.calibration`).
+    """
+    spans: list[SpanScore] = []
+    null = float("inf")
+    for w in range(len(start_logits)):
+        null = min(null, float(start_logits[w][0] + end_logits[w][0]))
+        for i, j, logit in best_spans(start_logits[w], end_logits[w], context_masks[w], max_answer_tokens=max_answer_tokens, top_n=per_window):
+            spans.append(SpanScore(w, i, j, logit))
+    # Stable sort: equal logits keep window order (the earlier window wins, as before).
+    spans.sort(key=lambda s: -s.logit)
+    return spans, null
+
+
 def decode(
     start_logits: np.ndarray,
     end_logits: np.ndarray,
@@ -113,20 +139,10 @@ def decode(
     *,
     max_answer_tokens: int = 30,
 ) -> tuple[SpanScore | None, float]:
-    """SQuAD2 decoding over all windows of all passages of one question.
-
-    Returns the best non-null span and the null score (the minimum over windows of the
-    ``[CLS]`` start+end logits, as in the SQuAD2 reference). Compare ``best.logit`` with
-    the null score to decide whether to answer.
-    """
-    best: SpanScore | None = None
-    null = float("inf")
-    for w in range(len(start_logits)):
-        null = min(null, float(start_logits[w][0] + end_logits[w][0]))
-        for i, j, logit in best_spans(start_logits[w], end_logits[w], context_masks[w], max_answer_tokens=max_answer_tokens):
-            if best is None or logit > best.logit:
-                best = SpanScore(w, i, j, logit)
-    return best, null
+    """The best non-null span over all windows (``None`` if none) and the null score; see
+    :func:`decode_candidates`."""
+    spans, null = decode_candidates(start_logits, end_logits, context_masks, max_answer_tokens=max_answer_tokens, per_window=1)
+    return (spans[0] if spans else None), null
 
 
 def trim_span(text: str, start: int, end: int) -> tuple[int, int]:

@@ -18,6 +18,7 @@ examples into token windows with start/end labels (standard SQuAD preprocessing:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 import re
@@ -77,6 +78,30 @@ def load_squad(path: Path | str, *, limit: int | None = None) -> list[QAExample]
                 if limit is not None and len(out) >= limit:
                     return out
     return out
+
+
+def in_holdout(ex: QAExample, percent: float, *, by_paragraph: bool = False) -> bool:
+    """Whether ``ex`` belongs to the held-out share (``percent`` of 100) of its file.
+
+    Decided by a stable hash of the article title (of the context when ``by_paragraph``:
+    files that are one big "article", like NQ-QED), so every question of a held-out article
+    is held out with it, and training and calibration agree on the split without storing it.
+    Held-out articles are never trained on; the confidence calibrator is fitted on them.
+    """
+    if percent <= 0:
+        return False
+    key = ex.context if by_paragraph else ex.title
+    digest = hashlib.sha256(("holdout:" + key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % 10_000 < percent * 100
+
+
+def split_holdout(rows: list[QAExample], percent: float) -> tuple[list[QAExample], list[QAExample]]:
+    """``rows`` (one file's examples) as (kept for training, held out); see :func:`in_holdout`."""
+    by_paragraph = len({r.title for r in rows}) <= 1
+    kept, held = [], []
+    for r in rows:
+        (held if in_holdout(r, percent, by_paragraph=by_paragraph) else kept).append(r)
+    return kept, held
 
 
 def _holds_gold(ex: QAExample, text: str) -> bool:

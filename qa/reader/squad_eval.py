@@ -64,7 +64,10 @@ class Prediction:
     text: str  # best non-null span ("" when no span could be decoded)
     start: int  # character offsets in the example's context
     end: int
-    confidence: float  # span_confidence(best, null): P(answer) vs "no answer"
+    #: The reader's score: P(correct) from its calibrator (what ``ask()`` shows), or without
+    #: one span_confidence(best, null), P(answer) vs "no answer".
+    confidence: float
+    raw: float = 0.0  # span_confidence(best, null) either way
 
 
 def predict(
@@ -76,15 +79,19 @@ def predict(
     stride: int = 128,
     max_answer_tokens: int = 30,
     batch_size: int = 32,
+    calibrator: Any = None,
 ) -> list[Prediction]:
     """Best span and confidence for each example (own context only), batched across examples.
 
-    Uses the same windowing and SQuAD2 decoding as the product's reader
-    (:func:`qa.reader.decode`), so thresholds measured here hold in ``ask()``.
+    Uses the same windowing, SQuAD2 decoding and (with ``calibrator``) the same confidence
+    features as the product's reader (:mod:`qa.reader.calibration`), each paragraph as a
+    lone passage without retrieval scores, so thresholds measured here hold in ``ask()``.
     """
     import torch
 
-    from qa.reader import decode, span_confidence, trim_span
+    from qa.answer import Passage
+    from qa.reader.calibration import Candidate, span_features
+    from qa.reader.decoding import decode_candidates, span_confidence, trim_span
 
     preds: list[Prediction] = []
     # Sort by length so batches pad little; results are put back in file order.
@@ -108,14 +115,23 @@ def predict(
         sample = np.asarray(enc["overflow_to_sample_mapping"])
         for j, i in enumerate(idx):
             windows = np.flatnonzero(sample == j)
-            best, null = decode(start_logits[windows], end_logits[windows], masks[windows], max_answer_tokens=max_answer_tokens)
-            if best is None:
+            spans, null = decode_candidates(start_logits[windows], end_logits[windows], masks[windows], max_answer_tokens=max_answer_tokens)
+            if not spans:
                 result[i] = Prediction("", 0, 0, 0.0)
                 continue
-            w = windows[best.window]
-            offsets = enc["offset_mapping"][w]
-            s, e = trim_span(examples[i].context, int(offsets[best.start_token][0]), int(offsets[best.end_token][1]))
-            result[i] = Prediction(examples[i].context[s:e], s, e, span_confidence(best.logit, null))
+            context = examples[i].context
+            candidates = []
+            for span in spans:
+                offsets = enc["offset_mapping"][windows[span.window]]
+                s, e = trim_span(context, int(offsets[span.start_token][0]), int(offsets[span.end_token][1]))
+                candidates.append(Candidate(0, s, e, span.logit))
+            best = candidates[0]
+            raw = span_confidence(best.logit, null)
+            confidence = raw
+            if calibrator is not None and best.start < best.end:
+                passage = Passage("", "", "", 0, len(context), context, 0.0)
+                confidence = calibrator.probability(span_features(examples[i].question, candidates, null, [passage]))
+            result[i] = Prediction(context[best.start : best.end], best.start, best.end, confidence, raw)
     preds = [result[i] for i in range(len(examples))]
     return preds
 
@@ -189,7 +205,13 @@ def run_eval(examples: list[QAExample], *, model: str | None = None, threshold: 
     reader = TransformersReader(model or config.DEFAULT_READER_MODEL)
     tokenizer, qa_model = reader.load()
     preds, secs = timed_predict(
-        qa_model, tokenizer, examples, max_length=reader.max_length, stride=reader.stride, max_answer_tokens=reader.max_answer_tokens
+        qa_model,
+        tokenizer,
+        examples,
+        max_length=reader.max_length,
+        stride=reader.stride,
+        max_answer_tokens=reader.max_answer_tokens,
+        calibrator=reader.calibrator(),
     )
     result = evaluate(examples, preds, threshold=reader.threshold if threshold is None else threshold, seconds=secs)
     result["reader"] = reader.name

@@ -34,6 +34,7 @@ from qa.reader.squad import (
     length_grouped_batches,
     load_squad,
     make_features,
+    split_holdout,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class TrainConfig:
     threads: int = 0
     eval_file: str | None = None
     eval_limit: int = 300
+    #: Percent of each file's articles never trained on (the calibrator is fitted on them).
+    holdout_percent: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,6 +104,10 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
         # Articles are numbered per file; keep them apart across files for negatives.
         offset = len(counts) * 1_000_000
         rows = [QAExample(r.id, r.question, r.context, r.answers, r.article + offset, r.title) for r in rows]
+        # Before sampling, so a file's held-out articles are the same whatever N is.
+        rows, held = split_holdout(rows, cfg.holdout_percent)
+        if held:
+            counts[f"held_out:{path.name}"] = len(held)
         if n is not None and n < len(rows):
             rows = rng.sample(rows, n)
         counts[path.name] = len(rows)

@@ -22,7 +22,8 @@ import numpy as np
 
 from qa import config
 from qa.answer import Answer, Passage
-from qa.reader.decoding import decode, fold_letters, make_answer, span_confidence, trim_span
+from qa.reader.calibration import CALIBRATION_FILE, CalibrationMismatch, Calibrator, Candidate, span_features, weights_fingerprint
+from qa.reader.decoding import decode_candidates, fold_letters, make_answer, span_confidence, trim_span
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def reader_display_name(model: str) -> str:
 
 _QA_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
 _QA_LOCK = threading.Lock()
+_CALIBRATORS: dict[str, Calibrator | None] = {}
 
 
 def bf16_supported() -> bool:
@@ -183,9 +185,9 @@ class TransformersReader:
         self.max_length = max_length
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
-        # The shipped reader's threshold was measured for it; other checkpoints use 0.5
-        # (best span and "no answer" equally likely) unless told otherwise.
-        self.threshold = threshold if threshold is not None else (config.READER_THRESHOLD if model in SHIPPED_NAMES else 0.5)
+        # None: the calibrator's threshold (measured with it on training hold-outs), or 0.5
+        # for a checkpoint without one (best span and "no answer" equally likely).
+        self._threshold = threshold if threshold is not None else config.READER_THRESHOLD
         self.quantize = quantize
         self.batch_size = batch_size
         self.load_timeout_s = load_timeout_s
@@ -231,20 +233,84 @@ class TransformersReader:
             return _QA_MODELS[key]
 
     def warm_up(self) -> None:
-        """Load the checkpoint now (raises :class:`ReaderUnavailable` if it cannot)."""
+        """Load the checkpoint and its calibrator now (raises :class:`ReaderUnavailable` if
+        either cannot be used)."""
         self.load()
+        self.calibrator()
+
+    def calibrator(self) -> Calibrator | None:
+        """The checkpoint's confidence calibrator (``calibration.json`` beside its weights),
+        loaded once per process; ``None`` when it has none (the score is then the raw
+        span-vs-null softmax).
+
+        Raises:
+            ReaderUnavailable: the file belongs to other weights or another format (the
+                message says how to refit it).
+        """
+        location, _ = locate_checkpoint(self.model_name)
+        with _QA_LOCK:
+            if location in _CALIBRATORS:
+                return _CALIBRATORS[location]
+        path = Path(location) / CALIBRATION_FILE
+        found: Calibrator | None = None
+        if path.is_file():
+            try:
+                found = Calibrator.load(path, model_sha256=weights_fingerprint(location))
+            except (CalibrationMismatch, OSError) as exc:
+                raise ReaderUnavailable(str(exc)) from exc
+        else:
+            logger.info("reader %s has no %s: its score is the uncalibrated span-vs-null softmax", self.name, CALIBRATION_FILE)
+        with _QA_LOCK:
+            return _CALIBRATORS.setdefault(location, found)
+
+    @property
+    def threshold(self) -> float:
+        """Below this score the reader says "I don't know"."""
+        if self._threshold is not None:
+            return self._threshold
+        cal = self.calibrator()
+        return cal.threshold if cal is not None else 0.5
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = value
+
+    def score(self, question: str, candidates: list[Candidate], null_logit: float, passages: list[Passage]) -> float:
+        """The score shown for ``candidates[0]``: P(correct) from the calibrator, else the
+        raw softmax of best span vs "no answer"."""
+        cal = self.calibrator()
+        if cal is None:
+            return span_confidence(candidates[0].logit, null_logit)
+        return cal.probability(span_features(question, candidates, null_logit, passages))
 
     def read(self, question: str, passages: list[Passage]) -> Answer:
         """Answer from ``passages``: all windows of all passages in one batched pass.
 
-        The best span over all passages competes with "no answer" (the smallest null
-        score over windows); below ``threshold`` the answer is "I don't know".
+        The best span over all passages is the answer when its score (:meth:`score`: the
+        chance it is right) reaches ``threshold``; below it the answer is "I don't know"
+        with that span as a guess.
         """
+        if not passages:
+            return make_answer(question, None, 0.0, self.name, passages)
+        candidates, null = self.candidates(question, passages)
+        if not candidates:
+            return make_answer(question, None, 0.0, self.name, passages)
+        best = candidates[0]
+        passage, start, end = passages[best.passage], best.start, best.end
+        confidence = self.score(question, candidates, null, passages) if start < end else 0.0
+        if confidence < self.threshold or start >= end:
+            return make_answer(question, None, confidence, self.name, passages, guess=(passage, start, end))
+        return make_answer(question, (passage, start, end), confidence, self.name, passages)
+
+    def candidates(self, question: str, passages: list[Passage]) -> tuple[list[Candidate], float]:
+        """The decoded spans of ``passages`` for ``question``, best first (a few per window,
+        in passage characters), and the "no answer" logit: what :meth:`read` decides on and
+        what the calibrator is fitted on."""
         import torch
 
         tokenizer, model = self.load()
         if not passages:
-            return make_answer(question, None, 0.0, self.name, passages)
+            return [], float("inf")
         pad_right = tokenizer.padding_side == "right"
         # A long question leaves little room for the passage: the window overlap must stay
         # below what is left (the tokenizer refuses otherwise), and the question is cut to
@@ -281,16 +347,15 @@ class TransformersReader:
                 out = model(**{k: torch.as_tensor(v[b : b + self.batch_size]) for k, v in inputs.items()})
                 starts.append(out.start_logits.float().numpy())
                 ends.append(out.end_logits.float().numpy())
-        best, null = decode(np.concatenate(starts), np.concatenate(ends), masks, max_answer_tokens=self.max_answer_tokens)
-        if best is None:
-            return make_answer(question, None, 0.0, self.name, passages)
-        confidence = span_confidence(best.logit, null)
-        passage = passages[int(enc["overflow_to_sample_mapping"][best.window])]
-        offsets = enc["offset_mapping"][best.window]
-        start, end = trim_span(passage.text, int(offsets[best.start_token][0]), int(offsets[best.end_token][1]))
-        if confidence < self.threshold or start >= end:
-            return make_answer(question, None, confidence, self.name, passages, guess=(passage, start, end))
-        return make_answer(question, (passage, start, end), confidence, self.name, passages)
+        spans, null = decode_candidates(np.concatenate(starts), np.concatenate(ends), masks, max_answer_tokens=self.max_answer_tokens)
+        sample = enc["overflow_to_sample_mapping"]
+        candidates = []
+        for span in spans:
+            offsets = enc["offset_mapping"][span.window]
+            p = int(sample[span.window])
+            start, end = trim_span(passages[p].text, int(offsets[span.start_token][0]), int(offsets[span.end_token][1]))
+            candidates.append(Candidate(p, start, end, span.logit))
+        return candidates, null
 
 
 # --------------------------------------------------------------------------- selection

@@ -1,0 +1,345 @@
+"""Confidence calibration: the chance that the reader's best span is right.
+
+The reader's raw score, a two-way softmax of the best span's logit against the "no answer"
+logit, says which of the two the model prefers, not how often it is right: release 3 put
+wrong answers at 0.99 and was right on 0.41-0.49 of every bin below 0.9. A calibrator maps
+what the pipeline already knows about an answer -- span and null logits, the margin to the
+runner-up span, whether other passages agree, where the passage ranked and how retrieval
+scored it, the answer's length and shape against the question's wh-word, how much of the
+question the passage covers -- to P(correct) with a logistic regression.
+
+* :func:`span_features` computes the features, the one function both answering
+  (:class:`qa.reader.TransformersReader`) and fitting (:mod:`qa.calibrate`) use;
+* :class:`Calibrator` is the fitted model: a versioned JSON file (no pickle) next to the
+  weights it was fitted for (``calibration.json``), refused when the weights differ;
+* :func:`fit_logistic` fits it deterministically (L-BFGS-B with bounds), with the weights
+  of the span-vs-null margin kept non-negative so the probability can only rise with it.
+
+"Right" means token F1 >= 0.5 against a gold answer after SQuAD normalisation; any span for
+a question the documents cannot answer is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from qa.answer import Passage
+
+#: File name of a checkpoint's calibrator, beside its ``model.safetensors``.
+CALIBRATION_FILE = "calibration.json"
+#: Format tag and version of that file; loading refuses any other.
+CALIBRATION_FORMAT = "qa-reader-calibrator"
+CALIBRATION_VERSION = 1
+
+#: The features, in the order of the fitted coefficients.
+FEATURES: tuple[str, ...] = (
+    "margin",  # best span logit - null logit (clipped)
+    "softmax",  # the raw two-way softmax of the margin (release 3's score)
+    "best_logit",  # the best span's start + end logit
+    "runner_up_gap",  # best logit - best logit of a span that does not overlap it
+    "agreement",  # share of the other passages whose best span says the same
+    "inverse_rank",  # 1 / retrieval rank of the answer's passage
+    "has_retrieval",  # 1 when the passages carry retrieval scores (ask()), 0 for a lone paragraph
+    "rrf",  # fused score of the answer's passage x RRF_K (hybrid retrieval)
+    "dense",  # cosine of the answer's passage to the question
+    "bm25_share",  # BM25 of the answer's passage / the best BM25 among the passages
+    "answer_words",  # log(1 + words in the answer)
+    "wants_number",  # "how many/much ...", "what year/percentage ..."
+    "number_ok",  # ... and the answer holds a number
+    "wants_date",  # "when ...", "what year/date/century ..."
+    "date_ok",  # ... and the answer holds a year, month or date
+    "wants_person",  # "who/whom/whose ..."
+    "person_ok",  # ... and the answer holds a capitalised word
+    "question_overlap",  # share of the question's content words in the answer's passage
+    "sentence_overlap",  # share of them in the answer's sentence
+    "answer_in_question",  # share of the answer's words already in the question
+)
+#: Features whose coefficient must be >= 0: the probability never falls as the margin rises.
+MONOTONE: tuple[str, ...] = ("margin", "softmax")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A decoded span: ``passages[passage].text[start:end]`` with its start + end logit."""
+
+    passage: int
+    start: int
+    end: int
+    logit: float
+
+
+# --------------------------------------------------------------------------- features
+
+_NUMBER_Q = re.compile(r"\b(how (many|much|long|old|far|big|large|tall|high|often)|what (percentage|percent|number|amount|proportion)|how many)\b")
+_DATE_Q = re.compile(r"^(when\b|in what year|what year|which year|what date|on what date|what century|what decade|in which year|what day|what time)|\bwhen\b|\bwhat year\b")
+_PERSON_Q = re.compile(r"^(who|whom|whose)\b|\bwho\b")
+_NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve dozen hundred thousand million billion half first second third".split())
+_MONTHS = frozenset(
+    "january february march april may june july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
+_YEARISH = re.compile(r"\b(1[0-9]{3}|20[0-9]{2}|[0-9]{1,2}(st|nd|rd|th)?\s+century|[0-9]{2,4}s)\b", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _content(text: str) -> set[str]:
+    from qa.bm25 import tokenize
+
+    return set(tokenize(text))
+
+
+def _sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence(s) of ``text`` that hold characters ``start:end``."""
+    lo = 0
+    for m in _SENTENCE_END.finditer(text, 0, start):
+        lo = m.end()
+    m = _SENTENCE_END.search(text, end)
+    return text[lo : m.start() if m else len(text)]
+
+
+def _same_answer(a: str, b: str) -> bool:
+    """The normalised texts are equal, or one holds the other (a name and its surname)."""
+    from qa.reader.squad_eval import normalize_answer
+
+    x, y = normalize_answer(a), normalize_answer(b)
+    return bool(x) and bool(y) and (x == y or f" {x} " in f" {y} " or f" {y} " in f" {x} ")
+
+
+def span_features(question: str, candidates: Sequence[Candidate], null_logit: float, passages: Sequence[Passage]) -> dict[str, float]:
+    """The calibrator's inputs for ``candidates[0]`` (the best span) as a question's answer.
+
+    ``candidates`` are the decoded spans, best first (the runner-up and the other passages'
+    best spans come from them); ``passages`` are what the reader read, in retrieval order.
+    """
+    best = candidates[0]
+    passage = passages[best.passage]
+    answer = passage.text[best.start : best.end]
+    margin = float(np.clip(best.logit - null_logit, -15.0, 15.0))
+    runner = next(
+        (c.logit for c in candidates[1:] if c.passage != best.passage or c.end <= best.start or c.start >= best.end),
+        best.logit - 15.0,
+    )
+    # Each other passage's best span: does it say what the answer says?
+    others: dict[int, str] = {}
+    for c in candidates[1:]:
+        if c.passage != best.passage and c.passage not in others:
+            others[c.passage] = passages[c.passage].text[c.start : c.end]
+    n_other = len(passages) - 1
+    agree = sum(_same_answer(answer, t) for t in others.values()) / n_other if n_other > 0 else 0.0
+    comp = passage.components or {}
+    bm25_best = max((p.components or {}).get("bm25", 0.0) for p in passages)
+    q = " ".join(question.lower().split())
+    words = _words(answer)
+    wants_number = bool(_NUMBER_Q.search(q))
+    wants_date = not wants_number and bool(_DATE_Q.search(q))
+    wants_person = not wants_number and not wants_date and bool(_PERSON_Q.search(q))
+    has_number = any(ch.isdigit() for ch in answer) or any(w in _NUMBER_WORDS for w in words)
+    has_date = bool(_YEARISH.search(answer)) or any(w in _MONTHS for w in words)
+    has_name = any(t[:1].isupper() for t in answer.split())
+    q_content = _content(question)
+    overlap = len(q_content & _content(passage.text)) / len(q_content) if q_content else 0.0
+    sentence = _sentence_around(passage.text, best.start, best.end)
+    s_overlap = len(q_content & _content(sentence)) / len(q_content) if q_content else 0.0
+    a_content = _content(answer)
+    in_question = len(a_content & q_content) / len(a_content) if a_content else 0.0
+    from qa import config
+
+    return {
+        "margin": margin,
+        "softmax": 1.0 / (1.0 + math.exp(-margin)),
+        "best_logit": float(np.clip(best.logit, -20.0, 40.0)),
+        "runner_up_gap": float(np.clip(best.logit - runner, 0.0, 15.0)),
+        "agreement": float(agree),
+        "inverse_rank": 1.0 / (best.passage + 1),
+        "has_retrieval": 1.0 if comp else 0.0,
+        "rrf": float(comp.get("rrf", 0.0)) * config.RRF_K,
+        "dense": float(comp.get("dense", 0.0)),
+        "bm25_share": float(comp.get("bm25", 0.0)) / bm25_best if bm25_best > 0 else 0.0,
+        "answer_words": math.log1p(len(words)),
+        "wants_number": float(wants_number),
+        "number_ok": float(wants_number and has_number),
+        "wants_date": float(wants_date),
+        "date_ok": float(wants_date and has_date),
+        "wants_person": float(wants_person),
+        "person_ok": float(wants_person and has_name),
+        "question_overlap": overlap,
+        "sentence_overlap": s_overlap,
+        "answer_in_question": in_question,
+    }
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def weights_fingerprint(checkpoint: str | Path) -> str:
+    """SHA-256 of a checkpoint's ``model.safetensors``: what a calibrator was fitted for."""
+    digest = hashlib.sha256()
+    with open(Path(checkpoint) / "model.safetensors", "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CalibrationMismatch(ValueError):
+    """A calibrator file that does not belong to these weights or this code."""
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Logistic regression over standardised :data:`FEATURES`: P(the shown span is right)."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    #: "I don't know" below this probability (chosen on training hold-outs, see the file).
+    threshold: float
+    model_sha256: str = ""
+    #: How it was fitted and checked (files, counts, the threshold sweep, figures); not compared.
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def probability(self, features: dict[str, float]) -> float:
+        """P(correct) for one answer's features."""
+        x = (np.array([features[name] for name in FEATURES]) - np.array(self.mean)) / np.array(self.scale)
+        z = float(x @ np.array(self.coef) + self.intercept)
+        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content (see :meth:`load`)."""
+        return {
+            "format": CALIBRATION_FORMAT,
+            "version": CALIBRATION_VERSION,
+            "model_sha256": self.model_sha256,
+            "features": list(FEATURES),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "info": self.info,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the file atomically (temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, model_sha256: str | None = None) -> "Calibrator":
+        """Read a calibrator file; with ``model_sha256``, check it was fitted for those weights.
+
+        Raises:
+            CalibrationMismatch: another format or version, other features, or other weights
+                (the message says how to refit).
+        """
+        path = Path(path)
+        refit = f"refit it with `python -m qa calibrate-reader --reader-model {path.parent}`, or delete {path} to show the uncalibrated score"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CalibrationMismatch(f"calibrator {path} cannot be read ({exc}); {refit}") from exc
+        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT or data.get("version") != CALIBRATION_VERSION:
+            raise CalibrationMismatch(
+                f"calibrator {path} is not a {CALIBRATION_FORMAT} file of version {CALIBRATION_VERSION}; {refit}"
+            )
+        if data.get("features") != list(FEATURES):
+            raise CalibrationMismatch(f"calibrator {path} was fitted on other features than this version computes; {refit}")
+        if model_sha256 is not None and data.get("model_sha256") != model_sha256:
+            raise CalibrationMismatch(
+                f"calibrator {path} was fitted for other reader weights (sha256 {str(data.get('model_sha256'))[:12]}…, "
+                f"these are {model_sha256[:12]}…); {refit}"
+            )
+        n = len(FEATURES)
+        if any(len(data.get(k) or ()) != n for k in ("mean", "scale", "coef")):
+            raise CalibrationMismatch(f"calibrator {path} is damaged (expected {n} values per field); {refit}")
+        return cls(
+            mean=tuple(float(v) for v in data["mean"]),
+            scale=tuple(float(v) for v in data["scale"]),
+            coef=tuple(float(v) for v in data["coef"]),
+            intercept=float(data["intercept"]),
+            threshold=float(data["threshold"]),
+            model_sha256=str(data.get("model_sha256", "")),
+            info=data.get("info") or {},
+        )
+
+
+def fit_logistic(rows: Sequence[dict[str, float]], labels: Sequence[bool], *, l2: float = 1.0, threshold: float = 0.5) -> Calibrator:
+    """A :class:`Calibrator` fitted to ``rows`` (feature dicts) and ``labels`` (right/wrong).
+
+    L2-penalised log loss minimised by L-BFGS-B from zeros: deterministic for the same data.
+    The :data:`MONOTONE` coefficients are bounded below by 0.
+    """
+    from scipy.optimize import minimize
+
+    if len(rows) != len(labels) or not rows:
+        raise ValueError(f"need as many labels as rows and at least one row (got {len(rows)} rows, {len(labels)} labels)")
+    X = np.array([[r[name] for name in FEATURES] for r in rows], dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale < 1e-9] = 1.0  # a constant feature (e.g. no retrieval scores) gets weight 0 anyway
+    Z = (X - mean) / scale
+    n, d = Z.shape
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = Z @ w[:d] + w[d]
+        # log(1 + e^z) - y z, computed stably.
+        value = np.logaddexp(0.0, z) - y * z
+        p = 1.0 / (1.0 + np.exp(-z))
+        g = p - y
+        grad = np.concatenate([Z.T @ g / n + l2 * w[:d] / n, [g.mean()]])
+        return float(value.mean() + 0.5 * l2 * float(w[:d] @ w[:d]) / n), grad
+
+    bounds = [(0.0, None) if name in MONOTONE else (None, None) for name in FEATURES] + [(None, None)]
+    result = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
+    w = result.x
+    return Calibrator(
+        mean=tuple(float(v) for v in mean),
+        scale=tuple(float(v) for v in scale),
+        coef=tuple(float(v) for v in w[:d]),
+        intercept=float(w[d]),
+        threshold=threshold,
+    )
+
+
+def expected_calibration_error(probabilities: Sequence[float], right: Sequence[bool], *, bins: int = 10) -> float | None:
+    """ECE over ``bins`` equal-width probability bins: sum of |accuracy - mean probability|
+    weighted by the bin's share of the answers (``None`` without answers)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    r = np.asarray(right, dtype=np.float64)
+    if p.size == 0:
+        return None
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.mean() * abs(r[sel].mean() - p[sel].mean())
+    return float(total)
+
+
+def coverage_at_accuracy(probabilities: Sequence[float], right: Sequence[bool], *, accuracy: float = 0.8) -> float:
+    """The largest share of questions answerable (most confident first) with at least
+    ``accuracy`` of the answered right (0.0 when no prefix reaches it)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    r = np.asarray(right, dtype=np.float64)
+    if p.size == 0:
+        return 0.0
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(r[order]) / np.arange(1, p.size + 1)
+    ok = np.flatnonzero(hits >= accuracy)
+    return float((ok.max() + 1) / p.size) if ok.size else 0.0

@@ -52,7 +52,7 @@ def test_ask_endpoint_answers_with_citation(client):
     assert len(chat) == 2 and chat[0]["role"] == "user" and chat[1]["role"] == "assistant"
     text = _chat_text(result)
     assert "<strong>Belgium</strong>" in text
-    assert "confidence " in text and "reader: " in text and "[1]" in text
+    assert "chance this is right" in text and "reader: " in text and "[1]" in text
     assert "<mark>Belgium</mark>" in sources
     assert "1 document" in index_info and "chunk" in index_info
     assert "Belgium" in document  # the answer in its whole document

@@ -75,7 +75,7 @@ def test_answer_is_bold_with_highlighted_source(page, seeds_url):
     bold = reply.locator(".qa-answer-text strong")
     assert "December 2022" in bold.inner_text()
     text = reply.inner_text()
-    assert "confidence" in text and "reader: minilm-squad (shipped)" in text and "[1]" in text
+    assert "chance this is right" in text and "reader: minilm-squad (shipped)" in text and "[1]" in text
     # Offsets are behind a "details" disclosure, not in the reading line.
     assert "chars" not in text and "details" in text
     reply.locator(".qa-details summary").first.click()

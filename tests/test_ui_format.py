@@ -60,12 +60,12 @@ def test_answer_message_has_bold_span_confidence_reader_and_numbered_citation():
     start = DOC.index("December 2022")
     out = fmt.format_answer_html(answer)
     assert "<strong>December 2022</strong>" in out
-    assert "confidence 0.72" in out
+    assert "72 % chance this is right" in out
     assert "reader: offline" in out
     assert "[1]" in out and "turkey.txt" in out
     # Offsets and scores are there for those who open "details", not in the reading line.
     details = out.split('<details class="qa-details"><summary>details</summary>', 1)[1].split("</details>", 1)[0]
-    assert f"chars {start}–{start + len('December 2022')}" in details and "reader confidence 0.720" in details
+    assert f"chars {start}–{start + len('December 2022')}" in details and "chance right 0.720" in details
     assert "chars" not in out.split("<details", 1)[0]
     assert "/docs/turkey.txt" not in out  # no filesystem path
     assert "I don't know" not in out
@@ -103,7 +103,7 @@ def test_confidence_levels_and_clamping():
     assert fmt.confidence_level(0.9) == "high"
     assert fmt.confidence_level(0.5) == "medium"
     assert fmt.confidence_level(0.1) == "low"
-    assert "confidence 1.00" in fmt.format_answer_html(_answer("December 2022", score=1.3))
+    assert "100 % chance this is right" in fmt.format_answer_html(_answer("December 2022", score=1.3))
 
 
 def test_sources_panel_marks_the_answer_with_document_and_offsets():
@@ -143,7 +143,7 @@ def test_no_answer_says_i_dont_know_with_the_closest_passages():
     assert "I don&#x27;t know" in out or "I don't know" in out
     assert "I don't know" in _visible(out)
     assert "<strong>" not in out  # nothing is presented as an answer
-    assert "confidence 0.12" in out
+    assert "chance" not in out  # no guess: no probability of one
     # Closest first, with names and short excerpts.
     assert out.index("near.txt") < out.index("far.txt")
     assert "[1]" in out and "[2]" in out
@@ -171,7 +171,7 @@ def test_no_answer_shows_the_best_guess_marked_as_a_guess():
     out = fmt.format_answer_html(answer)
     visible = _visible(out)
     assert "I don't know — closest: December 2022" in visible
-    assert "a guess, not an answer" in visible
+    assert "a guess, not an answer" in visible and "31 % chance the guess is right" in visible
     assert "<strong>" not in out  # never presented like an answer
     assert '<mark class="qa-guess-mark">December 2022</mark>' in out
     panel = fmt.format_sources_html(answer)

@@ -49,9 +49,19 @@ def confidence_level(score: float) -> str:
     return "low"
 
 
-def _confidence_badge(score: float) -> str:
+def chance_text(score: float) -> str:
+    """The reader's score as what it is: ``"72 % chance this is right"`` (calibrated P(correct))."""
+    return f"{round(min(max(float(score), 0.0), 1.0) * 100)} % chance this is right"
+
+
+def _confidence_badge(score: float, *, guess: bool = False) -> str:
     score = min(max(float(score), 0.0), 1.0)
-    return f'<span class="qa-conf qa-conf-{confidence_level(score)}">confidence {score:.2f}</span>'
+    text = chance_text(score).replace("this is right", "the guess is right") if guess else chance_text(score)
+    return (
+        f'<span class="qa-conf qa-conf-{confidence_level(score)}" '
+        'title="the reader\'s estimate, measured on questions it was not trained on">'
+        f"{text}</span>"
+    )
 
 
 def _reader_badge(reader: str) -> str:
@@ -136,7 +146,7 @@ def _details(c: Citation, score: float) -> str:
         '<details class="qa-details"><summary>details</summary>'
         f'<span class="qa-offsets">answer {_offsets(c.answer_start, c.answer_end)} · '
         f"passage {_offsets(c.passage_start, c.passage_end)} · chunk {escape(c.chunk_id)} · "
-        f"reader confidence {min(max(float(score), 0.0), 1.0):.3f}</span></details>"
+        f"chance right {min(max(float(score), 0.0), 1.0):.3f}</span></details>"
     )
 
 
@@ -150,8 +160,12 @@ def format_no_answer_html(answer: Answer) -> str:
         '<div class="qa-msg qa-noanswer">',
         f'<div class="qa-idk">{idk}{"" if guess else "."}</div>',
         '<div class="qa-meta">'
-        + ('<span class="qa-guess-label">a guess, not an answer</span> ' if guess else "The documents do not seem to answer this. ")
-        + f"{_confidence_badge(answer.score)} {_reader_badge(answer.reader)}</div>",
+        + (
+            f'<span class="qa-guess-label">a guess, not an answer</span> {_confidence_badge(answer.score, guess=True)} '
+            if guess
+            else "The documents do not seem to answer this. "
+        )
+        + f"{_reader_badge(answer.reader)}</div>",
     ]
     closest = _closest_passages(answer.passages)
     if answer.guess is not None:

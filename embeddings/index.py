@@ -37,12 +37,14 @@ disturb them. Metadata is JSON and SQLite, arrays ``.npy``; nothing is pickled.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -98,6 +100,12 @@ class DocumentRecord:
     sha256: str
     text: str
     pages: list[int] | None = None
+    #: ``"folder"`` (synced from an indexed folder) or ``"added"`` (``qa add``, a chat upload,
+    #: the API): an added document is only ever removed by an explicit remove.
+    origin: str = "folder"
+    #: File name of the kept original bytes under ``originals/`` (added documents), so every
+    #: rebuild can read the document again.
+    original: str | None = None
 
 
 def text_sha256(text: str) -> str:
@@ -118,12 +126,24 @@ class DocEntry:
     segment: str
     row: int
     pages: list[int] | None = None
+    origin: str = "folder"  # see DocumentRecord.origin
+    original: str | None = None  # see DocumentRecord.original
+
+    @property
+    def added(self) -> bool:
+        """Added by a user (not synced from a folder): removed only by an explicit remove.
+        Uploads from before origins were recorded (source ``upload:NAME``) count too."""
+        return self.origin == "added" or self.source.startswith("upload:")
 
     def to_json(self) -> dict:
-        """The manifest's entry (``pages`` only when set)."""
+        """The manifest's entry (``pages``, ``origin`` and ``original`` only when set)."""
         row = asdict(self)
         if row["pages"] is None:
             del row["pages"]
+        if row["origin"] == "folder":
+            del row["origin"]
+        if row["original"] is None:
+            del row["original"]
         return row
 
 
@@ -548,7 +568,7 @@ def _segment_from_documents(root: Path, add: Sequence[NewDocument], dimension: i
         r = doc.record
         entries[r.doc_id] = DocEntry(
             r.source, r.sha256, text_sha256(r.text), len(r.text), len(doc.chunks), name_placeholder, row,
-            [int(p) for p in r.pages] if r.pages is not None else None,
+            [int(p) for p in r.pages] if r.pages is not None else None, r.origin, r.original,
         )
         row += len(doc.chunks)
     stacked = np.concatenate(vectors) if vectors else np.zeros((0, dimension), np.float32)
@@ -557,7 +577,7 @@ def _segment_from_documents(root: Path, add: Sequence[NewDocument], dimension: i
 
 
 def _with_segment(e: DocEntry, segment: str, row: int) -> DocEntry:
-    return DocEntry(e.source, e.sha256, e.text_sha256, e.characters, e.chunks, segment, row, e.pages)
+    return dataclasses.replace(e, segment=segment, row=row)
 
 
 def _merge(root: Path, manifest: Manifest, names: list[str]) -> tuple[str, dict, dict[str, DocEntry]]:
@@ -736,11 +756,12 @@ def _publish(root: Path, manifest: Manifest) -> Manifest:
     _fsync_dir(root)
     keep_gen = {name}
     keep_seg = {s["name"] for s in manifest.segments}
+    keep_orig = _originals_of(manifest)
     if previous is not None and previous.generation is not None:
         # A reader may have just read CURRENT and be opening the previous generation.
         keep_gen.add(previous.generation.name)
         keep_seg |= {s["name"] for s in previous.segments}
-    collect_garbage(root, keep_generations=keep_gen, keep_segments=keep_seg)
+    collect_garbage(root, keep_generations=keep_gen, keep_segments=keep_seg, keep_originals=keep_orig)
     manifest.generation = root / name
     return manifest
 
@@ -763,11 +784,73 @@ def tidy(directory: str | os.PathLike[str]) -> None:
         keep_gen.add(others[-1].name)
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             keep_seg |= {s["name"] for s in json.loads((others[-1] / _MANIFEST).read_text(encoding="utf-8"))["segments"]}
-    collect_garbage(root, keep_generations=keep_gen, keep_segments=keep_seg)
+    collect_garbage(root, keep_generations=keep_gen, keep_segments=keep_seg, keep_originals=_originals_of(current))
 
 
-def collect_garbage(root: Path, *, keep_generations: set[str], keep_segments: set[str]) -> None:
-    """Remove generations and segments not kept, and debris of interrupted writers (call under the lock)."""
+#: Folder of an index that keeps the original bytes of added documents.
+ORIGINALS = "originals"
+
+
+def _originals_of(manifest: Manifest) -> set[str]:
+    return {e.original for e in manifest.documents.values() if e.original}
+
+
+def keep_original(directory: str | os.PathLike[str], data: bytes, suffix: str) -> str:
+    """Store an added document's bytes under ``originals/`` (content-addressed, written to a
+    temporary name, synced, then renamed); returns the file name for its record.
+
+    Call under :func:`write_lock` and commit a manifest that names it: an original that no
+    committed manifest names is removed by the next writer, so a writer killed before its
+    commit leaves neither a document nor (after that) an original.
+    """
+    folder = Path(directory) / ORIGINALS
+    folder.mkdir(parents=True, exist_ok=True)
+    clean = suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix.lower()) else ""
+    name = hashlib.sha256(data).hexdigest() + clean
+    target = folder / name
+    if not target.is_file():
+        tmp = folder / f".tmp-{uuid.uuid4().hex[:8]}-{name}"
+        tmp.write_bytes(data)
+        _fsync(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(folder)
+    return name
+
+
+def added_entries(directory: str | os.PathLike[str]) -> dict[str, DocEntry]:
+    """The added documents (:attr:`DocEntry.added`) of the live generation, read from its
+    manifest whatever its format version or model -- what a rebuild must bring back.
+    Empty when there is no readable manifest."""
+    try:
+        raw = json.loads((current_generation(Path(directory)) / _MANIFEST).read_text(encoding="utf-8"))
+        rows = raw["documents"]
+    except (IndexLoadError, OSError, ValueError, KeyError, TypeError):
+        return {}
+    out: dict[str, DocEntry] = {}
+    for doc_id, row in rows.items() if isinstance(rows, dict) else ():
+        if not isinstance(row, dict):
+            continue
+        source, origin, original = str(row.get("source", "")), row.get("origin", "folder"), row.get("original")
+        entry = DocEntry(source, str(row.get("sha256", "")), "", 0, 0, "", 0, None, str(origin), original if isinstance(original, str) else None)
+        if entry.added:
+            out[str(doc_id)] = entry
+    return out
+
+
+def read_original(directory: str | os.PathLike[str], name: str) -> bytes:
+    """The kept bytes of an added document (``OSError`` if missing)."""
+    if "/" in name or name.startswith("."):
+        raise OSError(f"bad original name {name!r}")
+    return (Path(directory) / ORIGINALS / name).read_bytes()
+
+
+def collect_garbage(root: Path, *, keep_generations: set[str], keep_segments: set[str], keep_originals: set[str] | None = None) -> None:
+    """Remove generations and segments not kept, originals no kept manifest names (when
+    ``keep_originals`` is given), and debris of interrupted writers (call under the lock)."""
+    if keep_originals is not None and (root / ORIGINALS).is_dir():
+        for child in (root / ORIGINALS).iterdir():
+            if child.name not in keep_originals:
+                child.unlink(missing_ok=True)
     for child in root.iterdir():
         n = child.name
         if child.is_dir() and (

@@ -302,7 +302,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(d), ensure_ascii=False))
         else:
             pages = f", {plural(d.pages, 'page')}" if d.pages is not None else ""
-            print(f"{d.doc_id}\t{d.kind}, {plural(d.chunks, 'chunk')}, {plural(d.characters, 'character')}{pages}")
+            origin = "added (kept until removed)" if d.origin == "added" else f"from {d.source}"
+            print(f"{d.doc_id}\t{d.kind}, {plural(d.chunks, 'chunk')}, {plural(d.characters, 'character')}{pages}\t{origin}")
     if not args.json:
         from embeddings.stores import display_location
 

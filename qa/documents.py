@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa.extraction import SUPPORTED_SUFFIXES, ExtractionError, extract, suffix_of
@@ -32,6 +32,13 @@ class Document:
     text: str
     sha256: str
     pages: tuple[int, ...] | None = None
+    #: ``"folder"`` (from an indexed folder: a folder sync may drop it when the file goes) or
+    #: ``"added"`` (``qa add``, an upload: only an explicit remove drops it).
+    origin: str = "folder"
+    #: An added document's original bytes, which the index keeps so every rebuild can read
+    #: the document again (``None`` once kept: then ``original`` names the kept file).
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    original: str | None = None
 
     def page_starts(self) -> list[int] | None:
         """``pages`` as the stores record them: a list of ints, or None."""
@@ -63,8 +70,11 @@ def read_document(path: Path, doc_id: str, *, source: str | None = None) -> Docu
     return document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else str(path))
 
 
-def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str) -> Document | Skipped:
-    """A :class:`Document` from a file's raw bytes, or :class:`Skipped` naming ``source`` and why."""
+def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, added: bool = False) -> Document | Skipped:
+    """A :class:`Document` from a file's raw bytes, or :class:`Skipped` naming ``source`` and why.
+
+    ``added``: a document the user added (not synced from a folder); it carries its bytes
+    for the index to keep."""
     try:
         extracted = extract(data, suffix)
     except ExtractionError as exc:
@@ -73,7 +83,13 @@ def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str) -> D
         logger.warning("extracting %s failed", source, exc_info=True)
         return Skipped(source, f"could not extract text ({type(exc).__name__}: {exc})")
     return Document(
-        doc_id=doc_id, source=source, text=extracted.text, sha256=hashlib.sha256(data).hexdigest(), pages=extracted.pages
+        doc_id=doc_id,
+        source=source,
+        text=extracted.text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        pages=extracted.pages,
+        origin="added" if added else "folder",
+        data=data if added else None,
     )
 
 

@@ -10,6 +10,7 @@ are not touched, so an update costs what changed, whatever the index holds (see
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import logging
@@ -33,10 +34,13 @@ from embeddings.index import (
     Manifest,
     NewDocument,
     VectorIndex,
+    added_entries,
     commit,
     compact,
     has_index,
+    keep_original,
     read_manifest,
+    read_original,
     text_sha256,
     tidy,
     write_lock,
@@ -45,7 +49,7 @@ from embeddings.stores import is_store_url
 from qa import config
 from qa.bm25 import TOKENIZER_VERSION, tokenize
 from qa.chunking import chunk_text
-from qa.documents import Document, Skipped, discover, document_from_bytes, load_folder, read_document
+from qa.documents import Document, Skipped, discover, document_from_bytes, load_folder
 from qa.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 
 logger = logging.getLogger(__name__)
@@ -117,9 +121,87 @@ def variant_change(old: str | None, new: str | None) -> str:
 
 def _needs_update(doc: Document, old: DocEntry) -> bool:
     # Same bytes but different extracted text happens when extraction itself improved
-    # (e.g. an index built before Markdown/HTML extraction): re-chunk those too.
+    # (e.g. an index built before Markdown/HTML extraction): re-chunk those too. A folder
+    # document added by hand (or the other way round) is rewritten to record its new origin.
     pages = list(doc.pages) if doc.pages is not None else None
-    return doc.sha256 != old.sha256 or text_sha256(doc.text) != old.text_sha256 or pages != old.pages
+    return (
+        doc.sha256 != old.sha256
+        or text_sha256(doc.text) != old.text_sha256
+        or pages != old.pages
+        or doc.origin != old.origin
+        or (doc.origin == "added" and doc.original != old.original)
+    )
+
+
+def _under(source: str, folder: Path) -> bool:
+    """Whether a document's recorded ``source`` path lies in ``folder`` (relative sources are
+    read from the current directory, where ``qa index`` recorded them)."""
+    try:
+        return Path(source).resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def settle_added(
+    docs: dict[str, Document],
+    previously_added: Mapping[str, str],
+    read_original: Callable[[str], bytes | None],
+    *,
+    keep: Iterable[str],
+    remove: set[str],
+    report: "IndexReport",
+) -> None:
+    """What every store does with added documents before it plans an update (under its writer
+    lock): never let a folder's file replace an added document of the same id (it is skipped
+    with the way out), and bring back, from their kept originals, the added documents that are
+    not in ``keep`` (what the store still holds as it is) -- a rebuild, another model,
+    chunking or format would otherwise lose them.
+
+    ``previously_added`` maps each added id the store knows to its source;
+    ``read_original(id)`` gives its kept bytes, or ``None`` if none were kept (uploads from
+    before this version: the report's note names them).
+    """
+    for doc_id, doc in list(docs.items()):
+        if doc.origin == "folder" and doc_id in previously_added and doc_id not in remove:
+            del docs[doc_id]
+            report.skipped.append(
+                Skipped(doc.source, f"an added document has the id {doc_id!r}; remove it first (qa remove {doc_id}) to index this file", doc_id=doc_id)
+            )
+    kept = set(keep)
+    lost = []
+    for doc_id, source in previously_added.items():
+        if doc_id in docs or doc_id in remove or doc_id in kept:
+            continue  # replaced now, removed now, or still in the store as it is
+        try:
+            data = read_original(doc_id)
+        except OSError as exc:
+            lost.append(f"{doc_id} ({exc.strerror or exc})")
+            continue
+        if data is None:
+            lost.append(doc_id)
+            continue
+        result = document_from_bytes(data, suffix_of(doc_id), doc_id, source, added=True)
+        if isinstance(result, Skipped):
+            lost.append(f"{doc_id} ({result.reason})")
+            continue
+        docs[doc_id] = result
+    if lost:
+        # Added before originals were kept: its text lived only in the old index.
+        note = f"could not re-read added documents {', '.join(lost)}: no original kept; add them again"
+        logger.warning(note)
+        report.note = "; ".join(n for n in (report.note, note) if n)
+
+
+def protected_ids(old: Mapping[str, str], added: Iterable[str], folder: str | os.PathLike[str] | None) -> set[str]:
+    """Of ``old`` (indexed id -> source), the ids a folder sync must not drop: added ones
+    (also uploads from before origins were recorded, source ``upload:...``) and, with
+    ``folder``, those whose source is not in that folder."""
+    root = Path(folder) if folder is not None else None
+    added = set(added)
+    return {
+        d for d, source in old.items()
+        if d in added or source.startswith("upload:") or (root is not None and not _under(source, root))
+    }
 
 
 def plan_changes(
@@ -130,15 +212,18 @@ def plan_changes(
     *,
     remove: Iterable[str],
     remove_missing: bool,
+    keep: Iterable[str] = (),
 ) -> set[str]:
     """What an update does, whichever store holds ``old`` (indexed id -> stored state):
     fills ``report.removed/added/changed/unchanged`` and returns the ids to drop.
 
     With ``remove_missing`` indexed documents not among ``docs`` are dropped, except those
-    ``report.skipped`` for a transient read error (their indexed version is kept).
+    ``report.skipped`` for a transient read error (their indexed version is kept) and those in
+    ``keep`` (added documents, and documents of other folders): only ``remove`` drops them.
     """
     unreadable_now = {s.doc_id for s in report.skipped if s.transient and s.doc_id}
-    dropped = set(remove) | (set(old) - set(docs) - unreadable_now if remove_missing else set())
+    missing = set(old) - set(docs) - unreadable_now - set(keep)
+    dropped = set(remove) | (missing if remove_missing else set())
     dropped &= set(old)
     report.removed = sorted(dropped)
     report.added = sorted(d for d in docs if d not in old)
@@ -160,12 +245,16 @@ def update_index(
     show_progress: bool = False,
     lock_wait_s: float = 0.0,
     skipped: Iterable[Skipped] = (),
+    folder: str | os.PathLike[str] | None = None,
 ) -> IndexReport:
     """Add or update ``documents`` in the index at ``index_dir`` and drop ``remove``.
 
     With ``remove_missing`` every indexed document not among ``documents`` is dropped
     (folder sync), except those ``skipped`` for a transient read error, whose indexed
-    version is kept. With ``rebuild`` nothing of the previous index is reused.
+    version is kept, added documents (``origin="added"``: only ``remove`` drops them) and,
+    with ``folder``, documents whose source is not in that folder. With ``rebuild`` nothing
+    of the previous index is reused; added documents are read again from the originals
+    the index keeps, as after a change of model, chunking or format.
 
     ``index_dir`` may be a ``postgresql://`` URL: then :func:`qa.store_indexing.update_store`
     does the same in the database (one transaction per document).
@@ -179,7 +268,7 @@ def update_index(
         return update_store(
             str(index_dir), documents, remove=remove, remove_missing=remove_missing, encoder=encoder,
             max_tokens=max_tokens, overlap_sentences=overlap_sentences, rebuild=rebuild,
-            show_progress=show_progress, lock_wait_s=lock_wait_s, skipped=skipped,
+            show_progress=show_progress, lock_wait_s=lock_wait_s, skipped=skipped, folder=folder,
         )
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -198,7 +287,18 @@ def update_index(
         report.note = report.note or why
 
         old_docs = previous.documents if previous else {}
-        dropped = plan_changes(report, docs, old_docs, _needs_update, remove=remove, remove_missing=remove_missing)
+        remove = set(remove)
+        before = added_entries(index_dir)  # whatever the old manifest's version or model
+        settle_added(
+            docs, {d: e.source for d, e in before.items()},
+            lambda d: read_original(index_dir, before[d].original) if before[d].original else None,
+            keep=old_docs, remove=remove, report=report,
+        )
+        for doc_id, doc in list(docs.items()):
+            if doc.data is not None:  # an added document's bytes: kept before the commit names them
+                docs[doc_id] = dataclasses.replace(doc, data=None, original=keep_original(index_dir, doc.data, suffix_of(doc_id)))
+        keep = protected_ids({d: e.source for d, e in old_docs.items()}, [d for d, e in old_docs.items() if e.added], folder)
+        dropped = plan_changes(report, docs, old_docs, _needs_update, remove=remove, remove_missing=remove_missing, keep=keep)
 
         if previous is not None and not (report.added or report.changed or report.removed):
             # Nothing to do: leave the live generation as it is (only clear a killed writer's debris).
@@ -247,7 +347,9 @@ def embed_documents(
         for c in chunk_text(doc.doc_id, doc.text, encoder.count_tokens, max_tokens, overlap_sentences):
             records.append(ChunkRecord(c.chunk_id, doc.doc_id, c.start, c.end))
             texts.append(c.text)
-        pending.append((DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, doc.page_starts()), records))
+        pending.append(
+            (DocumentRecord(doc.doc_id, doc.source, doc.sha256, doc.text, doc.page_starts(), doc.origin, doc.original), records)
+        )
     big = show_progress and len(texts) > 64
     vectors = (
         encoder.encode(texts, batch_size=config.EMBED_BATCH_SIZE, show_progress=big, bulk=True)
@@ -307,8 +409,9 @@ def index_folder(
         ValueError: ``docs_dir`` is not a directory.
     """
     documents, skipped = load_folder(docs_dir)
-    # Skipped files are in the report; callers (CLI, UI) show them once.
-    return update_index(index_dir, documents, remove_missing=True, skipped=skipped, **options)  # type: ignore[arg-type]
+    # Skipped files are in the report; callers (CLI, UI) show them once. Only documents of this
+    # folder may be dropped for having left it; added ones never are.
+    return update_index(index_dir, documents, remove_missing=True, skipped=skipped, folder=docs_dir, **options)  # type: ignore[arg-type]
 
 
 def ensure_index(
@@ -425,7 +528,12 @@ def _read_all(files: list[tuple[Path, str]]) -> tuple[list[Document], list[Skipp
         if not is_supported(path.name):
             skipped.append(Skipped(str(path), f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"))
             continue
-        result = read_document(path, doc_id)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            skipped.append(Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True))
+            continue
+        result = document_from_bytes(data, suffix_of(path.name), doc_id, str(path), added=True)
         (documents if isinstance(result, Document) else skipped).append(result)  # type: ignore[arg-type]
     return documents, skipped
 
@@ -563,6 +671,8 @@ class DocumentInfo:
     characters: int
     pages: int | None
     source: str
+    #: ``"added"`` (qa add, an upload: kept until removed) or ``"folder"`` (synced from a folder).
+    origin: str = "folder"
 
 
 def list_documents(index: str | os.PathLike[str] | VectorIndex | object) -> list[DocumentInfo]:
@@ -582,6 +692,7 @@ def list_documents(index: str | os.PathLike[str] | VectorIndex | object) -> list
             characters=e.characters,
             pages=len(e.pages) if e.pages is not None else None,
             source=e.source,
+            origin="added" if e.added else "folder",
         )
         for doc_id, e in sorted(entries.items())
     ]
@@ -678,7 +789,7 @@ def add_uploads(
             skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
             continue
         # The type comes from the uploaded name: the temporary file may have no extension.
-        result = document_from_bytes(data, suffix_of(doc_id), doc_id, f"upload:{doc_id}")
+        result = document_from_bytes(data, suffix_of(doc_id), doc_id, f"upload:{doc_id}", added=True)
         if isinstance(result, Skipped):
             skipped.append(Skipped(doc_id, result.reason))
             continue

@@ -39,6 +39,22 @@ def _needs_update(doc: Document, state: tuple[str, str, list[int] | None]) -> bo
     return doc.sha256 != sha or text_sha256(doc.text) != text_sha or doc.page_starts() != pages
 
 
+def _sources(store: PostgresStore, writer: object) -> dict[str, str]:
+    """``doc_id -> source`` of the stored documents ({} when the tables are of another schema)."""
+    import psycopg
+
+    try:
+        return store.sources(writer.conn)  # type: ignore[attr-defined]
+    except psycopg.Error:
+        return {}
+
+
+def _keep(writer: object, doc: Document) -> None:
+    """An added document's bytes go into the store with it (same transaction)."""
+    if doc.data is not None:
+        writer.keep_original(doc.doc_id, doc.source, doc.sha256, doc.data)  # type: ignore[attr-defined]
+
+
 def update_store(
     url: str,
     documents: Iterable[Document],
@@ -52,13 +68,17 @@ def update_store(
     show_progress: bool = False,
     lock_wait_s: float = 0.0,
     skipped: Iterable[Skipped] = (),
+    folder: object = None,
 ) -> IndexReport:
     """:func:`qa.indexing.update_index` for a PostgreSQL store at ``url`` (see the module docstring).
+
+    Added documents keep their bytes in the store (``qa_originals``, written in the same
+    transaction as the document); a folder sync never drops them and a rebuild reads them again.
 
     Raises:
         RuntimeError: another process holds the store's writer lock, or the server is unreachable.
     """
-    from qa.indexing import IndexReport, _chunking_params, embed_documents, plan_changes, variant_change
+    from qa.indexing import IndexReport, _chunking_params, embed_documents, plan_changes, protected_ids, settle_added, variant_change
 
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -93,7 +113,18 @@ def update_store(
                     report.note = f"previous index used chunking {store.chunking}; re-chunking everything"
                     fresh = True
         old = {} if fresh else store.document_states(writer.conn)
-        dropped = plan_changes(report, docs, old, _needs_update, remove=remove, remove_missing=remove_missing)
+        remove = set(remove)
+        added = store.added_sources(writer.conn) if meta is not None else {}
+        sources = _sources(store, writer) if meta is not None else {}
+        legacy = {d: src for d, src in sources.items() if src.startswith("upload:")}  # uploads from before originals were kept
+        settle_added(docs, {**legacy, **added}, writer.original, keep=old, remove=remove, report=report)
+        keep = protected_ids(sources if old else {}, added, folder)
+
+        def needs_update(doc: Document, state: tuple[str, str, list[int] | None]) -> bool:
+            # Added now but not kept yet (it was a folder's, or an older upload): record its bytes.
+            return _needs_update(doc, state) or (doc.data is not None and doc.doc_id not in added)
+
+        dropped = plan_changes(report, docs, old, needs_update, remove=remove, remove_missing=remove_missing, keep=keep)
 
         if fresh:
             # Embed everything first, then swap the whole index in one transaction.
@@ -110,6 +141,7 @@ def update_store(
                     writer.insert_document(
                         new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens, defer_stats=True
                     )
+                    _keep(writer, docs[new.record.doc_id])
                     embedded += len(new.chunks)
                 writer.flush_stats()
                 writer.create_indexes()
@@ -117,6 +149,7 @@ def update_store(
             if dropped:
                 with writer.transaction():
                     writer.delete_documents(dropped)
+                    writer.forget_originals(dropped)
             for doc_id in report.added + report.changed:
                 (new,) = embed_documents(
                     [docs[doc_id]], encoder,
@@ -125,6 +158,7 @@ def update_store(
                 with writer.transaction():  # a reader sees the old document or the new one, never half
                     writer.delete_documents([doc_id])
                     writer.insert_document(new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens)
+                    _keep(writer, docs[doc_id])
                 embedded += len(new.chunks)
         store._apply_meta(writer.meta())
     report.chunks = store.counts()[1]
@@ -152,6 +186,7 @@ def remove_from_store(url: str, doc_ids: list[str], *, lock_wait_s: float = 30.0
             raise ValueError(unknown_id_message(unknown, known, store.directory))
         with writer.transaction():
             writer.delete_documents(doc_ids)
+            writer.forget_originals(doc_ids)
     documents, chunks = store.counts()
     return IndexReport(
         directory=store.directory,
@@ -168,8 +203,12 @@ def store_listing(store: PostgresStore) -> list[DocumentInfo]:
     from qa.indexing import DocumentInfo
 
     store.refresh()
+    added = store.added_sources()
     return [
-        DocumentInfo(doc_id=d, kind=kind_of(d), chunks=n, characters=chars, pages=pages, source=source)
+        DocumentInfo(
+            doc_id=d, kind=kind_of(d), chunks=n, characters=chars, pages=pages, source=source,
+            origin="added" if d in added or source.startswith("upload:") else "folder",
+        )
         for d, source, chars, n, pages in store.listing()
     ]
 

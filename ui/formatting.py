@@ -337,12 +337,19 @@ def format_documents_html(documents: list) -> str:
     rows = []
     for d in documents:
         pages = f" · {_plural(d.pages, 'page')}" if getattr(d, "pages", None) is not None else ""
+        # Where it came from: added ones stay until removed; folder ones follow their folder.
+        added = getattr(d, "origin", "folder") == "added"
+        origin = (
+            '<td class="qa-origin" title="kept until you remove it">added</td>'
+            if added
+            else f'<td class="qa-origin" title="{escape(getattr(d, "source", ""))}">folder</td>'
+        )
         rows.append(
             f'<tr><td class="qa-doc">{escape(d.doc_id)}</td><td>{escape(d.kind)}</td>'
-            f'<td class="qa-num">{int(d.chunks):,}{pages}</td></tr>'
+            f'<td class="qa-num">{int(d.chunks):,}{pages}</td>{origin}</tr>'
         )
     return (
-        '<table class="qa-docs"><thead><tr><th>Document</th><th>Type</th><th>Chunks</th></tr></thead>'
+        '<table class="qa-docs"><thead><tr><th>Document</th><th>Type</th><th>Chunks</th><th>From</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

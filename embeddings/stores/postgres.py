@@ -70,6 +70,9 @@ _DOCUMENTS = "qa_documents"
 _CHUNKS = "qa_chunks"
 _TERMS = "qa_terms"
 _STATS = "qa_stats"
+#: The original bytes of added documents (qa add, uploads, the API). Not dropped by a rebuild
+#: (created if missing, outside the schema version): a rebuild reads them again from here.
+_ORIGINALS = "qa_originals"
 
 #: BM25 parameters of :mod:`qa.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
 #: Column types for the vectors: 32-bit floats, or 16-bit (half the memory, HNSW included).
@@ -295,6 +298,23 @@ class PostgresStore:
             with self.connection() as pooled:
                 rows = pooled.execute(query).fetchall()
         return {r[0]: (r[1], r[2], list(r[3]) if r[3] is not None else None) for r in rows}
+
+    def added_sources(self, conn: psycopg.Connection | None = None) -> dict[str, str]:
+        """``doc_id -> source`` of the added documents whose bytes are kept (empty without any)."""
+
+        def run(c: psycopg.Connection) -> dict[str, str]:
+            if c.execute("SELECT to_regclass(%s)", (_ORIGINALS,)).fetchone()[0] is None:
+                return {}
+            return dict(c.execute(sql.SQL("SELECT doc_id, source FROM {}").format(sql.Identifier(_ORIGINALS))).fetchall())
+
+        if conn is not None:
+            return run(conn)
+        with self.connection() as pooled:
+            return run(pooled)
+
+    def sources(self, conn: psycopg.Connection) -> dict[str, str]:
+        """``doc_id -> source`` of every stored document."""
+        return dict(conn.execute(sql.SQL("SELECT doc_id, source FROM {}").format(sql.Identifier(_DOCUMENTS))).fetchall())
 
     def listing(self) -> list[tuple[str, str, int, int, int | None]]:
         """``(doc_id, source, characters, chunks, pages or None)`` per document, sorted by id."""
@@ -525,6 +545,39 @@ class StoreWriter:
     def meta(self) -> dict[str, str] | None:
         """The stored metadata, or ``None`` for a database without an index."""
         return PostgresStore.read_meta(self.conn)
+
+    def _ensure_originals(self) -> None:
+        self.conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (doc_id text PRIMARY KEY, source text NOT NULL, sha256 text NOT NULL, data bytea NOT NULL)"
+            ).format(sql.Identifier(_ORIGINALS))
+        )
+
+    def keep_original(self, doc_id: str, source: str, sha256: str, data: bytes) -> None:
+        """Keep an added document's bytes (in the caller's transaction, with its insert)."""
+        self._ensure_originals()
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (doc_id, source, sha256, data) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (doc_id) DO UPDATE SET source = EXCLUDED.source, sha256 = EXCLUDED.sha256, data = EXCLUDED.data"
+            ).format(sql.Identifier(_ORIGINALS)),
+            (doc_id, source, sha256, data),
+        )
+
+    def forget_originals(self, doc_ids: Iterable[str]) -> None:
+        """Drop the kept bytes of removed documents (in the caller's transaction)."""
+        ids = list(doc_ids)
+        if ids and self.store.added_sources(self.conn):
+            self.conn.execute(sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(sql.Identifier(_ORIGINALS)), (ids,))
+
+    def original(self, doc_id: str) -> bytes | None:
+        """The kept bytes of an added document, or ``None``."""
+        if not self.store.added_sources(self.conn):
+            return None
+        row = self.conn.execute(
+            sql.SQL("SELECT data FROM {} WHERE doc_id = %s").format(sql.Identifier(_ORIGINALS)), (doc_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def transaction(self) -> contextlib.AbstractContextManager:
         """One transaction: everything inside commits together or not at all."""

@@ -45,16 +45,30 @@ def snapshot(index_dir: Path) -> dict:
 
 
 def assert_no_debris(index: Path) -> None:
-    """Only the live generation, the one before it (readers may be opening it) and their segments."""
+    """Only the live generation, the one before it (readers may be opening it) and their
+    segments; and exactly the originals of the live generation's added documents."""
     import json
 
-    names = {p.name for p in index.iterdir()} - {"CURRENT", ".lock"}
+    assert_originals_complete(index)
+    names = {p.name for p in index.iterdir()} - {"CURRENT", ".lock", "originals"}
     generations = {n for n in names if n.startswith("gen-")}
     assert current_generation(index).name in generations and len(generations) <= 2, names
     used = set()
     for gen in generations:
         used |= {s["name"] for s in json.loads((index / gen / "manifest.json").read_text())["segments"]}
     assert names - generations == used, names
+
+
+def assert_originals_complete(index: Path) -> None:
+    """Every added document of the live generation has its kept original, and no other file
+    (nor a temporary one) is in ``originals/``."""
+    import json
+
+    docs = json.loads((current_generation(index) / "manifest.json").read_text())["documents"]
+    named = {e["original"] for e in docs.values() if e.get("original")}
+    assert all(e.get("original") for e in docs.values() if e.get("origin") == "added"), "an added document without its original"
+    on_disk = {p.name for p in (index / "originals").iterdir()} if (index / "originals").is_dir() else set()
+    assert on_disk == named, (on_disk - named, named - on_disk)
 
 
 def start_driver(docs: Path, index: Path, *extra: str) -> subprocess.Popen:
@@ -223,6 +237,8 @@ def test_sigkill_during_add_remove_compact_leaves_before_or_after(op, segmented,
         seen = snapshot(index)  # always loads
         assert seen in (before, after), f"{op}: kill {n} left a state that is neither before nor after"
         outcomes["before" if seen == before else "after"] += 1
+        if seen == after and op == "add":
+            assert_originals_complete(index)  # a document that made it has its original too
         if seen == before and op != "compact" or op == "compact":
             # Running the same update again completes it and clears the debris of the killed one.
             rerun = start_driver(Path(arg), index, "--op", op)

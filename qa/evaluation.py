@@ -222,6 +222,15 @@ class EvalRecord:
     retrieval_rank: int | None  # first answer-bearing passage among the retrieved (None: none / unanswerable)
     doc: str | None = None
     cited_doc: str | None = None
+    #: The best span when the reader abstained (its score is that span's chance of being right).
+    guess: str | None = None
+
+    @property
+    def right(self) -> bool:
+        """The shown span (the answer, or the guess when abstaining) is right: token F1 >= 0.5
+        with an accepted answer; any span for an unanswerable question is wrong."""
+        span = self.prediction if self.prediction is not None else self.guess
+        return bool(self.answers) and span is not None and f1_score(span, self.answers) >= 0.5
 
     @property
     def answerable(self) -> bool:
@@ -263,6 +272,7 @@ def summarize(records: Sequence[EvalRecord], ks: Sequence[int] = RECALL_KS) -> d
         "f1_answerable": _mean([r.f1 for r in answerable]),
         "answered": sum(not r.abstained for r in records),
         **abstention_metrics([r.abstained for r in records], [r.answerable for r in records]),
+        **calibration_metrics(records),
     }
     if answerable:
         summary.update(retrieval_metrics([r.retrieval_rank for r in answerable], [k for k in ks]))
@@ -279,6 +289,21 @@ def summarize(records: Sequence[EvalRecord], ks: Sequence[int] = RECALL_KS) -> d
         t: {"n": len(rs), "em": _mean([r.em for r in rs]), "f1": _mean([r.f1 for r in rs])} for t, rs in sorted(by_type.items())
     }
     return summary
+
+
+def calibration_metrics(records: Sequence[EvalRecord]) -> dict[str, float | None]:
+    """Does the score mean what it says? ``ece``: expected calibration error (10 bins) of the
+    score over the answered questions ("right": :attr:`EvalRecord.right`); ``accuracy_answered``;
+    ``coverage_at_80``: the largest share of all questions that can be answered, most
+    confident first (guesses included), with 80 % of those answers right."""
+    from qa.reader.calibration import coverage_at_accuracy, expected_calibration_error
+
+    answered = [r for r in records if not r.abstained]
+    return {
+        "ece": expected_calibration_error([r.score for r in answered], [r.right for r in answered]),
+        "accuracy_answered": _mean([float(r.right) for r in answered]),
+        "coverage_at_80": coverage_at_accuracy([r.score for r in records], [r.right for r in records]) if records else None,
+    }
 
 
 _TYPE_PATTERNS = (
@@ -369,6 +394,7 @@ def evaluate(
                 retrieval_rank=first_hit_rank([p.text for p in passages], answers) if answers else None,
                 doc=row.get("doc"),
                 cited_doc=answer.citations[0].doc_id if answer.citations else None,
+                guess=answer.guess_text,
             )
         )
     retriever_name = retriever if isinstance(retriever, str) else getattr(resolved_retriever, "name", DEFAULT_RETRIEVER)
@@ -457,6 +483,7 @@ def apply_threshold(records: Iterable[EvalRecord], threshold: float) -> list[Eva
                     "em": exact_match(prediction, r.answers),
                     "f1": f1_score(prediction, r.answers),
                     "cited_doc": r.cited_doc if prediction is not None else None,
+                    "guess": r.guess if prediction is not None else (r.prediction if r.prediction is not None else r.guess),
                 }
             )
         )
@@ -503,7 +530,7 @@ def format_report(report: EvalReport) -> str:
         "",
         f"{'metric':24s} value",
     ]
-    keys = ["em", "f1", "em_answerable", "f1_answerable", "answered", "abstention_precision", "abstention_recall"]
+    keys = ["em", "f1", "em_answerable", "f1_answerable", "answered", "abstention_precision", "abstention_recall", "accuracy_answered", "ece", "coverage_at_80"]
     keys += [k for k in s if k.startswith("recall@")] + ["mrr", "latency_p50_ms", "latency_p95_ms", "latency_mean_ms"]
     labels = {"em": "EM", "f1": "F1", "em_answerable": "EM (answerable)", "f1_answerable": "F1 (answerable)", "mrr": "MRR"}
     for key in keys:

@@ -227,3 +227,20 @@ def test_question_type_inferred_from_wording() -> None:
         "Tell me about drones": "other",
     }
     assert {q: infer_question_type(q) for q in cases} == cases
+
+
+def test_calibration_metrics_by_hand() -> None:
+    from qa.evaluation import EvalRecord, calibration_metrics
+
+    rows = [
+        EvalRecord("a", ["Ankara"], "where", "Ankara", 0.95, 1.0, 1.0, 0.1, 1),
+        EvalRecord("b", ["2026"], "when", "2025", 0.95, 0.0, 0.0, 0.1, 1),
+        EvalRecord("c", ["Baykar"], "who", None, 0.2, 0.0, 0.0, 0.1, 1, guess="Baykar"),
+        EvalRecord("u", [], "unanswerable", None, 0.1, 1.0, 1.0, 0.1, None, guess="Tokyo"),
+    ]
+    m = calibration_metrics(rows)
+    # Answered: a (right) and b (wrong), both at 0.95: one bin, |0.5 - 0.95|.
+    assert m["ece"] == pytest.approx(0.45) and m["accuracy_answered"] == 0.5
+    # Most confident first: right, wrong, right (the guess), wrong -> 0.8 never reached after the first.
+    assert m["coverage_at_80"] == 0.25
+    assert rows[2].right and not rows[3].right  # a guess counts for coverage; any span of an unanswerable is wrong

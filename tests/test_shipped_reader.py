@@ -53,11 +53,17 @@ def seed_passages():  # noqa: ANN201
     return text, passages
 
 
+#: Every compute mode the reader ships: a golden answer must hold in each, whatever this CPU's
+#: default ("auto") is, so a test cannot pass in one mode and fail in another.
+MODES = ("bf16", "int8", "none")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("question", "expected"), GOLDEN)
-def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, expected: tuple[str, ...]) -> None:  # noqa: ANN001
+def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, expected: tuple[str, ...], mode: str) -> None:  # noqa: ANN001
     text, passages = seed_passages
-    answer = TransformersReader("shipped").read(question, passages)
+    answer = TransformersReader("shipped", quantize=mode).read(question, passages)
     assert answer.reader == "minilm-squad (shipped)"
     assert answer.text in expected, (answer.text, answer.score)
     c = answer.citations[0]
@@ -67,12 +73,24 @@ def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, e
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("question", UNANSWERABLE)
-def test_shipped_reader_abstains_when_the_article_does_not_say(seed_passages, question: str) -> None:  # noqa: ANN001
+def test_shipped_reader_abstains_when_the_article_does_not_say(seed_passages, question: str, mode: str) -> None:  # noqa: ANN001
     _, passages = seed_passages
-    answer = TransformersReader("shipped").read(question, passages)
+    reader = TransformersReader("shipped", quantize=mode)
+    answer = reader.read(question, passages)
     assert answer.text is None and answer.citations == []
-    assert answer.score < config.READER_THRESHOLD
+    assert answer.score < reader.threshold
+
+
+def test_shipped_reader_has_a_calibrator_fitted_for_its_weights() -> None:
+    from qa.reader.calibration import CALIBRATION_FILE, Calibrator, weights_fingerprint
+
+    cal = Calibrator.load(SHIPPED_READER_DIR / CALIBRATION_FILE, model_sha256=weights_fingerprint(SHIPPED_READER_DIR))
+    assert 0.05 <= cal.threshold <= 0.95
+    # Fitted on held-out training articles only, and checked on a part it was not fitted on.
+    assert cal.info["cases"]["fit"] > 500 and cal.info["cases"]["check"] > 200
+    assert all("/eval/" not in f for f in cal.info["files"])
 
 
 @pytest.mark.slow

@@ -189,6 +189,20 @@ def calibration_table(
     return rows
 
 
+def score_calibration(examples: list[QAExample], predictions: list[Prediction], *, threshold: float | None) -> dict[str, Any]:
+    """Whether the confidence means P(correct): ``ece`` (10 bins, over the answered questions;
+    all of them when the file has no unanswerable ones, ``threshold`` ``None``) and
+    ``coverage_at_80`` (largest share answerable at 80 % right, most confident first);
+    "right" is token F1 >= 0.5 with a gold answer, any span of an unanswerable question wrong."""
+    from qa.reader.calibration import coverage_at_accuracy, expected_calibration_error
+
+    right = [bool(p.text) and not ex.is_impossible and score_example(p.text, ex)[1] >= 0.5 for ex, p in zip(examples, predictions)]
+    conf = [p.confidence for p in predictions]
+    answered = [i for i, c in enumerate(conf) if threshold is None or c >= threshold]
+    ece = expected_calibration_error([conf[i] for i in answered], [right[i] for i in answered])
+    return {"ece": None if ece is None else round(ece, 4), "coverage_at_80": round(coverage_at_accuracy(conf, right), 4)}
+
+
 def timed_predict(model: Any, tokenizer: Any, examples: list[QAExample], **kw: Any) -> tuple[list[Prediction], float]:
     """:func:`predict` and the seconds it took."""
     t = time.perf_counter()
@@ -216,6 +230,7 @@ def run_eval(examples: list[QAExample], *, model: str | None = None, threshold: 
     result = evaluate(examples, preds, threshold=reader.threshold if threshold is None else threshold, seconds=secs)
     result["reader"] = reader.name
     result["calibration"] = calibration_table(examples, preds)
+    result.update(score_calibration(examples, preds, threshold=result["threshold"]))
     if result["no_ans_accuracy"] is not None:
         # The trade-off at other thresholds, from the same predictions (how the shipped one was chosen).
         result["sweep"] = [
@@ -240,6 +255,8 @@ def format_eval(result: dict[str, Any]) -> str:
         lines.append("threshold   exact      F1   HasAns F1   NoAns acc")
         for row in result["sweep"]:
             lines.append(f"{row['threshold']:<9}{row['exact']:>8.2f}{row['f1']:>8.2f}{row['has_ans_f1']:>12.2f}{row['no_ans_accuracy']:>12.2f}")
+    if result.get("ece") is not None:
+        lines.append(f"calibration: ECE {result['ece']:.3f}   coverage at 80 % right {result['coverage_at_80']:.3f}")
     lines.append("confidence bin      n   exact")
     for row in result["calibration"]:
         exact = "-" if row["exact"] is None else f"{row['exact']:.3f}"

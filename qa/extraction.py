@@ -81,6 +81,16 @@ def page_at(pages: Sequence[int] | None, offset: int) -> int | None:
     return max(bisect_right(pages, offset), 1)
 
 
+#: Bounded work for hostile files. A DOCX is a zip: members are refused by their declared size
+#: before anything is inflated (Python's zipfile stops inflating a member at its declared size,
+#: so a member that lies fails its CRC check instead of growing), and every document's text is
+#: capped. A 3 MB DOCX whose document.xml expands to 3 GB cost 65 s and 6.2 GB before this.
+MAX_ZIP_MEMBER_BYTES: int = 64 * 1024 * 1024
+MAX_ZIP_TOTAL_BYTES: int = 160 * 1024 * 1024
+#: Longest extracted text of one document (characters; about 2,500 pages of prose).
+MAX_DOCUMENT_CHARS: int = 8_000_000
+
+
 def extract(data: bytes, suffix: str) -> Extracted:
     """Extract the text of a file's bytes according to its ``suffix`` (``".pdf"`` ...).
 
@@ -101,6 +111,10 @@ def extract(data: bytes, suffix: str) -> Extracted:
         result = Extracted(_extract_docx(data))
     else:
         raise ExtractionError(f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if len(result.text) > MAX_DOCUMENT_CHARS:
+        raise ExtractionError(
+            f"too much text ({len(result.text):,} characters; the limit is {MAX_DOCUMENT_CHARS:,} per document): split it into smaller files"
+        )
     if not result.text.strip():
         raise ExtractionError(_EMPTY_REASONS.get(suffix, "empty document (no text)"))
     return result
@@ -374,6 +388,32 @@ def _extract_docx(data: bytes) -> str:
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ExtractionError("corrupt or truncated DOCX (not a zip archive)")
     try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ExtractionError(f"corrupt or truncated DOCX ({exc})") from None
+    big = max(members, key=lambda m: m.file_size, default=None)
+    total = sum(m.file_size for m in members)
+    if big is not None and big.file_size > MAX_ZIP_MEMBER_BYTES:
+        raise ExtractionError(
+            f"refused: its part {big.filename!r} would expand to {big.file_size / 1048576:,.0f} MB "
+            f"(the limit is {MAX_ZIP_MEMBER_BYTES // 1048576} MB per part; a zip bomb, or split the document)"
+        )
+    if total > MAX_ZIP_TOTAL_BYTES:
+        raise ExtractionError(
+            f"refused: it would expand to {total / 1048576:,.0f} MB (the limit is {MAX_ZIP_TOTAL_BYTES // 1048576} MB)"
+        )
+    # The declared sizes may lie, and zipfile inflates a whole member in one call when asked for
+    # all of it (as python-docx does): inflate each in 1 MB steps first, so a member that holds
+    # more than it says fails its CRC check here, at bounded memory, before the parser sees it.
+    try:
+        for m in members:
+            with archive.open(m) as fh:
+                while fh.read(1 << 20):
+                    pass
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ExtractionError(f"corrupt or truncated DOCX ({type(exc).__name__}: {exc})") from None
+    try:
         document = docx.Document(io.BytesIO(data))
         blocks: list[str] = []
 
@@ -390,13 +430,20 @@ def _extract_docx(data: bytes) -> str:
                 if line:
                     blocks.append(line)
 
+        size = 0
         for item in document.iter_inner_content():
             if isinstance(item, Paragraph):
                 line = _SPACE.sub(" ", item.text).strip()
                 if line:
                     blocks.append(line)
+                    size += len(line) + 2
             elif isinstance(item, Table):
                 table_rows(item)
+                size = sum(len(b) + 2 for b in blocks)
+            if size > MAX_DOCUMENT_CHARS:  # stop reading now, not after the whole document
+                raise ExtractionError(
+                    f"too much text (over {MAX_DOCUMENT_CHARS:,} characters, the limit per document): split it into smaller files"
+                )
     except ExtractionError:
         raise
     except Exception as exc:  # zipfile, lxml and python-docx errors alike

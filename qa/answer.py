@@ -82,6 +82,20 @@ class Answer:
         """True unless the reader abstained."""
         return self.text is not None
 
+    def __str__(self) -> str:
+        """One line: the answer, the chance it is right and where it is (or "I don't know")."""
+        if self.text is None:
+            return "I don't know" + (f" (best guess {self.guess_text!r}, {round(self.score * 100)} % chance)" if self.guess else "")
+        where = ""
+        if self.citations:
+            c = self.citations[0]
+            where = f" - {c.doc_id}" + (f" p. {c.page}" if c.page is not None else "") + f", chars {c.answer_start}-{c.answer_end}"
+        return f"{self.text} ({round(self.score * 100)} % chance this is right){where}"
+
+    def __repr__(self) -> str:
+        # Short: the passages (kilobytes of text) are in .passages, not in the repr.
+        return f"Answer(text={self.text!r}, score={self.score:.3f}, reader={self.reader!r}, citations={len(self.citations)}, passages={len(self.passages)})"
+
     @property
     def guess_text(self) -> str | None:
         """The guessed span's text (``None`` without a guess)."""

@@ -54,3 +54,16 @@ def test_ask_returns_answer_with_citations_and_passages(tmp_path: Path) -> None:
     assert set(d) == {"question", "answer", "score", "reader", "citations", "passages", "guess"}
     assert set(d["passages"][0]) == {"rank", "doc_id", "chunk_id", "score", "components", "start", "end"}
     assert d["citations"][0]["answer_end"] - d["citations"][0]["answer_start"] == len("Belgium")
+
+
+def test_answer_prints_short() -> None:
+    from qa.answer import Answer, Citation, Passage
+
+    text = "x" * 5000 + " December 2022"
+    passage = Passage("a.txt", "/a.txt", "a#0", 0, len(text), text, 0.5, text)
+    c = Citation("a.txt", "/a.txt", "a#0", text, 0, len(text), 5001, 5014)
+    a = Answer("q", "December 2022", 0.93, "r", [c], [passage])
+    assert str(a) == "December 2022 (93 % chance this is right) - a.txt, chars 5001-5014"
+    assert len(repr(a)) < 200 and "passages=1" in repr(a)
+    assert str(Answer("q", None, 0.1, "r", [], [passage], guess=c)) == "I don't know (best guess 'December 2022', 10 % chance)"
+    assert str(Answer("q", None, 0.0, "r")) == "I don't know"

@@ -25,7 +25,8 @@ GOLDEN = [
     ("Which drone has Baykar begun mass-producing?", ("Kızılelma", "Kızılelma unmanned combat aerial vehicle")),
     ("Who is Turkey's defense minister?", ("Yasar Guler",)),
 ]
-UNANSWERABLE = ["What is the population of Tokyo?", "What is the top speed of the Kizilelma?"]
+#: Release 3 answered the last one "Turkey" at 0.52; with the calibrator it scores 0.15 (bf16/fp32), 0.08 (int8).
+UNANSWERABLE = ["What is the population of Tokyo?", "What is the top speed of the Kizilelma?", "What is the capital of Japan?"]
 
 
 def test_shipped_checkpoint_files_and_size() -> None:
@@ -41,29 +42,26 @@ def test_shipped_checkpoint_files_and_size() -> None:
 
 
 @pytest.fixture(scope="module")
-def seed_passages():  # noqa: ANN201
-    from qa.answer import Passage
+def seed_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed article indexed with the default encoder: answers go through real retrieval,
+    whose scores the calibrated confidence uses, as in the product."""
+    from qa.indexing import index_folder
 
-    text = SEED_DOC.read_text(encoding="utf-8")
-    # Paragraphs as passages, with their document offsets (what retrieval hands the reader).
-    passages, start = [], 0
-    for para in text.split("\n"):
-        passages.append(Passage(SEED_DOC.name, str(SEED_DOC), f"{SEED_DOC.name}#{len(passages)}", start, start + len(para), para, 1.0, text))
-        start += len(para) + 1
-    return text, passages
-
-
-#: Every compute mode the reader ships: a golden answer must hold in each, whatever this CPU's
-#: default ("auto") is, so a test cannot pass in one mode and fail in another.
-MODES = ("bf16", "int8", "none")
+    index = tmp_path_factory.mktemp("seed-index") / "idx"
+    index_folder(SEED_DOC.parent, index)
+    return index
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("question", "expected"), GOLDEN)
-def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, expected: tuple[str, ...], mode: str) -> None:  # noqa: ANN001
-    text, passages = seed_passages
-    answer = TransformersReader("shipped", quantize=mode).read(question, passages)
+def test_shipped_reader_answers_with_exact_spans(seed_index, question: str, expected: tuple[str, ...], mode: str) -> None:  # noqa: ANN001
+    from qa.pipeline import ask
+
+    text = SEED_DOC.read_text(encoding="utf-8")
+    # Measured (release 3 + calibrator, AVX-512 Xeon): the lowest golden score is "Where did Nakatani
+    # meet ..." at 0.33 (bf16/fp32) / 0.38 (int8) against the threshold 0.2.
+    answer = ask(question, index=seed_index, reader=TransformersReader("shipped", quantize=mode))
     assert answer.reader == "minilm-squad (shipped)"
     assert answer.text in expected, (answer.text, answer.score)
     c = answer.citations[0]
@@ -75,10 +73,11 @@ def test_shipped_reader_answers_with_exact_spans(seed_passages, question: str, e
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("question", UNANSWERABLE)
-def test_shipped_reader_abstains_when_the_article_does_not_say(seed_passages, question: str, mode: str) -> None:  # noqa: ANN001
-    _, passages = seed_passages
+def test_shipped_reader_abstains_when_the_article_does_not_say(seed_index, question: str, mode: str) -> None:  # noqa: ANN001
+    from qa.pipeline import ask
+
     reader = TransformersReader("shipped", quantize=mode)
-    answer = reader.read(question, passages)
+    answer = ask(question, index=seed_index, reader=reader)
     assert answer.text is None and answer.citations == []
     assert answer.score < reader.threshold
 

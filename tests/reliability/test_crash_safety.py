@@ -59,16 +59,20 @@ def assert_no_debris(index: Path) -> None:
     assert names - generations == used, names
 
 
-def assert_originals_complete(index: Path) -> None:
-    """Every added document of the live generation has its kept original, and no other file
-    (nor a temporary one) is in ``originals/``."""
+def assert_originals_complete(index: Path, *, exact: bool = True) -> None:
+    """Every added document of the live generation has its kept original and, with ``exact``
+    (after a writer has run to the end), no other file (nor a temporary one) is in
+    ``originals/``: a writer killed after its commit may leave the originals it replaced for
+    the next writer to collect, like its old segments."""
     import json
 
     docs = json.loads((current_generation(index) / "manifest.json").read_text())["documents"]
     named = {e["original"] for e in docs.values() if e.get("original")}
     assert all(e.get("original") for e in docs.values() if e.get("origin") == "added"), "an added document without its original"
     on_disk = {p.name for p in (index / "originals").iterdir()} if (index / "originals").is_dir() else set()
-    assert on_disk == named, (on_disk - named, named - on_disk)
+    assert named <= on_disk, named - on_disk
+    if exact:
+        assert on_disk == named, (on_disk - named, named - on_disk)
 
 
 def start_driver(docs: Path, index: Path, *extra: str) -> subprocess.Popen:
@@ -238,7 +242,7 @@ def test_sigkill_during_add_remove_compact_leaves_before_or_after(op, segmented,
         assert seen in (before, after), f"{op}: kill {n} left a state that is neither before nor after"
         outcomes["before" if seen == before else "after"] += 1
         if seen == after and op == "add":
-            assert_originals_complete(index)  # a document that made it has its original too
+            assert_originals_complete(index, exact=False)  # a document that made it has its original too
         if seen == before and op != "compact" or op == "compact":
             # Running the same update again completes it and clears the debris of the killed one.
             rerun = start_driver(Path(arg), index, "--op", op)

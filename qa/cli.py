@@ -280,8 +280,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
     report = add_files(args.index, args.paths, show_progress=True, lock_wait_s=args.wait)
     _print_report(report)
-    # Every named file refused: say so through the exit status too.
-    return 1 if report.skipped and not (report.added or report.changed or report.unchanged) else 0
+    # No named file was taken (all refused, or refused and the rest already indexed as they are):
+    # say so through the exit status too. (Documents indexed before do not count.)
+    return 1 if report.skipped and not (report.added or report.changed) else 0
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:

@@ -553,7 +553,8 @@ def add_documents(
     """
     skipped = list(skipped or [])
     for s in skipped:
-        logger.warning("skipped %s: %s", s.path, s.reason)
+        # The report carries them; the CLI and the chat show each once (a warning here printed it twice).
+        logger.info("skipped %s: %s", s.path, s.reason)
     if not documents:
         manifest = _manifest(index_dir)
         # A directory manifest maps ids to documents; a PostgreSQL summary counts them.

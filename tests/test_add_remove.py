@@ -185,3 +185,15 @@ def test_cli_compact_merges_segments_and_keeps_every_document(tmp_path: Path, do
     assert {d.doc_id: d.chunks for d in list_documents(index)} == before
     again = run_qa("index", "--index", str(index), "--compact")
     assert again.returncode == 0 and "already compact" in again.stdout
+
+
+def test_cli_add_of_only_a_refused_file_fails_once_with_its_reason(tmp_path: Path, docs_dir: Path) -> None:
+    from qa.indexing import index_folder
+    from tests.conftest import FakeEncoder
+
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=FakeEncoder())  # an index that already has documents
+    bad = write(tmp_path / "notes.xyz", b"plain words")
+    done = run_qa("add", str(bad), "--index", str(index))  # nothing to embed: no model is loaded
+    assert done.returncode == 1
+    assert done.stderr.count("notes.xyz") == 1 and "unsupported file type" in done.stderr, done.stderr

@@ -31,7 +31,7 @@ import logging
 import random
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class Case:
     """One question put to the reader, its features and whether the shown span was right."""
 
     question: str
-    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut
+    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast
     article: str
     features: dict[str, float]
     right: bool
@@ -171,6 +171,10 @@ def collect_cases(
     jobs += [("contrast", e, True) for e in rng.sample(contrast, min(per_kind // 4, len(contrast)))]
     jobs += [("lone", e, False) for e in answerable]
     jobs += [("lone_cut", e, False) for e in rng.sample(cut, min(per_kind // 2, len(cut)))]
+    # Collector 2: SQuAD 2.0's kinds of unanswerable question also over their own paragraph
+    # alone (drawn after the others, so the cases above are the same as collector 1's).
+    jobs += [("lone_swapped", e, False) for e in rng.sample(swapped, min(per_kind // 4, len(swapped)))]
+    jobs += [("lone_contrast", e, False) for e in rng.sample(contrast, min(per_kind // 4, len(contrast)))]
 
     from tqdm.auto import tqdm
 
@@ -185,7 +189,7 @@ def collect_cases(
         if not candidates or candidates[0].start >= candidates[0].end:
             continue
         best = candidates[0]
-        gold = [t for _, t in ex.answers] if kind in ("answerable", "lone") else []
+        gold = [t for _, t in ex.answers] if kind in ("answerable", "lone") else []  # every other kind: no answer
         text = passages[best.passage].text[best.start : best.end]
         cases.append(
             Case(
@@ -199,6 +203,35 @@ def collect_cases(
             )
         )
     return cases
+
+
+#: Bumped when the cases collected change (kinds, sampling); recorded with them and in the calibrator.
+COLLECTOR_VERSION = 2
+_CASES_FORMAT = "qa-calibration-cases"
+
+
+def save_cases(path: Path, cases: list[Case], key: dict[str, Any]) -> None:
+    """Write the collected cases as JSON Lines (a header with ``key``, then one case a line),
+    so a refit with other settings takes seconds instead of reading every case again."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"format": _CASES_FORMAT, "key": key}) + "\n")
+        for c in cases:
+            fh.write(json.dumps(asdict(c)) + "\n")
+    tmp.replace(path)
+
+
+def load_cases(path: Path, key: dict[str, Any]) -> list[Case] | None:
+    """The cases saved at ``path`` when they were collected with ``key``, else ``None``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = json.loads(fh.readline())
+            if header.get("format") != _CASES_FORMAT or header.get("key") != key:
+                return None
+            return [Case(**json.loads(line)) for line in fh if line.strip()]
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def choose_threshold(probabilities: np.ndarray, right: np.ndarray, answerable: np.ndarray) -> tuple[float, list[dict[str, float]]]:
@@ -245,9 +278,13 @@ def calibrate_reader(
     top_k: int | None = None,
     out: Path | None = None,
     progress: bool = True,
+    cases_file: Path | None = None,
 ) -> dict[str, Any]:
     """Fit, check and save the calibrator of ``reader_model`` (default: the shipped reader)
     on the held-out articles of ``files``; returns the report (also saved beside it).
+
+    ``cases_file``: where the collected cases are kept (JSON Lines); when it holds cases
+    collected for the same weights and settings they are reused instead of read again.
 
     Raises:
         ValueError: no held-out questions left, or a local checkpoint directory is needed.
@@ -264,7 +301,16 @@ def calibrate_reader(
     examples = holdout_examples(files, holdout_percent, exclude)
     if not examples:
         raise ValueError("no held-out questions left: every held-out paragraph was trained on; pass other files or a larger --holdout-percent")
-    cases = collect_cases(examples, reader=reader, top_k=top_k or config.DEFAULT_TOP_K, per_kind=per_kind, progress=progress)
+    k = top_k or config.DEFAULT_TOP_K
+    key = {
+        "model_sha256": weights_fingerprint(checkpoint), "files": list(files), "holdout_percent": holdout_percent,
+        "per_kind": per_kind, "top_k": k, "collector": COLLECTOR_VERSION,
+    }
+    cases = load_cases(cases_file, key) if cases_file is not None else None
+    if cases is None:
+        cases = collect_cases(examples, reader=reader, top_k=k, per_kind=per_kind, progress=progress)
+        if cases_file is not None:
+            save_cases(cases_file, cases, key)
     fit = [c for c in cases if c.part == "fit"]
     check = [c for c in cases if c.part == "check"]
     if not fit:
@@ -272,10 +318,10 @@ def calibrate_reader(
     if len({c.right for c in fit}) < 2:
         logger.warning("every fitting case is %s: the calibrator can only learn that", "right" if fit[0].right else "wrong")
     model = fit_logistic([c.features for c in fit], [c.right for c in fit])
-    in_pipeline = [c for c in check if c.kind not in ("lone", "lone_cut")]
+    in_pipeline = [c for c in check if not c.kind.startswith("lone")]
     chosen_on = "check"
     if not in_pipeline:  # a tiny corpus: say so rather than fail
-        in_pipeline, chosen_on = [c for c in fit if c.kind not in ("lone", "lone_cut")], "fit"
+        in_pipeline, chosen_on = [c for c in fit if not c.kind.startswith("lone")], "fit"
     probs = np.array([model.probability(c.features) for c in in_pipeline])
     threshold, sweep = choose_threshold(
         probs, np.array([c.right for c in in_pipeline], dtype=bool), np.array([c.answerable for c in in_pipeline], dtype=bool)
@@ -286,6 +332,7 @@ def calibrate_reader(
         "holdout_percent": holdout_percent,
         "cases": {"fit": len(fit), "check": len(check)},
         "right_f1": RIGHT_F1,
+        "collector": COLLECTOR_VERSION,
         "threshold_choice": {"rule": f"best overall accuracy on the {chosen_on} part's retrieved cases", "sweep": sweep},
     }
     calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info)

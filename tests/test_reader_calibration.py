@@ -218,8 +218,22 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny_qa_checkpoint, ckpt)
     squad = _tiny_squad(tmp_path / "tiny.json.gz")
-    result = calibrate_reader([str(squad)], reader_model=str(ckpt), holdout_percent=100, per_kind=10, progress=False)
+    cases = tmp_path / "cases.jsonl"
+    result = calibrate_reader([str(squad)], reader_model=str(ckpt), holdout_percent=100, per_kind=10, progress=False, cases_file=cases)
     assert {"threshold", "check", "fit", "coef", "check_raw_softmax"} <= set(result)
+    # The collected cases are kept: a refit with the same settings reads them, not the reader.
+    from qa import calibrate
+
+    lines = cases.read_text().splitlines()
+    assert json.loads(lines[0])["key"]["collector"] == calibrate.COLLECTOR_VERSION and len(lines) == result["fit"]["cases"] + result["check"].get("cases", 0) + 1
+    original = calibrate.collect_cases
+    calibrate.collect_cases = lambda *a, **k: pytest.fail("cases were collected again")  # type: ignore[assignment]
+    try:
+        again = calibrate_reader([str(squad)], reader_model=str(ckpt), holdout_percent=100, per_kind=10, progress=False, cases_file=cases)
+    finally:
+        calibrate.collect_cases = original  # type: ignore[assignment]
+    assert again["coef"] == result["coef"]  # deterministic: the same fit from the same cases
+    assert calibrate.load_cases(cases, {"other": "key"}) is None  # other settings: collected afresh
     assert result["fit"]["cases"] > 0 and 0.0 <= result["fit"]["ece"] <= 1.0
     kinds = set(result["fit"]["by_kind"]) | set(result["check"].get("by_kind", {}))
     assert {"answerable", "lone"} <= kinds

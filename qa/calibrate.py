@@ -41,6 +41,7 @@ from qa.answer import Passage
 from qa.reader.calibration import (
     CALIBRATION_FILE,
     FEATURES,
+    RIGHT_F1,
     Calibrator,
     coverage_at_accuracy,
     expected_calibration_error,
@@ -52,8 +53,6 @@ from qa.reader.squad import QAExample, add_contrast_negatives, add_cut_negatives
 
 logger = logging.getLogger(__name__)
 
-#: Right means at least this token F1 with a gold answer (SQuAD normalisation).
-RIGHT_F1 = 0.5
 
 
 @dataclass

@@ -229,8 +229,10 @@ class EvalRecord:
     def right(self) -> bool:
         """The shown span (the answer, or the guess when abstaining) is right: token F1 >= 0.5
         with an accepted answer; any span for an unanswerable question is wrong."""
+        from qa.reader.calibration import RIGHT_F1
+
         span = self.prediction if self.prediction is not None else self.guess
-        return bool(self.answers) and span is not None and f1_score(span, self.answers) >= 0.5
+        return bool(self.answers) and span is not None and f1_score(span, self.answers) >= RIGHT_F1
 
     @property
     def answerable(self) -> bool:

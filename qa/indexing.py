@@ -283,12 +283,14 @@ def update_index(
             except IndexLoadError as exc:
                 report.note = f"previous index unusable ({exc}); building from scratch"
                 logger.warning(report.note)
+        # The added documents a rebuild must bring back: from the manifest just read, or (on
+        # --rebuild, or a manifest of another format) read raw, whatever its version.
+        before = {d: e for d, e in previous.documents.items() if e.added} if previous is not None else added_entries(index_dir)
         previous, why = _reusable(previous, encoder.name, params, encoder_variant(encoder))
         report.note = report.note or why
 
         old_docs = previous.documents if previous else {}
         remove = set(remove)
-        before = added_entries(index_dir)  # whatever the old manifest's version or model
         settle_added(
             docs, {d: e.source for d, e in before.items()},
             lambda d: read_original(index_dir, before[d].original) if before[d].original else None,

@@ -31,7 +31,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from qa import config
 from qa.answer import Passage
+from qa.reader.decoding import span_confidence
+
+#: A shown span is "right" at this token F1 (SQuAD normalisation) with a gold answer: the label
+#: the calibrator is fitted to, and what ECE and coverage are measured against.
+RIGHT_F1 = 0.5
 
 #: File name of a checkpoint's calibrator, beside its ``model.safetensors``.
 CALIBRATION_FILE = "calibration.json"
@@ -154,8 +160,6 @@ def span_features(question: str, candidates: Sequence[Candidate], null_logit: fl
     s_overlap = len(q_content & _content(sentence)) / len(q_content) if q_content else 0.0
     a_content = _content(answer)
     in_question = len(a_content & q_content) / len(a_content) if a_content else 0.0
-    from qa import config
-
     return {
         "margin": margin,
         "softmax": 1.0 / (1.0 + math.exp(-margin)),
@@ -178,6 +182,16 @@ def span_features(question: str, candidates: Sequence[Candidate], null_logit: fl
         "sentence_overlap": s_overlap,
         "answer_in_question": in_question,
     }
+
+
+def answer_score(
+    calibrator: "Calibrator | None", question: str, candidates: Sequence[Candidate], null_logit: float, passages: Sequence[Passage]
+) -> float:
+    """The score shown for ``candidates[0]``: P(correct) from ``calibrator``, or without one the
+    raw two-way softmax of best span vs "no answer". What the reader and eval-reader both show."""
+    if calibrator is None:
+        return span_confidence(candidates[0].logit, null_logit)
+    return calibrator.probability(span_features(question, candidates, null_logit, passages))
 
 
 # --------------------------------------------------------------------------- the model

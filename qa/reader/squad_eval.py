@@ -67,7 +67,6 @@ class Prediction:
     #: The reader's score: P(correct) from its calibrator (what ``ask()`` shows), or without
     #: one span_confidence(best, null), P(answer) vs "no answer".
     confidence: float
-    raw: float = 0.0  # span_confidence(best, null) either way
 
 
 def predict(
@@ -90,8 +89,8 @@ def predict(
     import torch
 
     from qa.answer import Passage
-    from qa.reader.calibration import Candidate, span_features
-    from qa.reader.decoding import decode_candidates, span_confidence, trim_span
+    from qa.reader.calibration import Candidate, answer_score
+    from qa.reader.decoding import decode_candidates, trim_span
 
     preds: list[Prediction] = []
     # Sort by length so batches pad little; results are put back in file order.
@@ -126,12 +125,11 @@ def predict(
                 s, e = trim_span(context, int(offsets[span.start_token][0]), int(offsets[span.end_token][1]))
                 candidates.append(Candidate(0, s, e, span.logit))
             best = candidates[0]
-            raw = span_confidence(best.logit, null)
-            confidence = raw
-            if calibrator is not None and best.start < best.end:
-                passage = Passage("", "", "", 0, len(context), context, 0.0)
-                confidence = calibrator.probability(span_features(examples[i].question, candidates, null, [passage]))
-            result[i] = Prediction(context[best.start : best.end], best.start, best.end, confidence, raw)
+            # An empty span has nothing to describe: it keeps the raw softmax.
+            passage = Passage("", "", "", 0, len(context), context, 0.0)
+            cal = calibrator if best.start < best.end else None
+            confidence = answer_score(cal, examples[i].question, candidates, null, [passage])
+            result[i] = Prediction(context[best.start : best.end], best.start, best.end, confidence)
     preds = [result[i] for i in range(len(examples))]
     return preds
 
@@ -194,9 +192,9 @@ def score_calibration(examples: list[QAExample], predictions: list[Prediction], 
     all of them when the file has no unanswerable ones, ``threshold`` ``None``) and
     ``coverage_at_80`` (largest share answerable at 80 % right, most confident first);
     "right" is token F1 >= 0.5 with a gold answer, any span of an unanswerable question wrong."""
-    from qa.reader.calibration import coverage_at_accuracy, expected_calibration_error
+    from qa.reader.calibration import RIGHT_F1, coverage_at_accuracy, expected_calibration_error
 
-    right = [bool(p.text) and not ex.is_impossible and score_example(p.text, ex)[1] >= 0.5 for ex, p in zip(examples, predictions)]
+    right = [bool(p.text) and not ex.is_impossible and score_example(p.text, ex)[1] >= RIGHT_F1 for ex, p in zip(examples, predictions)]
     conf = [p.confidence for p in predictions]
     answered = [i for i, c in enumerate(conf) if threshold is None or c >= threshold]
     ece = expected_calibration_error([conf[i] for i in answered], [right[i] for i in answered])

@@ -22,8 +22,8 @@ import numpy as np
 
 from qa import config
 from qa.answer import Answer, Passage
-from qa.reader.calibration import CALIBRATION_FILE, CalibrationMismatch, Calibrator, Candidate, span_features, weights_fingerprint
-from qa.reader.decoding import decode_candidates, fold_letters, make_answer, span_confidence, trim_span
+from qa.reader.calibration import CALIBRATION_FILE, CalibrationMismatch, Calibrator, Candidate, answer_score, weights_fingerprint
+from qa.reader.decoding import decode_candidates, fold_letters, make_answer, trim_span
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ def reader_display_name(model: str) -> str:
 _QA_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
 _QA_LOCK = threading.Lock()
 _CALIBRATORS: dict[str, Calibrator | None] = {}
+#: A reader's calibrator before it has been looked for (``None`` means "has none").
+_UNRESOLVED = object()
 
 
 def bf16_supported() -> bool:
@@ -191,6 +193,7 @@ class TransformersReader:
         self.quantize = quantize
         self.batch_size = batch_size
         self.load_timeout_s = load_timeout_s
+        self._calibrator: Any = _UNRESOLVED
 
     def load(self) -> tuple[Any, Any]:
         """``(tokenizer, model)``, loaded once per process (raises :class:`ReaderUnavailable`)."""
@@ -247,10 +250,13 @@ class TransformersReader:
             ReaderUnavailable: the file belongs to other weights or another format (the
                 message says how to refit it).
         """
+        if self._calibrator is not _UNRESOLVED:
+            return self._calibrator  # resolved: no checkpoint lookup on every question
         location, _ = locate_checkpoint(self.model_name)
         with _QA_LOCK:
             if location in _CALIBRATORS:
-                return _CALIBRATORS[location]
+                self._calibrator = _CALIBRATORS[location]
+                return self._calibrator
         path = Path(location) / CALIBRATION_FILE
         found: Calibrator | None = None
         if path.is_file():
@@ -261,7 +267,8 @@ class TransformersReader:
         else:
             logger.info("reader %s has no %s: its score is the uncalibrated span-vs-null softmax", self.name, CALIBRATION_FILE)
         with _QA_LOCK:
-            return _CALIBRATORS.setdefault(location, found)
+            self._calibrator = _CALIBRATORS.setdefault(location, found)
+            return self._calibrator
 
     @property
     def threshold(self) -> float:
@@ -277,11 +284,8 @@ class TransformersReader:
 
     def score(self, question: str, candidates: list[Candidate], null_logit: float, passages: list[Passage]) -> float:
         """The score shown for ``candidates[0]``: P(correct) from the calibrator, else the
-        raw softmax of best span vs "no answer"."""
-        cal = self.calibrator()
-        if cal is None:
-            return span_confidence(candidates[0].logit, null_logit)
-        return cal.probability(span_features(question, candidates, null_logit, passages))
+        raw softmax of best span vs "no answer" (:func:`~qa.reader.calibration.answer_score`)."""
+        return answer_score(self.calibrator(), question, candidates, null_logit, passages)
 
     def read(self, question: str, passages: list[Passage]) -> Answer:
         """Answer from ``passages``: all windows of all passages in one batched pass.

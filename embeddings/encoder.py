@@ -6,7 +6,10 @@ packaged int8 weights computed in float32; :mod:`embeddings.onnx_encoder`), or
 sentence-transformers in PyTorch as ``fp32`` (indexes built before variants were recorded),
 ``bf16`` (autocast) or ``int8`` (dynamic int8 Linear layers). Variants give close but not
 identical vectors, so an index records the variant that embedded its documents and questions
-must be embedded by the same one (:func:`check_encoder_variant`). Measured on the project's question sets (``python -m qa
+must be embedded by the same one (:func:`check_encoder_variant`). A variant whose computation
+changed between releases has a *revision* (:data:`VARIANT_REVISIONS`), recorded with it as
+``onnx-q8@2`` (revision 1 was recorded as the bare name), so that vectors of an earlier build
+are re-embedded rather than mixed with the current build's. Measured on the project's question sets (``python -m qa
 bench encoders``): see README "Speed".
 
 Models load lazily on first use and are cached once per process per (model, variant), so
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from embeddings.onnx_quant import RECIPE_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ TORCH_VARIANTS = frozenset({"fp32", "bf16", "int8"})
 #: Variants computed by ONNX Runtime, all-MiniLM-L6-v2 only (embeddings.onnx_encoder): the
 #: packaged file as it is, and the int8-compute model derived from it (embeddings.onnx_quant).
 ONNX_VARIANTS: tuple[str, ...] = ("onnx-int8", "onnx-q8")
+#: Current revision of variants whose vectors changed between releases (absent: revision 1).
+#: onnx-q8 2: 7-bit weights, the same vectors on every x86-64 CPU (embeddings.onnx_quant).
+VARIANT_REVISIONS: dict[str, int] = {"onnx-q8": RECIPE_VERSION}
 
 
 @runtime_checkable
@@ -103,10 +111,26 @@ def check_variant_name(variant: str) -> str:
     return variant
 
 
+def variant_tag(variant: str) -> str:
+    """What an index records for vectors of ``variant`` as this version computes them:
+    the name, plus ``@REVISION`` from revision 2 on (``onnx-q8@2``)."""
+    revision = VARIANT_REVISIONS.get(variant, 1)
+    return variant if revision == 1 else f"{variant}@{revision}"
+
+
+def split_tag(tag: str) -> tuple[str, int]:
+    """``(variant, revision)`` of a recorded tag (``"onnx-q8@2"`` -> ``("onnx-q8", 2)``)."""
+    name, _, revision = tag.partition("@")
+    return name, int(revision) if revision.isdigit() else 1
+
+
 def encoder_variant(encoder: object) -> str | None:
-    """The variant ``encoder`` computes with, or ``None`` for an encoder that does not say (a fake)."""
+    """The tag (:func:`variant_tag`) of the variant ``encoder`` computes with, as indexes record
+    it, or ``None`` for an encoder that does not say (a fake)."""
     variant = getattr(encoder, "variant", None)
-    return variant if isinstance(variant, str) else None
+    if not isinstance(variant, str):
+        return None
+    return variant_tag(variant) if variant in VARIANTS else variant
 
 
 def check_encoder_variant(index_variant: str | None, encoder: object, location: object) -> None:
@@ -130,10 +154,24 @@ def check_variant(index_variant: str | None, wanted: str | None, location: objec
     stored = index_variant or LEGACY_VARIANT
     if wanted is None or wanted == stored:
         return
+    (stored_name, stored_rev), (wanted_name, wanted_rev) = split_tag(stored), split_tag(wanted)
+    if stored_name == wanted_name:
+        # Same variant, another build of it: the old computation no longer exists, so the
+        # only way to a consistent index is re-embedding.
+        raise IndexLoadError(
+            f"index {str(location)!r} was embedded by revision {stored_rev} of encoder variant {stored_name!r}, "
+            f"which this version computes as revision {wanted_rev} (different vectors); {rebuild_hint(location)} "
+            f"to re-embed it"
+        )
+    if stored_rev != VARIANT_REVISIONS.get(stored_name, 1):
+        raise IndexLoadError(
+            f"index {str(location)!r} was embedded with encoder variant {stored!r}, which this version no longer "
+            f"computes, but questions would be embedded with {wanted!r}; {rebuild_hint(location)} (re-embeds it with {wanted!r})"
+        )
     raise IndexLoadError(
         f"index {str(location)!r} was embedded with encoder variant {stored!r} but questions would be embedded "
         f"with {wanted!r}; the two must match. {rebuild_hint(location)} (re-embeds it with {wanted!r}), "
-        f"or set QA_ENCODER_VARIANT={stored} to query it as it is"
+        f"or set QA_ENCODER_VARIANT={stored_name} to query it as it is"
     )
 
 

@@ -11,7 +11,8 @@ quantised per output channel anyway: for every product ``x @ W`` with a constant
 ``amax_j`` is the largest ``|x_j|`` seen on calibration text and ``wmax_j`` the largest
 ``|W[j, :]|``. Measured on the project's 241 chunks (README "Speed"): 2x less CPU a chunk than
 fp32 with cosine to fp32 >= 0.994 (0.987 without smoothing); ``a = 0.8`` was best of
-0.3/0.5/0.7/0.8/0.9/1.0.
+0.3/0.5/0.7/0.8/0.9/1.0. Weights are quantised to 7 bits so that the vectors do not depend on
+the CPU's instruction set (see :func:`build`).
 
 The derived model is built at first use from the packaged file (fold its int8 weights to
 float32, smooth, quantise with ``onnxruntime.quantization.quantize_dynamic``, per channel) and
@@ -41,8 +42,12 @@ logger = logging.getLogger(__name__)
 SMOOTH_ALPHA = 0.8
 #: Per-channel activation ranges of the packaged ONNX file's matrix-product inputs.
 AMAX_FILE = Path(__file__).with_name("data") / "minilm_q8_amax.npz"
-#: Bumped when the recipe changes, so older cached builds are not reused.
-RECIPE_VERSION = 1
+#: Bumped when the recipe changes, so older cached builds are not reused. It is also the
+#: variant's revision that indexes record (``embeddings.encoder.VARIANT_REVISIONS``): vectors of
+#: another revision differ, so an index embedded by one is re-embedded, never mixed.
+#: 2: 7-bit weights (``reduce_range``), the same vectors on AVX2 and on AVX-512/VNNI (below).
+RECIPE_VERSION = 2
+
 
 _BUILD_LOCK = threading.Lock()
 
@@ -201,7 +206,14 @@ def build(source: Path, dest: Path, amax: dict[str, np.ndarray], alpha: float = 
     logging.getLogger().addFilter(quiet)
     try:
         onnx.save(model, str(tmp_in))
-        quantize_dynamic(str(tmp_in), str(tmp_out), weight_type=QuantType.QInt8, per_channel=True)
+        # reduce_range: weights in 7 bits (|w| <= 64). AVX2 without VNNI multiplies u8 x s8 with
+        # vpmaddubsw, which sums each pair of neighbouring products into a saturating 16-bit
+        # integer: 2 * 255 * 127 overflows it, 2 * 255 * 64 = 32,640 cannot. With 8-bit
+        # weights the vectors differed by CPU (lowest cosine to fp32 0.9755 on AVX2 vs 0.986 on
+        # VNNI, six test texts); with 7-bit weights they are the same on both (0.988), at a
+        # cost of 0.0003 in mean cosine on VNNI. Measured with tests/avx2_int8.py, which
+        # emulates the AVX2 kernel (ONNX Runtime has no switch to run it on an AVX-512 CPU).
+        quantize_dynamic(str(tmp_in), str(tmp_out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
         os.replace(tmp_out, dest)
     finally:
         logging.getLogger().removeFilter(quiet)

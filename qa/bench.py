@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from embeddings.encoder import get_encoder
+from embeddings.encoder import encoder_variant, get_encoder
 from qa import config
 from qa.chunking import chunk_text
 from qa.documents import load_folder
@@ -386,7 +386,7 @@ def bench_encoders(
                     for d in documents
                     if any(dd is d for dd, _ in chunks)
                 ],
-                model=enc.name, variant=v, dimension=enc.dimension,
+                model=enc.name, variant=encoder_variant(enc), dimension=enc.dimension,
             )
             for retriever in (DenseRetriever(index, enc), HybridRetriever(index, enc)):
                 m = retrieval_metrics(retrieval_ranks(rows, retriever, 5), (1, 5))
@@ -415,7 +415,7 @@ def bench_query(
     """
     import numpy as np
 
-    from embeddings.encoder import get_encoder
+    from embeddings.encoder import encoder_variant, get_encoder
     from embeddings.index import ChunkRecord, DocumentRecord
     from qa.evaluation import load_questions
     from qa.retrieval import DenseRetriever, HybridRetriever
@@ -435,7 +435,7 @@ def bench_query(
     vecs = rng.standard_normal((chunks, encoder.dimension)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     index = _temp_index(
-        [(doc, records, vecs)], model=encoder.name, variant=getattr(encoder, "variant", None), dimension=encoder.dimension
+        [(doc, records, vecs)], model=encoder.name, variant=encoder_variant(encoder), dimension=encoder.dimension
     )
     dense, hybrid = DenseRetriever(index, encoder), HybridRetriever(index, encoder)
     for q in asked[:20]:  # warm up every path

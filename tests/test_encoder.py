@@ -93,6 +93,32 @@ def test_a_new_variant_re_embeds_everything_on_update(docs_dir: Path, tmp_path: 
     DenseRetriever(VectorIndex.load(tmp_path / "idx"), VariantFake("onnx-int8"))
 
 
+def test_an_earlier_revision_of_a_variant_is_refused_then_re_embedded(docs_dir: Path, tmp_path: Path) -> None:
+    """onnx-q8's vectors changed in revision 2 (7-bit weights); indexes embedded by revision 1
+    recorded the bare name. Querying such an index is refused with the rebuild command (no
+    setting brings the old computation back), and updating it re-embeds every chunk."""
+    assert enc.VARIANT_REVISIONS["onnx-q8"] >= 2 and enc.variant_tag("onnx-q8") == f"onnx-q8@{enc.VARIANT_REVISIONS['onnx-q8']}"
+    assert enc.variant_tag("onnx-int8") == "onnx-int8" and enc.split_tag("onnx-int8") == ("onnx-int8", 1)
+    index_folder(docs_dir, tmp_path / "idx", encoder=VariantFake("onnx-q8"))
+    assert _manifest(tmp_path / "idx")["encoder_variant"] == enc.variant_tag("onnx-q8")
+    path = current_generation(tmp_path / "idx") / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["encoder_variant"] = "onnx-q8"  # what revision 1 wrote
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexLoadError) as err:
+        DenseRetriever(VectorIndex.load(tmp_path / "idx"), VariantFake("onnx-q8"))
+    message = str(err.value)
+    assert "revision 1 of encoder variant 'onnx-q8'" in message and "--rebuild" in message
+    assert "QA_ENCODER_VARIANT" not in message  # no setting computes revision 1 any more
+    # Another variant asked of a revision-1 index: also only a rebuild helps.
+    with pytest.raises(IndexLoadError, match=r"no longer computes.*--rebuild"):
+        DenseRetriever(VectorIndex.load(tmp_path / "idx"), VariantFake("fp32"))
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=VariantFake("onnx-q8"))
+    assert report.embedded_chunks == report.chunks > 0 and "'onnx-q8'" in report.note
+    assert _manifest(tmp_path / "idx")["encoder_variant"] == enc.variant_tag("onnx-q8")
+    DenseRetriever(VectorIndex.load(tmp_path / "idx"), VariantFake("onnx-q8"))
+
+
 def test_unknown_variant_is_refused() -> None:
     with pytest.raises(ValueError, match=r"encoder variant 'fp8' is unknown; use one of onnx-q8, onnx-int8, fp32, bf16, int8"):
         enc.make_encoder(None, "fp8")

@@ -120,3 +120,15 @@ def test_the_default_index_is_rebuilt_when_its_format_is_outdated(tmp_path: Path
     manifest_file.write_text(json.dumps(raw))
     ensure_index(index_dir, docs)
     assert read_manifest(index_dir).tokenizer != "an-older-tokenizer"
+    # Vectors of an earlier build of the configured encoder variant (revision 1 recorded the
+    # bare name): re-embedded, and recorded with the current revision.
+    from embeddings.encoder import encoder_variant, get_encoder, split_tag
+
+    current = encoder_variant(get_encoder())
+    manifest_file = current_generation(index_dir) / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    assert raw["encoder_variant"] == current
+    raw["encoder_variant"] = f"{split_tag(current)[0]}@0"  # a revision this version does not compute
+    manifest_file.write_text(json.dumps(raw))
+    ensure_index(index_dir, docs)
+    assert read_manifest(index_dir).encoder_variant == current

@@ -18,6 +18,7 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
 
+from embeddings.encoder import variant_tag
 from embeddings.index import IndexLoadError
 from embeddings.stores import display_location, open_store
 from embeddings.stores.postgres import StoreUnavailableError
@@ -263,6 +264,17 @@ def test_the_encoder_variant_is_recorded_and_another_is_refused(pg_url: str) -> 
     report = update_index(pg_url, _docs(2), encoder=Variant("onnx-int8"))
     assert "encoder variant 'fp32'" in report.note and report.embedded_chunks > 0
     assert load_index(pg_url).encoder_variant == "onnx-int8"
+    # onnx-q8 is recorded with its revision; vectors of revision 1 (the bare name) are refused
+    # for questions and re-embedded by the next update.
+    update_index(pg_url, _docs(2), encoder=Variant("onnx-q8"))
+    assert load_index(pg_url).encoder_variant == variant_tag("onnx-q8") != "onnx-q8"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE qa_meta SET value = 'onnx-q8' WHERE key = 'encoder_variant'")
+    with pytest.raises(IndexLoadError, match=r"revision 1 of encoder variant 'onnx-q8'.*--rebuild"):
+        get_retriever("dense", load_index(pg_url), encoder=Variant("onnx-q8"))
+    report = update_index(pg_url, _docs(2), encoder=Variant("onnx-q8"))
+    assert "'onnx-q8'" in report.note and report.embedded_chunks > 0
+    assert load_index(pg_url).encoder_variant == variant_tag("onnx-q8")
 
 
 def test_keyword_candidates_are_bounded_for_common_words(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

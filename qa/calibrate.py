@@ -79,21 +79,27 @@ def _file_rows(spec: str) -> tuple[str, list[QAExample]]:
 
 
 def trained_contexts(checkpoint: Path) -> set[str]:
-    """Every paragraph the checkpoint may have been trained on, per its ``training.json``
-    (whole files, less that run's held-out share; samples count as the whole file)."""
+    """Every paragraph the checkpoint may have been trained on, per its ``training.json`` and
+    the runs it continued (``"base"``, nested): whole files, less each run's held-out share;
+    samples count as the whole file."""
     meta = checkpoint / "training.json"
     if not meta.is_file():
         return set()
-    cfg = json.loads(meta.read_text()).get("config", {})
     seen: set[str] = set()
-    for spec in cfg.get("files", []):
-        try:
-            _, rows = _file_rows(spec)
-        except ValueError:
-            logger.warning("training file %s of %s is not here; its paragraphs cannot be excluded", spec, checkpoint)
-            continue
-        kept, _ = split_holdout(rows, float(cfg.get("holdout_percent", 0.0)))
-        seen.update(r.context for r in kept)
+    from qa.reader.training import with_lineage
+
+    run: dict | None = with_lineage(json.loads(meta.read_text()))
+    while run is not None:  # this run, then the runs its weights started from
+        cfg = run.get("config", {})
+        for spec in cfg.get("files", []):
+            try:
+                _, rows = _file_rows(spec)
+            except ValueError:
+                logger.warning("training file %s of %s is not here; its paragraphs cannot be excluded", spec, checkpoint)
+                continue
+            kept, _ = split_holdout(rows, float(cfg.get("holdout_percent", 0.0)))
+            seen.update(r.context for r in kept)
+        run = run.get("base")
     return seen
 
 

@@ -104,6 +104,14 @@ READER_THRESHOLD: float | None = float(_THRESHOLD_ENV) if _THRESHOLD_ENV else No
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000
 
+#: Work allowed to extract one PDF, DOCX or HTML file (the formats whose parsing can blow up on
+#: hostile input). It runs in a child process (forkserver) that is killed after
+#: ``EXTRACT_TIMEOUT_S`` seconds and cannot grow its memory by more than ``EXTRACT_MEMORY_MB``;
+#: the file is then skipped with that reason and the server keeps answering meanwhile. Honest
+#: files stay far below: the 100-page PDF of tests/reliability reads in well under a second.
+EXTRACT_TIMEOUT_S: float = float(os.environ.get("QA_EXTRACT_TIMEOUT", "60"))
+EXTRACT_MEMORY_MB: int = int(os.environ.get("QA_EXTRACT_MEMORY_MB", "1024"))
+
 # --------------------------------------------------------------------------- PostgreSQL store
 # Used when --index / QA_INDEX_DIR is a postgresql:// URL (embeddings.stores.postgres).
 

@@ -19,16 +19,38 @@ cuts there), while text inside one paragraph is joined with single spaces.
 
 A file that cannot be extracted raises :class:`ExtractionError` whose message is the
 reason shown to the user (corrupt, encrypted, no text layer, ...).
+
+Work per file is bounded. Text is capped per document (:data:`MAX_DOCUMENT_CHARS`) and DOCX
+parts by size before they are inflated. PDF, DOCX and HTML, whose parsers can be made to
+work hard by a small hostile file, are parsed in a worker process that is killed after
+:data:`qa.config.EXTRACT_TIMEOUT_S` and whose address space may grow by only
+:data:`qa.config.EXTRACT_MEMORY_MB` per file: the file is then skipped with that reason, and
+the calling process -- a chat server answering other users -- neither grows nor stalls. Text and
+Markdown are parsed in-process (their work is linear in the bytes, which uploads cap).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import io
+import json
 import logging
+import os
 import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+from qa import config
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +114,34 @@ MAX_ZIP_TOTAL_BYTES: int = 160 * 1024 * 1024
 MAX_DOCUMENT_CHARS: int = 21_000_000
 
 
-def extract(data: bytes, suffix: str) -> Extracted:
+#: Formats parsed in a bounded child process (see the module docstring).
+BOUNDED_SUFFIXES: frozenset[str] = frozenset({".pdf", ".docx", ".html", ".htm"})
+
+
+def extract(data: bytes, suffix: str, *, timeout_s: float | None = None, memory_mb: int | None = None) -> Extracted:
     """Extract the text of a file's bytes according to its ``suffix`` (``".pdf"`` ...).
+
+    PDF, DOCX and HTML are parsed in a child process within ``timeout_s`` seconds and
+    ``memory_mb`` MB of growth (defaults: ``qa.config.EXTRACT_TIMEOUT_S`` / ``EXTRACT_MEMORY_MB``)
+    in a worker process on POSIX systems; elsewhere in this process.
 
     Raises:
         ExtractionError: unsupported type, or the file is corrupt, encrypted, binary or
-            has no text; the message says which.
+            has no text, or it took more time or memory than allowed; the message says which.
     """
+    suffix = suffix.lower()
+    if suffix in BOUNDED_SUFFIXES and _bounded_available():
+        return _extract_in_worker(
+            data,
+            suffix,
+            config.EXTRACT_TIMEOUT_S if timeout_s is None else timeout_s,
+            config.EXTRACT_MEMORY_MB if memory_mb is None else memory_mb,
+        )
+    return extract_here(data, suffix)
+
+
+def extract_here(data: bytes, suffix: str) -> Extracted:
+    """:func:`extract` in this process, without the time and memory bounds of a child."""
     suffix = suffix.lower()
     if suffix == ".txt":
         result = Extracted(_decode_text(data))
@@ -119,6 +162,201 @@ def extract(data: bytes, suffix: str) -> Extracted:
     if not result.text.strip():
         raise ExtractionError(_EMPTY_REASONS.get(suffix, "empty document (no text)"))
     return result
+
+
+# --------------------------------------------------------------------------- bounded worker process
+#
+# Why a worker started with ``python -c`` rather than multiprocessing: multiprocessing's
+# spawn/forkserver children re-import the caller's ``__main__`` (a user's script without a
+# ``__main__`` guard would run again), and ``fork`` copies a server's threads' locks. A
+# worker serves files one after another over its pipes (length-prefixed frames: a JSON header,
+# then raw bytes; nothing is pickled), so only its first file pays for starting Python; it is
+# killed when a file runs over time or memory and a fresh one starts for the next file.
+
+_FRAME = struct.Struct(">Q")
+_IDLE: list[_Worker] = []
+_POOL_LOCK = threading.Lock()
+#: Idle workers kept for reuse (concurrent uploads each take one; more are started as needed).
+_MAX_IDLE = 2
+
+
+def _bounded_available() -> bool:
+    """Whether files can be parsed in a worker (POSIX pipes and ``select``)."""
+    return os.name == "posix"
+
+
+def _write_frame(fh, payload: bytes) -> None:  # noqa: ANN001 - a binary file object
+    fh.write(_FRAME.pack(len(payload)))
+    fh.write(payload)
+
+
+def _read_exact_blocking(fh, n: int) -> bytes | None:  # noqa: ANN001
+    chunks, got = [], 0
+    while got < n:
+        chunk = fh.read(n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _serve() -> None:
+    """The worker's loop: read a request, extract, answer; exit when the parent closes the pipe.
+    Each file may grow the worker's address space by its request's ``memory_mb`` only."""
+    import resource
+
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a library's print() must not corrupt the reply stream
+    while True:
+        raw = _read_exact_blocking(requests, _FRAME.size)
+        if raw is None:
+            return
+        head = json.loads(_read_exact_blocking(requests, _FRAME.unpack(raw)[0]) or b"{}")
+        size = _read_exact_blocking(requests, _FRAME.size)
+        data = _read_exact_blocking(requests, _FRAME.unpack(size)[0]) if size else None
+        if data is None:
+            return
+        base = _vm_bytes()
+        if base:
+            resource.setrlimit(resource.RLIMIT_AS, (base + int(head["memory_mb"]) * 1024 * 1024, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        body = b""
+        try:
+            result = extract_here(data, head["suffix"])
+            reply: dict = {"pages": list(result.pages) if result.pages is not None else None}
+            del data
+            body = result.text.encode("utf-8", "surrogatepass")
+        except ExtractionError as exc:
+            reply = {"refused": str(exc)}
+        except MemoryError:
+            reply = {"memory": True}
+        except Exception as exc:  # a parser bug on one odd file
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            if base:
+                resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        _write_frame(replies, json.dumps(reply).encode())
+        _write_frame(replies, body)
+        replies.flush()
+
+
+def _vm_bytes() -> int:
+    """This process's current address-space size (Linux), or 0 where unknown."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class _Worker:
+    """One worker process and its pipes (parent side)."""
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from qa.extraction import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # parser warnings; failures come back as replies or exit codes
+            env=env,
+            close_fds=True,
+        )
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        chunks, got = [], 0
+        while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, min(n - got, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def run(self, data: bytes, suffix: str, timeout_s: float, memory_mb: int) -> tuple[dict, bytes]:
+        deadline = time.monotonic() + timeout_s
+        stdin = self.proc.stdin
+        assert stdin is not None
+        _write_frame(stdin, json.dumps({"suffix": suffix, "memory_mb": memory_mb}).encode())
+        _write_frame(stdin, data)
+        stdin.flush()
+        head = json.loads(self._read(_FRAME.unpack(self._read(_FRAME.size, deadline))[0], deadline))
+        body = self._read(_FRAME.unpack(self._read(_FRAME.size, deadline))[0], deadline)
+        return head, body
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for fh in (self.proc.stdin, self.proc.stdout):
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.close()
+
+
+def _close_idle() -> None:
+    with _POOL_LOCK:
+        while _IDLE:
+            _IDLE.pop().close()
+
+
+atexit.register(_close_idle)
+
+
+def _extract_in_worker(data: bytes, suffix: str, timeout_s: float, memory_mb: int) -> Extracted:
+    with _POOL_LOCK:
+        worker = None
+        while _IDLE and worker is None:
+            candidate = _IDLE.pop()
+            if candidate.proc.poll() is None:
+                worker = candidate
+            else:
+                candidate.close()
+    worker = worker or _Worker()
+    healthy = False
+    try:
+        head, body = worker.run(data, suffix, timeout_s, memory_mb)
+    except TimeoutError:
+        raise ExtractionError(
+            f"took longer than {timeout_s:g} s to read (the limit per file, QA_EXTRACT_TIMEOUT); "
+            "a hostile file, or split the document"
+        ) from None
+    except (EOFError, BrokenPipeError, ConnectionResetError, ValueError):
+        code = worker.proc.wait(5)
+        if code == -signal.SIGKILL:  # what the kernel's out-of-memory killer sends
+            raise ExtractionError(_too_big(memory_mb)) from None
+        raise ExtractionError(f"could not be read (the reader process ended with code {code})") from None
+    else:
+        if "memory" in head:
+            raise ExtractionError(_too_big(memory_mb))
+        healthy = True
+        if "refused" in head:
+            raise ExtractionError(head["refused"])
+        if "error" in head:
+            raise RuntimeError(head["error"])  # reported like an in-process parser bug
+        pages = tuple(head["pages"]) if head["pages"] is not None else None
+        return Extracted(body.decode("utf-8", "surrogatepass"), pages)
+    finally:
+        if healthy:
+            with _POOL_LOCK:
+                if len(_IDLE) < _MAX_IDLE:
+                    _IDLE.append(worker)
+                    worker = None
+        if worker is not None:
+            worker.close()
+
+
+def _too_big(memory_mb: int) -> str:
+    return (
+        f"needs more than {memory_mb:,} MB of memory to read (the limit per file, QA_EXTRACT_MEMORY_MB); "
+        "a hostile file, or split the document"
+    )
 
 
 _EMPTY_REASONS = {
@@ -362,6 +600,8 @@ def _extract_pdf(data: bytes) -> Extracted:
     for number, page in enumerate(pages, 1):
         try:
             raw = page.extract_text() or ""
+        except MemoryError:  # over the worker's memory bound: the whole file is refused
+            raise
         except Exception as exc:  # one broken page does not sink the document
             logger.warning("PDF page %d could not be read (%s: %s); it is left empty", number, type(exc).__name__, exc)
             raw = ""
@@ -445,7 +685,7 @@ def _extract_docx(data: bytes) -> str:
                 raise ExtractionError(
                     f"too much text (over {MAX_DOCUMENT_CHARS:,} characters, the limit per document): split it into smaller files"
                 )
-    except ExtractionError:
+    except (ExtractionError, MemoryError):  # over the worker's memory bound: say so, not "corrupt"
         raise
     except Exception as exc:  # zipfile, lxml and python-docx errors alike
         raise ExtractionError(f"corrupt or truncated DOCX ({type(exc).__name__}: {exc})") from None

@@ -344,6 +344,9 @@ def test_hostile_files_are_refused_or_read_within_bounds(tmp_path: Path, kind: s
         path = _bomb_docx(tmp_path / "long.docx", 40)  # about 38 M characters of text (cap 21 M), under the zip limits
         expected = "too much text"
     result = _probe(path)
+    # PDF, DOCX and HTML are parsed in a worker process: the caller (a chat server) does not grow.
+    if path.suffix != ".txt":
+        assert result["rss_growth_mb"] <= 50, result
     # Measured here (AVX-512 Xeon, 2 cores, training alongside): bomb 0.15 s / +0 MB, liar 0.2 s / +0 MB
     # (before the 1 MB-step check: +562 MB), 38 M characters 1.7 s / +86 MB (before the early stop: 16.7 s).
     if expected is None:
@@ -351,3 +354,19 @@ def test_hostile_files_are_refused_or_read_within_bounds(tmp_path: Path, kind: s
     else:
         assert result["reason"] is not None and expected in result["reason"], result
     assert result["seconds"] <= 10 and result["rss_growth_mb"] <= 500, result
+
+
+def test_a_file_over_time_or_memory_is_refused_and_the_next_file_still_reads(tmp_path: Path) -> None:
+    """The worker that parses PDF/DOCX/HTML is killed when a file runs over its time or its
+    memory; the file is refused with that reason and a fresh worker reads the next one."""
+    from qa.extraction import ExtractionError, extract
+    from tests.doc_fixtures import make_docx
+
+    slow = _blank_pdf(tmp_path / "blank.pdf", 5000).read_bytes()  # 0.7-1.4 s to read, measured
+    with pytest.raises(ExtractionError, match=r"took longer than 0.2 s to read .*QA_EXTRACT_TIMEOUT"):
+        extract(slow, ".pdf", timeout_s=0.2)
+    big = _bomb_docx(tmp_path / "long.docx", 40).read_bytes()  # grows by 86 MB or more, measured
+    with pytest.raises(ExtractionError, match=r"needs more than 30 MB of memory .*QA_EXTRACT_MEMORY_MB"):
+        extract(big, ".docx", memory_mb=30)
+    assert extract(make_docx(["A real paragraph."]), ".docx").text == "A real paragraph."
+    assert "no extractable text" in str(pytest.raises(ExtractionError, extract, slow, ".pdf").value)  # in time by default

@@ -51,7 +51,7 @@ def test_upload_survives_reindex_of_the_folder_and_is_listed_as_added(tmp_path: 
     assert index_folder(docs_dir, index, encoder=fake_encoder).removed == ["beta.md"]
 
 
-@pytest.mark.parametrize("how", ["rebuild", "other chunking", "unreadable manifest format"])
+@pytest.mark.parametrize("how", ["rebuild", "other chunking", "another encoder variant", "unreadable manifest format"])
 def test_rebuilds_read_added_documents_again_from_their_originals(tmp_path: Path, docs_dir: Path, fake_encoder, how: str) -> None:  # noqa: ANN001
     index = tmp_path / "idx"
     index_folder(docs_dir, index, encoder=fake_encoder)
@@ -62,6 +62,12 @@ def test_rebuilds_read_added_documents_again_from_their_originals(tmp_path: Path
     elif how == "other chunking":
         report = index_folder(docs_dir, index, encoder=fake_encoder, max_tokens=7)
         assert "chunking" in report.note
+    elif how == "another encoder variant":
+        # An upgrade that changes how vectors are computed (QA_ENCODER_VARIANT, or a new
+        # revision of the variant such as onnx-q8@2): everything is re-embedded.
+        fake_encoder.variant = "onnx-q8"
+        report = index_folder(docs_dir, index, encoder=fake_encoder)
+        assert "encoder variant" in report.note and report.embedded_chunks == report.chunks
     else:
         # An index of an older (or newer) format: the default index is rebuilt on upgrade.
         manifest = current_generation(index) / "manifest.json"

@@ -112,3 +112,30 @@ def test_export_reader_cli_writes_fp16_release(tmp_path: Path, tiny_qa_checkpoin
     assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
     bad = subprocess.run([sys.executable, "-m", "qa", "export-reader", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "not a trained model directory" in bad.stderr
+
+
+def test_a_release_keeps_the_lineage_of_the_weights_it_continued(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    """A run that continues a release records that release's training.json under "base"
+    (read before export overwrites the folder), and the calibrator excludes the paragraphs of
+    every run in the chain: the base's files as well as this run's."""
+    import shutil
+
+    from qa.calibrate import trained_contexts
+    from qa.reader.training import export_checkpoint
+
+    def squad(path: Path, context: str) -> str:
+        row = {"data": [{"title": path.stem, "paragraphs": [{"context": context, "qas": [{"id": path.stem, "question": "What?", "answers": [{"text": context.split()[0], "answer_start": 0}]}]}]}]}
+        path.write_text(json.dumps(row))
+        return str(path)
+
+    release = tmp_path / "release"
+    shutil.copytree(tiny_qa_checkpoint, release)
+    (release / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / "old.json", "Older paragraph text.")], "holdout_percent": 0}}))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_qa_checkpoint, run)
+    (run / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / "new.json", "Newer paragraph text.")], "holdout_percent": 0, "base_model": str(release)}}))
+    assert trained_contexts(run) == {"Newer paragraph text.", "Older paragraph text."}  # the base's, read from its folder
+    export_checkpoint(run, release)  # the release folder is the base and the destination
+    meta = json.loads((release / "training.json").read_text())
+    assert meta["base"]["config"]["files"] == [str(tmp_path / "old.json")]
+    assert trained_contexts(release) == {"Newer paragraph text.", "Older paragraph text."}

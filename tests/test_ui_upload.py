@@ -179,3 +179,28 @@ def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Pa
             assert "Ilse Varga" not in reply.inner_text()
         finally:
             browser.close()
+
+
+def test_an_upload_survives_a_chat_restart_and_a_folder_reindex(tmp_path: Path, small_index: Path, docs_dir: Path, fake_encoder) -> None:  # noqa: ANN001
+    """The issue's steps: upload in the chat, restart the chat (a new process over the same
+    index), run `qa index` on the folder: the upload is still listed, as added, and its text
+    is still the one uploaded."""
+    import subprocess
+    import sys
+
+    from ui.app import upload_documents
+
+    note = write(tmp_path / "up" / "notes.md", "Herons nest by the delta lake every April.")
+    assert "Added: notes.md" in upload_documents(small_index, [str(note)], encoder=fake_encoder)
+    index_folder(docs_dir, small_index, encoder=fake_encoder)  # the folder re-indexed
+    restarted = subprocess.run(
+        [sys.executable, "-c", "import sys; from ui.app import documents_view; html, ids = documents_view(sys.argv[1]); print(ids); print(html)", str(small_index)],
+        capture_output=True, text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    ids_line, table = restarted.stdout.split("\n", 1)
+    assert "'notes.md'" in ids_line and "'alpha.txt'" in ids_line
+    row = next(r for r in re.findall(r"<tr.*?</tr>", table, re.S) if "notes.md" in r)
+    assert "added" in row
+    from embeddings.index import VectorIndex
+
+    assert VectorIndex.load(small_index).documents["notes.md"].text.strip() == "Herons nest by the delta lake every April."

@@ -318,9 +318,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     shutil.rmtree(final, ignore_errors=True)
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
-    (final / "training.json").write_text(json.dumps({k: v for k, v in state.items()}, indent=2))
+    (final / "training.json").write_text(json.dumps(with_lineage(dict(state)), indent=2))
     log.close()
     return final
+
+
+def with_lineage(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` (a run's training.json) with the training.json of the weights it started from
+    nested under ``"base"`` (recursively), when the base was a local trained checkpoint: what
+    a release was trained on includes what its base was trained on (the calibrator must not
+    fit on either). Unchanged when it already has a base or started from the packaged model."""
+    if "base" in meta:
+        return meta
+    base = Path(str(meta.get("config", {}).get("base_model", "")))
+    if base.is_dir() and (base / "training.json").is_file():
+        meta["base"] = json.loads((base / "training.json").read_text())
+    return meta
 
 
 def main_env_threads() -> None:
@@ -347,6 +360,7 @@ def export_checkpoint(src: Path | str, dst: Path | str) -> Path:
     src, dst = Path(src), Path(dst)
     if not (src / "model.safetensors").is_file() or not (src / "config.json").is_file():
         raise ValueError(f"{src} is not a trained model directory (no model.safetensors / config.json); pass a run's final/ folder")
+    meta = with_lineage(json.loads((src / "training.json").read_text())) if (src / "training.json").is_file() else None
     dst.mkdir(parents=True, exist_ok=True)
     tensors = load_file(str(src / "model.safetensors"))
     half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
@@ -354,6 +368,6 @@ def export_checkpoint(src: Path | str, dst: Path | str) -> Path:
     for name in _RELEASE_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
-    if (src / "training.json").is_file():
-        shutil.copyfile(src / "training.json", dst / "training.json")
+    if meta is not None:  # lineage read above, before dst (often the base itself) was overwritten
+        (dst / "training.json").write_text(json.dumps(meta, indent=2))
     return dst

@@ -216,6 +216,7 @@ def test_make_answer_names_the_page() -> None:
     assert answer.to_dict()["citations"][0]["page"] == 2
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 def test_pdf_answer_cites_the_right_page(tmp_path: Path) -> None:
     from qa.indexing import index_folder

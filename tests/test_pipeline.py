@@ -40,6 +40,7 @@ def test_bad_top_k_is_refused(tmp_path: Path) -> None:
         ask("Who is it?", index=tmp_path, top_k=0)
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 def test_ask_returns_answer_with_citations_and_passages(tmp_path: Path) -> None:
     from qa.indexing import index_folder

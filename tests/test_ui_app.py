@@ -44,6 +44,7 @@ def _chat_text(result) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 def test_ask_endpoint_answers_with_citation(client):
     result = client.predict("Which European country joined the drone coalition alongside Turkey?", api_name="/ask")
@@ -58,6 +59,7 @@ def test_ask_endpoint_answers_with_citation(client):
     assert "Belgium" in document  # the answer in its whole document
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 def test_ask_endpoint_takes_top_k(client):
     question = "Which drone has Baykar begun mass-producing?"
@@ -69,6 +71,7 @@ def test_ask_endpoint_takes_top_k(client):
         assert panel.count('class="qa-source-head"') == k
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 @pytest.mark.parametrize("question", ["", "   ", "?!", "x" * 1001])
 def test_bad_questions_show_a_message_not_a_crash(client, question):

@@ -83,6 +83,7 @@ WEIRD_QUESTIONS = [
 ]
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 @pytest.mark.parametrize("question", WEIRD_QUESTIONS, ids=range(len(WEIRD_QUESTIONS)))
 def test_odd_but_valid_questions_answer_or_abstain(question, real_seeds_index):
@@ -95,6 +96,7 @@ def test_odd_but_valid_questions_answer_or_abstain(question, real_seeds_index):
         assert doc[c.answer_start : c.answer_end] == answer.text
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 def test_invisible_characters_do_not_change_the_answer(real_seeds_index):
     plain = ask("Who is Turkey's defense minister?", index=real_seeds_index)

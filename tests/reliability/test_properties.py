@@ -60,6 +60,7 @@ def warm_ask(real_seeds_index):
     return lambda q: ask(q, index=real_seeds_index, reader=reader)
 
 
+@pytest.mark.reader
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(

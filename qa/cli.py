@@ -1,4 +1,4 @@
-"""Command line: ``qa index|add|remove|list|ask|bench|eval|train-reader|eval-reader`` (also ``python -m qa``).
+"""Command line: ``qa index|add|remove|list|ask|bench|eval|train-reader|eval-reader|auth`` (also ``python -m qa``).
 
 Errors from bad input are printed as one line on stderr with a non-zero exit status,
 never a traceback.
@@ -168,6 +168,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-model", default=None, help="checkpoint: hub id or local directory (default: the shipped reader)")
     p.add_argument("--threshold", type=float, default=None, help="abstention threshold (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser(
+        "auth",
+        help="manage who may sign in to the chat and the HTTP API (python -m ui)",
+        description="Users of the chat and HTTP API, with roles: viewer (ask, list) or editor (also upload and "
+        "remove). Stored hashed (scrypt, SHA-256 tokens) in a credentials file: QA_AUTH_FILE, else auth.json beside "
+        "the index directory (the current directory for a postgresql:// index).",
+    )
+    auth_sub = p.add_subparsers(dest="auth_command", required=True)
+
+    def _auth_file_args(a: argparse.ArgumentParser) -> None:
+        a.add_argument("--auth-file", type=Path, default=None, help="credentials file (default: QA_AUTH_FILE, else auth.json beside --index)")
+        _add_index_arg(a)
+
+    a = auth_sub.add_parser(
+        "add-user",
+        help="add a user; prints their API token (last line)",
+        description="Add a user. The password is read from stdin when it is not a terminal (one line), else "
+        "prompted for twice; it is never an argument. Prints the user's API token as the last line: it is shown "
+        "only once.",
+    )
+    a.add_argument("name", help="user name (letters, digits and . _ @ -)")
+    a.add_argument("--role", required=True, choices=["viewer", "editor"], help="viewer: ask and list; editor: also upload and remove")
+    a.add_argument("--replace", action="store_true", help="replace an existing user of that name (new password and token)")
+    _auth_file_args(a)
+    a = auth_sub.add_parser("remove-user", help="remove a user (their sign-in and API token stop working)")
+    a.add_argument("name", help="user name")
+    _auth_file_args(a)
+    a = auth_sub.add_parser("list", help="list user names and roles")
+    _auth_file_args(a)
     return parser
 
 
@@ -410,6 +440,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_new_password() -> str:
+    """A new password: one line of stdin when it is not a terminal, else prompted for twice."""
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        if not line:
+            raise ValueError("no password on stdin; pipe it in (e.g. printf '%s\\n' \"$PASSWORD\" | qa auth add-user ...)")
+        return line.rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise ValueError("the two passwords differ; nothing was changed")
+    return first
+
+
+def _cmd_auth(args: argparse.Namespace) -> int:
+    from qa import auth
+
+    path = args.auth_file or config.auth_file_for(args.index)
+    if args.auth_command == "add-user":
+        auth.validate_name(args.name)  # fail before asking for a password
+        token = auth.add_user(path, args.name, args.role, _read_new_password(), replace=args.replace)
+        print(f"added {args.role} {args.name!r} to {path}")
+        print(f"API token of {args.name!r} (shown only now; send it as 'Authorization: Bearer TOKEN'):")
+        print(token)
+    elif args.auth_command == "remove-user":
+        auth.remove_user(path, args.name)
+        print(f"removed {args.name!r} from {path}")
+    else:
+        users = auth.load_users(path) if path.exists() else []
+        for u in users:
+            print(f"{u.name}\t{u.role}")
+        print(f"{len(users)} user{'' if len(users) == 1 else 's'} in {path}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "index": _cmd_index,
     "add": _cmd_add,
@@ -422,6 +488,7 @@ COMMANDS = {
     "eval-reader": _cmd_eval_reader,
     "calibrate-reader": _cmd_calibrate_reader,
     "export-reader": _cmd_export_reader,
+    "auth": _cmd_auth,
 }
 
 

@@ -104,8 +104,30 @@ READER_THRESHOLD: float | None = float(_THRESHOLD_ENV) if _THRESHOLD_ENV else No
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000
 
+#: Sign-in (qa.auth): the credentials file of the chat and the HTTP API (``qa auth add-user``).
+#: ``QA_AUTH_FILE`` names it; otherwise it is ``auth.json`` beside (not inside) the index
+#: directory, e.g. ``.index/auth.json`` for the default ``.index/seeds``, so rebuilding or
+#: deleting an index keeps it. For a ``postgresql://`` index it is ``auth.json`` in the current
+#: directory (set QA_AUTH_FILE in deployments). No file: no sign-in, loopback only (``python -m
+#: ui --host 0.0.0.0`` refuses to start unless given ``--no-auth``).
+AUTH_FILE: Path | None = Path(os.environ["QA_AUTH_FILE"]) if os.environ.get("QA_AUTH_FILE", "").strip() else None
+
+
+def auth_file_for(index: object = None) -> Path:
+    """The credentials file for ``index`` (a directory, a ``postgresql://`` URL, or ``None`` for
+    the default index): :data:`AUTH_FILE` when set, else the default described above."""
+    if AUTH_FILE is not None:
+        return AUTH_FILE
+    location = DEFAULT_INDEX_DIR if index is None else index
+    if isinstance(location, str) and location.strip().lower().startswith(("postgresql://", "postgres://")):
+        return Path.cwd() / "auth.json"
+    if isinstance(location, (str, os.PathLike)):
+        return Path(location).resolve().parent / "auth.json"
+    directory = getattr(location, "directory", None)  # a loaded index object
+    return Path(directory).resolve().parent / "auth.json" if directory else Path.cwd() / "auth.json"
+
 #: Work allowed to extract one PDF, DOCX or HTML file (the formats whose parsing can blow up on
-#: hostile input). It runs in a child process (forkserver) that is killed after
+#: hostile input). It runs in a worker process (qa.extraction) that is killed after
 #: ``EXTRACT_TIMEOUT_S`` seconds and cannot grow its memory by more than ``EXTRACT_MEMORY_MB``;
 #: the file is then skipped with that reason and the server keeps answering meanwhile. Honest
 #: files stay far below: the 100-page PDF of tests/reliability reads in well under a second.

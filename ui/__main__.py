@@ -1,4 +1,5 @@
-"""``python -m ui``: serve the browser chat (loopback only unless ``--host`` says otherwise)."""
+"""``python -m ui``: serve the browser chat and the HTTP API on one port (loopback only
+unless ``--host`` says otherwise; then only with sign-in, see :mod:`qa.auth`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from ui import DEFAULT_HOST, DEFAULT_PORT
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m ui`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m ui", description="Browser chat over your documents: answers, confidence and highlighted citations."
+        prog="python -m ui",
+        description="Browser chat over your documents (answers, confidence and highlighted citations) and its HTTP "
+        "API (/api/v1, docs at /api/docs), on one port.",
     )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s, this machine only)"
@@ -29,6 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"index directory or postgresql:// URL (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at {config.DEFAULT_INDEX_DIR})",
     )
     parser.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
+    parser.add_argument(
+        "--auth-file",
+        type=Path,
+        default=None,
+        help="credentials file of the users who may sign in (qa auth add-user); default: QA_AUTH_FILE, else auth.json "
+        "beside the index directory. When it exists, the chat and the API require sign-in",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve without sign-in even on a non-loopback --host (anyone who can reach it can ask, upload and remove)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and model loading")
     return parser
 
@@ -37,14 +52,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the app and serve it until interrupted; returns the process exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from qa.auth import check_exposure, open_auth
+
+    # Decided before anything loads: a refused exposure fails in well under a second.
+    auth_file = args.auth_file or config.auth_file_for(args.index)
+    try:
+        auth = None if args.no_auth else open_auth(auth_file)
+        warning = check_exposure(args.host, auth, no_auth=args.no_auth)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if warning:
+        logging.getLogger("ui").warning(warning)
     from ui.app import build_app, launch
 
     try:
-        demo = build_app(args.index, reader=args.reader)
+        demo = build_app(args.index, reader=args.reader, auth=auth)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    if auth is not None:
+        n = len(auth.users())
+        signin = f"sign-in required ({n} user{'' if n == 1 else 's'} in {auth_file})"
+    else:
+        signin = "no sign-in"
+    print(f"Serving the chat on http://{args.host}:{args.port}/ and the API on /api/v1 (docs: /api/docs); {signin}. Ctrl+C to stop", flush=True)
     launch(demo, host=args.host, port=args.port)
     return 0
 

@@ -4,6 +4,10 @@ A thin layer: every answer comes from :func:`qa.ask`, the index summary from
 :func:`qa.pipeline.load_index`, uploads and removals from :mod:`qa.indexing`
 (``add_uploads``, ``remove_documents``), and all markup from :mod:`ui.formatting`.
 
+:func:`launch` serves the chat and the HTTP API (:mod:`ui.api`) on one port with uvicorn.
+With a credentials file (:mod:`qa.auth`) the chat asks to sign in, and only editors may
+upload and remove documents (the handlers check the signed-in user, not only the page).
+
 >>> from ui.app import build_app, launch
 >>> launch(build_app(), host="127.0.0.1", port=7860)   # doctest: +SKIP
 """
@@ -260,10 +264,33 @@ def _picker(turns: list[dict], selected: int | None) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=selected, interactive=bool(turns))
 
 
-def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) -> gr.Blocks:
+def user_role(auth: Any, request: Any) -> str | None:
+    """The role of the user of ``request`` (a :class:`gr.Request`): ``"editor"`` for everyone
+    when sign-in is off (``auth`` is ``None``), else the signed-in user's role (``None``: not
+    signed in, or no longer a user)."""
+    if auth is None:
+        return "editor"
+    return auth.role_of(getattr(request, "username", None))
+
+
+def editor_refusal(auth: Any, request: Any, what: str) -> str | None:
+    """The status message refusing ``what`` to a user who is not an editor, else ``None``."""
+    if user_role(auth, request) == "editor":
+        return None
+    name = getattr(request, "username", None)
+    role = "a viewer" if user_role(auth, request) == "viewer" else "no longer a user"
+    who = f"you are signed in as {name} ({role})" if name else "you are not signed in"
+    return fmt.format_status_html([f"Only editors can {what}; {who}."], ok=False)
+
+
+def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, auth: Any = None) -> gr.Blocks:
     """The chat app over ``index`` (a directory, a loaded index, or ``None`` for the default
     index over ``seeds/``). Queued with :data:`CONCURRENCY_LIMIT` workers; the main event's
     API name is ``/ask`` (inputs: question, top_k).
+
+    ``auth`` (a :class:`qa.auth.AuthStore`, or ``None`` for no sign-in) is the credentials
+    the app is served with (:func:`launch` makes the chat ask to sign in); the upload and
+    remove controls are shown to editors only, and their handlers refuse anyone else.
 
     With ``warm_up`` the models load in a background thread right away, so the first
     visitor does not wait for them (questions asked meanwhile wait for that load instead
@@ -347,11 +374,29 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
             info = gr.skip()
         return status, table, gr.Dropdown(choices=ids, value=None, interactive=bool(ids) and index_dir is not None), info
 
-    def upload(files: Any, progress: gr.Progress = gr.Progress()):  # noqa: B008 - Gradio's progress idiom
+    def upload(files: Any, request: gr.Request, progress: gr.Progress = gr.Progress()):  # noqa: B008 - Gradio's progress idiom
+        refused = editor_refusal(auth, request, "add documents")
+        if refused is not None:
+            return _after_change(refused)
         return _after_change(upload_documents(index_dir, files, progress=progress))
 
-    def remove(doc_id: Any):
+    def remove(doc_id: Any, request: gr.Request):
+        refused = editor_refusal(auth, request, "remove documents")
+        if refused is not None:
+            return _after_change(refused)
         return _after_change(remove_document(index_dir, doc_id))
+
+    def show_user(request: gr.Request):
+        """At page load: who is signed in; the write controls for editors only."""
+        editor = user_role(auth, request) == "editor"
+        name = getattr(request, "username", None) or ""
+        role = user_role(auth, request) or "not a user"
+        who = f"Signed in as **{fmt.escape(name)}** ({role}) · [Sign out](logout)" if auth is not None else ""
+        return (
+            gr.Markdown(who, visible=bool(who)),
+            gr.UploadButton(visible=editor),
+            gr.Row(visible=editor),
+        )
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         turns_state = gr.State([])
@@ -411,6 +456,9 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
                 index_info = gr.Markdown(summary, elem_id="qa-index-info")
                 with gr.Accordion("Documents", open=True, elem_id="qa-docs"):
                     gr.Markdown(documents_note(index_dir), elem_id="qa-docs-note")
+                    # Without sign-in everyone edits; with it, the controls appear for editors
+                    # once the page has loaded (show_user), and the handlers check again.
+                    user_info = gr.Markdown("", visible=False, elem_id="qa-user")
                     upload_button = gr.UploadButton(
                         "Upload documents",
                         file_count="multiple",
@@ -418,11 +466,12 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
                         # qa.indexing.add_uploads refuses such files one by one, with a reason.
                         size="sm",
                         interactive=index_dir is not None,
+                        visible=auth is None,
                         elem_id="qa-upload",
                     )
                     docs_status = gr.HTML("", elem_id="qa-docs-status")
                     docs_table = gr.HTML(docs_html, elem_id="qa-docs-list")
-                    with gr.Row(equal_height=True):
+                    with gr.Row(equal_height=True, visible=auth is None, elem_id="qa-remove-row") as remove_row:
                         remove_choice = gr.Dropdown(
                             choices=doc_ids,
                             value=None,
@@ -462,24 +511,83 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True) ->
         }
         upload_button.upload(upload, inputs=[upload_button], **index_write)
         remove_button.click(remove, inputs=[remove_choice], **index_write)
+        if auth is not None:
+            demo.load(show_user, outputs=[user_info, upload_button, remove_row], api_visibility="private")
 
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT)
+    # What launch() needs to serve the HTTP API over the same index beside the chat.
+    demo.qa_settings = {"index": index, "reader": reader, "auth": auth}  # type: ignore[attr-defined]
     return demo
 
 
-def launch(demo: gr.Blocks, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **kwargs: Any):
-    """Serve ``demo`` on ``host:port`` (loopback by default, never a public share link)
-    with the app's theme and CSS. Extra keyword arguments go to :meth:`gr.Blocks.launch`."""
-    kwargs.setdefault("show_error", True)
-    # A hard cap on what the server accepts at all; files over MAX_UPLOAD_BYTES but under
-    # this get a per-file message from qa.indexing.add_uploads instead.
-    kwargs.setdefault("max_file_size", 4 * MAX_UPLOAD_BYTES)
-    return demo.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        css=CSS,
-        theme=_theme(),
+def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str | None = None, **api_kwargs: Any) -> Any:
+    """The FastAPI app serving the HTTP API (:func:`ui.api.create_api`, over the index and
+    reader ``demo`` was built with) and the chat mounted at ``/``, with the app's theme and
+    CSS. With a credentials file the chat asks to sign in (Gradio's login page, checked
+    against the scrypt hashes). ``api``: an app of your own to mount the chat on instead."""
+    import fastapi
+    from starlette.concurrency import run_in_threadpool
+    from starlette.routing import Mount
+
+    from ui.api import create_api
+
+    settings = dict(getattr(demo, "qa_settings", {}))
+    auth = settings.get("auth")
+    if api is None:
+        api = create_api(settings.get("index"), reader=settings.get("reader"), auth=auth, **api_kwargs)
+    login = None
+    if auth is not None:
+
+        async def login(username: str, password: str) -> bool:
+            # scrypt costs ~50 ms of CPU: off the event loop.
+            return await run_in_threadpool(lambda: auth.check_password(username, password) is not None)
+
+    gr.mount_gradio_app(
+        api,
+        demo,
+        path="/",
         footer_links=["api"],
-        **kwargs,
+        auth=login,
+        auth_message="Sign in with the name and password from `qa auth add-user`." if auth is not None else None,
+        show_error=True,
+        # A hard cap on what the chat accepts at all; files over MAX_UPLOAD_BYTES but under
+        # this get a per-file message from qa.indexing.add_uploads instead.
+        max_file_size=max_file_size if max_file_size is not None else 4 * MAX_UPLOAD_BYTES,
+        ssr_mode=False,
+        theme=_theme(),
+        css=CSS,
     )
+    # demo.close() stops what launch() started, as after Blocks.launch().
+    demo.app = next(r.app for r in api.routes if isinstance(r, Mount) and isinstance(r.app, fastapi.FastAPI))
+    return api
+
+
+def launch(
+    demo: gr.Blocks,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Serve ``demo`` and the HTTP API on ``host:port`` with uvicorn (loopback by default,
+    never a public share link). Blocks until interrupted, or with ``prevent_thread_lock``
+    serves from a thread and returns the app (``demo.close()`` stops it). Other keyword
+    arguments go to :func:`create_server`."""
+    import uvicorn
+
+    app = create_server(demo, **kwargs)
+    config_ = uvicorn.Config(
+        app, host=host, port=port, log_level="warning" if quiet else "info", access_log=False, timeout_graceful_shutdown=5
+    )
+    if prevent_thread_lock:
+        from gradio.http_server import Server
+
+        server = Server(config_)
+        server.run_in_thread()
+        demo.server = server
+        demo.server_port = port
+        return app
+    uvicorn.Server(config_).run()  # Ctrl+C stops it
+    return app

@@ -1,0 +1,569 @@
+"""The HTTP API: versioned JSON endpoints over the same index, served beside the chat.
+
+``python -m ui`` serves both on one port (:func:`ui.app.launch` mounts the chat on the app
+built here)::
+
+    POST   /api/v1/ask                {"question": str, "top_k"?: int, "previous"?: str}
+                                      -> what `qa ask --json` prints (Answer.to_dict())
+    GET    /api/v1/documents          -> {"documents": [{"id", "source", "origin", "kind", "chunks",
+                                          "characters", "pages"}], "count"}
+    POST   /api/v1/documents          multipart, field "files" (one or more)
+                                      -> {"added", "changed", "unchanged", "skipped": [{"name", "reason"}]}
+    DELETE /api/v1/documents/{id}     (ids may contain "/") -> {"removed": [id]}
+    GET    /api/v1/health             -> {"status", "index", "documents", "chunks", "models", "auth"}
+    OpenAPI: /api/openapi.json, docs page: /api/docs
+
+Errors are ``{"error": "..."}`` with status 400 (bad input), 401 (no or bad token), 403 (a
+viewer writing), 404 (unknown document), 409 (index busy or in memory), 413 (too large),
+415 (unsupported type), 422 (no file could be read), 503 (store or model unavailable).
+
+With a credentials file (:mod:`qa.auth`) every endpoint needs ``Authorization: Bearer
+TOKEN``; uploading and removing need the ``editor`` role. Request bodies are limited
+before they are read (:class:`BodyLimitMiddleware`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from embeddings.index import IndexLoadError, VectorIndex
+from embeddings.stores import StoreUnavailableError, display_location, is_store_url
+from qa import config
+from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, list_documents, remove_documents
+from qa.pipeline import ask, load_index
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "v1"
+PREFIX = f"/api/{API_VERSION}"
+#: Largest JSON body (an ask request is a question of at most MAX_QUESTION_CHARS characters).
+MAX_JSON_BODY_BYTES = 64 * 1024
+#: Largest upload request (several files; each is also held to MAX_UPLOAD_BYTES).
+MAX_UPLOAD_REQUEST_BYTES = 4 * MAX_UPLOAD_BYTES + 1024 * 1024
+#: Files in one upload request.
+MAX_UPLOAD_FILES = 100
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """``{"error": message, **extra}`` with ``status_code``."""
+    return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
+
+
+# --------------------------------------------------------------------------- body size
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over a limit with 413 before they are read whole.
+
+    A declared ``Content-Length`` over the limit is refused without reading a byte; a body
+    without one (chunked) is counted while the application reads it, and the request is
+    cut off with 413 as soon as it passes the limit. ``limit_for(scope)`` gives the limit of
+    a request (``None``: not limited here, e.g. the chat's own routes, which Gradio limits).
+    """
+
+    def __init__(self, app: Callable, limit_for: Callable[[dict], int | None]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+        limit = self.limit_for(scope) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if length is not None:
+            if not length.strip().isdigit():
+                await error_response(400, "invalid Content-Length header")(scope, receive, send)
+                return
+            if int(length) > limit:
+                await self._too_large(limit, scope, receive, send)
+                return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True  # the application sees a client that went away
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal started
+            if exceeded:
+                return  # whatever the application answers to the cut-off body is replaced
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._too_large(limit, scope, receive, send)
+
+    @staticmethod
+    async def _too_large(limit: int, scope: dict, receive: Callable, send: Callable) -> None:
+        mb = limit / (1024 * 1024)
+        size = f"{mb:.1f} MB" if mb >= 1 else f"{limit:,} bytes"
+        response = error_response(413, f"request body too large; the limit is {size}", headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class AskRequest(BaseModel):
+    """The body of ``POST /api/v1/ask``."""
+
+    question: StrictStr = Field(description="the question, in words", examples=["Who is Turkey's defense minister?"])
+    top_k: StrictInt | None = Field(default=None, description=f"passages handed to the reader, 1-100 (default {config.DEFAULT_TOP_K})")
+    previous: StrictStr | None = Field(
+        default=None, description="the conversation's previous question, for follow-ups such as 'When did it first fly?'"
+    )
+
+
+def health_payload(
+    location: object,
+    *,
+    documents: int,
+    chunks: int,
+    embedding_model: str | None,
+    reader_model: str | None,
+    auth_enabled: bool,
+    encoder_variant: str | None = None,
+) -> dict:
+    """The body of ``GET /api/v1/health``. The index is named by :func:`display_location`:
+    a database URL's password never appears."""
+    return {
+        "status": "ok",
+        "api": API_VERSION,
+        "index": display_location(location),
+        "documents": documents,
+        "chunks": chunks,
+        "models": {"embedding": embedding_model, "encoder_variant": encoder_variant, "reader": reader_model},
+        "auth": auth_enabled,
+    }
+
+
+def document_payload(doc: Any) -> dict:
+    """One :class:`qa.indexing.DocumentInfo` as JSON."""
+    return {
+        "id": doc.doc_id,
+        "source": doc.source,
+        "origin": doc.origin,
+        "kind": doc.kind,
+        "chunks": doc.chunks,
+        "characters": doc.characters,
+        "pages": doc.pages,
+    }
+
+
+def upload_status(report: Any, files: int) -> tuple[int, str | None]:
+    """The status of an upload's answer and its error, from its :class:`~qa.indexing.IndexReport`
+    and the number of ``files`` sent: 200 unless every file was refused; then 415 if all were
+    refused for their type, 413 if for their type or size, else 422 (unreadable files)."""
+    if len(report.skipped) < files or report.added or report.changed:
+        return 200, None
+    reasons = [s.reason for s in report.skipped]
+    unsupported = [r.startswith("unsupported file type") for r in reasons]
+    too_large = [r.startswith("too large") for r in reasons]
+    if all(unsupported):
+        return 415, "no file was added: " + reasons[0]
+    if all(u or t for u, t in zip(unsupported, too_large, strict=True)):
+        first = next(r for r, t in zip(reasons, too_large, strict=True) if t)
+        return 413, "no file was added: " + first
+    return 422, "no file was added; see skipped for each file's reason"
+
+
+def docs_html(schema: dict) -> str:
+    """A self-contained HTML page describing the endpoints of an OpenAPI ``schema``."""
+    from html import escape
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                name = node["$ref"].rsplit("/", 1)[-1]
+                return resolve(schema.get("components", {}).get("schemas", {}).get(name, {}))
+            return {k: resolve(v) for k, v in node.items() if k not in ("title",)}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    import json
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + escape(schema["info"]["title"]) + "</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;line-height:1.5}"
+        "code,pre{font-family:ui-monospace,monospace;font-size:.88rem}pre{background:#f1f5f9;padding:.6rem;overflow-x:auto}"
+        ".m{display:inline-block;min-width:4.5rem;font-weight:700;color:#4338ca}section{border-top:1px solid #e2e8f0;padding:.4rem 0}"
+        "</style></head><body>",
+        f"<h1>{escape(schema['info']['title'])} <small>{escape(str(schema['info'].get('version', '')))}</small></h1>",
+        f"<p>{escape(schema['info'].get('description', ''))}</p>",
+        "<p>Machine-readable: <a href='/api/openapi.json'>/api/openapi.json</a>. Errors are "
+        "<code>{\"error\": \"...\"}</code>.</p>",
+    ]
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            parts.append(f"<section><h3><span class='m'>{escape(method.upper())}</span><code>{escape(path)}</code></h3>")
+            parts.append(f"<p><b>{escape(op.get('summary', ''))}</b>. {escape(op.get('description', ''))}</p>")
+            if op.get("security"):
+                parts.append("<p>Needs <code>Authorization: Bearer TOKEN</code>.</p>")
+            for ctype, body in (op.get("requestBody") or {}).get("content", {}).items():
+                text = json.dumps(resolve(body.get("schema", {})), indent=1)
+                parts.append(f"<p>Body ({escape(ctype)}):</p><pre>{escape(text)}</pre>")
+            codes = ", ".join(escape(str(c)) for c in op.get("responses", {}))
+            if codes:
+                parts.append(f"<p>Answers: {codes}</p>")
+            parts.append("</section>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def _index_dir(index: Any) -> Path | str | None:
+    if index is None:
+        index = config.DEFAULT_INDEX_DIR
+    if is_store_url(index):
+        return str(index)
+    if isinstance(index, (str, os.PathLike)):
+        return Path(index)
+    return None
+
+
+def _reader_model(reader: Any) -> str:
+    if reader is not None and not isinstance(reader, str):
+        return str(getattr(reader, "name", type(reader).__name__))
+    try:
+        from qa.reader import reader_display_name
+
+        return reader_display_name(config.DEFAULT_READER_MODEL)
+    except Exception:  # the name is informative only
+        return config.DEFAULT_READER_MODEL
+
+
+def create_api(
+    index: Any = None,
+    *,
+    reader: Any = None,
+    retriever: Any = None,
+    encoder: Any = None,
+    auth: Any = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_request_bytes: int = MAX_UPLOAD_REQUEST_BYTES,
+    max_json_bytes: int = MAX_JSON_BODY_BYTES,
+) -> FastAPI:
+    """The API over ``index`` (as :func:`qa.ask` takes it), answering with ``reader`` and
+    ``retriever``; uploads are embedded with ``encoder`` (default: the index's model).
+    ``auth`` is a :class:`qa.auth.AuthStore` (sign-in required) or ``None`` (open).
+
+    The chat is mounted on the returned app by :func:`ui.app.launch` / :func:`ui.app.create_server`."""
+    index_dir = _index_dir(index)
+    location = config.DEFAULT_INDEX_DIR if index is None else (index_dir if index_dir is not None else "(in-memory index)")
+    app = FastAPI(
+        title="Ask your documents API",
+        version=API_VERSION,
+        description="Extractive question answering over your documents: every answer is a span quoted from them, "
+        "with its sources. With sign-in enabled, send `Authorization: Bearer TOKEN` (`qa auth add-user` prints one).",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # FastAPI's Swagger page loads its scripts from a CDN: ours works offline
+        redoc_url=None,
+    )
+
+    def limit_for(scope: dict) -> int | None:
+        path = scope.get("path", "")
+        if not path.startswith("/api/"):
+            return None  # the chat: Gradio limits its uploads itself (max_file_size)
+        if scope.get("method") == "POST" and path.rstrip("/") == f"{PREFIX}/documents":
+            return max_request_bytes
+        return max_json_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {e.get('msg', 'invalid')}")
+        return error_response(400, "invalid request: " + "; ".join(problems))
+
+    # ----------------------------------------------------------------- auth
+
+    def current_user(request: Request) -> Any:
+        """The signed-in user (``None`` when sign-in is off); 401 without a valid token."""
+        if auth is None:
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "sign-in required: send 'Authorization: Bearer TOKEN' (qa auth add-user prints a token)", challenge)
+        user = auth.check_token(token.strip())
+        if user is None:
+            raise ApiError(401, "invalid API token", challenge)
+        return user
+
+    def editor(user: Any = Depends(current_user)) -> Any:  # noqa: B008 - FastAPI's dependency idiom
+        if user is not None and not user.can_edit:
+            raise ApiError(403, f"user {user.name!r} is a viewer; adding and removing documents needs the editor role")
+        return user
+
+    # The scheme, for the OpenAPI page's "Authorize" button (checking is done above).
+    security = [{"bearerAuth": []}] if auth is not None else None
+
+    # ----------------------------------------------------------------- endpoints
+
+    @app.post(f"{PREFIX}/ask", summary="Answer a question", openapi_extra={"security": security} if security else None)
+    def ask_question(body: AskRequest, user: Any = Depends(current_user)) -> dict:  # noqa: B008
+        """Answer ``question`` from the index: exactly the object `qa ask --json` prints
+        (``answer`` is null when the documents do not support an answer). Runs in a worker
+        thread: a slow question does not hold up the server."""
+        try:
+            answer = ask(body.question, index=index, top_k=body.top_k, reader=reader, retriever=retriever, previous=body.previous)
+        except IndexLoadError as exc:
+            raise ApiError(503, f"the index cannot be used: {exc}") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        except StoreUnavailableError as exc:
+            raise ApiError(503, str(exc)) from None
+        except RuntimeError as exc:  # the reader checkpoint cannot load (ReaderUnavailable)
+            logger.warning("answering failed: %s", exc)
+            raise ApiError(503, str(exc)) from None
+        except Exception as exc:
+            logger.exception("answering failed")
+            raise ApiError(500, f"something went wrong while answering ({type(exc).__name__})") from None
+        return answer.to_dict()
+
+    def _listing() -> list:
+        try:
+            return list_documents(load_index(index))
+        except IndexLoadError as exc:
+            raise ApiError(503, f"the index cannot be used: {exc}") from None
+        except StoreUnavailableError as exc:
+            raise ApiError(503, str(exc)) from None
+        except (ValueError, OSError) as exc:
+            raise ApiError(503, f"cannot list the documents: {exc}") from None
+
+    @app.get(f"{PREFIX}/documents", summary="List the documents", openapi_extra={"security": security} if security else None)
+    def get_documents(user: Any = Depends(current_user)) -> dict:  # noqa: B008
+        """Every indexed document, sorted by id: where it came from (``origin``: ``added`` by an
+        upload or `qa add`, else ``folder``), its chunks and length in characters."""
+        docs = [document_payload(d) for d in _listing()]
+        return {"documents": docs, "count": len(docs)}
+
+    upload_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    }
+                }
+            },
+        }
+    }
+    if security:
+        upload_schema["security"] = security
+
+    @app.post(f"{PREFIX}/documents", summary="Add documents (editors)", openapi_extra=upload_schema)
+    async def post_documents(request: Request, user: Any = Depends(editor)) -> JSONResponse:  # noqa: B008
+        """Upload one or more files (multipart field ``files``): indexed right away, with the
+        chat's checks (safe names, supported types, at most the per-file size). A file named
+        like an indexed document replaces it. Refused files are listed with their reason."""
+        if index_dir is None:
+            raise ApiError(409, "this server answers from an in-memory index: documents cannot be added")
+        # Parsed only now, after the sign-in check: files are spooled to disk, not held in memory.
+        try:
+            form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_UPLOAD_FILES)
+        except Exception as exc:  # malformed multipart, too many parts
+            raise ApiError(400, f"invalid multipart upload: {getattr(exc, 'detail', None) or exc}") from None
+        try:
+            files = form.getlist("files")
+            if not files:
+                raise ApiError(400, "no file uploaded; send one or more files in the multipart field 'files'")
+            if not all(isinstance(f, UploadFile) for f in files):
+                raise ApiError(400, "the field 'files' must hold files, not text")
+            report = await run_in_threadpool(_index_uploads, files)
+        finally:
+            await form.close()
+        status, error = upload_status(report, len(files))
+        body: dict[str, Any] = {
+            "added": report.added,
+            "changed": report.changed,
+            "unchanged": report.unchanged,
+            "skipped": [{"name": s.path, "reason": s.reason} for s in report.skipped],
+        }
+        if error:
+            body = {"error": error, **body}
+        return JSONResponse(body, status_code=status)
+
+    def _index_uploads(files: list[UploadFile]) -> Any:
+        temp = Path(tempfile.mkdtemp(prefix="qa-api-upload-"))
+        try:
+            uploads = []
+            for n, f in enumerate(files):
+                path = temp / str(n)  # the name travels separately: add_uploads makes it safe
+                f.file.seek(0)
+                with path.open("wb") as out:
+                    shutil.copyfileobj(f.file, out, 1024 * 1024)
+                uploads.append((f.filename or "", path))
+            return add_uploads(index_dir, uploads, max_bytes=max_upload_bytes, encoder=encoder)
+        except StoreUnavailableError as exc:
+            raise ApiError(503, str(exc)) from None
+        except IndexLoadError as exc:
+            raise ApiError(503, f"the index cannot be used: {exc}") from None
+        except RuntimeError as exc:  # another writer holds the index's lock
+            raise ApiError(409, f"could not add the files: {exc}") from None
+        except (ValueError, OSError) as exc:
+            raise ApiError(400, f"could not add the files: {exc}") from None
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+
+    @app.delete(
+        PREFIX + "/documents/{doc_id:path}", summary="Remove a document (editors)",
+        openapi_extra={"security": security} if security else None,
+    )
+    def delete_document(doc_id: str, user: Any = Depends(editor)) -> dict:  # noqa: B008
+        """Remove the document ``doc_id`` (as listed; ids of documents in subfolders contain ``/``)."""
+        if index_dir is None:
+            raise ApiError(409, "this server answers from an in-memory index: documents cannot be removed")
+        if doc_id not in {d.doc_id for d in _listing()}:
+            raise ApiError(404, f"no document {doc_id!r} in the index")
+        try:
+            report = remove_documents(index_dir, [doc_id], lock_wait_s=60.0)
+        except StoreUnavailableError as exc:
+            raise ApiError(503, str(exc)) from None
+        except RuntimeError as exc:
+            raise ApiError(409, f"could not remove {doc_id!r}: {exc}") from None
+        except ValueError as exc:  # removed meanwhile by someone else
+            if str(exc).startswith("no document"):
+                raise ApiError(404, f"no document {doc_id!r} in the index") from None
+            raise ApiError(400, str(exc)) from None
+        return {"removed": report.removed}
+
+    @app.get(f"{PREFIX}/health", summary="Index and models in use", openapi_extra={"security": security} if security else None)
+    def health(user: Any = Depends(current_user)) -> JSONResponse:  # noqa: B008
+        """The index (a database URL without its password), its size and the models."""
+        try:
+            loaded = load_index(index)
+            if isinstance(loaded, VectorIndex):
+                documents, chunks = len(loaded.documents), len(loaded)
+            else:
+                documents, chunks = loaded.counts()
+        except (StoreUnavailableError, ValueError, OSError) as exc:
+            return error_response(503, f"the index cannot be used: {exc}", status="unavailable", index=display_location(location))
+        payload = health_payload(
+            location,
+            documents=documents,
+            chunks=chunks,
+            embedding_model=getattr(loaded, "embedding_model", None),
+            encoder_variant=getattr(loaded, "encoder_variant", None),
+            reader_model=_reader_model(reader),
+            auth_enabled=auth is not None,
+        )
+        return JSONResponse(payload)
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs_page() -> HTMLResponse:
+        """The endpoints, rendered from the OpenAPI schema on the server (no script, no CDN)."""
+        return HTMLResponse(docs_html(app.openapi()))
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False)
+    def not_found(request: Request, rest: str) -> JSONResponse:
+        """Unknown ``/api/...`` paths answer JSON (the chat is mounted at ``/`` behind them)."""
+        for route in app.routes:
+            if route.name != "not_found" and route.matches(request.scope)[0] == Match.PARTIAL:
+                return error_response(405, f"method {request.method} is not allowed here")
+        return error_response(404, f"no endpoint {request.url.path}; see /api/docs")
+
+    original_openapi = app.openapi
+    error_codes = {
+        "400": "bad input (question, top_k, body)", "401": "no or invalid API token", "403": "a viewer adding or removing",
+        "404": "unknown document", "409": "the index is busy or in memory", "413": "too large",
+        "415": "every file of an unsupported type", "422": "no uploaded file could be read",
+        "503": "the index, its database or the reader is unavailable",
+    }
+
+    def openapi() -> dict:
+        """FastAPI's schema with the API's real errors (``{"error": ...}``; 400 for invalid input, not 422)."""
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {})["Error"] = {
+                "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}
+            }
+            if security:
+                components.setdefault("securitySchemes", {})["bearerAuth"] = {
+                    "type": "http", "scheme": "bearer", "description": "an API token printed by `qa auth add-user`"
+                }
+            for path, methods in schema.get("paths", {}).items():
+                for method, op in methods.items():
+                    responses = op.setdefault("responses", {})
+                    responses.pop("422", None)
+                    codes = ["400", "503"] if method == "post" or path.endswith("{doc_id}") else ["503"]
+                    if security:
+                        codes += ["401", "403"] if method in ("post", "delete") and "documents" in path else ["401"]
+                    if path.endswith("{doc_id}"):
+                        codes += ["404", "409"]
+                    elif path.endswith("/documents") and method == "post":
+                        codes += ["409", "413", "415", "422"]
+                    elif method == "post":
+                        codes += ["413"]
+                    for code in sorted(codes):
+                        responses[code] = {
+                            "description": error_codes[code],
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    app.state.qa_index = index
+    app.state.qa_auth = auth
+    return app

@@ -143,7 +143,9 @@ def check_variant(index_variant: str | None, wanted: str | None, location: objec
     """Refuse variant ``wanted`` for an index whose documents were embedded as ``index_variant``.
 
     ``index_variant`` ``None`` (nothing recorded: an index written before variants existed) is
-    read as :data:`LEGACY_VARIANT`; ``wanted`` ``None`` checks nothing.
+    read as :data:`LEGACY_VARIANT`; ``wanted`` ``None`` checks nothing. ``wanted`` may be a
+    recorded tag (``onnx-q8@2``) or a variant name (``onnx-q8``: its current revision); a bare
+    name *recorded* in an index is revision 1.
 
     Raises:
         IndexLoadError: the variants differ; the message names both, the rebuild command and
@@ -152,6 +154,8 @@ def check_variant(index_variant: str | None, wanted: str | None, location: objec
     from embeddings.index import IndexLoadError, rebuild_hint
 
     stored = index_variant or LEGACY_VARIANT
+    if wanted in VARIANTS:  # a name (a setting) means this version's computation of it
+        wanted = variant_tag(wanted)
     if wanted is None or wanted == stored:
         return
     (stored_name, stored_rev), (wanted_name, wanted_rev) = split_tag(stored), split_tag(wanted)

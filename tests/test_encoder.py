@@ -117,6 +117,8 @@ def test_an_earlier_revision_of_a_variant_is_refused_then_re_embedded(docs_dir: 
     assert report.embedded_chunks == report.chunks > 0 and "'onnx-q8'" in report.note
     assert _manifest(tmp_path / "idx")["encoder_variant"] == enc.variant_tag("onnx-q8")
     DenseRetriever(VectorIndex.load(tmp_path / "idx"), VariantFake("onnx-q8"))
+    # A variant *name* (QA_ENCODER_VARIANT) asks for this version's revision of it.
+    VectorIndex.load(tmp_path / "idx", expect_variant="onnx-q8")
 
 
 def test_unknown_variant_is_refused() -> None:

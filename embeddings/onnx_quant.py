@@ -58,6 +58,12 @@ def cache_dir() -> Path:
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "extractive-qa"
 
 
+def fallback_dir() -> Path:
+    """Where derived models go when :func:`cache_dir` is not writable: the system's
+    temporary folder (rebuilt once per boot instead of once)."""
+    return Path(tempfile.gettempdir()) / f"extractive-qa-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -157,30 +163,43 @@ def calibrate(source: Path, texts: list[str], tokenizer_dir: Path) -> dict[str, 
     """Largest ``|x_j|`` per channel of every weight MatMul input of the ``source`` ONNX file,
     over ``texts`` (run one at a time, no padding, as the encoder truncates them)."""
     import onnx
-    import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    model = fold_weights(onnx.load(str(source)))
-    acts = sorted(weight_matmuls(model))
-    for act in acts:
-        model.graph.output.append(onnx.helper.make_tensor_value_info(act, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     from embeddings.onnx_encoder import MAX_SEQ_LENGTH
 
     tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
     tok.enable_truncation(MAX_SEQ_LENGTH)
-    names = [o.name for o in session.get_outputs()]
-    inputs = {i.name for i in session.get_inputs()}
-    amax: dict[str, np.ndarray] = {}
+    feeds = []
     for text in texts:
         ids = np.asarray([tok.encode(text).ids], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        for name, value in zip(names, session.run(None, {k: v for k, v in feeds.items() if k in inputs})):
-            if name in acts:
-                peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
-                amax[name] = peak if name not in amax else np.maximum(amax[name], peak)
+        feeds.append({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
+    return activation_maxima(fold_weights(onnx.load(str(source))), feeds)
+
+
+def activation_maxima(model: object, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Largest ``|x_j|`` per channel (last axis) of every weight MatMul input of ``model`` (an
+    ``onnx.ModelProto``, not changed) over the runs ``feeds`` (entries the model does not
+    take are left out). Padding in a feed counts: run unpadded inputs one at a time."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)  # type: ignore[arg-type]
+    acts = sorted(weight_matmuls(probe))
+    outputs = {o.name for o in probe.graph.output}
+    for act in acts:
+        if act not in outputs:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(act, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    inputs = {i.name for i in session.get_inputs()}
+    amax: dict[str, np.ndarray] = {}
+    for feed in feeds:
+        values = session.run(acts, {k: v for k, v in feed.items() if k in inputs})
+        for name, value in zip(acts, values):
+            peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            amax[name] = peak if name not in amax else np.maximum(amax[name], peak)
     return amax
 
 
@@ -190,8 +209,9 @@ def load_amax(path: Path = AMAX_FILE) -> dict[str, np.ndarray]:
         return {k: data[k].astype(np.float32) for k in data.files}
 
 
-def build(source: Path, dest: Path, amax: dict[str, np.ndarray], alpha: float = SMOOTH_ALPHA) -> Path:
-    """Fold, smooth and quantise ``source`` into ``dest`` (written atomically)."""
+def build(source: Path, dest: Path, amax: dict[str, np.ndarray], alpha: float = SMOOTH_ALPHA, **options: object) -> Path:
+    """Fold, smooth and quantise ``source`` into ``dest`` (written atomically); ``options``
+    go to ``quantize_dynamic`` (e.g. ``nodes_to_exclude``, ``op_types_to_quantize``)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -213,7 +233,7 @@ def build(source: Path, dest: Path, amax: dict[str, np.ndarray], alpha: float = 
         # VNNI, six test texts); with 7-bit weights they are the same on both (0.988), at a
         # cost of 0.0003 in mean cosine on VNNI. Measured with tests/avx2_int8.py, which
         # emulates the AVX2 kernel (ONNX Runtime has no switch to run it on an AVX-512 CPU).
-        quantize_dynamic(str(tmp_in), str(tmp_out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+        quantize_dynamic(str(tmp_in), str(tmp_out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True, **options)  # type: ignore[arg-type]
         os.replace(tmp_out, dest)
     finally:
         logging.getLogger().removeFilter(quiet)
@@ -257,7 +277,7 @@ def quantized_model_path(source: Path | None = None) -> Path:
     name = f"minilm-onnx-q8-{key}.onnx"
     # A read-only home (containers, locked-down accounts) must not make the encoder unusable:
     # then the build goes to the system's temporary folder, once per boot instead of once.
-    fallback = Path(tempfile.gettempdir()) / f"extractive-qa-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    fallback = fallback_dir()
     with _BUILD_LOCK:
         for folder in (cache_dir(), fallback):
             dest = folder / name

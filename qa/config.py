@@ -82,10 +82,17 @@ READER_STRIDE: int = 128
 #: Longest answer span, in tokens.
 READER_MAX_ANSWER_TOKENS: int = 30
 #: How the reader computes: ``"auto"`` (bf16 autocast where the CPU has native bf16, else
-#: int8), ``"bf16"``, ``"int8"`` (dynamic int8 Linear layers, per output channel) or ``"none"``
-#: (fp32). Measured on release 3 (SQuAD 1.1 dev, first 500; 5 windows of 360 tokens, 2 cores):
+#: int8), ``"bf16"``, ``"int8"`` (dynamic int8 Linear layers, per output channel), ``"none"``
+#: (fp32) or ``"onnx-q8"`` (ONNX Runtime with int8 compute: the checkpoint exported, smoothed
+#: and quantised at first use, about 20 s, then cached in QA_CACHE_DIR per weights;
+#: qa.reader.onnx_reader; ``QA_READER_THREADS`` sets its threads, default the CPU count).
+#: Measured on release 3 (SQuAD 1.1 dev, first 500; 5 windows of 360 tokens, 2 cores):
 #: fp32 EM 76.2 / 307 ms, bf16 76.2 / 182 ms, int8 76.6 / 140 ms; all of dev: bf16 67.3,
-#: int8 65.4 (see its model card).
+#: int8 65.4 (see its model card). Again with onnx-q8 (same weights, first 500; AVX-512 VNNI
+#: EPYC, 2 cores shared with a training run, so times are only relative): fp32 EM 76.2 / F1
+#: 85.42, bf16 76.4 / 85.54, int8 74.2 / 83.28 (not 76.6: torch 2.13 or this CPU; not investigated),
+#: onnx-q8 76.0 / 85.28; one read of 5 passages (~260 tokens each), p50 of 30: fp32 1434 ms,
+#: bf16 1197 ms, int8 876 ms, onnx-q8 650 ms.
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: The reader's score is the chance that its answer is right: a calibrator fitted on training
 #: hold-outs (qa.reader.calibration; ``calibration.json`` beside the weights) maps the span

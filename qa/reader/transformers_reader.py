@@ -138,15 +138,20 @@ class _Bf16Autocast:
         return getattr(self.model, name)
 
 
-QUANTIZE_MODES = ("auto", "bf16", "int8", "none")
+QUANTIZE_MODES = ("auto", "bf16", "int8", "none", "onnx-q8")
 
 
 def _quantize(model: Any, mode: str) -> Any:
     """The model as it will compute: ``"bf16"`` autocast, ``"int8"`` dynamic int8 Linear
     layers (weights int8 with one scale per output channel, activations quantised per
-    batch), ``"none"`` fp32, or ``"auto"`` (bf16 where the CPU has it natively, else int8)."""
+    batch), ``"none"`` fp32, or ``"auto"`` (bf16 where the CPU has it natively, else int8).
+
+    ``"onnx-q8"`` (ONNX Runtime, :mod:`qa.reader.onnx_reader`) is built from the checkpoint's
+    files, not from a model object: :meth:`TransformersReader.load` makes it."""
     if mode not in QUANTIZE_MODES:
         raise ValueError(f"reader quantization {mode!r} is unknown; use one of {', '.join(QUANTIZE_MODES)}")
+    if mode == "onnx-q8":
+        raise ValueError("reader quantization 'onnx-q8' is built from a checkpoint's files: load it with TransformersReader(quantize='onnx-q8')")
     if mode == "auto":
         mode = "bf16" if bf16_supported() else "int8"
     if mode == "none":
@@ -212,6 +217,12 @@ class TransformersReader:
                 hf_logging.disable_progress_bar()  # no "Loading weights" bar on a plain `qa ask`
                 hf_logging.set_verbosity_error()
                 tok = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+                if self.quantize == "onnx-q8":
+                    # Cached per checkpoint: with a built file, no PyTorch model is loaded.
+                    from qa.reader.onnx_reader import load_onnx_q8
+
+                    result["value"] = (tok, load_onnx_q8(location, tok, local_only=local_only))
+                    return
                 import torch
 
                 # fp32 compute whatever the stored precision (the shipped weights are fp16).

@@ -247,10 +247,11 @@ def test_twenty_megabyte_file_indexes_with_bounded_memory(tmp_path):
 
     record_figure("big_file", stats)
     assert stats["file_mb"] >= 20 and stats["chunks"] > 10_000 and not stats["skipped"]
-    # Peak RSS growth stays a bounded multiple of the file size (23x to 33x measured on the
-    # same input from one run to the next, most of it the in-memory BM25 build and the
-    # allocator's arenas), far from the machine's memory.
-    assert stats["growth_mb"] < 40 * stats["file_mb"], stats
+    # Peak RSS growth stays a bounded multiple of the file size, far from the machine's memory:
+    # most of it the in-memory BM25 build and the allocator's per-thread arenas, so it varies
+    # with scheduling. Measured on the same input: 23x to 33x on an idle machine, 42x with the
+    # rest of the suite's processes competing for the 2 cores (2026-12-02).
+    assert stats["growth_mb"] < 60 * stats["file_mb"], stats
     assert stats["progress_calls"], "a job this large must ask for a progress bar"
     assert stats["bm25_top_doc"] == "small.txt"
 

@@ -739,6 +739,18 @@ def _human_size(n: int) -> str:
     return f"{n / 1048576:.1f} MB"
 
 
+def index_directory(index: object) -> Path | str | None:
+    """Where uploads go: the index directory (or ``postgresql://`` URL) ``index`` names
+    (``None``: the default index), or ``None`` for an in-memory index object."""
+    if index is None:
+        index = config.DEFAULT_INDEX_DIR
+    if is_store_url(index):
+        return str(index)
+    if isinstance(index, (str, os.PathLike)):
+        return Path(index)
+    return None
+
+
 def add_uploads(
     index_dir: str | os.PathLike[str],
     uploads: Iterable[tuple[str, str | os.PathLike[str]]],

@@ -25,7 +25,6 @@ before they are read (:class:`BodyLimitMiddleware`).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -42,9 +41,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from embeddings.index import IndexLoadError, VectorIndex
-from embeddings.stores import StoreUnavailableError, display_location, is_store_url
+from embeddings.stores import StoreUnavailableError, display_location
 from qa import config
-from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, list_documents, remove_documents
+from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
 from qa.pipeline import ask, load_index
 
 logger = logging.getLogger(__name__)
@@ -255,16 +254,6 @@ def docs_html(schema: dict) -> str:
 # --------------------------------------------------------------------------- the app
 
 
-def _index_dir(index: Any) -> Path | str | None:
-    if index is None:
-        index = config.DEFAULT_INDEX_DIR
-    if is_store_url(index):
-        return str(index)
-    if isinstance(index, (str, os.PathLike)):
-        return Path(index)
-    return None
-
-
 def _reader_model(reader: Any) -> str:
     if reader is not None and not isinstance(reader, str):
         return str(getattr(reader, "name", type(reader).__name__))
@@ -292,7 +281,7 @@ def create_api(
     ``auth`` is a :class:`qa.auth.AuthStore` (sign-in required) or ``None`` (open).
 
     The chat is mounted on the returned app by :func:`ui.app.launch` / :func:`ui.app.create_server`."""
-    index_dir = _index_dir(index)
+    index_dir = index_directory(index)
     location = config.DEFAULT_INDEX_DIR if index is None else (index_dir if index_dir is not None else "(in-memory index)")
     app = FastAPI(
         title="Ask your documents API",

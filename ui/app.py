@@ -26,7 +26,7 @@ from embeddings.index import VectorIndex
 from embeddings.stores import StoreUnavailableError, display_location, is_store_url
 from qa import config
 from qa.extraction import SUPPORTED_SUFFIXES
-from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, list_documents, remove_documents
+from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
 from qa.pipeline import ask, load_index
 from ui import DEFAULT_HOST, DEFAULT_PORT
 from ui import formatting as fmt
@@ -159,17 +159,6 @@ def index_summary(index: Any = None) -> str:
 
 
 # --------------------------------------------------------------------------- documents
-
-
-def index_directory(index: Any) -> Path | str | None:
-    """Where uploads go: the index directory (or ``postgresql://`` URL) in use, or ``None`` for an in-memory index."""
-    if index is None:
-        index = config.DEFAULT_INDEX_DIR
-    if is_store_url(index):
-        return str(index)
-    if isinstance(index, (str, os.PathLike)):
-        return Path(index)
-    return None
 
 
 def _upload_path(item: Any) -> str:

@@ -328,7 +328,13 @@ def _extract_in_worker(data: bytes, suffix: str, timeout_s: float, memory_mb: in
             "a hostile file, or split the document"
         ) from None
     except (EOFError, BrokenPipeError, ConnectionResetError, ValueError):
-        code = worker.proc.wait(5)
+        # Dead (no reply), or alive but unreadable (a reply that is not ours): its exit code
+        # is read before the finally below kills a live one, so our kill is not taken for
+        # the out-of-memory killer's.
+        try:
+            code: int | None = worker.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
         if code == -signal.SIGKILL:  # what the kernel's out-of-memory killer sends
             raise ExtractionError(_too_big(memory_mb)) from None
         raise ExtractionError(f"could not be read (the reader process ended with code {code})") from None

@@ -371,3 +371,23 @@ def test_a_file_over_time_or_memory_is_refused_and_the_next_file_still_reads(tmp
         extract(big, ".docx", memory_mb=30)
     assert extract(make_docx(["A real paragraph."]), ".docx").text == "A real paragraph."
     assert "no extractable text" in str(pytest.raises(ExtractionError, extract, slow, ".pdf").value)  # in time by default
+
+
+def test_a_worker_that_answers_nonsense_is_killed_and_the_file_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply that cannot be read (the worker still alive) refuses the file with a reason
+    and ends that worker; it is not an uncaught TimeoutExpired from waiting for it."""
+    from qa import extraction
+    from tests.doc_fixtures import make_docx
+
+    started: list = []
+
+    def unreadable(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        started.append(self)
+        raise ValueError("not a reply of ours")
+
+    monkeypatch.setattr(extraction._Worker, "run", unreadable)
+    with monkeypatch.context() as m:
+        m.setattr(extraction, "_IDLE", [])
+        with pytest.raises(extraction.ExtractionError, match="could not be read"):
+            extraction.extract(make_docx(["A real paragraph."]), ".docx")
+    assert started and started[0].proc.poll() is not None  # the worker was ended

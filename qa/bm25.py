@@ -40,25 +40,21 @@ logger = logging.getLogger(__name__)
 TOKENIZER_VERSION = "fold-stop-lightstem-2"
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-_./][a-z0-9]+)*")
-_STOPWORDS: frozenset[str] | None = None
+#: English stopwords: bm25s's ``STOPWORDS_EN`` (MIT licence), copied so that tokenising a
+#: question does not import bm25s and SciPy (1-3 s of a cold start); a test keeps them equal.
+STOPWORDS: frozenset[str] = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there "
+    "these they this to was will with".split()
+)
 
 
 def _bm25s() -> Any:
-    """Import bm25s (lazily: ~0.3-0.8 s) and quieten its logger, which it sets to DEBUG."""
+    """Import bm25s (lazily: ~1 s with SciPy; only :class:`BM25Index` needs it) and quieten its
+    logger, which it sets to DEBUG."""
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
-
-
-def _stopwords() -> frozenset[str]:
-    global _STOPWORDS
-    if _STOPWORDS is None:
-        _bm25s()
-        from bm25s.stopwords import STOPWORDS_EN
-
-        _STOPWORDS = frozenset(STOPWORDS_EN)
-    return _STOPWORDS
 
 
 def stem(word: str) -> str:
@@ -95,7 +91,7 @@ def stem(word: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """BM25 tokens of ``text`` (see the module docstring)."""
-    stop = _stopwords()
+    stop = STOPWORDS
     tokens: list[str] = []
     for match in _WORD.findall(fold(text)):
         parts = re.split(r"[-_./]", match)

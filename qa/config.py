@@ -81,11 +81,13 @@ READER_MAX_LENGTH: int = 384
 READER_STRIDE: int = 128
 #: Longest answer span, in tokens.
 READER_MAX_ANSWER_TOKENS: int = 30
-#: How the reader computes: ``"auto"`` (bf16 autocast where the CPU has native bf16, else
-#: int8), ``"bf16"``, ``"int8"`` (dynamic int8 Linear layers, per output channel), ``"none"``
-#: (fp32) or ``"onnx-q8"`` (ONNX Runtime with int8 compute: the checkpoint exported, smoothed
-#: and quantised at first use, about 20 s, then cached in QA_CACHE_DIR per weights;
-#: qa.reader.onnx_reader; ``QA_READER_THREADS`` sets its threads, default the CPU count).
+#: How the reader computes: ``"onnx-q8"`` (ONNX Runtime with int8 compute: the checkpoint
+#: exported, smoothed and quantised at first use, about 20 s, then cached in QA_CACHE_DIR per
+#: weights; qa.reader.onnx_reader; ``QA_READER_THREADS`` sets its threads, default the CPU
+#: count), ``"bf16"`` (PyTorch autocast), ``"int8"`` (PyTorch dynamic int8 Linear layers, per
+#: output channel), ``"none"`` (PyTorch fp32), or ``"auto"``: onnx-q8, the fastest on both CPU
+#: kinds at fp32's accuracy (figures below and in the README), falling back to bf16 where the
+#: CPU has native bf16, else int8, when it cannot be built (no writable cache folder).
 #: Measured on release 3 (SQuAD 1.1 dev, first 500; 5 windows of 360 tokens, 2 cores):
 #: fp32 EM 76.2 / 307 ms, bf16 76.2 / 182 ms, int8 76.6 / 140 ms; all of dev: bf16 67.3,
 #: int8 65.4 (see its model card). Again with onnx-q8 (same weights, first 500; AVX-512 VNNI

@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from qa.answer import Passage  # noqa: E402
 from qa.reader import onnx_reader  # noqa: E402
-from qa.reader.transformers_reader import QUANTIZE_MODES, TransformersReader, _quantize  # noqa: E402
+from qa.reader.transformers_reader import QUANTIZE_MODES, TorchQAModel, TransformersReader, _quantize  # noqa: E402
 from tests import avx2_int8  # noqa: E402
 
 SEED_DOC = Path(__file__).resolve().parent.parent / "seeds" / "japan_defense_minister_turkey_visit.txt"
@@ -42,11 +42,10 @@ def _windows(tokenizer, pairs: list[tuple[str, str]], max_length: int = 384, str
 
 
 def _logits(model, windows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    import torch
-
-    with torch.inference_mode():
-        out = model(**{k: torch.as_tensor(windows[k]) for k in ("input_ids", "attention_mask", "token_type_ids")})
-    return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+    """Start and end logits of a QAModel (ONNX) or a PyTorch model (wrapped as the reader does)."""
+    if not hasattr(model, "logits"):
+        model = TorchQAModel(model)
+    return model.logits({k: windows[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
 
 
 def _fp32(path: Path):  # noqa: ANN202
@@ -87,7 +86,7 @@ def test_onnx_q8_is_a_reader_mode_built_from_the_checkpoint() -> None:
 
 def test_tiny_checkpoint_builds_agrees_with_fp32_and_is_avx2_safe(tiny_qa_checkpoint: Path, cache: Path) -> None:
     tok = _tokenizer(tiny_qa_checkpoint)
-    path = onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint), tok)
+    path = onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint))
     assert path.parent == cache and path.name.startswith("reader-onnx-q8-")
     assert (cache / (path.name + ".sha256")).is_file()
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -115,15 +114,15 @@ def test_tiny_checkpoint_builds_agrees_with_fp32_and_is_avx2_safe(tiny_qa_checkp
 def test_cache_is_keyed_by_the_weights(tiny_qa_checkpoint: Path, tmp_path: Path, cache: Path) -> None:
     ckpt = _copy_checkpoint(tiny_qa_checkpoint, tmp_path / "ckpt")
     tok = _tokenizer(ckpt)
-    built = onnx_reader.onnx_q8_path(str(ckpt), tok)
+    built = onnx_reader.onnx_q8_path(str(ckpt))
     stamp = built.stat().st_mtime_ns
-    assert onnx_reader.onnx_q8_path(str(ckpt), tok) == built and built.stat().st_mtime_ns == stamp  # reused
+    assert onnx_reader.onnx_q8_path(str(ckpt)) == built and built.stat().st_mtime_ns == stamp  # reused
     # Other weights (another directory, or these ones changed in place) never find that file.
     other = _copy_checkpoint(tiny_qa_checkpoint, tmp_path / "other", scale=2.0)
-    other_built = onnx_reader.onnx_q8_path(str(other), tok)
+    other_built = onnx_reader.onnx_q8_path(str(other))
     assert other_built != built and built.stat().st_mtime_ns == stamp
     _scale_head(ckpt, 3.0)  # ckpt's weights change in place: a new build, the old file not used
-    rebuilt = onnx_reader.onnx_q8_path(str(ckpt), tok)
+    rebuilt = onnx_reader.onnx_q8_path(str(ckpt))
     assert rebuilt not in (built, other_built) and rebuilt.is_file()
     # And the logits follow the new weights: the QA head tripled, so do the logits (fp32 head).
     windows = _windows(tok, PAIRS[:1], max_length=64)
@@ -134,8 +133,7 @@ def test_cache_is_keyed_by_the_weights(tiny_qa_checkpoint: Path, tmp_path: Path,
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no-sidecar"])
 def test_a_damaged_cache_file_is_rebuilt_not_loaded(tiny_qa_checkpoint: Path, cache: Path, damage: str) -> None:
-    tok = _tokenizer(tiny_qa_checkpoint)
-    built = onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint), tok)
+    built = onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint))
     good = built.read_bytes()
     if damage == "truncate":
         built.write_bytes(good[: len(good) // 2])
@@ -145,7 +143,7 @@ def test_a_damaged_cache_file_is_rebuilt_not_loaded(tiny_qa_checkpoint: Path, ca
         built.write_bytes(bytes(data))
     else:
         (cache / (built.name + ".sha256")).unlink()
-    assert onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint), tok) == built
+    assert onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint)) == built
     assert built.read_bytes() == good  # the same build again (deterministic)
     onnx_reader._SESSIONS.pop(str(built), None)
     onnx_reader.OnnxQAModel(built)  # loads
@@ -160,7 +158,7 @@ def test_unwritable_cache_falls_back_to_the_temporary_folder(
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("QA_CACHE_DIR", str(blocker))
     monkeypatch.setattr(onnx_quant.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    built = onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint), _tokenizer(tiny_qa_checkpoint))
+    built = onnx_reader.onnx_q8_path(str(tiny_qa_checkpoint))
     assert built.parent.parent == tmp_path / "tmp" and built.is_file()
     assert blocker.read_text() == "a file where the cache folder should be"
 
@@ -179,7 +177,7 @@ def test_reader_in_onnx_q8_mode_returns_exact_spans(
     assert answer.text is not None
     c = answer.citations[0]
     assert doc[c.answer_start : c.answer_end] == answer.text
-    # The same candidates as fp32 would decode from these logits: one code path (torch tensors out).
+    # The same candidates as fp32 would decode from these logits: one code path (arrays out).
     candidates, _ = reader.candidates("When did the drone fly?", passages)
     assert candidates and all(0 <= k.start <= k.end <= len(passages[0].text) for k in candidates)
 
@@ -200,7 +198,7 @@ def shipped_q8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = os.environ.get("QA_CACHE_DIR")
     os.environ["QA_CACHE_DIR"] = str(tmp_path_factory.mktemp("q8-cache"))
     try:
-        return onnx_reader.onnx_q8_path(str(SHIPPED_READER_DIR), _tokenizer(SHIPPED_READER_DIR))
+        return onnx_reader.onnx_q8_path(str(SHIPPED_READER_DIR))
     finally:
         if old is None:
             del os.environ["QA_CACHE_DIR"]
@@ -244,3 +242,53 @@ def test_shipped_onnx_q8_logits_follow_fp32(shipped_q8: Path) -> None:
         if windows["sample"][w] < len(GOLDEN) or a.logit - runner_up.logit > 0.25:
             assert (a.start_token, a.end_token) == (b.start_token, b.end_token), w
     assert avx2_int8.max_pair_sum(str(shipped_q8)) <= 32767
+
+
+@pytest.mark.slow
+def test_a_cached_onnx_q8_reader_answers_without_torch_or_transformers(shipped_q8: Path) -> None:
+    """The cold start of the onnx-q8 reader: no PyTorch, no transformers, no onnx imported
+    (together about 2.8 s of a 2-core machine's start) once the build is cached."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from qa.answer import Passage\n"
+        "from qa.reader import TransformersReader\n"
+        f"doc = open({str(SEED_DOC)!r}, encoding='utf-8').read()[:2000]\n"
+        "r = TransformersReader('shipped', quantize='onnx-q8')\n"
+        "a = r.read('When did the Kizilelma first fly?', [Passage('a.txt', '/a.txt', 'a.txt#0', 0, len(doc), doc, 0.9, doc)])\n"
+        "assert a.text and doc[a.citations[0].answer_start:a.citations[0].answer_end] == a.text, a\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'onnx') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "QA_CACHE_DIR": str(shipped_q8.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_auto_computes_in_onnx_q8_and_falls_back_when_it_cannot_be_built(
+    tiny_qa_checkpoint: Path, tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from embeddings import onnx_quant
+    from qa.reader.transformers_reader import ReaderUnavailable, TorchQAModel, auto_mode, torch_auto_mode
+
+    assert auto_mode() == "onnx-q8"  # onnx and onnxruntime are dependencies
+    reader = TransformersReader(str(_copy_checkpoint(tiny_qa_checkpoint, tmp_path / "a")), quantize="auto")
+    assert reader.mode == "auto"  # not loaded yet
+    _, model = reader.load()
+    assert isinstance(model, onnx_reader.OnnxQAModel) and reader.mode == "onnx-q8"
+    # Nowhere to write the build: "auto" computes in PyTorch's mode for this CPU and says so ...
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("QA_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(onnx_quant.tempfile, "gettempdir", lambda: str(blocker / "tmp"))
+    fallback = TransformersReader(str(_copy_checkpoint(tiny_qa_checkpoint, tmp_path / "b")), quantize="auto")
+    with caplog.at_level("WARNING"):
+        _, model = fallback.load()
+    assert isinstance(model, TorchQAModel) and fallback.mode == torch_auto_mode()
+    assert "onnx-q8 unavailable" in caplog.text
+    # ... while an explicit onnx-q8 is refused with the way out.
+    explicit = TransformersReader(str(_copy_checkpoint(tiny_qa_checkpoint, tmp_path / "c")), quantize="onnx-q8")
+    with pytest.raises(ReaderUnavailable, match="QA_CACHE_DIR"):
+        explicit.load()

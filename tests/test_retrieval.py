@@ -133,3 +133,12 @@ def test_hybrid_keeps_the_paraphrase_bm25_misses(parts_index: VectorIndex) -> No
     assert "medicine.txt" not in [p.doc_id for p in BM25Retriever(parts_index).retrieve(question, 3)]
     assert DenseRetriever(parts_index).retrieve(question, 1)[0].doc_id == "medicine.txt"
     assert HybridRetriever(parts_index).retrieve(question, 1)[0].doc_id == "medicine.txt"
+
+
+def test_stopwords_are_bm25s_english_stopwords() -> None:
+    """Our copy (no bm25s import to tokenise a question) is exactly the list indexes were built with."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    from qa.bm25 import STOPWORDS
+
+    assert STOPWORDS == frozenset(STOPWORDS_EN)

@@ -18,7 +18,7 @@ folder when that is not writable) under a name that hashes the weights, the conf
 calibration file, the recipe and the onnxruntime version, so a build is never used for
 other weights; a sha256 sidecar written with it is checked at load, and a file that does not
 match (truncated, corrupted) is rebuilt. The build needs the ``onnx`` package and PyTorch;
-a cached file needs neither onnx nor the PyTorch model (only the tokenizer is loaded).
+a cached file needs neither onnx, PyTorch nor transformers (the tokenizer is read from tokenizer.json).
 
 Measured on the shipped reader (AVX-512 VNNI EPYC, 2 cores shared with a training run):
 the build takes 20 s (17.6 s CPU: export 2.4 s, activation ranges of 102 windows, smoothing
@@ -77,16 +77,6 @@ class OnnxReaderUnavailable(RuntimeError):
 # --------------------------------------------------------------------------- the key
 
 
-def _checkpoint_dir(location: str) -> Path:
-    """The local folder of a checkpoint: the directory itself, or a hub id's cached snapshot."""
-    path = Path(location).expanduser()
-    if path.is_dir():
-        return path
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(location, local_files_only=True))
-
-
 def checkpoint_fingerprint(folder: Path) -> str | None:
     """SHA-256 of a checkpoint's weights and config (``None`` when no weights file is there yet:
     a hub checkpoint whose weights are not downloaded). ``model.safetensors`` is hashed as
@@ -128,15 +118,15 @@ def _valid(path: Path) -> bool:
 # --------------------------------------------------------------------------- the build
 
 
-def _load_fp32(location: str, local_only: bool = True) -> Any:
+def _load_fp32(folder: str) -> Any:
     import torch
     from transformers import AutoModelForQuestionAnswering
 
-    kw: dict[str, Any] = {"dtype": torch.float32, "local_files_only": local_only}
+    kw: dict[str, Any] = {"dtype": torch.float32, "local_files_only": True}
     try:  # plain MatMul/Softmax attention: what the smoothing and ONNX Runtime's fusions expect
-        model = AutoModelForQuestionAnswering.from_pretrained(location, attn_implementation="eager", **kw)
+        model = AutoModelForQuestionAnswering.from_pretrained(folder, attn_implementation="eager", **kw)
     except (ValueError, TypeError):
-        model = AutoModelForQuestionAnswering.from_pretrained(location, **kw)
+        model = AutoModelForQuestionAnswering.from_pretrained(folder, **kw)
     return model.eval()
 
 
@@ -242,17 +232,20 @@ def fp32_nodes(model: Any) -> list[str]:
     return head + down[: -(-2 * len(down) // 3)]
 
 
-def build_reader(location: str, tokenizer: Any, dest: Path, *, model: Any = None, alpha: float = SMOOTH_ALPHA) -> Path:
-    """Export, calibrate, smooth and quantise the checkpoint at ``location`` into ``dest``
+def build_reader(folder: str, dest: Path, *, model: Any = None, alpha: float = SMOOTH_ALPHA) -> Path:
+    """Export, calibrate, smooth and quantise the checkpoint in ``folder`` into ``dest``
     (with its sha256 sidecar; both written atomically). ``model``: the fp32 model if loaded."""
     import onnx
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
     started = time.perf_counter()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.fp32.onnx")
     sidecar_tmp = dest.with_name(f".{dest.name}.{os.getpid()}.sha256")
     try:
-        names = export(model if model is not None else _load_fp32(location), tokenizer, tmp)
+        names = export(model if model is not None else _load_fp32(folder), tokenizer, tmp)
         fp32 = onnx.load(str(tmp))
         amax = activation_maxima(fp32, calibration_feeds(tokenizer, names))
         build(tmp, dest, amax, alpha, nodes_to_exclude=fp32_nodes(fp32), op_types_to_quantize=["MatMul"])
@@ -265,41 +258,44 @@ def build_reader(location: str, tokenizer: Any, dest: Path, *, model: Any = None
     return dest
 
 
-def onnx_q8_path(location: str, tokenizer: Any, *, local_only: bool = True) -> Path:
-    """The onnx-q8 model of the checkpoint at ``location`` (a directory or hub id), built at
-    first use and cached; a cached file that fails its checksum is rebuilt.
+def onnx_q8_path(folder: str) -> Path:
+    """The onnx-q8 model of the checkpoint in ``folder`` (a local directory: a hub checkpoint's
+    snapshot folder), built at first use and cached; a cached file that fails its checksum is
+    rebuilt.
 
     Raises:
-        OnnxReaderUnavailable: onnx or onnxruntime missing, or no writable folder.
+        OnnxReaderUnavailable: onnxruntime (or, to build, onnx) missing, no weights, or no
+            writable folder.
     """
     try:
-        import onnx  # noqa: F401 - the build needs it; say so before starting
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise OnnxReaderUnavailable(
-            "reader mode 'onnx-q8' is built at first use with the packages onnx and onnxruntime; "
+            "reader mode 'onnx-q8' runs in ONNX Runtime and is built at first use with the package onnx; "
             "install them with `pip install onnx onnxruntime`, or set QA_READER_QUANTIZE=int8"
         ) from exc
-    model = None
-    fingerprint = checkpoint_fingerprint(_checkpoint_dir(location)) if local_only else None
-    if fingerprint is None:  # a hub checkpoint whose weights are not here yet: download them
-        model = _load_fp32(location, local_only)
-        fingerprint = checkpoint_fingerprint(_checkpoint_dir(location))
-        if fingerprint is None:
-            raise OnnxReaderUnavailable(f"reader checkpoint {location!r} has no weights file to fingerprint")
+    fingerprint = checkpoint_fingerprint(Path(folder))
+    if fingerprint is None:
+        raise OnnxReaderUnavailable(f"reader checkpoint {folder!r} has no weights file to fingerprint")
     name = cache_name(fingerprint)
     with _BUILD_LOCK:
-        for folder in (cache_dir(), fallback_dir()):
-            dest = folder / name
+        for place in (cache_dir(), fallback_dir()):
+            dest = place / name
             if _valid(dest):
                 return dest
             if dest.exists():
                 logger.warning("the cached onnx-q8 reader %s does not match its checksum: rebuilding it", dest)
             try:
+                import onnx  # noqa: F401 - only a build needs it (0.7 s to import: not on a cached start)
+            except ImportError as exc:
+                raise OnnxReaderUnavailable(
+                    "building the onnx-q8 reader needs the package onnx: `pip install onnx`, or set QA_READER_QUANTIZE=int8"
+                ) from exc
+            try:
                 logger.info("building the onnx-q8 reader (once per checkpoint) into %s", dest)
-                return build_reader(location, tokenizer, dest, model=model)
+                return build_reader(folder, dest)
             except OSError as exc:
-                logger.warning("cannot write the onnx-q8 reader to %s (%s)", folder, exc)
+                logger.warning("cannot write the onnx-q8 reader to %s (%s)", place, exc)
     raise OnnxReaderUnavailable(
         f"cannot build the onnx-q8 reader: neither {cache_dir()} nor {fallback_dir()} is writable; "
         "set QA_CACHE_DIR to a writable folder, or QA_READER_QUANTIZE=int8"
@@ -335,39 +331,30 @@ def _session(path: Path) -> Any:
         return _SESSIONS[key]
 
 
-class OnnxLogits:
-    """What a QA model returns, as far as the reader reads it: ``start_logits``, ``end_logits``."""
-
-    def __init__(self, start_logits: Any, end_logits: Any) -> None:
-        self.start_logits = start_logits
-        self.end_logits = end_logits
-
-
 class OnnxQAModel:
-    """An ONNX question-answering model called like the PyTorch one: keyword tensors in,
-    ``.start_logits`` / ``.end_logits`` (float32 torch tensors) out."""
+    """An ONNX question-answering model: the reader's :class:`~qa.reader.transformers_reader.QAModel`
+    (arrays in, ``(start_logits, end_logits)`` out), with no PyTorch involved."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.session = _session(self.path)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def __call__(self, **inputs: Any) -> OnnxLogits:
-        import torch
-
+    def logits(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits ``(n, L)`` float32 of the windows in ``inputs``."""
         feeds = {}
         for name in self.input_names:
             value = inputs.get(name)
             if value is None:
                 raise ValueError(f"the onnx-q8 reader needs {name!r}")
-            feeds[name] = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.int64)
+            feeds[name] = np.ascontiguousarray(value, dtype=np.int64)
         start, end = self.session.run(list(OUTPUT_NAMES), feeds)
-        return OnnxLogits(torch.from_numpy(start), torch.from_numpy(end))
+        return start, end
 
 
-def load_onnx_q8(location: str, tokenizer: Any, *, local_only: bool = True) -> OnnxQAModel:
-    """The onnx-q8 model of the checkpoint at ``location``, built at first use."""
-    return OnnxQAModel(onnx_q8_path(location, tokenizer, local_only=local_only))
+def load_onnx_q8(folder: str) -> OnnxQAModel:
+    """The onnx-q8 model of the checkpoint in ``folder``, built at first use."""
+    return OnnxQAModel(onnx_q8_path(folder))
 
 
 # --------------------------------------------------------------------------- calibration text

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.reader.squad import QAExample, encode_pairs
+from qa.reader.squad import QAExample
 
 # --------------------------------------------------------------------------- official metrics
 
@@ -82,15 +82,15 @@ def predict(
 ) -> list[Prediction]:
     """Best span and confidence for each example (own context only), batched across examples.
 
-    Uses the same windowing, SQuAD2 decoding and (with ``calibrator``) the same confidence
-    features as the product's reader (:mod:`qa.reader.calibration`), each paragraph as a
-    lone passage without retrieval scores, so thresholds measured here hold in ``ask()``.
+    ``model`` and ``tokenizer``: what :meth:`qa.reader.TransformersReader.load` gives (a
+    ``QAModel`` and a ``WindowTokenizer``). Uses the same windowing, SQuAD2 decoding and (with
+    ``calibrator``) the same confidence features as the product's reader
+    (:mod:`qa.reader.calibration`), each paragraph as a lone passage without retrieval
+    scores, so thresholds measured here hold in ``ask()``.
     """
-    import torch
-
     from qa.answer import Passage
     from qa.reader.calibration import Candidate, answer_score
-    from qa.reader.decoding import decode_candidates, trim_span
+    from qa.reader.decoding import decode_candidates, fold_letters, trim_span
 
     preds: list[Prediction] = []
     # Sort by length so batches pad little; results are put back in file order.
@@ -100,28 +100,26 @@ def predict(
     for g in range(0, len(order), group):
         idx = order[g : g + group]
         chunk = [examples[i] for i in idx]
-        enc = encode_pairs(tokenizer, chunk, max_length=max_length, stride=stride, padding="longest", return_tensors="np")
-        n = len(enc["input_ids"])
-        masks = np.array([[s == 1 for s in enc.sequence_ids(w)] for w in range(n)])
-        inputs = {k: torch.as_tensor(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        # Letters folded as the reader folds them (same length: offsets hold for the context).
+        enc = tokenizer.windows(
+            [fold_letters(e.question.strip()) for e in chunk], [fold_letters(e.context) for e in chunk], max_length=max_length, stride=stride
+        )
         starts, ends = [], []
-        with torch.inference_mode():
-            for b in range(0, n, batch_size):
-                out = model(**{k: v[b : b + batch_size] for k, v in inputs.items()})
-                starts.append(out.start_logits.float().numpy())
-                ends.append(out.end_logits.float().numpy())
+        for b in range(0, len(enc), batch_size):
+            start, end = model.logits(enc.inputs(slice(b, b + batch_size)))
+            starts.append(start)
+            ends.append(end)
         start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
-        sample = np.asarray(enc["overflow_to_sample_mapping"])
         for j, i in enumerate(idx):
-            windows = np.flatnonzero(sample == j)
-            spans, null = decode_candidates(start_logits[windows], end_logits[windows], masks[windows], max_answer_tokens=max_answer_tokens)
+            windows = np.flatnonzero(enc.sample == j)
+            spans, null = decode_candidates(start_logits[windows], end_logits[windows], enc.context[windows], max_answer_tokens=max_answer_tokens)
             if not spans:
                 result[i] = Prediction("", 0, 0, 0.0)
                 continue
             context = examples[i].context
             candidates = []
             for span in spans:
-                offsets = enc["offset_mapping"][windows[span.window]]
+                offsets = enc.offsets[windows[span.window]]
                 s, e = trim_span(context, int(offsets[span.start_token][0]), int(offsets[span.end_token][1]))
                 candidates.append(Candidate(0, s, e, span.logit))
             best = candidates[0]

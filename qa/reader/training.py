@@ -199,10 +199,14 @@ def _dev_eval(model: Any, tokenizer: Any, cfg: TrainConfig) -> dict[str, Any] | 
     if not cfg.eval_file:
         return None
     from qa.reader.squad_eval import evaluate, timed_predict
+    from qa.reader.transformers_reader import TorchQAModel
+    from qa.reader.windows import WindowTokenizer
 
     examples = load_squad(cfg.eval_file, limit=cfg.eval_limit)
     model.eval()
-    preds, secs = timed_predict(model, tokenizer, examples, max_length=cfg.max_length, stride=cfg.stride)
+    preds, secs = timed_predict(
+        TorchQAModel(model), WindowTokenizer.from_transformers(tokenizer), examples, max_length=cfg.max_length, stride=cfg.stride
+    )
     model.train()
     return evaluate(examples, preds, threshold=0.5, seconds=secs)
 

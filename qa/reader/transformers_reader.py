@@ -24,6 +24,7 @@ from qa import config
 from qa.answer import Answer, Passage
 from qa.reader.calibration import CALIBRATION_FILE, CalibrationMismatch, Calibrator, Candidate, answer_score, weights_fingerprint
 from qa.reader.decoding import decode_candidates, fold_letters, make_answer, trim_span
+from qa.reader.windows import MODEL_INPUTS, WindowTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,35 @@ class Reader(Protocol):
     name: str
 
     def read(self, question: str, passages: list[Passage]) -> Answer: ...
+
+
+class QAModel(Protocol):
+    """A question-answering model as the reader calls it: window arrays in, logits out (PyTorch
+    in :class:`TorchQAModel`, ONNX Runtime in :class:`qa.reader.onnx_reader.OnnxQAModel`)."""
+
+    input_names: list[str]
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TorchQAModel:
+    """A PyTorch ``AutoModelForQuestionAnswering`` (fp32, bf16 autocast or int8) as a :class:`QAModel`."""
+
+    def __init__(self, model: Any) -> None:
+        import inspect
+
+        self.model = model
+        params = inspect.signature(model.forward).parameters
+        # DistilBERT-like models take no token types even where the tokenizer makes them.
+        self.input_names = [n for n in MODEL_INPUTS if n in params]
+
+    def logits(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits ``(n, L)`` float32 of the windows in ``inputs``."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(**{k: torch.as_tensor(v) for k, v in inputs.items() if k in self.input_names})
+        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
 
 
 class ReaderUnavailable(RuntimeError):
@@ -97,6 +127,30 @@ def locate_checkpoint(model: str) -> tuple[str, bool]:
     return model, False
 
 
+def _download(model: str) -> str:
+    """The local folder of hub checkpoint ``model``, downloading what the reader reads (config,
+    tokenizer files and one copy of the weights) into the Hugging Face cache."""
+    from huggingface_hub import snapshot_download
+
+    text = ["*.json", "*.txt", "*.model"]
+    folder = snapshot_download(model, allow_patterns=[*text, "*.safetensors"])
+    if not any(Path(folder).glob("*.safetensors")):  # older checkpoints: PyTorch pickles only
+        folder = snapshot_download(model, allow_patterns=[*text, "pytorch_model*.bin"])
+    return folder
+
+
+def _local_folder(location: str, local_only: bool) -> str:
+    """The folder holding checkpoint ``location`` (from :func:`locate_checkpoint`): itself, a
+    cached hub checkpoint's snapshot, or one downloaded now."""
+    if Path(location).expanduser().is_dir():
+        return str(Path(location).expanduser())
+    if not local_only:
+        return _download(location)
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(location, local_files_only=True)
+
+
 def reader_display_name(model: str) -> str:
     """The short name answers carry: ``minilm-squad (shipped)`` or the checkpoint's name."""
     if model in SHIPPED_NAMES:
@@ -104,7 +158,9 @@ def reader_display_name(model: str) -> str:
     return Path(model).name if Path(model).expanduser().is_dir() else model
 
 
-_QA_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+_QA_MODELS: dict[tuple[str, str], tuple[WindowTokenizer, QAModel]] = {}
+#: The compute mode each loaded (checkpoint, requested mode) resolved to.
+_QA_MODES: dict[tuple[str, str], str] = {}
 _QA_LOCK = threading.Lock()
 _CALIBRATORS: dict[str, Calibrator | None] = {}
 #: A reader's calibrator before it has been looked for (``None`` means "has none").
@@ -141,10 +197,31 @@ class _Bf16Autocast:
 QUANTIZE_MODES = ("auto", "bf16", "int8", "none", "onnx-q8")
 
 
+def torch_auto_mode() -> str:
+    """The PyTorch mode for this CPU: ``"bf16"`` where it computes bf16 natively, else ``"int8"``."""
+    return "bf16" if bf16_supported() else "int8"
+
+
+def auto_mode() -> str:
+    """What ``"auto"`` computes in on this machine: ``"onnx-q8"`` where onnxruntime and onnx are
+    installed (both are dependencies), else :func:`torch_auto_mode`.
+
+    Chosen by measurement (release 3, first 500 of SQuAD 1.1 dev, 2 cores): onnx-q8 is the
+    fastest mode on both CPU kinds and within 0.2 F1 of fp32, where torch's int8 (the AVX2
+    choice before) lost 2.1 F1; see ``qa.config.READER_QUANTIZE`` and the README's speed table.
+    A build that cannot be made (no writable cache) falls back to :func:`torch_auto_mode`.
+    """
+    import importlib.util
+
+    if all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx")):
+        return "onnx-q8"
+    return torch_auto_mode()
+
+
 def _quantize(model: Any, mode: str) -> Any:
     """The model as it will compute: ``"bf16"`` autocast, ``"int8"`` dynamic int8 Linear
     layers (weights int8 with one scale per output channel, activations quantised per
-    batch), ``"none"`` fp32, or ``"auto"`` (bf16 where the CPU has it natively, else int8).
+    batch), ``"none"`` fp32, or ``"auto"`` (of the PyTorch modes: :func:`torch_auto_mode`).
 
     ``"onnx-q8"`` (ONNX Runtime, :mod:`qa.reader.onnx_reader`) is built from the checkpoint's
     files, not from a model object: :meth:`TransformersReader.load` makes it."""
@@ -153,7 +230,7 @@ def _quantize(model: Any, mode: str) -> Any:
     if mode == "onnx-q8":
         raise ValueError("reader quantization 'onnx-q8' is built from a checkpoint's files: load it with TransformersReader(quantize='onnx-q8')")
     if mode == "auto":
-        mode = "bf16" if bf16_supported() else "int8"
+        mode = torch_auto_mode()
     if mode == "none":
         return model
     if mode == "bf16":
@@ -200,7 +277,7 @@ class TransformersReader:
         self.load_timeout_s = load_timeout_s
         self._calibrator: Any = _UNRESOLVED
 
-    def load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[WindowTokenizer, QAModel]:
         """``(tokenizer, model)``, loaded once per process (raises :class:`ReaderUnavailable`)."""
         key = (self.model_name, self.quantize)
         with _QA_LOCK:
@@ -211,24 +288,36 @@ class TransformersReader:
 
         def load() -> None:
             try:
-                from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+                from qa.reader.windows import WindowTokenizer
+
+                folder = _local_folder(location, local_only)
+                tok = WindowTokenizer.from_checkpoint(folder, local_only=True)
+                mode = auto_mode() if self.quantize == "auto" else self.quantize
+                if mode == "onnx-q8":
+                    # Cached per checkpoint: with a built file, neither PyTorch nor transformers
+                    # is imported (most of a cold start).
+                    from qa.reader.onnx_reader import OnnxReaderUnavailable, load_onnx_q8
+
+                    try:
+                        result["value"] = (tok, load_onnx_q8(folder))
+                        result["mode"] = mode
+                        return
+                    except OnnxReaderUnavailable as exc:
+                        if self.quantize != "auto":
+                            raise
+                        mode = torch_auto_mode()
+                        logger.warning("reader mode onnx-q8 unavailable (%s): computing in %s instead", exc, mode)
+                import torch
+                from transformers import AutoModelForQuestionAnswering
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()  # no "Loading weights" bar on a plain `qa ask`
                 hf_logging.set_verbosity_error()
-                tok = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
-                if self.quantize == "onnx-q8":
-                    # Cached per checkpoint: with a built file, no PyTorch model is loaded.
-                    from qa.reader.onnx_reader import load_onnx_q8
-
-                    result["value"] = (tok, load_onnx_q8(location, tok, local_only=local_only))
-                    return
-                import torch
-
                 # fp32 compute whatever the stored precision (the shipped weights are fp16).
-                model = AutoModelForQuestionAnswering.from_pretrained(location, local_files_only=local_only, dtype=torch.float32)
+                model = AutoModelForQuestionAnswering.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
                 model.eval()
-                result["value"] = (tok, _quantize(model, self.quantize))
+                result["value"] = (tok, TorchQAModel(_quantize(model, mode)))
+                result["mode"] = mode
             except Exception as exc:  # network errors, missing files, wrong architecture
                 result["error"] = exc
 
@@ -243,8 +332,15 @@ class TransformersReader:
         if "error" in result:
             raise ReaderUnavailable(f"reader checkpoint {self.model_name!r} cannot be loaded: {result['error']}")
         with _QA_LOCK:
+            _QA_MODES.setdefault(key, result["mode"])
             _QA_MODELS.setdefault(key, result["value"])
             return _QA_MODELS[key]
+
+    @property
+    def mode(self) -> str:
+        """The compute mode this reader runs in (``"auto"`` resolved), once loaded; before that
+        the mode asked for."""
+        return _QA_MODES.get((self.model_name, self.quantize), self.quantize)
 
     def warm_up(self) -> None:
         """Load the checkpoint and its calibrator now (raises :class:`ReaderUnavailable` if
@@ -321,53 +417,32 @@ class TransformersReader:
         """The decoded spans of ``passages`` for ``question``, best first (a few per window,
         in passage characters), and the "no answer" logit: what :meth:`read` decides on and
         what the calibrator is fitted on."""
-        import torch
-
         tokenizer, model = self.load()
         if not passages:
             return [], float("inf")
-        pad_right = tokenizer.padding_side == "right"
         # A long question leaves little room for the passage: the window overlap must stay
         # below what is left (the tokenizer refuses otherwise), and the question is cut to
         # half the window at most so that some passage always fits.
         # The cut question is only what the model reads: the Answer keeps the user's question.
         model_question = fold_letters(question)
         texts = [fold_letters(p.text) for p in passages]  # same length: offsets hold for p.text
-        question_ids = tokenizer(model_question, add_special_tokens=False)["input_ids"]
+        question_ids = tokenizer.ids(model_question)
         if len(question_ids) > self.max_length // 2:
             question_ids = question_ids[: self.max_length // 2]
             model_question = tokenizer.decode(question_ids)
         room = self.max_length - len(question_ids) - 4
         stride = min(self.stride, max(0, room // 2))
-        enc = tokenizer(
-            [model_question] * len(passages) if pad_right else texts,
-            texts if pad_right else [model_question] * len(passages),
-            truncation="only_second" if pad_right else "only_first",
-            max_length=self.max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="np",
-        )
-        context_id = 1 if pad_right else 0
-        n = len(enc["input_ids"])
-        masks = np.zeros(enc["input_ids"].shape, dtype=bool)
-        for w in range(n):
-            masks[w] = [sid == context_id for sid in enc.sequence_ids(w)]
+        windows = tokenizer.windows([model_question] * len(passages), texts, max_length=self.max_length, stride=stride)
         starts, ends = [], []
-        inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        with torch.inference_mode():
-            for b in range(0, n, self.batch_size):
-                out = model(**{k: torch.as_tensor(v[b : b + self.batch_size]) for k, v in inputs.items()})
-                starts.append(out.start_logits.float().numpy())
-                ends.append(out.end_logits.float().numpy())
-        spans, null = decode_candidates(np.concatenate(starts), np.concatenate(ends), masks, max_answer_tokens=self.max_answer_tokens)
-        sample = enc["overflow_to_sample_mapping"]
+        for b in range(0, len(windows), self.batch_size):
+            start, end = model.logits(windows.inputs(slice(b, b + self.batch_size)))
+            starts.append(start)
+            ends.append(end)
+        spans, null = decode_candidates(np.concatenate(starts), np.concatenate(ends), windows.context, max_answer_tokens=self.max_answer_tokens)
         candidates = []
         for span in spans:
-            offsets = enc["offset_mapping"][span.window]
-            p = int(sample[span.window])
+            offsets = windows.offsets[span.window]
+            p = int(windows.sample[span.window])
             start, end = trim_span(passages[p].text, int(offsets[span.start_token][0]), int(offsets[span.end_token][1]))
             candidates.append(Candidate(p, start, end, span.logit))
         return candidates, null

@@ -65,10 +65,21 @@ class Citation:
 
 @dataclass(frozen=True)
 class Answer:
-    """A question's answer; ``text is None`` means the bot does not know."""
+    """A question's answer; ``text is None`` means the bot does not know.
+
+    ``text`` is the answer span, copied from a document; :meth:`to_dict` (the JSON of
+    ``qa ask --json`` and the HTTP API) names it ``"answer"``. ``str(answer)`` and
+    ``repr(answer)`` are one short line each (the passages, kilobytes of text, are in
+    :attr:`passages`, not printed)::
+
+        >>> print(answer)                                           # doctest: +SKIP
+        December 2022 (93 % chance this is right) - turkey.txt, chars 2117-2130
+    """
 
     question: str
+    #: The answer span (``None``: "I don't know"); ``"answer"`` in :meth:`to_dict`.
     text: str | None
+    #: The reader's calibrated chance that ``text`` (or, when abstaining, the guess) is right, 0-1.
     score: float
     reader: str
     citations: list[Citation] = field(default_factory=list)
@@ -93,8 +104,17 @@ class Answer:
         return f"{self.text} ({round(self.score * 100)} % chance this is right){where}"
 
     def __repr__(self) -> str:
-        # Short: the passages (kilobytes of text) are in .passages, not in the repr.
-        return f"Answer(text={self.text!r}, score={self.score:.3f}, reader={self.reader!r}, citations={len(self.citations)}, passages={len(self.passages)})"
+        """``Answer(text=..., score=..., reader=..., cited='doc.md chars 120-135 (p. 3)', citations=N, passages=N)``:
+        short, whatever the passages hold (they are in :attr:`passages`, not in the repr)."""
+        cited = ""
+        if self.citations:
+            c = self.citations[0]
+            where = f"{c.doc_id} chars {c.answer_start}-{c.answer_end}" + (f" (p. {c.page})" if c.page is not None else "")
+            cited = f", cited={where!r}"
+        return (
+            f"Answer(text={self.text!r}, score={self.score:.3f}, reader={self.reader!r}{cited}, "
+            f"citations={len(self.citations)}, passages={len(self.passages)})"
+        )
 
     @property
     def guess_text(self) -> str | None:
@@ -102,7 +122,13 @@ class Answer:
         return None if self.guess is None else self.guess.split_passage()[1]
 
     def to_dict(self) -> dict:
-        """JSON-ready form (the ``--json`` output of ``qa ask``)."""
+        """JSON-ready form (the ``--json`` output of ``qa ask``).
+
+        Keys: ``"question"``, ``"answer"`` (:attr:`text`: the span, or ``None`` for "I don't
+        know"), ``"score"``, ``"reader"``, ``"citations"`` (each :class:`Citation`'s fields),
+        ``"guess"`` (``None``, or the guessed span's ``"text"`` with its citation's fields) and
+        ``"passages"`` (rank order: ``rank``, ``doc_id``, ``chunk_id``, ``score``, ``components``,
+        ``start``, ``end``; no text)."""
         return {
             "question": self.question,
             "answer": self.text,

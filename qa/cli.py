@@ -320,7 +320,8 @@ def _cmd_add(args: argparse.Namespace) -> int:
 def _cmd_remove(args: argparse.Namespace) -> int:
     from qa.indexing import remove_documents
 
-    _print_report(remove_documents(args.index, args.doc_ids, lock_wait_s=args.wait))
+    # Only what a removal does: nothing is added or embedded, so no "0 added ... (0 embedded)".
+    print(remove_documents(args.index, args.doc_ids, lock_wait_s=args.wait).removal_summary())
     return 0
 
 

@@ -1,7 +1,9 @@
 """Ingestion: find the documents under a folder and read their text.
 
-A document's id is its POSIX path relative to the indexed folder; its ``sha256`` (of the
-raw bytes) decides whether it must be embedded again. The text is what
+A document's id is its POSIX path relative to the indexed folder; its ``source`` is the
+file's absolute path (:func:`source_of`: the same whichever directory ``qa index`` runs in;
+indexes written before recorded the path as given, often relative, and still load); its
+``sha256`` (of the raw bytes) decides whether it must be embedded again. The text is what
 :mod:`qa.extraction` extracts (HTML, Markdown, PDF and DOCX become plain text; PDFs keep
 their page starts). Files that cannot be read are reported with a reason and skipped,
 never fatal.
@@ -9,6 +11,7 @@ never fatal.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -58,16 +61,24 @@ class Skipped:
     transient: bool = False
 
 
+def source_of(path: str | os.PathLike[str]) -> str:
+    """The ``source`` recorded for a file: its absolute, normalised path (symlinks kept as
+    named), so it does not depend on the directory the indexing command ran in."""
+    return os.path.abspath(os.fspath(path))
+
+
 def read_document(path: Path, doc_id: str, *, source: str | None = None) -> Document | Skipped:
     """Read and extract one file (type from its suffix), or say why it cannot be indexed.
 
-    ``source`` overrides the recorded source (default: ``str(path)``).
+    ``source`` overrides the recorded source (default: :func:`source_of` ``path``). A
+    :class:`Skipped` names the file as ``path`` gives it (what the user typed), not its source.
     """
     try:
         data = path.read_bytes()
     except OSError as exc:
         return Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True)
-    return document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else str(path))
+    result = document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else source_of(path))
+    return dataclasses.replace(result, path=str(path)) if isinstance(result, Skipped) else result
 
 
 def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, added: bool = False) -> Document | Skipped:

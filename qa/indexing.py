@@ -49,7 +49,7 @@ from embeddings.stores import is_store_url
 from qa import config
 from qa.bm25 import TOKENIZER_VERSION, tokenize
 from qa.chunking import chunk_text
-from qa.documents import Document, Skipped, discover, document_from_bytes, load_folder
+from qa.documents import Document, Skipped, discover, document_from_bytes, load_folder, source_of
 from qa.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 
 logger = logging.getLogger(__name__)
@@ -71,15 +71,25 @@ class IndexReport:
     embedded_chunks: int = 0
     seconds: float = 0.0
     note: str = ""
+    #: Chunks the removed documents had (set by :func:`remove_documents`).
+    removed_chunks: int = 0
 
     def summary(self) -> str:
-        """One human-readable line."""
+        """One human-readable line (what ``qa index`` and ``qa add`` print)."""
         text = (
             f"indexed {self.directory}: {len(self.added)} added, {len(self.changed)} changed, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged, {len(self.skipped)} skipped; "
             f"{plural(self.chunks, 'chunk')} ({self.embedded_chunks} embedded) in {self.seconds:.2f}s"
         )
         return f"{text}\n{self.note}" if self.note else text
+
+    def removal_summary(self) -> str:
+        """What ``qa remove`` prints: ``"removed 1 document (4 chunks): report.pdf"`` and what is left."""
+        return (
+            f"removed {plural(len(self.removed), 'document')} ({plural(self.removed_chunks, 'chunk')}): "
+            f"{', '.join(self.removed)}; {plural(self.unchanged, 'document')} ({plural(self.chunks, 'chunk')}) "
+            f"left in {self.directory}"
+        )
 
 
 def plural(n: int, word: str) -> str:
@@ -134,8 +144,9 @@ def _needs_update(doc: Document, old: DocEntry) -> bool:
 
 
 def _under(source: str, folder: Path) -> bool:
-    """Whether a document's recorded ``source`` path lies in ``folder`` (relative sources are
-    read from the current directory, where ``qa index`` recorded them)."""
+    """Whether a document's recorded ``source`` path lies in ``folder``. Sources are absolute
+    (:func:`qa.documents.source_of`); relative ones, from indexes written before, are read from
+    the current directory, where ``qa index`` recorded them."""
     try:
         return Path(source).resolve().is_relative_to(folder.resolve())
     except (OSError, ValueError):
@@ -535,8 +546,11 @@ def _read_all(files: list[tuple[Path, str]]) -> tuple[list[Document], list[Skipp
         except OSError as exc:
             skipped.append(Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True))
             continue
-        result = document_from_bytes(data, suffix_of(path.name), doc_id, str(path), added=True)
-        (documents if isinstance(result, Document) else skipped).append(result)  # type: ignore[arg-type]
+        result = document_from_bytes(data, suffix_of(path.name), doc_id, source_of(path), added=True)
+        if isinstance(result, Skipped):
+            skipped.append(dataclasses.replace(result, path=str(path)))  # named as given, not by its absolute source
+        else:
+            documents.append(result)
     return documents, skipped
 
 
@@ -555,8 +569,9 @@ def add_documents(
     """
     skipped = list(skipped or [])
     for s in skipped:
-        # The report carries them; the CLI and the chat show each once (a warning here printed it twice).
-        logger.info("skipped %s: %s", s.path, s.reason)
+        # The report carries them; the CLI and the chat show each once (a warning here, or an
+        # info line under -v, printed it twice).
+        logger.debug("skipped %s: %s", s.path, s.reason)
     if not documents:
         manifest = _manifest(index_dir)
         # A directory manifest maps ids to documents; a PostgreSQL summary counts them.
@@ -644,6 +659,7 @@ def remove_documents(
         unknown = [d for d in ids if d not in manifest.documents]
         if unknown:
             raise ValueError(unknown_id_message(unknown, manifest.documents, index_dir))
+        removed_chunks = sum(manifest.documents[d].chunks for d in ids)
         # A new manifest without them: their rows become tombstones, nothing else is rewritten.
         written = commit(
             index_dir,
@@ -660,6 +676,7 @@ def remove_documents(
         removed=sorted(ids),
         unchanged=len(written.documents),
         chunks=written.num_chunks,
+        removed_chunks=removed_chunks,
         seconds=time.perf_counter() - started,
     )
 

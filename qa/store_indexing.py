@@ -184,15 +184,17 @@ def remove_from_store(url: str, doc_ids: list[str], *, lock_wait_s: float = 30.0
         unknown = [d for d in doc_ids if d not in known]
         if unknown:
             raise ValueError(unknown_id_message(unknown, known, store.directory))
+        chunks_before = store.counts()[1]  # under the writer lock: no other write in between
         with writer.transaction():
             writer.delete_documents(doc_ids)
             writer.forget_originals(doc_ids)
-    documents, chunks = store.counts()
+        documents, chunks = store.counts()
     return IndexReport(
         directory=store.directory,
         removed=sorted(doc_ids),
         unchanged=documents,
         chunks=chunks,
+        removed_chunks=chunks_before - chunks,
         seconds=time.perf_counter() - started,
     )
 

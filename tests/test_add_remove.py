@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,8 @@ def test_cli_add_list_remove(tmp_path: Path, docs_dir: Path) -> None:
 
     removed = run_qa("remove", "report.pdf", "--index", index)
     assert removed.returncode == 0, removed.stderr
-    assert "0 added, 0 changed, 1 removed, 3 unchanged" in removed.stdout
+    # About the removal only: no "0 added ... (0 embedded)".
+    assert re.fullmatch(r"removed 1 document \(\d+ chunks?\): report\.pdf; 3 documents \(\d+ chunks?\) left in .*\n", removed.stdout)
     assert "report.pdf" not in run_qa("list", "--index", index).stdout
 
 
@@ -147,7 +149,8 @@ def test_cli_remove_unknown_id_fails_and_changes_nothing(tmp_path: Path, docs_di
     assert _state(index) == before
     ok = run_qa("remove", "sub/gamma.txt", "--index", str(index))
     assert ok.returncode == 0, ok.stderr
-    assert "1 removed, 2 unchanged" in ok.stdout
+    assert ok.stdout == f"removed 1 document (1 chunk): sub/gamma.txt; 2 documents (2 chunks) left in {index}\n"
+    assert "added" not in ok.stdout and "embedded" not in ok.stdout
     listed = run_qa("list", "--index", str(index))
     lines = listed.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["alpha.txt", "beta.md"]
@@ -187,13 +190,49 @@ def test_cli_compact_merges_segments_and_keeps_every_document(tmp_path: Path, do
     assert again.returncode == 0 and "already compact" in again.stdout
 
 
-def test_cli_add_of_only_a_refused_file_fails_once_with_its_reason(tmp_path: Path, docs_dir: Path) -> None:
+@pytest.mark.parametrize("verbose", [False, True])
+def test_cli_add_of_only_a_refused_file_fails_once_with_its_reason(tmp_path: Path, docs_dir: Path, verbose: bool) -> None:
     from qa.indexing import index_folder
     from tests.conftest import FakeEncoder
 
     index = tmp_path / "idx"
     index_folder(docs_dir, index, encoder=FakeEncoder())  # an index that already has documents
     bad = write(tmp_path / "notes.xyz", b"plain words")
-    done = run_qa("add", str(bad), "--index", str(index))  # nothing to embed: no model is loaded
+    # Nothing to embed: no model is loaded. With -v too, the reason is printed once (no log line).
+    done = run_qa(*(["-v"] if verbose else []), "add", str(bad), "--index", str(index))
     assert done.returncode == 1
     assert done.stderr.count("notes.xyz") == 1 and "unsupported file type" in done.stderr, done.stderr
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch, fake_encoder):  # noqa: ANN201
+    """`qa add` in this process embeds with the fake encoder (the model the index names)."""
+    import qa.indexing
+
+    monkeypatch.setattr(qa.indexing, "get_encoder", lambda name=None, **_: fake_encoder)
+    return fake_encoder
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "summary"),
+    [
+        (["new.md"], 0, "0 added, 0 changed, 0 removed, 4 unchanged, 0 skipped"),  # merely unchanged
+        (["new.md", "new.md"], 0, "0 added, 0 changed, 0 removed, 4 unchanged, 0 skipped"),  # a duplicate
+        (["other.md", "bad.pdf"], 0, "1 added, 0 changed, 0 removed, 4 unchanged, 1 skipped"),  # one added: done
+        (["bad.pdf"], 1, "0 added, 0 changed, 0 removed, 4 unchanged, 1 skipped"),  # only refused
+        (["new.md", "bad.pdf"], 1, "0 added, 0 changed, 0 removed, 4 unchanged, 1 skipped"),  # nothing taken, an error
+    ],
+)
+def test_cli_add_exit_status(tmp_path: Path, docs_dir: Path, fake_model, capsys, files: list[str], status: int, summary: str) -> None:  # noqa: ANN001
+    """Exit 1 when nothing given was added because of errors; 0 when files were merely unchanged."""
+    from qa.cli import main
+
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=fake_model)
+    add_files(index, [write(tmp_path / "in" / "new.md", "Delta lake is shallow and warm.")], encoder=fake_model)
+    write(tmp_path / "in" / "other.md", "Epsilon station logs wind speed hourly.")
+    write(tmp_path / "in" / "bad.pdf", b"not a pdf at all")
+    assert main(["add", *(str(tmp_path / "in" / f) for f in files), "--index", str(index)]) == status
+    out, err = capsys.readouterr()
+    assert summary in out
+    assert err.count("bad.pdf") == ("bad.pdf" in files)  # each refusal once, on stderr

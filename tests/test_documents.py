@@ -49,3 +49,15 @@ def test_symlink_loop_does_not_hang(docs_dir: Path) -> None:
     (docs_dir / "sub" / "loop").symlink_to(docs_dir, target_is_directory=True)
     docs, _ = load_folder(docs_dir)
     assert len(docs) == 3
+
+
+def test_source_is_the_absolute_path_whatever_the_current_directory(docs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder given relative to the current directory still records where each file is."""
+    monkeypatch.chdir(docs_dir.parent)
+    (docs_dir / "broken.txt").write_bytes(b"\x00\x01binary")
+    docs, skipped = load_folder(Path(docs_dir.name))
+    by_id = {d.doc_id: d.source for d in docs}
+    assert by_id["sub/gamma.txt"] == str(docs_dir / "sub" / "gamma.txt")
+    assert all(Path(s).is_absolute() for s in by_id.values())
+    # A refused file is named as the user gave it, not by its absolute path.
+    assert [s.path for s in skipped] == [str(Path(docs_dir.name) / "broken.txt")]

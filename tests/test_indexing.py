@@ -132,3 +132,42 @@ def test_the_default_index_is_rebuilt_when_its_format_is_outdated(tmp_path: Path
     manifest_file.write_text(json.dumps(raw))
     ensure_index(index_dir, docs)
     assert read_manifest(index_dir).encoder_variant == current
+
+
+def test_sources_are_absolute_so_a_sync_from_another_directory_still_drops_deleted_files(
+    docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch  # noqa: ANN001
+) -> None:
+    """`qa index docs` run in one directory, then the same folder synced from another: the
+    sources (absolute) still place every document in that folder, so a deleted file goes."""
+    from qa.indexing import list_documents
+
+    monkeypatch.chdir(tmp_path)
+    index_folder("docs", tmp_path / "idx", encoder=fake_encoder)
+    sources = {d.doc_id: d.source for d in list_documents(tmp_path / "idx")}
+    assert sources["sub/gamma.txt"] == str(docs_dir / "sub" / "gamma.txt")
+    (docs_dir / "beta.md").unlink()
+    monkeypatch.chdir(docs_dir / "sub")
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert report.removed == ["beta.md"] and report.unchanged == 2
+
+
+def test_an_index_with_relative_sources_still_loads_and_syncs(docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch) -> None:  # noqa: ANN001
+    """Indexes written before recorded sources relative to where `qa index` ran: they load,
+    and sync from that directory as before (unchanged documents keep their recorded source)."""
+    import os
+
+    import qa.documents
+    from embeddings.index import VectorIndex
+    from qa.indexing import list_documents
+
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as old_version:
+        old_version.setattr(qa.documents, "source_of", os.fspath)  # what an older version recorded
+        index_folder("docs", tmp_path / "idx", encoder=fake_encoder)
+    assert VectorIndex.load(tmp_path / "idx").documents["alpha.txt"].source == "docs/alpha.txt"
+    (docs_dir / "alpha.txt").unlink()
+    (docs_dir / "beta.md").write_text("# Beta\n\nBeta mountain is taller now.", encoding="utf-8")
+    report = index_folder("docs", tmp_path / "idx", encoder=fake_encoder)
+    assert report.removed == ["alpha.txt"] and report.changed == ["beta.md"] and report.unchanged == 1
+    sources = {d.doc_id: d.source for d in list_documents(tmp_path / "idx")}
+    assert sources == {"beta.md": str(docs_dir / "beta.md"), "sub/gamma.txt": "docs/sub/gamma.txt"}

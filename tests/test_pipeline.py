@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -66,5 +67,11 @@ def test_answer_prints_short() -> None:
     a = Answer("q", "December 2022", 0.93, "r", [c], [passage])
     assert str(a) == "December 2022 (93 % chance this is right) - a.txt, chars 5001-5014"
     assert len(repr(a)) < 200 and "passages=1" in repr(a)
+    # The first citation, like the CLI names it: document, answer offsets and page.
+    on_page = Answer("q", "December 2022", 0.93, "r", [dataclasses.replace(c, page=3)], [passage])
+    assert "cited='a.txt chars 5001-5014 (p. 3)'" in repr(on_page) and "x" * 50 not in repr(on_page)
+    assert str(on_page) == "December 2022 (93 % chance this is right) - a.txt p. 3, chars 5001-5014"
+    # to_dict() names the answer span "answer" (the attribute is .text).
+    assert a.to_dict()["answer"] == a.text == "December 2022"
     assert str(Answer("q", None, 0.1, "r", [], [passage], guess=c)) == "I don't know (best guess 'December 2022', 10 % chance)"
     assert str(Answer("q", None, 0.0, "r")) == "I don't know"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -306,7 +307,7 @@ def test_cli_list_remove_and_ask_options_take_a_url(pg_url: str, capsys: pytest.
     out = capsys.readouterr().out
     assert '"doc_id": "doc00.txt"' in out and '"doc_id": "doc01.txt"' in out
     assert main(["remove", "doc00.txt", "--index", pg_url]) == 0
-    assert "1 removed" in capsys.readouterr().out
+    assert re.match(r"removed 1 document \(\d+ chunks?\): doc00\.txt; 1 document \(\d+ chunks?\) left in ", capsys.readouterr().out)
     assert main(["remove", "nope.txt", "--index", pg_url]) == 1
     assert "no document 'nope.txt'" in capsys.readouterr().err
     assert [d.doc_id for d in list_documents(pg_url)] == ["doc01.txt"]

@@ -73,13 +73,62 @@ def test_ask_endpoint_takes_top_k(client):
 
 @pytest.mark.reader
 @pytest.mark.slow
-@pytest.mark.parametrize("question", ["", "   ", "?!", "x" * 1001])
+@pytest.mark.parametrize("question", ["?!", "x" * 1001])
 def test_bad_questions_show_a_message_not_a_crash(client, question):
     result = client.predict(question, api_name="/ask")
     text = _chat_text(result)
     assert "Cannot answer" in text
     assert "question" in text  # the reason from ask()'s ValueError
     assert "No sources" in result[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["", "   ", "\n\t", "\u200b "])
+def test_a_blank_question_is_not_sent_over_the_api_either(client, question):
+    """Through /ask a blank question changes nothing: every output is a skip, no turn."""
+    result = client.predict(question, api_name="/ask")
+    assert all(isinstance(r, dict) and r.get("__type__") == "update" and not r.get("value") for r in result), result
+
+
+@pytest.fixture
+def small_index(tmp_path: Path, docs_dir: Path, fake_encoder) -> Path:  # noqa: ANN001
+    from qa.indexing import index_folder
+
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    return tmp_path / "idx"
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t ", "\u200b", None])
+def test_a_blank_question_makes_no_turn_and_no_error(small_index, question):
+    """Send on an empty or whitespace-only box does nothing: no chat turn, no "Cannot answer"
+    turn, the box, sources and picker unchanged (no model is loaded for it)."""
+    import gradio as gr
+
+    from ui.app import build_app, is_blank
+
+    demo = build_app(small_index, warm_up=False)
+    respond = next(fn for fn in demo.fns.values() if fn.api_name == "ask").fn
+    outputs = respond(question, 5, [{"question": "Earlier?", "question_html": "q", "reply_html": "r"}])
+    assert len(outputs) == 7 and all(o == gr.skip() for o in outputs)
+    assert is_blank(question) and not is_blank(" ?x ")
+
+
+def test_launch_prints_no_share_link_hint(small_index, capfd):
+    """Sharing is off (we serve with uvicorn, never Blocks.launch): Gradio's "set
+    `share=True`" hint must not be printed, while our own start-up lines still are."""
+    from tests.ui_helpers import free_port, wait_until_up
+    from ui.app import build_app, launch
+
+    demo = build_app(small_index, warm_up=False)
+    port = free_port()
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/")
+    finally:
+        demo.close()
+    out, err = capfd.readouterr()
+    assert "share=True" not in out + err and "public link" not in (out + err).lower()
+    assert "Uvicorn running on" in out + err or "Application startup complete" in out + err  # the log was captured
 
 
 @pytest.mark.slow

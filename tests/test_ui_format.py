@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from html.parser import HTMLParser
 
@@ -170,16 +171,32 @@ def test_no_answer_shows_the_best_guess_marked_as_a_guess():
     assert answer.guess_text == "December 2022" and answer.text is None
     out = fmt.format_answer_html(answer)
     visible = _visible(out)
-    assert "I don't know — closest: December 2022" in visible
-    assert "a guess, not an answer" in visible and "31 % chance the guess is right" in visible
+    # "I don't know" is the headline, alone; the guess is a labelled line of its own below it.
+    headline = re.search(r'<div class="qa-idk">(.*?)</div>', out).group(1)
+    assert _visible(headline) == "I don't know."
+    assert "Closest match (not an answer): “December 2022”" in visible
+    assert visible.index("I don't know.") < visible.index("Closest match") < visible.index("31 % chance the guess is right")
+    guess_line = re.search(r'<div class="qa-guess-line">(.*?)</div>', out).group(1)
+    assert "<strong>" not in guess_line and "<em" not in guess_line  # plain text, not bold-italic
     assert "<strong>" not in out  # never presented like an answer
-    assert '<mark class="qa-guess-mark">December 2022</mark>' in out
+    # Its chance is plain text, not a red "low confidence" badge that reads as an alarm.
+    assert "qa-conf-low" not in out and 'class="qa-conf ' not in out and "qa-conf-guess" in out
+    assert '<mark class="qa-guess-mark" title="the guess, not an answer">December 2022</mark>' in out
     panel = fmt.format_sources_html(answer)
     assert '<mark class="qa-guess-mark">December 2022</mark>' in panel and "<mark>" not in panel
     assert "a guess, not an answer" in _visible(panel)
     data = answer.to_dict()
     assert data["answer"] is None and data["guess"]["text"] == "December 2022"
     assert DOC[data["guess"]["answer_start"] : data["guess"]["answer_end"]] == "December 2022"
+
+
+def test_a_long_guess_is_quoted_short_on_its_line():
+    doc = "The committee discussed " + "many long and winding procedural matters " * 5 + "at length."
+    guess = Citation("m.txt", "/docs/m.txt", "m.txt#0", doc, 0, len(doc), 0, len(doc))
+    out = fmt.format_answer_html(Answer("q?", None, 0.0, "r", [], [_passage(doc, "m.txt")], guess=guess))
+    line = _visible(re.search(r'<div class="qa-guess-line">(.*?)</div>', out).group(1))
+    assert len(doc) > 200 and line.endswith("…”") and len(line) < fmt.GUESS_CHARS + 40
+    assert _visible(re.search(r'<div class="qa-idk">(.*?)</div>', out).group(1)) == "I don't know."
 
 
 def test_no_answer_without_passages():
@@ -233,6 +250,7 @@ def _hostile_outputs() -> list[str]:
         passages=[_passage(doc, doc_id=f"{SCRIPT}.txt")],
     )
     unanswered = Answer(SCRIPT, None, 0.1, "offline", [], [_passage(HOSTILE_DOC, doc_id=f"{MD_IMAGE}.txt")])
+    guessed = dataclasses.replace(unanswered, guess=_citation(HOSTILE_DOC, f"{SCRIPT} and {IMG}", doc_id=f"{IMG}.txt"))
     return [
         fmt.format_answer_html(answered),
         fmt.format_sources_html(answered),
@@ -241,6 +259,9 @@ def _hostile_outputs() -> list[str]:
         fmt.format_question_html(answered.question),
         fmt.format_error_html(SCRIPT + IMG + MD_LINK),
         fmt.format_sources_error_html(SCRIPT + MD_IMAGE),
+        fmt.format_answer_html(guessed),
+        fmt.format_sources_html(guessed),
+        fmt.format_document_html(guessed),
     ]
 
 
@@ -259,7 +280,7 @@ ALLOWED_TAGS = {"div", "span", "strong", "mark", "q", "details", "summary"}
 ALLOWED_ATTRIBUTES = {"class", "title"}
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(10))
 def test_hostile_text_is_escaped_everywhere(index):
     out = _hostile_outputs()[index]
     parser = _TagCollector()
@@ -322,6 +343,63 @@ def test_document_view_of_a_pdf_answer_shows_its_page():
     assert "Page one" not in visible and "Page three" not in visible
 
 
+def test_sources_and_documents_show_a_label_for_the_source_never_a_server_path():
+    answer = _answer("December 2022")
+    cite = answer.citations[0]
+    absolute = Answer(answer.question, answer.text, 0.7, "r", [dataclasses.replace(cite, source="/srv/data/seeds/turkey.txt")], answer.passages)
+    panel = fmt.format_sources_html(absolute)
+    assert 'title="seeds/turkey.txt"' in panel and "/srv/data" not in panel
+    assert fmt.source_label("/srv/data/seeds/sub/a.txt", "sub/a.txt") == "seeds/sub/a.txt"
+    assert fmt.source_label("seeds/a.txt", "a.txt") == "seeds/a.txt"  # relative, from an older index
+    assert fmt.source_label("upload:a.txt", "a.txt") == "uploaded"
+
+
+def test_documents_table_breaks_names_between_their_parts():
+    from qa.indexing import DocumentInfo
+
+    docs = [DocumentInfo("japan_defense_minister.txt", "text", 4, 100, None, "/srv/seeds/japan_defense_minister.txt")]
+    table = fmt.format_documents_html(docs)
+    assert ">japan_<wbr>defense_<wbr>minister.<wbr>txt</td>" in table  # break opportunities, not break-all
+    assert 'title="japan_defense_minister.txt"' in table  # the whole name on hover
+    assert 'title="seeds/japan_defense_minister.txt"' in table and "/srv" not in table
+    assert fmt.breakable_name("a<b>_c") == "a&lt;b&gt;_<wbr>c"
+
+
 def test_document_view_marks_a_guess_as_a_guess():
     out = fmt.format_document_html(_guess_answer())
     assert '<mark class="qa-guess-mark">December 2022</mark>' in out and "a guess, not an answer" in _visible(out)
+
+
+# --------------------------------------------------------------------------- upload status
+
+
+def _report(**kw):  # noqa: ANN202
+    from qa.documents import Skipped
+    from qa.indexing import IndexReport
+
+    skipped = [Skipped(name, reason) for name, reason in kw.pop("skipped", [])]
+    return IndexReport(directory="/idx", skipped=skipped, **kw)
+
+
+def _lines(status: str) -> dict[str, str]:
+    """Each status line's text -> its colour class."""
+    return {_visible(text): cls for cls, text in re.findall(r'<div class="qa-status-line (qa-status-\w+)">(.*?)</div>', status)}
+
+
+def test_rejected_uploads_show_in_the_error_colour_even_beside_added_ones():
+    mixed = fmt.format_index_report_html(
+        _report(added=["notes.md"], skipped=[("report.pdf", "not a PDF file (no %PDF header); corrupt or mislabelled")]),
+        chunks={"notes.md": 2},
+    )
+    assert _lines(mixed) == {
+        "Added: notes.md (2 chunks)": "qa-status-ok",
+        "Not added: report.pdf: not a PDF file (no %PDF header); corrupt or mislabelled": "qa-status-error",
+    }
+    assert mixed.startswith('<div class="qa-status qa-status-mixed">')
+    only_refused = fmt.format_index_report_html(_report(skipped=[("run.sh", "unsupported file type")]))
+    assert only_refused.startswith('<div class="qa-status qa-status-error">')
+    assert _lines(only_refused) == {"Not added: run.sh: unsupported file type": "qa-status-error"}
+    done = fmt.format_index_report_html(_report(removed=["a.txt"]))
+    assert done.startswith('<div class="qa-status qa-status-ok">') and "qa-status-error" not in done
+    assert "Already indexed, unchanged." in _visible(fmt.format_index_report_html(_report()))
+    assert "&lt;b&gt;" in fmt.format_index_report_html(_report(skipped=[("<b>.pdf", "bad")]))

@@ -95,6 +95,8 @@ def test_upload_and_remove_messages(tmp_path: Path, small_index: Path, fake_enco
     status = upload_documents(small_index, [str(pdf), str(exe)], encoder=fake_encoder)
     assert "Added: ships _b_.pdf (" in status and " chunk" in status  # listed with its chunk count
     assert "Not added: run.sh: unsupported file type" in status
+    # Beside the added file, the refused one is in the error colour, not the success one.
+    assert '<div class="qa-status-line qa-status-error">Not added: run.sh: unsupported file type' in status
     assert "<b>" not in status
     table, ids = documents_view(small_index)
     assert "ships _b_.pdf" in ids and "3 pages" in table and "pdf" in table

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,47 @@ EXAMPLES = [
     "When did the Kizilelma make its first flight?",
     "Which European country joined the drone coalition alongside Turkey?",
 ]
-#: Client-side: scroll the document view so its mark (the answer) is in the middle. Runs
-#: after each answer, selection and opening of the view (a closed view has no layout, so
-#: opening it scrolls again); a short delay lets the new HTML render first.
-SCROLL_TO_MARK_JS = """() => { setTimeout(() => {
-  const box = document.querySelector('#qa-docview .qa-docview-text');
-  const mark = box && box.querySelector('mark');
-  if (box && mark && box.clientHeight) { box.scrollTop = mark.offsetTop - box.offsetTop - box.clientHeight / 2; }
+#: Client-side: scroll the document view and the sources panel so that their first mark (the
+#: answer, or the guess) is in view: whole and centred when it fits, else from its first line
+#: (on a narrow screen a long answer wraps onto more lines than the box shows). Runs after each
+#: answer, selection and opening of the view (a closed view has no layout, so opening it
+#: scrolls again); a short delay lets the new HTML render first.
+_SHOW_IN_BOX_JS = """const qaShow = (box, el) => {
+    if (!box || !el || !box.clientHeight) return;
+    const b = box.getBoundingClientRect(), r = el.getBoundingClientRect();
+    if (r.top >= b.top && r.bottom <= b.bottom) return;
+    const room = box.clientHeight - r.height;
+    box.scrollTop += r.top - b.top - (room > 0 ? room / 2 : 8);
+  };
+  const qaShowMark = (sel) => { const box = document.querySelector(sel); qaShow(box, box && box.querySelector('mark')); };"""
+SCROLL_TO_MARK_JS = (
+    "() => { setTimeout(() => {\n  " + _SHOW_IN_BOX_JS + """
+  qaShowMark('#qa-docview .qa-docview-text'); qaShowMark('#qa-sources-panel .qa-sources');
 }, 150); }"""
+)
+#: After an answer, also in the chat (whose own autoscroll is off): scrolled to the newest
+#: message, but a reply taller than the chat (a long answer on a narrow screen) is shown from
+#: its top, so the answer itself is not scrolled out of view above it. Nothing moves when no
+#: new reply came (a blank question is not sent).
+SHOW_NEW_REPLY_JS = (
+    "() => { setTimeout(() => {\n  " + _SHOW_IN_BOX_JS + """
+  const chat = document.querySelector('#qa-chat .bubble-wrap');
+  const replies = chat ? chat.querySelectorAll('.message-row.bot-row') : [];
+  const last = replies[replies.length - 1];
+  if (!last || last === window.qaLastReply) return;
+  window.qaLastReply = last;
+  qaShowMark('#qa-docview .qa-docview-text'); qaShowMark('#qa-sources-panel .qa-sources');
+  chat.scrollTop = chat.scrollHeight;
+  if (last.getBoundingClientRect().top < chat.getBoundingClientRect().top) {
+    chat.scrollTop += last.getBoundingClientRect().top - chat.getBoundingClientRect().top - 8;
+  }
+}, 150); }"""
+)
+
+#: Client-side, after Ask is clicked: a blank question is not sent, so the cursor goes back to
+#: the question box (instead of staying on the button).
+REFOCUS_IF_BLANK_JS = """(q) => { if (!(q || '').trim()) { const box = document.querySelector('#qa-question textarea');
+  if (box) box.focus(); } }"""
 
 #: Questions answered at the same time; a slow one does not hold up the others.
 CONCURRENCY_LIMIT = 4
@@ -62,8 +96,13 @@ CSS = """
 #qa-header p { margin: 0; color: var(--body-text-color-subdued); font-size: 0.98rem; }
 #qa-index-info { font-size: 0.85rem; color: var(--body-text-color-subdued); }
 #qa-index-info p { margin: 0; }
-.qa-question { white-space: pre-wrap; }
-.qa-msg { line-height: 1.5; }
+.qa-question { white-space: pre-wrap; overflow-wrap: anywhere; }
+/* Long spans (a URL, a name without spaces) wrap inside the bubble at any width, never cut off. */
+.qa-msg { line-height: 1.5; overflow-wrap: anywhere; min-width: 0; max-width: 100%; }
+/* Gradio pins the chat's Clear and Copy icons over the top of the message list, where they
+   covered the first visible question once the chat scrolled: give them their own row above it. */
+#qa-chat .icon-button-wrapper.top-panel { position: static; align-self: flex-end; flex: none; margin: 4px 6px 0; }
+#qa-chat .bubble-wrap { flex: 1 1 auto; min-height: 0; height: auto; }
 .qa-answer-text { font-size: 1.12rem; margin-bottom: 4px; }
 .qa-answer-text strong { font-weight: 600; }
 .qa-meta { font-size: 0.82rem; color: var(--body-text-color-subdued); margin: 2px 0 6px; }
@@ -81,7 +120,7 @@ CSS = """
 .qa-offsets { color: var(--body-text-color-subdued); font-variant-numeric: tabular-nums; }
 .qa-context { color: var(--body-text-color-subdued); margin-top: 2px; }
 .qa-context strong { color: var(--body-text-color); font-weight: 600; }
-.qa-idk { font-size: 1.08rem; font-weight: 600; }
+.qa-idk { font-size: 1.12rem; font-weight: 600; margin-bottom: 2px; }
 .qa-closest-title { font-size: 0.84rem; font-weight: 600; margin-top: 6px; }
 .qa-error { color: #b91c1c; }
 .qa-error-label { font-weight: 600; }
@@ -99,11 +138,14 @@ CSS = """
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
 #qa-docview mark { background: #fde047; color: #111827; padding: 1px 3px; border-radius: 3px; font-weight: 600; }
 .qa-details summary { cursor: pointer; color: var(--body-text-color-subdued); }
-.qa-guess { font-style: italic; font-weight: 600; }
-.qa-guess-label { display: inline-block; border-radius: 999px; padding: 1px 9px; margin-right: 4px; font-size: 0.78rem;
-  font-weight: 600; background: #fef3c7; color: #92400e; border: 1px dashed #f59e0b; }
-.qa-passage mark.qa-guess-mark, .qa-context mark.qa-guess-mark { background: transparent; color: inherit;
-  border-bottom: 2px dashed #f59e0b; box-shadow: none; font-weight: 600; padding: 0 1px; }
+/* "I don't know" is the headline; the reader's guess is a small plain line under it, and its
+   span is marked grey with a dashed outline wherever it shows, never in an answer's yellow. */
+.qa-guess-line { font-size: 0.84rem; color: var(--body-text-color-subdued); margin: 2px 0 4px; }
+.qa-guess-label { font-weight: 500; }
+.qa-guess { font-style: normal; font-weight: 400; }
+.qa-conf-guess { font-size: 0.78rem; margin-right: 6px; }
+mark.qa-guess-mark, #qa-docview mark.qa-guess-mark, .qa-passage mark.qa-guess-mark { background: #e5e7eb; color: inherit;
+  outline: 1px dashed #6b7280; outline-offset: 0; box-shadow: none; font-weight: 400; padding: 0 2px; border-radius: 2px; }
 .qa-sources-empty { color: var(--body-text-color-subdued); font-size: 0.92rem; }
 .qa-sources-q { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-bottom: 10px; }
 .qa-sources-q q { color: var(--body-text-color); font-weight: 600; }
@@ -123,13 +165,24 @@ CSS = """
 .qa-page { font-weight: 600; color: var(--body-text-color); }
 #qa-docs-note { font-size: 0.84rem; color: var(--body-text-color-subdued); }
 #qa-docs-note p { margin: 0 0 4px; }
-table.qa-docs { width: 100%; font-size: 0.84rem; border-collapse: collapse; }
-table.qa-docs th, table.qa-docs td { text-align: left; padding: 2px 6px; border-bottom: 1px solid var(--border-color-primary); }
-table.qa-docs td.qa-doc { word-break: break-all; }
+/* Light rules between rows only (Gradio's own table style draws a dark grid); names wrap
+   between their parts (ui.formatting.breakable_name puts <wbr> after _ - . /), not mid-word. */
+#qa-docs-list table.qa-docs { width: 100%; font-size: 0.84rem; border-collapse: collapse; border: none; margin: 0; }
+#qa-docs-list table.qa-docs tr, #qa-docs-list table.qa-docs thead, #qa-docs-list table.qa-docs tbody { border: none; }
+#qa-docs-list table.qa-docs th, #qa-docs-list table.qa-docs td { text-align: left; padding: 3px 6px; border: none;
+  border-bottom: 1px solid var(--border-color-primary); background: transparent; }
+#qa-docs-list table.qa-docs th { font-weight: 600; color: var(--body-text-color-subdued); }
+#qa-docs-list table.qa-docs td.qa-doc { word-break: normal; overflow-wrap: anywhere; }
+/* The remove dropdown and its button: one row of controls of the same height. */
+#qa-remove-label p { margin: 0; font-size: 0.84rem; font-weight: 600; }
+#qa-remove-row { align-items: stretch; }
+#qa-remove-choice { border: 1px solid var(--border-color-primary); }
+#qa-remove { align-self: stretch; height: auto; min-height: 0; }
 .qa-docs-empty { font-size: 0.86rem; color: var(--body-text-color-subdued); }
 .qa-status { font-size: 0.86rem; padding: 4px 0; }
 .qa-status-ok { color: #166534; }
 .qa-status-error { color: #b91c1c; }
+.qa-status-line.qa-status-error { font-weight: 500; }
 """
 
 
@@ -240,6 +293,14 @@ def documents_note(index_dir: Path | None) -> str:
     return note
 
 
+def is_blank(question: object) -> bool:
+    """True for a question that is not worth sending: not a string, empty, or only whitespace
+    (including invisible format characters such as a zero-width space)."""
+    if not isinstance(question, str):
+        return True
+    return not "".join(c for c in question if not c.isspace() and unicodedata.category(c) != "Cf")
+
+
 def _messages(turns: list[dict]) -> list[dict]:
     out: list[dict] = []
     for t in turns:
@@ -249,7 +310,7 @@ def _messages(turns: list[dict]) -> list[dict]:
 
 
 def _picker(turns: list[dict], selected: int | None) -> gr.Dropdown:
-    choices = [(fmt.question_label(i + 1, t["question"] or "(empty question)"), i) for i, t in enumerate(turns)]
+    choices = [(fmt.question_label(i + 1, t["question"]), i) for i, t in enumerate(turns)]
     return gr.Dropdown(choices=choices, value=selected, interactive=bool(turns))
 
 
@@ -303,9 +364,12 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         warmed.set()
 
     def respond(question: str | None, top_k: float | None, turns: list[dict] | None):
+        question = question if isinstance(question, str) else ""
+        if is_blank(question):
+            # Nothing was asked: no turn, no error turn; the chat and the box stay as they are.
+            return (gr.skip(),) * 7
         turns = list(turns or [])
         warmed.wait(timeout=config.READER_LOAD_TIMEOUT_S)
-        question = question if isinstance(question, str) else ""
         k = int(round(top_k)) if top_k is not None else None
         document = fmt.format_document_html(None)
         try:
@@ -321,7 +385,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         else:
             reply, sources = fmt.format_answer_html(answer), fmt.format_sources_html(answer)
             document = fmt.format_document_html(answer)
-        shown = question.strip() or "(empty question)"
+        shown = question.strip()
         turns.append(
             {
                 "question": question,
@@ -384,7 +448,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         return (
             gr.Markdown(who, visible=bool(who)),
             gr.UploadButton(visible=editor),
-            gr.Row(visible=editor),
+            gr.Column(visible=editor),
         )
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
@@ -405,6 +469,9 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                     latex_delimiters=[],
                     feedback_options=None,
                     buttons=["copy_all"],
+                    # Scrolled by SHOW_NEW_REPLY_JS instead: Gradio's autoscroll pins the bottom of
+                    # the chat, which scrolls the top of a tall reply (the answer) out of view.
+                    autoscroll=False,
                     placeholder="### Ask a question about your documents\n"
                     "Answers are quoted word for word from the text, with their sources. "
                     "Click an answer to show its passages on the right.",
@@ -460,18 +527,24 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                     )
                     docs_status = gr.HTML("", elem_id="qa-docs-status")
                     docs_table = gr.HTML(docs_html, elem_id="qa-docs-list")
-                    with gr.Row(equal_height=True, visible=auth is None, elem_id="qa-remove-row") as remove_row:
-                        remove_choice = gr.Dropdown(
-                            choices=doc_ids,
-                            value=None,
-                            label="Remove a document",
-                            interactive=bool(doc_ids) and index_dir is not None,
-                            scale=3,
-                            elem_id="qa-remove-choice",
-                        )
-                        remove_button = gr.Button(
-                            "Remove", variant="stop", size="sm", scale=1, min_width=80, elem_id="qa-remove"
-                        )
+                    with gr.Column(visible=auth is None, elem_id="qa-remove-box", min_width=0) as remove_row:
+                        # The label above the row, not inside the dropdown's box: the dropdown and its
+                        # button are then two controls of one height, side by side.
+                        gr.Markdown("Remove a document", elem_id="qa-remove-label")
+                        with gr.Row(equal_height=True, elem_id="qa-remove-row"):
+                            remove_choice = gr.Dropdown(
+                                choices=doc_ids,
+                                value=None,
+                                label="Remove a document",
+                                show_label=False,
+                                container=False,
+                                interactive=bool(doc_ids) and index_dir is not None,
+                                scale=3,
+                                elem_id="qa-remove-choice",
+                            )
+                            remove_button = gr.Button(
+                                "Remove", variant="stop", size="md", scale=1, min_width=80, elem_id="qa-remove"
+                            )
 
         gr.on(
             triggers=[question.submit, ask_button.click],
@@ -482,7 +555,9 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
             api_description="Answer a question from the index; returns the chat and the sources panel HTML.",
             show_progress="minimal",
             show_progress_on=[chatbot],
-        ).then(None, js=SCROLL_TO_MARK_JS)
+        ).then(None, js=SHOW_NEW_REPLY_JS)
+        # A blank question is not sent (respond skips it); the cursor goes back to the box.
+        ask_button.click(None, inputs=[question], js=REFOCUS_IF_BLANK_JS)
         picker.input(show_turn, inputs=[picker, turns_state], outputs=[sources, document_view], api_visibility="private").then(
             None, js=SCROLL_TO_MARK_JS
         )

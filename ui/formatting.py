@@ -54,14 +54,20 @@ def chance_text(score: float) -> str:
     return f"{round(min(max(float(score), 0.0), 1.0) * 100)} % chance this is right"
 
 
-def _confidence_badge(score: float, *, guess: bool = False) -> str:
+_CONFIDENCE_TITLE = "the reader's estimate, measured on questions it was not trained on"
+
+
+def _confidence_badge(score: float) -> str:
+    """An answer's chance of being right, as a coloured pill (green, yellow, red)."""
     score = min(max(float(score), 0.0), 1.0)
-    text = chance_text(score).replace("this is right", "the guess is right") if guess else chance_text(score)
-    return (
-        f'<span class="qa-conf qa-conf-{confidence_level(score)}" '
-        'title="the reader\'s estimate, measured on questions it was not trained on">'
-        f"{text}</span>"
-    )
+    return f'<span class="qa-conf qa-conf-{confidence_level(score)}" title="{_CONFIDENCE_TITLE}">{chance_text(score)}</span>'
+
+
+def _guess_confidence(score: float) -> str:
+    """A guess's chance of being right as plain, muted text: a red "0 %" pill beside
+    "I don't know" would read as an alarm about the headline, not about the guess."""
+    text = chance_text(score).replace("this is right", "the guess is right")
+    return f'<span class="qa-conf-guess" title="{_CONFIDENCE_TITLE}">{text}</span>'
 
 
 def _reader_badge(reader: str) -> str:
@@ -150,23 +156,33 @@ def _details(c: Citation, score: float) -> str:
     )
 
 
+#: Longest guess quoted on the "Closest match (not an answer)" line of the chat (the whole
+#: span is in the cited context below it).
+GUESS_CHARS = 140
+
+
 def format_no_answer_html(answer: Answer) -> str:
-    """"I don't know", plainly, with the closest passages the reader looked at."""
+    """"I don't know" as the headline, with what the reader looked at below it.
+
+    With a guess (the reader's best span, below its threshold): one small, plainly labelled
+    line "Closest match (not an answer): …" (plain text, never bold or italic), the guess's
+    chance as muted text (not a coloured badge), and its passage with the span marked as a
+    guess (``qa-guess-mark``). Without one: the closest passages retrieved."""
     guess = answer.guess_text
-    idk = "I don't know"
-    if guess:
-        idk += f' — closest: <em class="qa-guess" title="a low-confidence guess, not an answer">{escape(guess)}</em>'
     parts = [
         '<div class="qa-msg qa-noanswer">',
-        f'<div class="qa-idk">{idk}{"" if guess else "."}</div>',
-        '<div class="qa-meta">'
-        + (
-            f'<span class="qa-guess-label">a guess, not an answer</span> {_confidence_badge(answer.score, guess=True)} '
-            if guess
-            else "The documents do not seem to answer this. "
-        )
-        + f"{_reader_badge(answer.reader)}</div>",
+        '<div class="qa-idk">I don\'t know.</div>',
     ]
+    if guess:
+        parts.append(
+            '<div class="qa-guess-line"><span class="qa-guess-label">Closest match (not an answer):</span> '
+            f'<span class="qa-guess">“{escape(excerpt(guess, GUESS_CHARS))}”</span></div>'
+        )
+    parts.append(
+        '<div class="qa-meta">'
+        + (f"{_guess_confidence(answer.score)} " if guess else "The documents do not seem to answer this. ")
+        + f"{_reader_badge(answer.reader)}</div>"
+    )
     closest = _closest_passages(answer.passages)
     if answer.guess is not None:
         g = answer.guess
@@ -174,7 +190,8 @@ def format_no_answer_html(answer: Answer) -> str:
         parts.append(
             '<div class="qa-cites"><div class="qa-cite qa-cite-guess">'
             f'{_cite_label(1)} <span class="qa-doc">{escape(g.doc_id)}</span>{_page_suffix(g.page)}'
-            f'<div class="qa-context">{escape(before)}<mark class="qa-guess-mark">{escape(span)}</mark>{escape(after)}</div>'
+            f'<div class="qa-context">{escape(before)}<mark class="qa-guess-mark" title="the guess, not an answer">'
+            f"{escape(span)}</mark>{escape(after)}</div>"
             f"{_details(g, answer.score)}</div></div>"
         )
     elif closest:
@@ -223,7 +240,7 @@ def format_sources_html(answer: Answer | None) -> str:
             parts.append(
                 '<div class="qa-source">'
                 '<div class="qa-source-head">'
-                f'{_cite_label(n)} <span class="qa-doc" title="{escape(c.source)}">{escape(c.doc_id)}</span>'
+                f'{_cite_label(n)} <span class="qa-doc" title="{escape(source_label(c.source, c.doc_id))}">{escape(c.doc_id)}</span>'
                 f'<span class="qa-offsets">{_page(c.page)}answer {_offsets(c.answer_start, c.answer_end)} · '
                 f"passage {_offsets(c.passage_start, c.passage_end)}</span></div>"
                 f'<div class="qa-passage">{escape(before)}<mark>{escape(span)}</mark>'
@@ -247,7 +264,8 @@ def format_sources_html(answer: Answer | None) -> str:
             parts.append(
                 '<div class="qa-source qa-source-guess">'
                 '<div class="qa-source-head">'
-                f'<span class="qa-cite-num">guess</span> <span class="qa-doc" title="{escape(g.source)}">{escape(g.doc_id)}</span>'
+                f'<span class="qa-cite-num">guess</span> '
+                f'<span class="qa-doc" title="{escape(source_label(g.source, g.doc_id))}">{escape(g.doc_id)}</span>'
                 f'<span class="qa-offsets">{_page(g.page)}answer {_offsets(g.answer_start, g.answer_end)} · '
                 f"passage {_offsets(g.passage_start, g.passage_end)}</span></div>"
                 f'<div class="qa-passage">{escape(before)}<mark class="qa-guess-mark">{escape(span)}</mark>{escape(after)}</div>'
@@ -258,7 +276,7 @@ def format_sources_html(answer: Answer | None) -> str:
             parts.append(
                 '<div class="qa-source qa-source-dim">'
                 '<div class="qa-source-head">'
-                f'{_cite_label(n)} <span class="qa-doc" title="{escape(p.source)}">{escape(p.doc_id)}</span>'
+                f'{_cite_label(n)} <span class="qa-doc" title="{escape(source_label(p.source, p.doc_id))}">{escape(p.doc_id)}</span>'
                 f'<span class="qa-offsets">{_page(p.page)}passage {_offsets(p.start, p.end)} · retrieval rank {n}</span>'
                 f'</div><div class="qa-passage">{escape(p.text)}</div></div>'
             )
@@ -326,6 +344,38 @@ def question_label(n: int, question: str, limit: int = 60) -> str:
 
 # --------------------------------------------------------------------------- documents panel
 
+#: Where a long document name may wrap: after these characters (``japan_defense_…``), never
+#: inside one of the words between them.
+_NAME_BREAKS = "_-./"
+
+
+def breakable_name(name: str) -> str:
+    """``name`` escaped, with a ``<wbr>`` (a line-break opportunity) after each ``_ - . /``:
+    a narrow column wraps ``japan_defense_minister_turkey_visit.txt`` between its words
+    rather than mid-word (``visi|t.txt``)."""
+    out = []
+    for ch in name:
+        out.append(escape(ch))
+        if ch in _NAME_BREAKS:
+            out.append("<wbr>")
+    return "".join(out)
+
+
+def source_label(source: str, doc_id: str) -> str:
+    """Where a document came from, as shown to chat users (unescaped): ``"uploaded"`` for an
+    upload; for a file, the indexed folder's name and the document id (``"seeds/report.pdf"``),
+    never the absolute path on the server's disk (sources are stored absolute)."""
+    if not source:
+        return doc_id
+    if source.startswith("upload:"):
+        return "uploaded"
+    path = source.replace("\\", "/")
+    if path.endswith("/" + doc_id):
+        folder = path[: -len(doc_id) - 1].rstrip("/").rsplit("/", 1)[-1]
+        return f"{folder}/{doc_id}" if folder else doc_id
+    parts = [p for p in path.split("/") if p]
+    return "/".join(parts[-2:]) if parts else doc_id
+
 
 def format_documents_html(documents: list) -> str:
     """The indexed documents as a small table: id, type, chunks (and pages for PDFs).
@@ -342,10 +392,10 @@ def format_documents_html(documents: list) -> str:
         origin = (
             '<td class="qa-origin" title="kept until you remove it">added</td>'
             if added
-            else f'<td class="qa-origin" title="{escape(getattr(d, "source", ""))}">folder</td>'
+            else f'<td class="qa-origin" title="{escape(source_label(getattr(d, "source", ""), d.doc_id))}">folder</td>'
         )
         rows.append(
-            f'<tr><td class="qa-doc">{escape(d.doc_id)}</td><td>{escape(d.kind)}</td>'
+            f'<tr><td class="qa-doc" title="{escape(d.doc_id)}">{breakable_name(d.doc_id)}</td><td>{escape(d.kind)}</td>'
             f'<td class="qa-num">{int(d.chunks):,}{pages}</td>{origin}</tr>'
         )
     return (
@@ -355,7 +405,9 @@ def format_documents_html(documents: list) -> str:
 
 
 def format_status_html(lines: list[str], *, ok: bool = True) -> str:
-    """A short status message (after an upload or removal); every line escaped."""
+    """A short status message (after an upload or removal); every line escaped.
+
+    ``ok``: the success colour (``qa-status-ok``), else the error colour (``qa-status-error``)."""
     cls = "qa-status-ok" if ok else "qa-status-error"
     body = "<br>".join(escape(line) for line in lines)
     return f'<div class="qa-status {cls}">{body}</div>'
@@ -363,22 +415,28 @@ def format_status_html(lines: list[str], *, ok: bool = True) -> str:
 
 def format_index_report_html(report, chunks: dict[str, int] | None = None) -> str:  # noqa: ANN001 - qa.indexing.IndexReport
     """What an upload or removal did, with every refused file and its reason; with
-    ``chunks`` (document id → chunk count) each added or replaced document shows its count."""
+    ``chunks`` (document id → chunk count) each added or replaced document shows its count.
+
+    Each line has its own colour: what was done in the success colour (``qa-status-ok``),
+    every refused file in the error colour (``qa-status-error``), so a mixed upload shows
+    both at a glance. The outer ``qa-status`` block is ``qa-status-error`` when nothing was done
+    and something was refused, else ``qa-status-mixed`` or ``qa-status-ok``."""
     chunks = chunks or {}
 
     def named(ids: list[str]) -> str:
         return ", ".join(f"{d} ({_plural(chunks[d], 'chunk')})" if d in chunks else d for d in ids)
 
-    lines: list[str] = []
+    done: list[str] = []
     if report.added:
-        lines.append("Added: " + named(report.added))
+        done.append("Added: " + named(report.added))
     if report.changed:
-        lines.append("Replaced: " + named(report.changed))
+        done.append("Replaced: " + named(report.changed))
     if report.removed:
-        lines.append("Removed: " + ", ".join(report.removed))
-    for s in report.skipped:
-        lines.append(f"Not added: {s.path}: {s.reason}")
-    if not (report.added or report.changed or report.removed or report.skipped):
-        lines.append("Already indexed, unchanged.")
-    ok = bool(report.added or report.changed or report.removed) or not report.skipped
-    return format_status_html(lines, ok=ok)
+        done.append("Removed: " + ", ".join(report.removed))
+    refused = [f"Not added: {s.path}: {s.reason}" for s in report.skipped]
+    if not (done or refused):
+        done.append("Already indexed, unchanged.")
+    overall = "qa-status-error" if refused and not done else "qa-status-mixed" if refused else "qa-status-ok"
+    rows = [f'<div class="qa-status-line qa-status-ok">{escape(line)}</div>' for line in done]
+    rows += [f'<div class="qa-status-line qa-status-error">{escape(line)}</div>' for line in refused]
+    return f'<div class="qa-status {overall}">{"".join(rows)}</div>'

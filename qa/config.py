@@ -113,6 +113,25 @@ READER_THRESHOLD: float | None = float(_THRESHOLD_ENV) if _THRESHOLD_ENV else No
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000
 
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    """``int(os.environ[name])`` when set (at least ``minimum``), else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    return max(minimum, int(raw)) if raw else default
+
+
+#: HTTP API (ui.api): questions computed at the same time (``QA_API_ASK_CONCURRENCY``), as
+#: many as the chat's queue answers at once (ui.app.CONCURRENCY_LIMIT; the two are separate);
+#: more wait their turn, first come first served, and one whose client hangs up while waiting
+#: is never computed. Measured with ``qa bench api --clients 50`` (2 cores shared with a
+#: training run, so only roughly): 4 at once answered 1.02-1.08 questions/s, 2 at once 0.75-1.03;
+#: without a limit (up to 40 at once) 1.0-1.17, but no answer came before 31-41 s and an upload
+#: took 5-44 s (0.8-1.2 s with 4).
+API_ASK_CONCURRENCY: int = _env_int("QA_API_ASK_CONCURRENCY", 4, 1)
+#: Questions allowed to wait for a turn (``QA_API_ASK_QUEUE``); beyond it the API answers 503
+#: ``{"error": "busy: ..."}`` with ``Retry-After``. 0: refuse whenever all turns are taken.
+API_ASK_QUEUE: int = _env_int("QA_API_ASK_QUEUE", 200, 0)
+
 #: Sign-in (qa.auth): the credentials file of the chat and the HTTP API (``qa auth add-user``).
 #: ``QA_AUTH_FILE`` names it; otherwise it is ``auth.json`` beside (not inside) the index
 #: directory, e.g. ``.index/auth.json`` for the default ``.index/seeds``, so rebuilding or

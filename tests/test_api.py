@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -195,6 +198,189 @@ def test_health_of_an_unreachable_index_is_503(tmp_path: Path, fake_encoder) -> 
     response = _client(tmp_path / "missing", fake_encoder).get("/api/v1/health")
     assert response.status_code == 503 and "error" in response.json()
     assert _client(tmp_path / "missing", fake_encoder).post("/api/v1/ask", json={"question": QUESTION}).status_code == 503
+
+
+# --------------------------------------------------------------------------- questions at once
+
+
+class GatedReader(FakeReader):
+    """A FakeReader that records the questions it reads, how many it reads at once (``peak``),
+    and reads each only once ``gate`` is open (after ``delay_s``)."""
+
+    def __init__(self, gate: threading.Event | None = None, delay_s: float = 0.0) -> None:
+        self.gate = gate
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+        self.now = self.peak = 0
+        self.questions: list[str] = []
+
+    def read(self, question: str, passages: list):  # noqa: ANN201
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            self.questions.append(question)
+        try:
+            if self.gate is not None:
+                assert self.gate.wait(30), "the test never opened the gate"
+            time.sleep(self.delay_s)
+            return super().read(question, passages)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def _gated_api(index: Path, fake_encoder, reader: GatedReader, **kwargs):  # noqa: ANN001, ANN202
+    from ui.api import create_api
+
+    return create_api(index, reader=reader, retriever="bm25", encoder=fake_encoder, **kwargs)
+
+
+def _until(condition, timeout_s: float = 15.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_at_most_ask_concurrency_questions_compute_at_once(small_index: Path, fake_encoder) -> None:  # noqa: ANN001
+    reader = GatedReader(delay_s=0.05)
+    questions = [f"Which river number {n} flows north?" for n in range(12)]
+    with TestClient(_gated_api(small_index, fake_encoder, reader, ask_concurrency=2)) as client, ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda q: client.post("/api/v1/ask", json={"question": q}), questions))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert [r.json()["question"] for r in responses] == questions
+    assert reader.peak == 2 and sorted(reader.questions) == sorted(questions)
+
+
+def test_waiting_questions_go_in_arrival_order_and_a_full_line_is_503(small_index: Path, fake_encoder) -> None:  # noqa: ANN001
+    gate = threading.Event()
+    reader = GatedReader(gate)
+    app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=1, ask_queue=3)
+    asks = app.state.qa_asks
+    questions = [f"Which river number {n} flows north?" for n in range(4)]
+    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+        try:
+            futures = []
+            for n, q in enumerate(questions):  # one at a time: the order they arrive in is known
+                futures.append(pool.submit(client.post, "/api/v1/ask", json={"question": q}))
+                _until(lambda n=n: reader.now == 1 and asks.waiting == n)
+            busy = client.post("/api/v1/ask", json={"question": QUESTION})
+            assert busy.status_code == 503, busy.text
+            assert busy.json()["error"].startswith("busy: 3 questions are waiting") and "retry" in busy.json()["error"]
+            assert 1 <= int(busy.headers["retry-after"]) <= 120
+            health = client.get("/api/v1/health").json()
+            assert health["asks"] == {"limit": 1, "computing": 1, "waiting": 3, "max_waiting": 3}
+        finally:
+            gate.set()
+        assert [f.result(timeout=30).status_code for f in futures] == [200] * 4
+    assert reader.questions == questions and reader.peak == 1  # first come, first served; the refused one never read
+    assert asks.computing == 0 and asks.waiting == 0
+
+
+def test_uploads_removes_health_and_listing_do_not_wait_behind_questions(small_index: Path, fake_encoder, users: dict) -> None:  # noqa: ANN001
+    # More questions than Starlette's default pool has threads (40), all stuck: the editor's
+    # requests and the sign-in checks still find a thread and are answered at once.
+    gate = threading.Event()
+    reader = GatedReader(gate)
+    app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=2, auth=users["store"])
+    asks = app.state.qa_asks
+    viewer, editor = _bearer(users["tokens"]["vic"]), _bearer(users["tokens"]["eddie"])
+    with TestClient(app) as client, ThreadPoolExecutor(50) as pool:
+        try:
+            futures = [pool.submit(client.post, "/api/v1/ask", json={"question": QUESTION}, headers=viewer) for _ in range(45)]
+            _until(lambda: reader.now == 2 and asks.waiting == 43)
+            upload = [("files", ("notes.md", b"Herons nest by the delta lake."))]
+            calls = {
+                "health": lambda: client.get("/api/v1/health", headers=viewer),
+                "list": lambda: client.get("/api/v1/documents", headers=viewer),
+                "upload": lambda: client.post("/api/v1/documents", files=upload, headers=editor),
+                "remove": lambda: client.delete("/api/v1/documents/notes.md", headers=editor),
+                "refused": lambda: client.get("/api/v1/health"),
+            }
+            for name, call in calls.items():
+                t = time.monotonic()
+                response = pool.submit(call).result(timeout=10)  # the old code: stuck until the gate opens
+                assert time.monotonic() - t < 5, name
+                assert response.status_code == (401 if name == "refused" else 200), (name, response.text)
+                if name == "health":
+                    assert response.json()["asks"] == {"limit": 2, "computing": 2, "waiting": 43, "max_waiting": 200}
+            assert reader.now == 2 and not any(f.done() for f in futures)  # the questions were still waiting
+        finally:
+            gate.set()
+        assert all(f.result(timeout=30).status_code == 200 for f in futures)
+    assert reader.peak == 2
+
+
+async def _asgi_ask(app, question: str, gone: asyncio.Event | None = None) -> list[dict]:  # noqa: ANN001
+    """POST /api/v1/ask straight to the ASGI app; the client hangs up once ``gone`` is set."""
+    body = json.dumps({"question": question}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    sent: list[dict] = []
+    delivered = False
+
+    async def receive() -> dict:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await (gone or asyncio.Event()).wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(_scope("/api/v1/ask", headers), receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("poll_s", [0.02, 60.0], ids=["leaves-the-line", "noticed-at-its-turn"])
+def test_a_question_whose_client_left_while_waiting_is_not_computed(small_index: Path, fake_encoder, poll_s: float) -> None:  # noqa: ANN001
+    gate = threading.Event()
+    reader = GatedReader(gate)
+    app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=1)
+    asks = app.state.qa_asks
+    asks.poll_s = poll_s
+
+    async def until(condition) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + 15
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
+        first = asyncio.create_task(_asgi_ask(app, "Which river flows north?"))
+        await until(lambda: reader.now == 1)
+        gone = asyncio.Event()
+        leaver = asyncio.create_task(_asgi_ask(app, "Is the river long?", gone))
+        await until(lambda: asks.waiting == 1)
+        gone.set()
+        if poll_s < 1:  # it notices while waiting and gives up its place in the line
+            await until(lambda: asks.waiting == 0 and asks.abandoned == 1)
+        last = asyncio.create_task(_asgi_ask(app, "Which river is the longest?"))
+        await until(lambda: asks.waiting == (1 if poll_s < 1 else 2))
+        gate.set()
+        return await first, await leaver, await last
+
+    try:
+        first, leaver, last = asyncio.run(scenario())
+    finally:
+        gate.set()
+    assert first[0]["status"] == 200 and last[0]["status"] == 200
+    assert leaver[0]["status"] == 499  # never read by anyone
+    assert reader.questions == ["Which river flows north?", "Which river is the longest?"]
+    assert asks.abandoned == 1 and asks.computing == 0 and asks.waiting == 0
+
+
+def test_ask_limits_come_from_the_config(small_index: Path, fake_encoder, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from qa import config
+
+    monkeypatch.setattr(config, "API_ASK_CONCURRENCY", 3)
+    monkeypatch.setattr(config, "API_ASK_QUEUE", 7)
+    asks = _gated_api(small_index, fake_encoder, GatedReader()).state.qa_asks
+    assert (asks.concurrency, asks.max_waiting, asks.threads.total_tokens) == (3, 7, 3)
+    assert config._env_int("QA_TEST_UNSET_VARIABLE", 5, 1) == 5
+    monkeypatch.setenv("QA_TEST_ASKS", "0")
+    assert config._env_int("QA_TEST_ASKS", 5, 1) == 1
 
 
 # --------------------------------------------------------------------------- body size

@@ -10,12 +10,20 @@ built here)::
     POST   /api/v1/documents          multipart, field "files" (one or more)
                                       -> {"added", "changed", "unchanged", "skipped": [{"name", "reason"}]}
     DELETE /api/v1/documents/{id}     (ids may contain "/") -> {"removed": [id]}
-    GET    /api/v1/health             -> {"status", "index", "documents", "chunks", "models", "auth"}
+    GET    /api/v1/health             -> {"status", "index", "documents", "chunks", "models", "auth",
+                                          "asks": {"limit", "computing", "waiting", "max_waiting"}}
     OpenAPI: /api/openapi.json, docs page: /api/docs
 
 Errors are ``{"error": "..."}`` with status 400 (bad input), 401 (no or bad token), 403 (a
 viewer writing), 404 (unknown document), 409 (index busy or in memory), 413 (too large),
-415 (unsupported type), 422 (no file could be read), 503 (store or model unavailable).
+415 (unsupported type), 422 (no file could be read), 503 (store or model unavailable; or
+too many questions waiting: ``{"error": "busy: ..."}`` with ``Retry-After``).
+
+At most ``ask_concurrency`` questions (:data:`qa.config.API_ASK_CONCURRENCY`) are computed at
+once, in worker threads of their own (:class:`AskLimiter`); the others wait their turn in
+arrival order, at most ``ask_queue`` of them. Uploads, removals, listings, health and sign-in
+checks never wait behind questions: they run in Starlette's default thread pool, which
+questions do not use.
 
 With a credentials file (:mod:`qa.auth`) every endpoint needs ``Authorization: Bearer
 TOKEN``; uploading and removing need the ``editor`` role. Request bodies are limited
@@ -24,13 +32,18 @@ before they are read (:class:`BodyLimitMiddleware`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import shutil
 import tempfile
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -139,6 +152,112 @@ class BodyLimitMiddleware:
         size = f"{mb:.1f} MB" if mb >= 1 else f"{limit:,} bytes"
         response = error_response(413, f"request body too large; the limit is {size}", headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+# --------------------------------------------------------------------------- questions at once
+
+
+class AskQueueFull(Exception):
+    """Every turn is taken and the waiting line is full; retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, waiting: int, retry_after_s: int) -> None:
+        super().__init__(f"{waiting} questions are waiting")
+        self.waiting = waiting
+        self.retry_after_s = retry_after_s
+
+
+class AskLimiter:
+    """At most ``concurrency`` questions computed at once; the others wait in arrival order
+    (first come, first served), at most ``max_waiting`` of them (:class:`AskQueueFull` beyond).
+
+    The questions compute in worker threads limited by ``threads`` (as many as ``concurrency``),
+    not in Starlette's default pool, so uploads, listings and health checks always find a
+    thread. Used from one event loop (the server's). A waiter is asked every ``poll_s`` seconds
+    whether its client is still there (``gone``) and leaves the line when it is not."""
+
+    def __init__(self, concurrency: int, max_waiting: int, poll_s: float = 0.5) -> None:
+        if concurrency < 1 or max_waiting < 0:
+            raise ValueError("ask concurrency must be at least 1 and the waiting line at least 0")
+        self.concurrency = concurrency
+        self.max_waiting = max_waiting
+        self.poll_s = poll_s
+        self.threads = anyio.CapacityLimiter(concurrency)
+        self.computing = 0  # turns held (computing, or about to)
+        self.abandoned = 0  # questions not computed: their client left first
+        self.mean_s = 1.0  # running mean of one question's compute time (for Retry-After)
+        self._waiters: deque[asyncio.Future] = deque()  # only pending ones: a waiter that leaves is removed
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)  # safe to read from a worker thread (health)
+
+    def stats(self) -> dict[str, int]:
+        return {"limit": self.concurrency, "computing": self.computing, "waiting": self.waiting, "max_waiting": self.max_waiting}
+
+    def retry_after_s(self) -> int:
+        """Seconds until the questions waiting now should have had their turn (1 to 120)."""
+        return int(min(120, max(1, math.ceil(self.mean_s * (self.waiting + 1) / self.concurrency))))
+
+    async def acquire(self, gone: Callable[[], Awaitable[bool]] | None = None) -> bool:
+        """Wait for a turn: ``True`` once held (:meth:`release` it), ``False`` if ``gone()`` said
+        the client left while waiting (no turn held). Raises :class:`AskQueueFull`."""
+        if self.computing < self.concurrency and not self.waiting:
+            self.computing += 1
+            return True
+        if self.waiting >= self.max_waiting:
+            raise AskQueueFull(self.waiting, self.retry_after_s())
+        turn: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            while not turn.done():
+                await asyncio.wait({turn}, timeout=self.poll_s)
+                if not turn.done() and gone is not None and await gone() and not turn.done():
+                    turn.cancel()
+                    self._waiters.remove(turn)
+                    self.abandoned += 1
+                    return False
+            return True  # handed over by release(): computing already counts it
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over as this task was cancelled: pass it on
+            else:
+                turn.cancel()
+                if turn in self._waiters:
+                    self._waiters.remove(turn)
+            raise
+
+    def release(self) -> None:
+        """Give the turn to the longest-waiting question, if any."""
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():  # always, as waiters that leave are removed
+                turn.set_result(None)
+                return
+        self.computing -= 1
+
+    async def run(self, request: Request, work: Callable[[], Any]) -> Any:
+        """``work()`` in a worker thread once a turn is free; :data:`GONE` instead when the client
+        of ``request`` hung up before it started. Raises :class:`AskQueueFull`."""
+        if await request.is_disconnected():
+            self.abandoned += 1
+            return GONE
+        if not await self.acquire(request.is_disconnected):
+            return GONE
+        try:
+            if await request.is_disconnected():
+                self.abandoned += 1
+                return GONE
+            started = time.monotonic()
+            try:
+                return await anyio.to_thread.run_sync(work, limiter=self.threads)
+            finally:
+                self.mean_s = 0.8 * self.mean_s + 0.2 * (time.monotonic() - started)
+        finally:
+            self.release()
+
+
+#: What :meth:`AskLimiter.run` returns for a question whose client left before it was computed.
+GONE = object()
 
 
 # --------------------------------------------------------------------------- payloads
@@ -275,10 +394,15 @@ def create_api(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     max_request_bytes: int = MAX_UPLOAD_REQUEST_BYTES,
     max_json_bytes: int = MAX_JSON_BODY_BYTES,
+    ask_concurrency: int | None = None,
+    ask_queue: int | None = None,
 ) -> FastAPI:
     """The API over ``index`` (as :func:`qa.ask` takes it), answering with ``reader`` and
     ``retriever``; uploads are embedded with ``encoder`` (default: the index's model).
     ``auth`` is a :class:`qa.auth.AuthStore` (sign-in required) or ``None`` (open).
+    At most ``ask_concurrency`` questions are computed at once and ``ask_queue`` wait for a
+    turn (defaults: :data:`qa.config.API_ASK_CONCURRENCY`, :data:`qa.config.API_ASK_QUEUE`);
+    the limiter is ``app.state.qa_asks`` (an :class:`AskLimiter`).
 
     The chat is mounted on the returned app by :func:`ui.app.launch` / :func:`ui.app.create_server`."""
     index_dir = index_directory(index)
@@ -302,6 +426,10 @@ def create_api(
         return max_json_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    asks = AskLimiter(
+        config.API_ASK_CONCURRENCY if ask_concurrency is None else ask_concurrency,
+        config.API_ASK_QUEUE if ask_queue is None else ask_queue,
+    )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -344,11 +472,29 @@ def create_api(
 
     # ----------------------------------------------------------------- endpoints
 
-    @app.post(f"{PREFIX}/ask", summary="Answer a question", openapi_extra={"security": security} if security else None)
-    def ask_question(body: AskRequest, user: Any = Depends(current_user)) -> dict:  # noqa: B008
+    @app.post(
+        f"{PREFIX}/ask", summary="Answer a question", response_model=dict,
+        openapi_extra={"security": security} if security else None,
+    )
+    async def ask_question(request: Request, body: AskRequest, user: Any = Depends(current_user)) -> Any:  # noqa: B008
         """Answer ``question`` from the index: exactly the object `qa ask --json` prints
-        (``answer`` is null when the documents do not support an answer). Runs in a worker
-        thread: a slow question does not hold up the server."""
+        (``answer`` is null when the documents do not support an answer). A few questions are
+        computed at once, in worker threads; the others wait their turn in arrival order
+        (503 ``busy`` with ``Retry-After`` when too many are waiting), and one whose client
+        hangs up before its turn is not computed."""
+        try:
+            answer = await asks.run(request, lambda: _answer(body))
+        except AskQueueFull as exc:
+            raise ApiError(
+                503, f"busy: {exc.waiting} questions are waiting for an answer; retry in {exc.retry_after_s} s",
+                {"Retry-After": str(exc.retry_after_s)},
+            ) from None
+        if answer is GONE:
+            # Nobody reads this (nginx's "client closed request"); the question was not computed.
+            return error_response(499, "the client closed the connection before its question was answered")
+        return answer
+
+    def _answer(body: AskRequest) -> dict:
         try:
             answer = ask(body.question, index=index, top_k=body.top_k, reader=reader, retriever=retriever, previous=body.previous)
         except IndexLoadError as exc:
@@ -477,7 +623,8 @@ def create_api(
 
     @app.get(f"{PREFIX}/health", summary="Index and models in use", openapi_extra={"security": security} if security else None)
     def health(user: Any = Depends(current_user)) -> JSONResponse:  # noqa: B008
-        """The index (a database URL without its password), its size and the models."""
+        """The index (a database URL without its password), its size, the models and the
+        questions being computed and waiting (``asks``)."""
         try:
             loaded = load_index(index)
             if isinstance(loaded, VectorIndex):
@@ -495,6 +642,7 @@ def create_api(
             reader_model=_reader_model(reader),
             auth_enabled=auth is not None,
         )
+        payload["asks"] = asks.stats()
         return JSONResponse(payload)
 
     @app.get("/api/docs", include_in_schema=False)
@@ -515,7 +663,7 @@ def create_api(
         "400": "bad input (question, top_k, body)", "401": "no or invalid API token", "403": "a viewer adding or removing",
         "404": "unknown document", "409": "the index is busy or in memory", "413": "too large",
         "415": "every file of an unsupported type", "422": "no uploaded file could be read",
-        "503": "the index, its database or the reader is unavailable",
+        "503": "the index, its database or the reader is unavailable (asks: or too many questions waiting, with Retry-After)",
     }
 
     def openapi() -> dict:
@@ -555,4 +703,5 @@ def create_api(
 
     app.state.qa_index = index
     app.state.qa_auth = auth
+    app.state.qa_asks = asks
     return app

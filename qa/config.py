@@ -95,6 +95,9 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: 85.42, bf16 76.4 / 85.54, int8 74.2 / 83.28 (not 76.6: torch 2.13 or this CPU; not investigated),
 #: onnx-q8 76.0 / 85.28; one read of 5 passages (~260 tokens each), p50 of 30: fp32 1434 ms,
 #: bf16 1197 ms, int8 876 ms, onnx-q8 650 ms.
+#: `qa bench ask` over seeds/ (Xeon with AVX-512 bf16 + VNNI, 2 cores, idle): onnx-q8 cold start
+#: 0.9 s, warm p50 87 ms, 12.2 questions/s with 8 callers; bf16 6.1 s / 137 ms / 9.6; PyTorch int8
+#: 8.0 s / 112 ms / 11.2; fp32 6.6 s / 174 ms / 6.1 (README, "Reader").
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: The reader's score is the chance that its answer is right: a calibrator fitted on training
 #: hold-outs (qa.reader.calibration; ``calibration.json`` beside the weights) maps the span

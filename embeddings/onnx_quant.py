@@ -43,7 +43,7 @@ SMOOTH_ALPHA = 0.8
 #: Per-channel activation ranges of the packaged ONNX file's matrix-product inputs.
 AMAX_FILE = Path(__file__).with_name("data") / "minilm_q8_amax.npz"
 #: Bumped when the recipe changes, so older cached builds are not reused. It is also the
-#: variant's revision that indexes record (``embeddings.encoder.VARIANT_REVISIONS``): vectors of
+#: variant's revision that indexes record (``embeddings.variants.VARIANT_REVISIONS``): vectors of
 #: another revision differ, so an index embedded by one is re-embedded, never mixed.
 #: 2: 7-bit weights (``reduce_range``), the same vectors on AVX2 and on AVX-512/VNNI (below).
 RECIPE_VERSION = 2
@@ -165,7 +165,7 @@ def calibrate(source: Path, texts: list[str], tokenizer_dir: Path) -> dict[str, 
     import onnx
     from tokenizers import Tokenizer
 
-    from embeddings.onnx_encoder import MAX_SEQ_LENGTH
+    from embeddings.model_files import MAX_SEQ_LENGTH
 
     tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
     tok.enable_truncation(MAX_SEQ_LENGTH)
@@ -257,10 +257,10 @@ def quantized_model_path(source: Path | None = None) -> Path:
     """The ``onnx-q8`` model derived from the packaged int8 ONNX file, built on first use.
 
     Raises:
-        embeddings.onnx_encoder.OnnxUnavailable: the ONNX model package, onnxruntime or onnx
+        embeddings.model_files.OnnxUnavailable: the ONNX model package, onnxruntime or onnx
             is missing.
     """
-    from embeddings.onnx_encoder import OnnxUnavailable, onnx_model_path
+    from embeddings.model_files import OnnxUnavailable, onnx_model_path
 
     source = Path(source) if source is not None else onnx_model_path()
     import importlib.util
@@ -303,8 +303,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] != "calibrate":
         print("usage: python -m embeddings.onnx_quant calibrate SQUAD_TRAIN_FILE.json[.gz] [PARAGRAPHS]", file=sys.stderr)
         return 2
-    from embeddings.encoder import packaged_minilm_path
-    from embeddings.onnx_encoder import onnx_model_path
+    from embeddings.model_files import onnx_model_path, packaged_minilm_path
     from qa.reader.squad import load_squad
 
     contexts = list(dict.fromkeys(e.context for e in load_squad(argv[1])))

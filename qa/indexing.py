@@ -1,18 +1,27 @@
-"""Indexing: turn a folder of documents into a persisted index, incrementally.
+"""Indexing: turn a folder of documents into a persisted index, incrementally, in any store.
 
-Only new or changed documents (by sha256 of the bytes and of the extracted text) are
-chunked, embedded and tokenised; they go into one new segment of the directory index, and
-removed or replaced documents become tombstones in the new manifest -- unchanged documents
-are not touched, so an update costs what changed, whatever the index holds (see
-:mod:`embeddings.index`). Each update is one atomic commit under the writer lock;
-:func:`compact_index` merges all segments (``python -m qa index --compact``).
+Every update is planned here once, whichever store holds the index (a directory, a
+``postgresql://`` URL: :func:`embeddings.stores.writable_store`): under the store's writer
+lock, its metadata is checked (another model, encoder variant, chunking or tokenizer -> one
+rebuild message, :func:`embeddings.stores.base.reuse_problem`), added documents are settled,
+and :func:`plan_changes` decides what is added, replaced, removed and kept. Only new or changed
+documents (by sha256 of the bytes and of the extracted text) are chunked, embedded and
+tokenised (:func:`embed_documents`); the store carries out the
+:class:`~embeddings.stores.base.Plan` (:meth:`~embeddings.stores.base.StoreWriter.apply`):
+
+* a directory writes one new segment and a new manifest in one atomic commit, removed and
+  replaced documents becoming tombstones (:mod:`embeddings.stores.directory`);
+  :func:`compact_index` merges all segments (``python -m qa index --compact``);
+* PostgreSQL replaces each document in its own transaction, or recreates the tables in one
+  (:mod:`embeddings.stores.postgres`).
+
+Unchanged documents are not touched, so an update costs what changed, whatever the index holds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import logging
 import os
 import re
@@ -25,27 +34,21 @@ from typing import TypeVar
 
 import numpy as np
 
-from embeddings.encoder import LEGACY_VARIANT, Encoder, encoder_variant, get_encoder, progress_ticker
+from embeddings.encoder import Encoder, encoder_variant, get_encoder, progress_ticker
 from embeddings.index import (
     ChunkRecord,
-    DocEntry,
     DocumentRecord,
     IndexLoadError,
-    Manifest,
     NewDocument,
     VectorIndex,
-    added_entries,
-    commit,
     compact,
     has_index,
-    keep_original,
     read_manifest,
-    read_original,
-    text_sha256,
-    tidy,
     write_lock,
 )
-from embeddings.stores import is_store_url
+from embeddings.stores import is_store_url, writable_store
+from embeddings.stores.base import IndexMeta, Plan, StoredDocument, reuse_problem
+from embeddings.stores.directory import entries_listing, manifest_meta
 from qa import config
 from qa.bm25 import TOKENIZER_VERSION, tokenize
 from qa.chunking import chunk_text
@@ -99,48 +102,6 @@ def plural(n: int, word: str) -> str:
 
 def _chunking_params(max_tokens: int, overlap: int) -> dict[str, int]:
     return {"max_tokens": max_tokens, "overlap_sentences": overlap}
-
-
-def _reusable(
-    previous: Manifest | None, model: str, params: dict[str, int], variant: str | None = None
-) -> tuple[Manifest | None, str]:
-    """The previous index if its segments can be kept, else ``None`` and why not (another
-    model, encoder variant -- unrecorded = fp32 --, chunking or BM25 tokenizer)."""
-    if previous is None:
-        return None, ""
-    if previous.embedding_model != model:
-        return None, f"previous index used embedding model {previous.embedding_model!r}; re-embedding everything"
-    if why := variant_change(previous.encoder_variant, variant):
-        return None, why
-    if previous.chunking != params:
-        return None, f"previous index used chunking {previous.chunking}; re-chunking everything"
-    if previous.tokenizer != TOKENIZER_VERSION:
-        # Postings of another tokenizer would not match this version's question tokens.
-        return None, f"previous index used BM25 tokenizer {previous.tokenizer!r}; re-indexing everything"
-    return previous, ""
-
-
-def variant_change(old: str | None, new: str | None) -> str:
-    """Why vectors of encoder variant ``old`` cannot be reused by an encoder of variant ``new``
-    (``None`` = not recorded, read as fp32), or ``""`` when they can. For both stores."""
-    old_variant = old or LEGACY_VARIANT
-    if old_variant == (new or LEGACY_VARIANT):
-        return ""
-    return f"previous index used encoder variant {old_variant!r}; re-embedding everything with {new!r}"
-
-
-def _needs_update(doc: Document, old: DocEntry) -> bool:
-    # Same bytes but different extracted text happens when extraction itself improved
-    # (e.g. an index built before Markdown/HTML extraction): re-chunk those too. A folder
-    # document added by hand (or the other way round) is rewritten to record its new origin.
-    pages = list(doc.pages) if doc.pages is not None else None
-    return (
-        doc.sha256 != old.sha256
-        or text_sha256(doc.text) != old.text_sha256
-        or pages != old.pages
-        or doc.origin != old.origin
-        or (doc.origin == "added" and doc.original != old.original)
-    )
 
 
 def _under(source: str, folder: Path) -> bool:
@@ -267,78 +228,57 @@ def update_index(
     of the previous index is reused; added documents are read again from the originals
     the index keeps, as after a change of model, chunking or format.
 
-    ``index_dir`` may be a ``postgresql://`` URL: then :func:`qa.store_indexing.update_store`
-    does the same in the database (one transaction per document).
+    ``index_dir`` may be a ``postgresql://`` URL: the plan is the same, the store carries it out
+    (:meth:`embeddings.stores.base.StoreWriter.apply`: one commit for a directory, one transaction
+    per document in the database).
 
     Raises:
         RuntimeError: another process holds the index's writer lock.
     """
-    if is_store_url(index_dir):
-        from qa.store_indexing import update_store
-
-        return update_store(
-            str(index_dir), documents, remove=remove, remove_missing=remove_missing, encoder=encoder,
-            max_tokens=max_tokens, overlap_sentences=overlap_sentences, rebuild=rebuild,
-            show_progress=show_progress, lock_wait_s=lock_wait_s, skipped=skipped, folder=folder,
-        )
     started = time.perf_counter()
     encoder = encoder or get_encoder()
-    params = _chunking_params(max_tokens, overlap_sentences)
+    wanted = IndexMeta(
+        encoder.name, encoder.dimension, _chunking_params(max_tokens, overlap_sentences), TOKENIZER_VERSION,
+        encoder_variant(encoder),
+    )
     docs = {d.doc_id: d for d in documents}
-    report = IndexReport(directory=str(index_dir), skipped=list(skipped))
-    with write_lock(index_dir, wait_s=lock_wait_s):
-        previous: Manifest | None = None
-        if has_index(index_dir) and not rebuild:
+    store = writable_store(index_dir)
+    report = IndexReport(directory=store.location, skipped=list(skipped))
+    with store.writer(wait_s=lock_wait_s) as writer:
+        for doc_id, doc in list(docs.items()):
+            if (why := writer.unstorable(doc)) is not None:
+                del docs[doc_id]
+                report.skipped.append(Skipped(doc.source, why, doc_id))
+        previous: IndexMeta | None = None
+        if not rebuild:
             try:
-                previous = read_manifest(index_dir)  # the manifest only: no segment is opened
+                previous = writer.meta()
             except IndexLoadError as exc:
                 report.note = f"previous index unusable ({exc}); building from scratch"
                 logger.warning(report.note)
-        # The added documents a rebuild must bring back: from the manifest just read, or (on
-        # --rebuild, or a manifest of another format) read raw, whatever its version.
-        before = {d: e for d, e in previous.documents.items() if e.added} if previous is not None else added_entries(index_dir)
-        previous, why = _reusable(previous, encoder.name, params, encoder_variant(encoder))
-        report.note = report.note or why
-
-        old_docs = previous.documents if previous else {}
+        fresh = rebuild or previous is None
+        if why := reuse_problem(previous, wanted):
+            report.note, fresh = why, True
+        old = {} if fresh else writer.states()
         remove = set(remove)
-        settle_added(
-            docs, {d: e.source for d, e in before.items()},
-            lambda d: read_original(index_dir, before[d].original) if before[d].original else None,
-            keep=old_docs, remove=remove, report=report,
+        added = writer.added()  # whatever the stored format: a rebuild brings them back
+        settle_added(docs, added, writer.original, keep=old, remove=remove, report=report)
+        writer.stage(docs)
+        keep = protected_ids(writer.sources() if old else {}, added, folder)
+        dropped = plan_changes(
+            report, docs, old, writer.needs_update, remove=remove, remove_missing=remove_missing, keep=keep
         )
-        for doc_id, doc in list(docs.items()):
-            if doc.data is not None:  # an added document's bytes: kept before the commit names them
-                docs[doc_id] = dataclasses.replace(doc, data=None, original=keep_original(index_dir, doc.data, suffix_of(doc_id)))
-        keep = protected_ids({d: e.source for d, e in old_docs.items()}, [d for d, e in old_docs.items() if e.added], folder)
-        dropped = plan_changes(report, docs, old_docs, _needs_update, remove=remove, remove_missing=remove_missing, keep=keep)
+        plan = Plan(wanted, fresh=fresh, documents=[docs[d] for d in report.added + report.changed], remove=dropped)
 
-        if previous is not None and not (report.added or report.changed or report.removed):
-            # Nothing to do: leave the live generation as it is (only clear a killed writer's debris).
-            tidy(index_dir)
-            report.chunks = previous.num_chunks
-            report.seconds = time.perf_counter() - started
-            return report
+        def embed(batch: list[Document]) -> list[NewDocument]:
+            return embed_documents(
+                list(batch), encoder, max_tokens=max_tokens, overlap_sentences=overlap_sentences,
+                show_progress=show_progress,
+            )
 
-        # Only new and changed documents are chunked, embedded (one batched call) and tokenised.
-        new_docs = embed_documents(
-            [docs[d] for d in report.added + report.changed], encoder,
-            max_tokens=max_tokens, overlap_sentences=overlap_sentences, show_progress=show_progress,
-        )
-        # Replaced documents are dropped from the manifest too; their new version is in ``add``.
-        written = commit(
-            index_dir,
-            previous,
-            embedding_model=encoder.name,
-            dimension=encoder.dimension,
-            chunking=params,
-            tokenizer=TOKENIZER_VERSION,
-            add=new_docs,
-            remove=dropped,
-            encoder_variant=encoder_variant(encoder),
-        )
-    report.chunks = written.num_chunks
-    report.embedded_chunks = sum(len(d.chunks) for d in new_docs)
+        applied = writer.apply(plan, embed)
+    report.chunks = applied.chunks
+    report.embedded_chunks = applied.embedded_chunks
     report.seconds = time.perf_counter() - started
     return report
 
@@ -439,9 +379,7 @@ def ensure_index(
     never rebuilt behind their back (it is refused with the rebuild command instead).
     """
     if is_store_url(index_dir):
-        from qa.store_indexing import store_summary
-
-        if store_summary(str(index_dir)) is None:
+        if writable_store(index_dir).summary() is None:
             logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
             index_folder(docs_dir, index_dir, lock_wait_s=600.0)
         return index_dir  # type: ignore[return-value]
@@ -456,34 +394,23 @@ def ensure_index(
 
 def _outdated(index_dir: str | os.PathLike[str]) -> str | None:
     """Why the index at ``index_dir`` cannot serve questions as configured, or ``None``: an
-    unreadable or older format, or what :func:`_reusable` refuses to keep (another encoder
-    variant or BM25 tokenizer). Its own model and chunking are kept: they still answer."""
+    unreadable or older format, or what :func:`~embeddings.stores.base.reuse_problem` refuses to
+    keep (another encoder variant or BM25 tokenizer). Its own model and chunking are kept: they still answer."""
     try:
-        manifest = read_manifest(index_dir)
+        stored = manifest_meta(read_manifest(index_dir))
     except IndexLoadError as exc:
         return str(exc)
-    encoder = get_encoder(manifest.embedding_model)  # cheap: the model loads lazily
-    _, why = _reusable(manifest, manifest.embedding_model, manifest.chunking, encoder_variant(encoder))
-    return why or None
+    encoder = get_encoder(stored.embedding_model)  # cheap: the model loads lazily
+    wanted = dataclasses.replace(stored, tokenizer=TOKENIZER_VERSION, encoder_variant=encoder_variant(encoder))
+    return reuse_problem(stored, wanted) or None
 
 
 # --------------------------------------------------------------------------- add / remove / list
 
 
 def _manifest(index_dir: str | os.PathLike[str]) -> dict | None:
-    """The live manifest of ``index_dir``, or ``None`` when there is no readable index."""
-    from embeddings.index import current_generation
-
-    if is_store_url(index_dir):
-        from qa.store_indexing import store_summary
-
-        return store_summary(str(index_dir))
-    if not has_index(index_dir):
-        return None
-    try:
-        return json.loads((current_generation(Path(index_dir)) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    """The live manifest of ``index_dir`` (a store's summary), or ``None`` when there is no readable index."""
+    return writable_store(index_dir).summary()
 
 
 def _encoder_for(index_dir: str | os.PathLike[str], encoder: Encoder | None) -> Encoder:
@@ -648,35 +575,24 @@ def remove_documents(
     ids = list(dict.fromkeys(str(d) for d in doc_ids))
     if not ids:
         raise ValueError("no document id given; name the documents to remove")
-    if is_store_url(index_dir):
-        from qa.store_indexing import remove_from_store
-
-        return remove_from_store(str(index_dir), ids, lock_wait_s=lock_wait_s)
     started = time.perf_counter()
-    with write_lock(index_dir, wait_s=lock_wait_s):
+    store = writable_store(index_dir)
+    with store.writer(wait_s=lock_wait_s) as writer:
         # Checked under the lock, so the ids cannot vanish between the check and the update.
-        manifest = read_manifest(index_dir)  # IndexLoadError (a ValueError) says how to build one
-        unknown = [d for d in ids if d not in manifest.documents]
+        meta = writer.meta(required=True)  # IndexLoadError (a ValueError) says how to build one
+        known = writer.states()
+        unknown = [d for d in ids if d not in known]
         if unknown:
-            raise ValueError(unknown_id_message(unknown, manifest.documents, index_dir))
-        removed_chunks = sum(manifest.documents[d].chunks for d in ids)
-        # A new manifest without them: their rows become tombstones, nothing else is rewritten.
-        written = commit(
-            index_dir,
-            manifest,
-            embedding_model=manifest.embedding_model,
-            dimension=manifest.dimension,
-            chunking=manifest.chunking,
-            tokenizer=manifest.tokenizer,
-            remove=ids,
-            encoder_variant=manifest.encoder_variant,
-        )
+            raise ValueError(unknown_id_message(unknown, known, store.location))
+        chunks_before = writer.counts()[1]
+        # Nothing is embedded: a directory's removed rows become tombstones, nothing else is rewritten.
+        applied = writer.apply(Plan(meta, remove=set(ids)), lambda batch: [])
     return IndexReport(
-        directory=str(index_dir),
+        directory=store.location,
         removed=sorted(ids),
-        unchanged=len(written.documents),
-        chunks=written.num_chunks,
-        removed_chunks=removed_chunks,
+        unchanged=applied.documents,
+        chunks=applied.chunks,
+        removed_chunks=chunks_before - applied.chunks,
         seconds=time.perf_counter() - started,
     )
 
@@ -697,25 +613,21 @@ class DocumentInfo:
 
 def list_documents(index: str | os.PathLike[str] | VectorIndex | object) -> list[DocumentInfo]:
     """The documents of an index (a directory, a ``postgresql://`` URL or a loaded index), sorted by id."""
-    if is_store_url(index) or not isinstance(index, (str, os.PathLike, VectorIndex)):
-        from embeddings.stores import open_store
-        from qa.store_indexing import store_listing
+    if isinstance(index, VectorIndex):
+        stored = entries_listing(index.entries)
+    elif isinstance(index, (str, os.PathLike)):
+        stored = writable_store(index).documents()
+    else:  # a loaded store (IndexStore)
+        stored = index.documents()  # type: ignore[attr-defined]
+    return [document_info(d) for d in stored]
 
-        return store_listing(open_store(index) if isinstance(index, str) else index)  # type: ignore[arg-type]
-    # The manifest has all a listing needs: no segment is opened, no text is read.
-    entries = index.entries if isinstance(index, VectorIndex) else read_manifest(index).documents
-    return [
-        DocumentInfo(
-            doc_id=doc_id,
-            kind=kind_of(doc_id),
-            chunks=e.chunks,
-            characters=e.characters,
-            pages=len(e.pages) if e.pages is not None else None,
-            source=e.source,
-            origin="added" if e.added else "folder",
-        )
-        for doc_id, e in sorted(entries.items())
-    ]
+
+def document_info(stored: StoredDocument) -> DocumentInfo:
+    """The listing row of a store's document."""
+    return DocumentInfo(
+        doc_id=stored.doc_id, kind=kind_of(stored.doc_id), chunks=stored.chunks, characters=stored.characters,
+        pages=stored.pages, source=stored.source, origin="added" if stored.added else "folder",
+    )
 
 
 # --------------------------------------------------------------------------- uploads (the chat)

@@ -92,6 +92,43 @@ def test_add_and_remove(location: str | Path, docs_dir: Path, tmp_path: Path) ->
     assert [(d.doc_id, d.characters) for d in list_documents(location)] == [("alpha.txt", len("Alpha lake is calm."))]
 
 
+def test_every_store_implements_the_one_interface(location: str | Path) -> None:
+    """The pipeline reaches a store only through embeddings.stores.base: writing (IndexStore,
+    StoreWriter.apply of a Plan), listing and searching (Store.search_dense/bm25/hybrid)."""
+    from embeddings.records import Hit
+    from embeddings.stores import IndexStore, Store, StoreWriter, writable_store
+    from embeddings.stores.base import IndexMeta, Plan
+    from qa.bm25 import tokenize
+
+    enc = FakeEncoder()
+    store = writable_store(location)
+    assert isinstance(store, IndexStore) and not store.has_index() and store.summary() is None
+    with store.writer() as writer:
+        assert isinstance(writer, StoreWriter) and writer.meta() is None
+        with pytest.raises(IndexLoadError, match="build one with"):
+            writer.meta(required=True)
+    _index(location, enc)
+    with store.writer() as writer:
+        meta = writer.meta(required=True)
+        assert meta == IndexMeta(enc.name, enc.dimension, {"max_tokens": 12, "overlap_sentences": 0}, meta.tokenizer, None)
+        assert sorted(writer.states()) == sorted(d.doc_id for d in DOCS)
+        # An empty plan changes nothing.
+        before = writer.counts()
+        applied = writer.apply(Plan(meta), lambda batch: pytest.fail("nothing to embed"))
+        assert (applied.documents, applied.chunks, applied.embedded_chunks) == (*before, 0)
+    listed = store.documents()
+    assert [d.doc_id for d in listed] == sorted(d.doc_id for d in DOCS) and not any(d.added for d in listed)
+    assert store.summary()["embedding_model"] == enc.name
+    index = load_index(location)
+    assert isinstance(index, Store)
+    query = enc.encode(["gamma port grain"])[0]
+    tokens = tokenize("gamma port")
+    for hits in (index.search_dense(query, 2), index.search_bm25(tokens, 2), index.search_hybrid(query, tokens, 2)):
+        assert hits and all(isinstance(h, Hit) for h in hits) and len(hits) <= 2
+        assert all(h.document.text[h.chunk.start : h.chunk.end] for h in hits)
+    assert index.search_bm25(tokens, 1)[0].chunk.doc_id == "sub/gamma.txt"
+
+
 @pytest.mark.parametrize(
     ("mode", "question", "expected"),
     [

@@ -11,66 +11,30 @@ character offsets:
   HNSW for vectors, GIN over a ``tsvector`` for keywords, hybrid retrieval fused by
   reciprocal rank inside one SQL statement. Needs ``pip install -e '.[postgres]'``.
 
-:func:`open_store` dispatches on the location; :func:`is_store_url` is the one test the
-entry points use (``qa index/add/remove/list/ask/eval``, :func:`qa.ask`, the chat).
+:func:`writable_store` and :func:`load_store` dispatch on the location; :func:`is_store_url` is
+the one test the entry points use (``qa index/add/remove/list/ask/eval``, :func:`qa.ask`, the chat).
+The interface every store implements, and what they share, is :mod:`embeddings.stores.base`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+
+from embeddings.errors import StoreUnavailableError
+from embeddings.stores.base import (
+    POSTGRES_SCHEMES,
+    IndexStore,
+    Store,
+    StoreWriter,
+    display_location,
+    index_location,
+    is_store_url,
+)
 
 if TYPE_CHECKING:
     from embeddings.stores.postgres import PostgresStore
-
-#: URL schemes that name a PostgreSQL store.
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-class StoreUnavailableError(RuntimeError):
-    """A database store's server cannot be reached (stopped, restarting, network down)."""
-
-
-@runtime_checkable
-class Store(Protocol):
-    """What the retrievers and listings need from any index store."""
-
-    embedding_model: str
-    dimension: int
-
-    def counts(self) -> tuple[int, int]:
-        """``(documents, chunks)`` currently stored."""
-        ...
-
-
-def is_store_url(location: object) -> bool:
-    """True when ``location`` names a PostgreSQL store (a ``postgresql://`` or ``postgres://`` URL)."""
-    return isinstance(location, str) and location.strip().lower().startswith(POSTGRES_SCHEMES)
-
-
-def index_location(text: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """What a user typed for ``--index`` / ``QA_INDEX_DIR``: a URL stays a string (a ``Path``
-    would collapse its ``//``), anything else becomes a :class:`pathlib.Path`."""
-    from pathlib import Path
-
-    if isinstance(text, str) and is_store_url(text):
-        return text.strip()
-    return Path(text)
-
-
-def display_location(location: object) -> str:
-    """``location`` for messages and logs: a URL's password is replaced by ``***``."""
-    text = str(location)
-    if not is_store_url(text):
-        return text
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
 _STORES: dict[str, PostgresStore] = {}
@@ -116,6 +80,17 @@ def load_store(location: str | os.PathLike[str], *, expect_model: str | None = N
     return VectorIndex.load(location, expect_model=expect_model)
 
 
+def writable_store(location: str | os.PathLike[str]) -> IndexStore:
+    """The :class:`~embeddings.stores.base.IndexStore` at ``location``: a URL -> :func:`open_store`,
+    anything else -> a :class:`~embeddings.stores.directory.DirectoryStore`. A third store is
+    one more branch here (and its module)."""
+    if is_store_url(location):
+        return open_store(str(location))
+    from embeddings.stores.directory import DirectoryStore
+
+    return DirectoryStore(location)
+
+
 def close_stores() -> None:
     """Close every pool opened by :func:`open_store` (tests, shutdown)."""
     with _STORES_LOCK:
@@ -127,12 +102,15 @@ def close_stores() -> None:
 
 __all__ = [
     "POSTGRES_SCHEMES",
+    "IndexStore",
     "Store",
     "StoreUnavailableError",
+    "StoreWriter",
     "close_stores",
     "display_location",
     "index_location",
     "is_store_url",
     "load_store",
     "open_store",
+    "writable_store",
 ]

@@ -48,15 +48,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from embeddings.index import ChunkRecord, DocumentRecord, IndexLoadError, rebuild_hint
-from embeddings.stores import StoreUnavailableError, display_location
+from embeddings.errors import IndexLoadError, StoreUnavailableError, rebuild_hint
+from embeddings.records import ChunkRecord, DocumentRecord, Hit, text_sha256
+from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location
+from embeddings.variants import check_variant
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +81,6 @@ VECTOR_TYPES = ("vector", "halfvec")
 
 BM25_K1 = 1.5
 BM25_B = 0.75
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved chunk with its document, what it ranked by, and the scores behind it."""
-
-    document: DocumentRecord
-    chunk: ChunkRecord
-    score: float
-    components: dict[str, float]
 
 
 _VECTOR_FORMATS: dict[int, str] = {}
@@ -142,6 +133,8 @@ class PostgresStore:
 
         self.url = url
         self.directory = display_location(url)
+        #: Where it is, for messages (:class:`~embeddings.stores.base.IndexStore`).
+        self.location = self.directory
         self.pool_size = pool_size or config.PG_POOL_MAX_SIZE
         self.timeout_s = config.PG_POOL_TIMEOUT_S if timeout_s is None else timeout_s
         self.ef_search = config.PG_HNSW_EF_SEARCH
@@ -273,8 +266,6 @@ class PostgresStore:
                 f"(dimension {self.dimension}), not {name!r} (dimension {dimension}); "
                 f"{rebuild_hint(self.directory)} (or use the model it was built with)"
             )
-        from embeddings.encoder import check_variant
-
         check_variant(self.encoder_variant, variant, self.directory)
 
     # ------------------------------------------------------------------ reading
@@ -327,6 +318,26 @@ class PostgresStore:
                 ).format(c=sql.Identifier(_CHUNKS), d=sql.Identifier(_DOCUMENTS))
             ).fetchall()
         return [(r[0], r[1], int(r[2]), int(r[3]), None if r[4] is None else int(r[4])) for r in rows]
+
+    def documents(self) -> list[StoredDocument]:
+        """Every stored document, sorted by id (:class:`~embeddings.stores.base.IndexStore`)."""
+        self.refresh()
+        added = self.added_sources()
+        return [
+            StoredDocument(
+                doc_id=d, source=source, chunks=n, characters=chars, pages=pages,
+                added=d in added or source.startswith("upload:"),
+            )
+            for d, source, chars, n, pages in self.listing()
+        ]
+
+    def summary(self) -> dict | None:
+        """``{"embedding_model", "documents", "num_chunks"}``, or ``None`` without an index."""
+        if not self.has_index():
+            return None
+        self.refresh()
+        documents, chunks = self.counts()
+        return {"embedding_model": self.embedding_model, "documents": documents, "num_chunks": chunks}
 
     def document(self, doc_id: str) -> DocumentRecord | None:
         """The stored document ``doc_id`` (text and pages), or ``None``."""
@@ -495,6 +506,20 @@ class PostgresStore:
                 hits.append(Hit(doc, chunk, float(r[8]), {"rrf": float(r[8]), "dense": float(r[9]), "bm25": float(r[10])}))
         return hits
 
+    def search_dense(self, query_vector: np.ndarray, k: int) -> list[Hit]:
+        """:meth:`search` ``"dense"`` (:class:`~embeddings.stores.base.Store`)."""
+        return self.search("dense", k, query_vector=query_vector)
+
+    def search_bm25(self, tokens: Sequence[str], k: int) -> list[Hit]:
+        """:meth:`search` ``"bm25"`` (:class:`~embeddings.stores.base.Store`)."""
+        return self.search("bm25", k, tokens=tokens)
+
+    def search_hybrid(
+        self, query_vector: np.ndarray, tokens: Sequence[str], k: int, *, depth: int = 50, rrf_k: int = 60
+    ) -> list[Hit]:
+        """:meth:`search` ``"hybrid"``: fused by reciprocal rank in one SQL statement."""
+        return self.search("hybrid", k, query_vector=query_vector, tokens=tokens, depth=depth, rrf_k=rrf_k)
+
     # ------------------------------------------------------------------ writing
 
     @contextlib.contextmanager
@@ -541,10 +566,7 @@ class StoreWriter:
         self._df: dict[str, int] = {}
         self._chunks = 0
         self._tokens = 0
-
-    def meta(self) -> dict[str, str] | None:
-        """The stored metadata, or ``None`` for a database without an index."""
-        return PostgresStore.read_meta(self.conn)
+        self._kept_sources: dict[str, str] | None = None
 
     def _ensure_originals(self) -> None:
         self.conn.execute(
@@ -774,3 +796,107 @@ class StoreWriter:
                 (self._chunks, self._tokens),
             )
         self._df, self._chunks, self._tokens = {}, 0, 0
+
+    # ------------------------------------------------------- the StoreWriter interface (embeddings.stores.base)
+
+    def meta(self, *, required: bool = False) -> IndexMeta | None:
+        """How the stored index was built; ``None`` for a database without one (``required``:
+        :class:`IndexLoadError` instead, as for another schema version or unreadable metadata)."""
+        raw = PostgresStore.read_meta(self.conn)
+        if raw is None and not required:
+            return None
+        self.store._apply_meta(raw)
+        store = self.store
+        return IndexMeta(store.embedding_model, store.dimension, dict(store.chunking), store.tokenizer, store.encoder_variant)
+
+    def states(self) -> dict[str, tuple[str, str, list[int] | None]]:
+        """``doc_id -> (sha256, sha256 of the extracted text, pages)``."""
+        return self.store.document_states(self.conn)
+
+    def needs_update(self, doc: object, state: tuple[str, str, list[int] | None]) -> bool:
+        """Other bytes, text or pages; or added now but not kept yet (it was a folder's, or an older upload)."""
+        sha, text_sha, pages = state
+        if doc.sha256 != sha or text_sha256(doc.text) != text_sha or doc.page_starts() != pages:  # type: ignore[attr-defined]
+            return True
+        return doc.data is not None and doc.doc_id not in self._kept()  # type: ignore[attr-defined]
+
+    def _kept(self) -> dict[str, str]:
+        if self._kept_sources is None:
+            self._kept_sources = self.store.added_sources(self.conn)
+        return self._kept_sources
+
+    def sources(self) -> dict[str, str]:
+        """``doc_id -> source`` of the stored documents ({} when the tables are of another schema)."""
+        if PostgresStore.read_meta(self.conn) is None:
+            return {}
+        try:
+            return self.store.sources(self.conn)
+        except psycopg.Error:
+            return {}
+
+    def added(self) -> dict[str, str]:
+        """Added documents with kept bytes, and uploads from before originals were kept."""
+        if PostgresStore.read_meta(self.conn) is None:
+            return {}
+        legacy = {d: src for d, src in self.sources().items() if src.startswith("upload:")}
+        return {**legacy, **self._kept()}
+
+    def unstorable(self, doc: object) -> str | None:
+        """PostgreSQL text cannot hold NUL (the directory store would keep such a document)."""
+        if "\x00" in doc.text:  # type: ignore[attr-defined]
+            return "contains NUL characters, which PostgreSQL cannot store; remove them and add it again"
+        return None
+
+    def stage(self, docs: dict[str, object]) -> None:
+        """Nothing: an added document's bytes go into the store with it (same transaction)."""
+
+    def counts(self) -> tuple[int, int]:
+        """``(documents, chunks)`` stored now (on this writer's connection)."""
+        row = self.conn.execute(
+            sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+                sql.Identifier(_DOCUMENTS), sql.Identifier(_CHUNKS)
+            )
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _keep(self, doc: object) -> None:
+        if doc.data is not None:  # type: ignore[attr-defined]
+            self.keep_original(doc.doc_id, doc.source, doc.sha256, doc.data)  # type: ignore[attr-defined]
+
+    def apply(self, plan: Plan, embed: Embed) -> Applied:
+        """A fresh plan: everything embedded first, then the tables recreated and filled in one
+        transaction (HNSW and GIN built after the bulk load). Otherwise the removals in one
+        transaction, then each new or changed document embedded and replaced in its own."""
+        embedded = 0
+        meta = plan.meta
+        if plan.fresh:
+            prepared = embed(plan.documents)
+            docs = {d.doc_id: d for d in plan.documents}
+            with self.transaction():
+                self.create_schema(
+                    embedding_model=meta.embedding_model, dimension=meta.dimension, chunking=meta.chunking,
+                    indexes=False, encoder_variant=meta.encoder_variant,
+                )
+                for new in prepared:
+                    self.insert_document(
+                        new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens, defer_stats=True
+                    )
+                    self._keep(docs[new.record.doc_id])
+                    embedded += len(new.chunks)
+                self.flush_stats()
+                self.create_indexes()
+        else:
+            if plan.remove:
+                with self.transaction():
+                    self.delete_documents(plan.remove)
+                    self.forget_originals(plan.remove)
+            for doc in plan.documents:
+                (new,) = embed([doc])
+                with self.transaction():  # a reader sees the old document or the new one, never half
+                    self.delete_documents([doc.doc_id])
+                    self.insert_document(new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens)
+                    self._keep(doc)
+                embedded += len(new.chunks)
+        self.store._apply_meta(PostgresStore.read_meta(self.conn))
+        documents, chunks = self.counts()
+        return Applied(documents, chunks, embedded)

@@ -34,6 +34,7 @@ import numpy as np
 from qa import config
 from qa.answer import Passage
 from qa.reader.decoding import span_confidence
+from qa.reader.metrics import normalize_answer
 
 #: A shown span is "right" at this token F1 (SQuAD normalisation) with a gold answer: the label
 #: the calibrator is fitted to, and what ECE and coverage are measured against.
@@ -117,8 +118,6 @@ def _sentence_around(text: str, start: int, end: int) -> str:
 
 def _same_answer(a: str, b: str) -> bool:
     """The normalised texts are equal, or one holds the other (a name and its surname)."""
-    from qa.reader.squad_eval import normalize_answer
-
     x, y = normalize_answer(a), normalize_answer(b)
     return bool(x) and bool(y) and (x == y or f" {x} " in f" {y} " or f" {y} " in f" {x} ")
 

@@ -8,44 +8,16 @@ unanswerable questions. The metric functions follow the official SQuAD v2.0 scri
 
 from __future__ import annotations
 
-import collections
-import re
-import string
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from qa.reader.metrics import exact_match, f1_score, normalize_answer  # noqa: F401 - also this module's API
 from qa.reader.squad import QAExample
 
-# --------------------------------------------------------------------------- official metrics
-
-
-def normalize_answer(s: str) -> str:
-    """Lower case, drop punctuation, articles and extra whitespace (SQuAD's normalisation)."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def exact_match(prediction: str, gold: str) -> float:
-    """1.0 when the normalised strings are equal."""
-    return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def f1_score(prediction: str, gold: str) -> float:
-    """Token-overlap F1 of normalised strings (empty vs empty counts as 1)."""
-    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common = collections.Counter(pred) & collections.Counter(ref)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    p, r = same / len(pred), same / len(ref)
-    return 2 * p * r / (p + r)
+# The official metrics live in qa.reader.metrics (below the calibrator, which uses them too).
 
 
 def score_example(prediction: str, example: QAExample) -> tuple[float, float]:
@@ -210,7 +182,7 @@ def run_eval(examples: list[QAExample], *, model: str | None = None, threshold: 
     """Metrics of the product's reader (the shipped one unless ``model`` names another)
     on ``examples``, each read with its own paragraph; adds ``reader`` and ``calibration``."""
     from qa import config
-    from qa.reader import TransformersReader
+    from qa.reader.transformers_reader import TransformersReader
 
     reader = TransformersReader(model or config.DEFAULT_READER_MODEL)
     tokenizer, qa_model = reader.load()

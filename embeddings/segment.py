@@ -177,6 +177,19 @@ def build_ivf(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
+#: Held while a ``.npy`` header is parsed. NumPy parses it with ``ast.literal_eval``, and
+#: CPython 3.11 (seen with 3.11.7) can fail concurrent ``compile()`` calls with "SystemError: AST
+#: constructor recursion depth mismatch": a chat or API server loading a new generation in
+#: several threads at once answered HTTP 500 (qa bench api, 50 clients while an editor uploads).
+_NPY_LOCK = threading.Lock()
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only (no pickle), its header parsed under :data:`_NPY_LOCK`."""
+    with _NPY_LOCK:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
 class Segment:
     """A segment opened for reading: vectors and postings memory-mapped, SQLite open.
 
@@ -189,7 +202,7 @@ class Segment:
         self.name = directory.name
         self.meta = json.loads((directory / SEGMENT_META).read_text(encoding="utf-8"))
         self.rows = int(self.meta["rows"])
-        self.vectors = np.load(directory / _VECTORS, mmap_mode="r", allow_pickle=False)
+        self.vectors = load_npy(directory / _VECTORS)
         if self.vectors.shape != (self.rows, int(self.meta["dimension"])):
             raise ValueError(f"segment {self.name}: vectors {self.vectors.shape} != {self.rows} rows")
         self.ann: faiss.Index | None = None
@@ -199,7 +212,7 @@ class Segment:
             self.ann = faiss.read_index(str(directory / _ANN), faiss.IO_FLAG_MMAP)
             if self.ann.ntotal != self.rows:
                 raise ValueError(f"segment {self.name}: ANN index has {self.ann.ntotal} vectors, not {self.rows}")
-        arrays = {name: np.load(directory / name, mmap_mode="r", allow_pickle=False) for name in _POSTING_FILES}
+        arrays = {name: load_npy(directory / name) for name in _POSTING_FILES}
         self.term_off, self.term_ptr = arrays["term_off.npy"], arrays["term_ptr.npy"]
         self.post_rows, self.post_tf, self.doclen = arrays["post_rows.npy"], arrays["post_tf.npy"], arrays["doclen.npy"]
         self.terms_blob = np.memmap(directory / "terms.bin", dtype=np.uint8, mode="r") if self.term_off[-1] else np.zeros(0, np.uint8)

@@ -21,6 +21,8 @@ from qa.retrieval import get_retriever
 
 _INDEXES: dict[str, tuple[Path, VectorIndex]] = {}
 _LOCK = threading.Lock()
+#: Per index directory: held while one thread loads a new generation of it.
+_LOADING: dict[str, threading.Lock] = {}
 
 
 def validate_question(question: object) -> str:
@@ -74,10 +76,18 @@ def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> Vec
         cached = _INDEXES.get(key)
         if cached is not None and cached[0] == generation:
             return cached[1]
-    loaded = VectorIndex.load(directory)
-    with _LOCK:
-        _INDEXES[key] = (loaded.directory or directory, loaded)
-    return loaded
+        loading = _LOADING.setdefault(key, threading.Lock())
+    # One thread loads a new generation; the questions that arrive meanwhile wait for it and
+    # share it instead of each loading the same segments again.
+    with loading:
+        with _LOCK:
+            cached = _INDEXES.get(key)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+        loaded = VectorIndex.load(directory)
+        with _LOCK:
+            _INDEXES[key] = (loaded.directory or directory, loaded)
+        return loaded
 
 
 def ask(

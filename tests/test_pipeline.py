@@ -75,3 +75,33 @@ def test_answer_prints_short() -> None:
     assert a.to_dict()["answer"] == a.text == "December 2022"
     assert str(Answer("q", None, 0.1, "r", [], [passage], guess=c)) == "I don't know (best guess 'December 2022', 10 % chance)"
     assert str(Answer("q", None, 0.0, "r")) == "I don't know"
+
+
+def test_concurrent_questions_load_a_new_index_generation_once(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Questions arriving while a new generation loads wait for that one load and share it
+    (before, each thread loaded the same segments at once, and CPython 3.11's parser could fail
+    under that: HTTP 500 in qa bench api while an editor uploaded)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qa import pipeline
+
+    generation = tmp_path / "gen-1"
+    calls = []
+
+    class Loaded:
+        directory = generation
+
+    def slow_load(directory):  # noqa: ANN001, ANN202
+        calls.append(directory)
+        time.sleep(0.3)
+        return Loaded()
+
+    (tmp_path / "CURRENT").write_text("gen-1")
+    monkeypatch.setattr(pipeline, "_INDEXES", {})
+    monkeypatch.setattr(pipeline, "current_generation", lambda directory: generation)
+    monkeypatch.setattr(pipeline.VectorIndex, "load", staticmethod(slow_load))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: pipeline.load_index(tmp_path), range(8)))
+    assert len(calls) == 1
+    assert all(r is results[0] for r in results)

@@ -546,10 +546,10 @@ class _RowEncoder:
 
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for i, text in enumerate(texts):
-            if text.startswith("Item"):
-                out[i] = self.vectors[int(text[4 : text.index(" ")])]  # type: ignore[index]
-            else:
+            if text in self.questions:  # first: a real question may start with "Item"
                 out[i] = self.questions[text]
+            else:
+                out[i] = self.vectors[int(text[4 : text.index(" ")])]  # type: ignore[index]
         return out
 
 
@@ -620,7 +620,10 @@ def _dir_mb(path: Path) -> float:
 
 def _scale_probe(index_dir: str, probe_dir: str) -> None:
     """Run in a fresh process by :func:`bench_scale`: load the index, answer one hybrid query
-    (prints ``ready``), then time dense/BM25/hybrid queries and print one JSON line."""
+    (prints ``ready``), then time dense/BM25/hybrid queries and print one JSON line.
+
+    With ``nprobes`` in ``questions.json``, dense recall@10 and dense/hybrid p50 are measured
+    again at each of those IVF ``nprobe`` values (``nprobe<N>_*``)."""
     import json
 
     import numpy as np
@@ -640,7 +643,9 @@ def _scale_probe(index_dir: str, probe_dir: str) -> None:
     open_s = time.perf_counter() - t
     print("ready", flush=True)
     out: dict[str, float] = {"open_s": round(open_s, 2)}
-    for mode, retriever in retrievers.items():
+    truth = meta["truth"]
+
+    def timed(retriever: Any) -> tuple[list[float], list[list[str]]]:
         for q in texts[:10]:
             retriever.retrieve(q, 10)  # warm up
         ms, got = [], []
@@ -649,27 +654,62 @@ def _scale_probe(index_dir: str, probe_dir: str) -> None:
             hits = retriever.retrieve(q, 10)
             ms.append((time.perf_counter() - t) * 1000)
             got.append([p.chunk_id for p in hits])
+        return ms, got
+
+    def recall(got: list[list[str]]) -> float:  # truth: the top 10, then rows tied with the 10th
+        return round(float(np.mean([len(set(a) & set(b)) / min(10, len(b)) for a, b in zip(got, truth, strict=True)])), 4)
+
+    for mode, retriever in retrievers.items():
+        ms, got = timed(retriever)
         out[f"{mode}_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
         out[f"{mode}_p95_ms"] = round(float(np.percentile(ms, 95)), 2)
         if mode == "dense":
-            truth = meta["truth"]
-            out["recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, truth, strict=True)])), 4)
+            out["recall_at_10"] = recall(got)
+    lists = [int(s.meta["nlist"]) for s in index.segments if s.meta.get("nlist")]
+    out["ivf_nlist"] = max(lists) if lists else 0  # 0: every segment is searched exactly
+    out["ivf_nprobe"] = config.ANN_NPROBE
+    default_nprobe = config.ANN_NPROBE
+    try:
+        for nprobe in meta.get("nprobes") or []:
+            config.ANN_NPROBE = int(nprobe)
+            ms, got = timed(retrievers["dense"])
+            out[f"nprobe{nprobe}_recall_at_10"] = recall(got)
+            out[f"nprobe{nprobe}_dense_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+            ms, _ = timed(retrievers["hybrid"])
+            out[f"nprobe{nprobe}_hybrid_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+    finally:
+        config.ANN_NPROBE = default_nprobe
     # VmHWM, not getrusage's ru_maxrss: the latter keeps the parent's peak across fork + exec.
     hwm = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")]
     out["peak_rss_mb"] = round(int(hwm[0].split()[1]) / 1024, 1) if hwm else -1.0
     print(json.dumps(out), flush=True)
 
 
-def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None = None) -> list[dict[str, float | int]]:
-    """The embedded directory store at each size in ``sizes`` (chunks), on :func:`scale_corpus` data.
+def _exact_top10(qvecs: Any, vectors: Any, ids: Any) -> list[list[str]]:
+    """Chunk ids of the exact top 10 (inner product) of each query, best first; ``ids(row)`` names
+    a row. Rows tied with the 10th (within 1e-5, at most 100 in all) follow, as equally right
+    answers: recall counts a hit among them (duplicate texts have identical vectors)."""
+    import numpy as np
 
-    Per size: build time (no embedding: vectors are precomputed), size on disk, load time
-    (``load_s``: a fresh Python process, from its start until the first hybrid query is
-    answered; ``open_s``: the part after the imports, opening the index and answering), that
-    process's peak RSS (VmHWM), dense/BM25/hybrid p50/p95 over ``questions`` queries (k=10, warm),
-    dense recall@10 against exact search (NumPy over all vectors), and the time to add one
-    document (50 chunks) and to remove it again.
-    """
+    truth = []
+    k = min(10, len(vectors))
+    for lo in range(0, len(qvecs), 16):  # a few queries at a time (1M x 200 floats is 800 MB)
+        sims = qvecs[lo : lo + 16] @ vectors.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(part, np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1), axis=1)
+        for q, row in enumerate(top):
+            tied, best = np.flatnonzero(sims[q] >= sims[q, row[-1]] - 1e-5), set(row.tolist())
+            extra = [int(r) for r in tied if int(r) not in best][: 100 - k]
+            truth.append([ids(int(r)) for r in row.tolist() + extra])
+    return truth
+
+
+def _measure_scale(
+    documents: list[Any], spare: Any, encoder: Any, qtexts: list[str], qvecs: Any, truth: list[list[str]], *,
+    max_tokens: int, overlap_sentences: int, workdir: Path | None = None, nprobes: list[int] | None = None,
+) -> dict[str, float | int]:
+    """Build the directory index of ``documents`` with ``encoder`` (vectors looked up, not
+    computed), then measure it: see :func:`bench_scale` (from ``build_s`` on)."""
     import json
     import os
     import subprocess
@@ -679,6 +719,63 @@ def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None 
 
     from qa.indexing import remove_documents, update_index
 
+    chunking = {"max_tokens": max_tokens, "overlap_sentences": overlap_sentences}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        index_dir = Path(tmp) / "index"
+        t = time.perf_counter()
+        update_index(index_dir, documents, encoder=encoder, rebuild=True, **chunking)
+        build_s = time.perf_counter() - t
+        disk_mb = _dir_mb(index_dir)
+        probe = Path(tmp) / "probe"
+        probe.mkdir()
+        (probe / "questions.json").write_text(json.dumps({"questions": qtexts, "truth": truth, "nprobes": nprobes or []}))
+        np.save(probe / "qvecs.npy", qvecs)
+        script = f"from qa.bench import _scale_probe; _scale_probe({str(index_dir)!r}, {str(probe)!r})"
+        t = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=config.PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        load_s = time.perf_counter() - t
+        rest, _ = proc.communicate()
+        if proc.returncode != 0 or first.strip() != "ready":
+            raise RuntimeError(f"the query process failed (exit {proc.returncode}): {first} {rest}")
+        probe_out = json.loads(rest.strip().splitlines()[-1])
+        # One document in, one out: what an update costs at this size.
+        t = time.perf_counter()
+        # update_index with the build's chunking (add_documents would use the default one).
+        update_index(index_dir, [spare], encoder=encoder, **chunking)
+        add_s = time.perf_counter() - t
+        t = time.perf_counter()
+        remove_documents(index_dir, [spare.doc_id])
+        remove_s = time.perf_counter() - t
+    return {
+        "build_s": round(build_s, 2),
+        "disk_mb": round(disk_mb, 1),
+        "load_s": round(load_s, 2),
+        **probe_out,
+        "add_one_s": round(add_s, 3),
+        "remove_one_s": round(remove_s, 3),
+    }
+
+
+def bench_scale(
+    sizes: list[int], *, questions: int = 200, workdir: Path | None = None, nprobes: list[int] | None = None
+) -> list[dict[str, float | int]]:
+    """The embedded directory store at each size in ``sizes`` (chunks), on :func:`scale_corpus` data.
+
+    Per size: build time (no embedding: vectors are precomputed), size on disk, load time
+    (``load_s``: a fresh Python process, from its start until the first hybrid query is
+    answered; ``open_s``: the part after the imports, opening the index and answering), that
+    process's peak RSS (VmHWM), dense/BM25/hybrid p50/p95 over ``questions`` queries (k=10, warm),
+    dense recall@10 against exact search (NumPy over all vectors), the IVF lists of the largest
+    segment (``ivf_nlist``, 0 = exact search) and ``nprobe``, and the time to add one document
+    (50 chunks) and to remove it again. ``nprobes``: dense recall@10 and dense/hybrid p50 again
+    at each of these IVF ``nprobe`` values. Real text instead: :func:`bench_scale_real`.
+    """
+    import numpy as np
+
     results = []
     for n in sizes:
         data = scale_corpus(n, questions=questions)
@@ -686,53 +783,389 @@ def bench_scale(sizes: list[int], *, questions: int = 200, workdir: Path | None 
         qtexts = list(data["questions"])
         qvecs = np.stack([data["questions"][q] for q in qtexts]).astype(np.float32)
         per_doc = data["per_doc"]
-        truth = []
-        for lo in range(0, len(qvecs), 16):  # exact top 10, a few queries at a time (1M x 200 floats is 800 MB)
-            sims = qvecs[lo : lo + 16] @ vectors[:n].T
-            part = np.argpartition(-sims, 9, axis=1)[:, :10]
-            top = np.take_along_axis(part, np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1), axis=1)
-            truth.extend([f"doc{int(r) // per_doc:07d}.txt#{int(r) % per_doc}" for r in row] for row in top)
-        del sims
+        truth = _exact_top10(qvecs, vectors[:n], lambda r: f"doc{r // per_doc:07d}.txt#{r % per_doc}")
         encoder = _RowEncoder(vectors, data["questions"])
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            index_dir = Path(tmp) / "index"
-            t = time.perf_counter()
-            update_index(index_dir, data["documents"], encoder=encoder, max_tokens=13, overlap_sentences=0, rebuild=True)
-            build_s = time.perf_counter() - t
-            disk_mb = _dir_mb(index_dir)
-            probe = Path(tmp) / "probe"
-            probe.mkdir()
-            (probe / "questions.json").write_text(json.dumps({"questions": qtexts, "truth": truth}))
-            np.save(probe / "qvecs.npy", qvecs)
-            script = f"from qa.bench import _scale_probe; _scale_probe({str(index_dir)!r}, {str(probe)!r})"
-            t = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-c", script], cwd=config.PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )
-            first = proc.stdout.readline()  # type: ignore[union-attr]
-            load_s = time.perf_counter() - t
-            rest, _ = proc.communicate()
-            if proc.returncode != 0 or first.strip() != "ready":
-                raise RuntimeError(f"the query process failed (exit {proc.returncode}): {first} {rest}")
-            probe_out = json.loads(rest.strip().splitlines()[-1])
-            # One document in, one out: what an update costs at this size.
-            t = time.perf_counter()
-            # update_index with the build's chunking (add_documents would use the default one).
-            update_index(index_dir, [data["spare"]], encoder=encoder, max_tokens=13, overlap_sentences=0)
-            add_s = time.perf_counter() - t
-            t = time.perf_counter()
-            remove_documents(index_dir, [data["spare"].doc_id])
-            remove_s = time.perf_counter() - t
-        results.append(
-            {
-                "chunks": n,
-                "build_s": round(build_s, 2),
-                "disk_mb": round(disk_mb, 1),
-                "load_s": round(load_s, 2),
-                **probe_out,
-                "add_one_s": round(add_s, 3),
-                "remove_one_s": round(remove_s, 3),
-            }
+        measured = _measure_scale(
+            data["documents"], data["spare"], encoder, qtexts, qvecs, truth,
+            max_tokens=13, overlap_sentences=0, workdir=workdir, nprobes=nprobes,
         )
+        results.append({"chunks": n, **measured})
+    return results
+
+
+# --------------------------------------------------------------------------- scale on real text (issue 25)
+
+#: Version tag in every header of the vector cache of :func:`bench_scale_real` (:class:`VectorCache`).
+VECTOR_CACHE_FORMAT = "qa-bench-vectors/1"
+
+#: Chunkings :func:`bench_scale_real` tries in turn until the text gives the chunks asked for:
+#: the index's own (token budget, one sentence shared), then windows of two sentences, then
+#: single sentences (neither overlapping).
+REAL_CHUNKINGS: tuple[dict[str, Any], ...] = (
+    {"kind": "tokens", "max_tokens": config.CHUNK_MAX_TOKENS, "overlap_sentences": config.CHUNK_OVERLAP_SENTENCES},
+    {"kind": "sentences", "sentences": 2},
+    {"kind": "sentences", "sentences": 1},
+)
+
+
+def describe_chunking(chunking: dict[str, Any]) -> str:
+    """``chunking`` (one of :data:`REAL_CHUNKINGS`) in words."""
+    if chunking["kind"] == "tokens":
+        return f"chunks of at most {chunking['max_tokens']} tokens sharing {chunking['overlap_sentences']} sentence(s) (the index's own)"
+    n = chunking["sentences"]
+    return "single sentences" if n == 1 else f"{n}-sentence windows"
+
+
+def _one_per_sentence(text: str) -> int:
+    return 1
+
+
+def _chunker(chunking: dict[str, Any], count_tokens: Any) -> tuple[Any, int, int]:
+    """``(token counter, max_tokens, overlap_sentences)`` that make :func:`qa.chunking.chunk_text`
+    (and so ``update_index``) cut ``chunking``: sentence windows count every sentence as one token."""
+    if chunking["kind"] == "tokens":
+        return count_tokens, int(chunking["max_tokens"]), int(chunking["overlap_sentences"])
+    return _one_per_sentence, int(chunking["sentences"]), 0
+
+
+class VectorCache:
+    """Embeddings of texts by one encoder, kept on disk so a rerun embeds nothing again.
+
+    Layout: ``ROOT/<model>--<variant>/part-NNNNN.npy`` (float32, one row per text) and
+    ``part-NNNNN.jsonl``: a header line ``{"format", "encoder", "variant", "dimension", "rows",
+    "kind", "chunking"}`` then ``{"text": ...}`` per row, in row order. No pickle. A part is
+    written under temporary names and its ``.jsonl`` renamed into place last, so an interrupted
+    run leaves only complete parts (and resumes after them); parts of another format, encoder
+    or dimension are ignored.
+    """
+
+    def __init__(self, root: Path, model: str, variant: str, dimension: int) -> None:
+        import re
+
+        self.model, self.variant, self.dimension = model, variant, int(dimension)
+        slug = re.sub(r"[^A-Za-z0-9._@-]+", "_", f"{model}--{variant}")
+        self.directory = Path(root) / slug
+        self._where: dict[str, tuple[int, int]] = {}
+        self._parts: list[Path] = []
+        self._arrays: dict[int, Any] = {}
+        self._load()
+
+    def _load(self) -> None:
+        import json
+
+        if not self.directory.is_dir():
+            return
+        for meta in sorted(self.directory.glob("part-*.jsonl")):
+            with open(meta, encoding="utf-8") as fh:
+                try:
+                    header = json.loads(fh.readline())
+                except json.JSONDecodeError:
+                    continue
+                if (header.get("format"), header.get("encoder"), header.get("variant"), header.get("dimension")) != (
+                    VECTOR_CACHE_FORMAT, self.model, self.variant, self.dimension
+                ):
+                    continue
+                texts = [json.loads(line)["text"] for line in fh]
+            vectors = meta.with_suffix(".npy")
+            if len(texts) != header.get("rows") or not vectors.is_file():
+                continue
+            p = len(self._parts)
+            self._parts.append(vectors)
+            for row, text in enumerate(texts):
+                self._where.setdefault(text, (p, row))
+
+    def __contains__(self, text: object) -> bool:
+        return text in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def get(self, texts: list[str]) -> Any:
+        """The cached vectors of ``texts`` (all must be cached), ``(len(texts), dimension)`` float32."""
+        import numpy as np
+
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            p, row = self._where[text]
+            if p not in self._arrays:
+                self._arrays[p] = np.load(self._parts[p], mmap_mode="r", allow_pickle=False)
+            out[i] = self._arrays[p][row]
+        return out
+
+    def put(self, texts: list[str], vectors: Any, *, kind: str, chunking: dict[str, Any] | None = None) -> None:
+        """Store one part: ``texts`` and their ``vectors`` (row-aligned)."""
+        import json
+        import os
+
+        import numpy as np
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(texts), self.dimension):
+            raise ValueError(f"{len(texts)} texts but vectors of shape {vectors.shape}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        n = max([int(p.stem.split("-")[1]) + 1 for p in self.directory.glob("part-*.jsonl")] + [0])
+        stem = self.directory / f"part-{n:05d}"
+        with open(f"{stem}.npy.tmp", "wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+        os.replace(f"{stem}.npy.tmp", f"{stem}.npy")
+        header = {
+            "format": VECTOR_CACHE_FORMAT, "encoder": self.model, "variant": self.variant, "dimension": self.dimension,
+            "rows": len(texts), "kind": kind, "chunking": chunking,
+        }
+        with open(f"{stem}.jsonl.tmp", "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(header) + "\n")
+            for text in texts:
+                fh.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        os.replace(f"{stem}.jsonl.tmp", f"{stem}.jsonl")
+        p = len(self._parts)
+        self._parts.append(stem.with_suffix(".npy"))
+        for row, text in enumerate(texts):
+            self._where.setdefault(text, (p, row))
+
+
+def load_real_texts(paths: list[Path]) -> tuple[list[Any], list[tuple[str, str]]]:
+    """``(documents, questions)`` of ``paths``: each a SQuAD ``.json``/``.json.gz`` file, or a
+    folder whose SQuAD files and documents (``qa index``'s formats) are read, recursively.
+
+    A SQuAD file gives one document per *distinct* paragraph (the same context in two files,
+    e.g. SQuAD train and its first 44 articles, is kept once) and its questions as
+    ``(question, doc_id of its paragraph)``; a document gives no questions.
+
+    Raises:
+        ValueError: a path that does not exist, or a file that is neither SQuAD nor a document.
+    """
+    import hashlib
+
+    from qa.documents import Document, discover, read_document
+    from qa.reader.squad import load_squad
+
+    documents: list[Any] = []
+    questions: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+
+    def add(doc_id: str, source: str, text: str) -> str:
+        text = text.strip()
+        if text and text not in seen:
+            seen[text] = doc_id
+            documents.append(Document(doc_id, source, text, hashlib.sha256(text.encode()).hexdigest()))
+        return seen.get(text, "")
+
+    def squad(path: Path, name: str) -> None:
+        numbers: dict[str, int] = {}
+        for ex in load_squad(path):
+            if ex.context not in numbers:
+                numbers[ex.context] = len(numbers)
+            doc_id = add(f"{name}/p{numbers[ex.context]:05d}", str(path), ex.context)
+            if doc_id:
+                questions.append((ex.question, doc_id))
+
+    def is_squad(path: Path) -> bool:
+        return path.name.lower().endswith((".json", ".json.gz"))
+
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for f in sorted(f for f in path.rglob("*") if f.is_file() and is_squad(f) and not f.name.startswith(".")):
+                squad(f, f"{path.name}/{f.relative_to(path).as_posix()}")
+            for f, doc_id in discover(path):
+                result = read_document(f, doc_id)
+                if isinstance(result, Document):
+                    add(f"{path.name}/{doc_id}", result.source, result.text)
+        elif path.is_file():
+            if is_squad(path):
+                squad(path, path.name)
+            else:
+                result = read_document(path, path.name)
+                if not isinstance(result, Document):
+                    raise ValueError(f"{str(path)!r}: {result.reason}")
+                add(path.name, result.source, result.text)
+        else:
+            raise ValueError(f"--texts {str(path)!r} does not exist; pass SQuAD .json(.gz) files or folders of documents")
+    return documents, questions
+
+
+def _perturbed(text: str, rng: Any) -> str:
+    """A query made of a chunk: at most 12 of its words from a random start, one in four dropped."""
+    words = text.split()
+    start = int(rng.integers(0, max(1, len(words) - 12)))
+    window = words[start : start + 12]
+    kept = [w for w in window if rng.random() >= 0.25] or window[:1]
+    return " ".join(kept)
+
+
+def plan_real_corpus(
+    documents: list[Any], questions: list[tuple[str, str]], sizes: list[int], count_tokens: Any, *,
+    n_queries: int = 200, seed: int = 0,
+) -> dict[str, Any]:
+    """What :func:`bench_scale_real` indexes and asks at each size: documents in a seeded random
+    order, the first one kept aside as the document added and removed, the others taken in turn
+    until ``size`` chunks (the last one cut short at a chunk boundary so the count is exact).
+
+    The chunking is the first of :data:`REAL_CHUNKINGS` that gives at least ``max(sizes)``
+    chunks (else the finest); sizes beyond what the text gives are capped (``notes`` say so).
+    Queries: ``n_queries`` per size, questions about the indexed paragraphs where there are
+    enough, otherwise also perturbed chunk texts (:func:`_perturbed`).
+    """
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
+    from qa.chunking import chunk_text
+
+    if len(documents) < 2:
+        raise ValueError("the texts give fewer than 2 documents; pass more text")
+    rng = np.random.default_rng(seed)
+    order = [documents[i] for i in rng.permutation(len(documents))]
+    want = max(sizes)
+    notes: list[str] = []
+    for n_try, chunking in enumerate(REAL_CHUNKINGS):
+        counter, max_tokens, overlap = _chunker(chunking, count_tokens)
+        chunked = [chunk_text(d.doc_id, d.text, counter, max_tokens, overlap) for d in order]
+        available = sum(len(c) for c in chunked[1:])
+        if available >= want or n_try == len(REAL_CHUNKINGS) - 1:
+            break
+        notes.append(f"the text gives {available:,} {describe_chunking(chunking)}, fewer than {want:,}")
+    if notes:
+        notes.append(f"chunked finer: {describe_chunking(chunking)} ({available:,} chunks)")
+    spare, spare_chunks = order[0], chunked[0]
+    capped = sorted({min(n, available) for n in sizes})
+    if capped[-1] < want:
+        notes.append(f"only {available:,} chunks in the text: measured at {capped[-1]:,}, not {want:,}")
+    by_doc = {}
+    for q, doc_id in questions:
+        by_doc.setdefault(doc_id, []).append(q)
+    plans = []
+    for size in capped:
+        docs, chunks = [], []
+        for doc, its in zip(order[1:], chunked[1:], strict=True):
+            if len(chunks) >= size:
+                break
+            if len(chunks) + len(its) > size:  # cut the last document at a chunk boundary
+                text = doc.text[: its[size - len(chunks) - 1].end]
+                doc = dataclasses.replace(doc, text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
+                its = chunk_text(doc.doc_id, text, counter, max_tokens, overlap)
+            docs.append(doc)
+            chunks.extend(its)
+        asked = [q for d in docs for q in by_doc.get(d.doc_id, [])]
+        qrng = np.random.default_rng(seed + size)
+        picked = list(dict.fromkeys(asked[i] for i in qrng.permutation(len(asked)))) if asked else []
+        picked = picked[:n_queries]  # distinct: a repeated query would only be timed twice
+        from_questions = len(picked)
+        for _ in range(20 * n_queries):  # too few questions: perturbed chunk texts fill up
+            if len(picked) >= n_queries:
+                break
+            query = _perturbed(chunks[int(qrng.integers(len(chunks)))].text, qrng)
+            if query not in picked:
+                picked.append(query)
+        plans.append({"size": len(chunks), "documents": docs, "chunks": chunks, "queries": picked, "from_questions": from_questions})
+    return {
+        "chunking": chunking, "counter": counter, "max_tokens": max_tokens, "overlap_sentences": overlap,
+        "spare": spare, "spare_chunks": spare_chunks, "available": available, "notes": notes, "plans": plans,
+    }
+
+
+class _TextEncoder:
+    """The real-text benchmark's build encoder: looks each text's cached vector up (no model
+    runs, so timings are the store's) and counts tokens as the chunking did."""
+
+    def __init__(self, table: dict[str, Any], dimension: int, count_tokens: Any, name: str) -> None:
+        self.table, self.dimension, self.count_tokens, self.name = table, dimension, count_tokens, name
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+
+def _embed_into(cache: VectorCache, encoder: Any, texts: list[str], *, kind: str, chunking: dict[str, Any] | None,
+                batch: int, log: Any) -> tuple[int, float]:
+    """Embed the ``texts`` not yet in ``cache`` (``batch`` at a time, each batch stored as one
+    part); returns ``(embedded, seconds)``."""
+    distinct = list(dict.fromkeys(texts))
+    missing = [t for t in distinct if t not in cache]
+    if not missing:
+        return 0, 0.0
+    log(f"embedding {len(missing):,} {kind} ({len(distinct) - len(missing):,} cached) into {cache.directory}")
+    started = time.perf_counter()
+    for lo in range(0, len(missing), batch):
+        part = missing[lo : lo + batch]
+        cache.put(part, encoder.encode(part, batch_size=config.EMBED_BATCH_SIZE, bulk=True), kind=kind, chunking=chunking)
+        done, spent = lo + len(part), time.perf_counter() - started
+        log(f"  {done:,}/{len(missing):,} {kind} embedded ({done / spent:.0f}/s)")
+    return len(missing), time.perf_counter() - started
+
+
+def bench_scale_real(
+    sizes: list[int], texts: list[Path], *, cache: Path | None = None, questions: int = 200,
+    workdir: Path | None = None, nprobes: list[int] | None = None, encoder: Any = None, batch: int = 1024,
+    log: Any = None, seed: int = 0,
+) -> list[dict[str, Any]]:
+    """:func:`bench_scale`'s figures on **real** text embedded by the default encoder.
+
+    ``texts``: SQuAD files and folders (:func:`load_real_texts`); chunked as the index does, or
+    finer when that gives fewer chunks than ``max(sizes)`` (:func:`plan_real_corpus`; the row's
+    ``note`` says so). Chunk and query vectors are cached under ``cache`` (:class:`VectorCache`;
+    default ``QA_CACHE_DIR/bench-vectors``), so a rerun embeds only what is new; the build then
+    looks vectors up, as the synthetic benchmark does. Queries: questions of the same files about
+    the indexed paragraphs (``queries_from_questions``), else perturbed chunk texts. Recall@10 is
+    against exact search over the same vectors. ``encoder``: for tests (default: the configured one).
+    """
+    import sys
+
+    import numpy as np
+
+    from embeddings.encoder import encoder_variant, get_encoder
+    from embeddings.onnx_quant import cache_dir
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    encoder = encoder or get_encoder()
+    variant = encoder_variant(encoder) or "?"
+    store = VectorCache(cache or cache_dir() / "bench-vectors", encoder.name, variant, encoder.dimension)
+    documents, asked = load_real_texts(texts)
+    plan = plan_real_corpus(documents, asked, sizes, encoder.count_tokens, n_queries=questions, seed=seed)
+    for note in plan["notes"]:
+        log(f"note: {note}")
+    biggest = plan["plans"][-1]
+    chunk_texts = [c.text for c in biggest["chunks"]] + [c.text for c in plan["spare_chunks"]]
+    for p in plan["plans"][:-1]:  # a cut-short last document gives chunks the biggest size lacks
+        chunk_texts += [c.text for c in p["chunks"]]
+    query_texts = [q for p in plan["plans"] for q in p["queries"]]
+    embedded, seconds = _embed_into(store, encoder, chunk_texts, kind="chunks", chunking=plan["chunking"], batch=batch, log=log)
+    q_embedded, _ = _embed_into(store, encoder, query_texts, kind="queries", chunking=None, batch=batch, log=log)
+    needed = list(dict.fromkeys(chunk_texts))
+    table = dict(zip(needed, store.get(needed), strict=True))
+    build_encoder = _TextEncoder(table, encoder.dimension, plan["counter"], f"bench/real:{encoder.name}")
+    spare = plan["spare"]
+    results = []
+    for p in plan["plans"]:
+        chunks = p["chunks"]
+        vectors = np.stack([table[c.text] for c in chunks])
+        qvecs = store.get(p["queries"])
+        truth = _exact_top10(qvecs, vectors, lambda r: chunks[r].chunk_id)
+        measured = _measure_scale(
+            p["documents"], spare, build_encoder, p["queries"], qvecs, truth,
+            max_tokens=plan["max_tokens"], overlap_sentences=plan["overlap_sentences"], workdir=workdir, nprobes=nprobes,
+        )
+        row: dict[str, Any] = {
+            "vectors": "real",
+            "chunks": p["size"],
+            "documents": len(p["documents"]),
+            "encoder": f"{encoder.name} {variant}",
+            "chunking": describe_chunking(plan["chunking"]),
+            "chunks_in_text": plan["available"],
+            "queries": len(p["queries"]),
+            "queries_from_questions": p["from_questions"],
+            "embedded_now": embedded,
+            "embedded_cached": len(set(chunk_texts)) - embedded,
+            "embed_chunks_per_s": round(embedded / seconds, 1) if seconds else 0.0,
+            "queries_embedded_now": q_embedded,
+            "add_one_chunks": len(plan["spare_chunks"]),
+            **measured,
+        }
+        if plan["notes"]:
+            row["note"] = "; ".join(plan["notes"])
+        results.append(row)
     return results

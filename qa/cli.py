@@ -78,17 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="print speed benchmarks")
     p.add_argument(
         "what",
-        choices=["index", "ask", "store", "scale", "encoders", "query"],
+        choices=["index", "ask", "store", "scale", "encoders", "query", "api"],
         help="what to measure (store: directory vs PostgreSQL; scale: the directory store at --chunks sizes, "
-        "on synthetic clustered vectors, see qa.bench.scale_corpus; encoders: throughput and recall per encoder "
-        "variant; query: where one question's dense retrieval spends its time, and queries/s under concurrency)",
+        "on synthetic clustered vectors, see qa.bench.scale_corpus, or on real text with --vectors real; encoders: throughput and recall per encoder "
+        "variant; query: where one question's dense retrieval spends its time, and queries/s under concurrency; "
+        "api: concurrent HTTP API clients against python -m ui servers while an editor uploads and removes, "
+        "see qa.bench_api)",
     )
     p.add_argument(
         "--chunks", type=int, nargs="+", default=None,
         help="store, query: synthetic chunks (default: 100000 for store, 5507 for query); "
         "scale: one or more sizes (default: 10000 100000)",
     )
-    p.add_argument("--json", action="store_true", help="scale: one JSON object per line per size")
+    p.add_argument("--json", action="store_true", help="scale: one JSON object per line per size; api: one JSON object")
+    p.add_argument(
+        "--vectors", choices=["synthetic", "real"], default="synthetic",
+        help="scale: synthetic clustered vectors (default), or real text embedded by the default encoder (needs --texts)",
+    )
+    p.add_argument(
+        "--texts", type=Path, action="append", default=None, metavar="PATH",
+        help="scale --vectors real: a SQuAD .json(.gz) file or a folder of them and/or documents (repeatable)",
+    )
+    p.add_argument("--cache", type=Path, default=None, help="scale --vectors real: vector cache folder (default: QA_CACHE_DIR/bench-vectors)")
+    p.add_argument("--nprobe", type=int, nargs="+", default=None, help="scale: also measure recall and latency at these IVF nprobe values")
     p.add_argument("--url", default=None, help="store: a disposable PostgreSQL database (default: a temporary server)")
     p.add_argument("--docs", type=Path, default=config.DEFAULT_DOCS_DIR, help="documents to measure on")
     p.add_argument("--copies", type=int, default=40, help="index: replicate the documents this many times")
@@ -96,9 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", default=None, help="ask: reader to measure")
     p.add_argument("--variant", default=None, help="index, query: encoder variant (default: QA_ENCODER_VARIANT)")
     p.add_argument("--variants", default=None, help="encoders: comma-separated variants (default: all)")
-    p.add_argument("--rounds", type=int, default=1, help="encoders: timing rounds, best counts (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=1, help="encoders: timing rounds, best counts; ask: passes over the questions (default: %(default)s)")
     p.add_argument("--no-recall", action="store_true", help="encoders: throughput only")
     p.add_argument("--threads", type=int, default=8, help="query: concurrent threads (default: %(default)s)")
+    p.add_argument("--clients", type=int, default=50, help="api: concurrent asking clients (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=60.0, help="api: how long they ask (default: %(default)s)")
+    p.add_argument("--processes", type=int, choices=[1, 2], default=1, help="api: server processes (2 needs --store postgres)")
+    p.add_argument("--store", choices=["dir", "postgres"], default="dir", help="api: index store (postgres: a temporary server)")
+    p.add_argument("--faults", action="store_true", help="api: then disconnecting, slow and 100 MB-body clients")
 
     p = sub.add_parser("eval", help="score answers and retrieval on a JSON Lines question file")
     p.add_argument("questions", type=Path, help='JSON Lines: {"question": ..., "answers": [...]} per line; [] = unanswerable')
@@ -411,17 +428,34 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         results = bench.bench_encoders(variants, rounds=args.rounds, recall=not args.no_recall)
     elif args.what == "query":
         results = bench.bench_query(chunks=(args.chunks or [5507])[0], threads=args.threads, variant=args.variant)
+    elif args.what == "api":
+        from qa import bench_api
+
+        result = bench_api.bench_api(
+            clients=args.clients, seconds=args.seconds, processes=args.processes, store=args.store, faults=args.faults,
+            docs=args.docs,
+        )
+        print(json.dumps(result) if args.json else bench_api.format_report(result))
+        return 0 if result.get("faults", {}).get("all_ok", True) else 1
     elif args.what == "store":
         results = bench.bench_store(chunks=(args.chunks or [100_000])[0], url=args.url)
     elif args.what == "scale":
-        for row in bench.bench_scale(args.chunks or [10_000, 100_000]):
+        if args.vectors == "real":
+            if not args.texts:
+                raise ValueError("bench scale --vectors real needs --texts PATH (SQuAD .json(.gz) files or folders)")
+            rows = bench.bench_scale_real(args.chunks or [10_000, 50_000], args.texts, cache=args.cache, nprobes=args.nprobe)
+        else:
+            rows = bench.bench_scale(args.chunks or [10_000, 100_000], nprobes=args.nprobe)
+        for row in rows:
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
+                if "note" in row:
+                    print(f"note: {row.pop('note')}", flush=True)
                 print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         return 0
     else:
-        results = bench.bench_ask(questions=args.questions, reader=args.reader)
+        results = bench.bench_ask(questions=args.questions, reader=args.reader, rounds=args.rounds)
     for key, value in results.items():
         print(f"{key:32s} {value:.3f}" if isinstance(value, float) else f"{key:32s} {value}")
     return 0

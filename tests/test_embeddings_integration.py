@@ -178,6 +178,7 @@ def test_ivf_switch_over_keeps_the_exact_top_1_on_the_dev_questions(tmp_path: Pa
     # the lists, as it does at scale, instead of all of them.
     monkeypatch.setattr(config, "ANN_MIN_ROWS", 50)
     monkeypatch.setattr(config, "ANN_LISTS_PER_SQRT", 4.0)
+    monkeypatch.setattr(config, "ANN_NPROBE", 16)  # the default (64) would probe every list here
     compact_index(tmp_path / "idx")
     ivf_index = VectorIndex.load(tmp_path / "idx")
     assert len(ivf_index.segments) == 1 and ivf_index.segments[0].ann is not None

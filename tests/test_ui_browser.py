@@ -73,6 +73,15 @@ def page(browser):
     context.close()
 
 
+@pytest.fixture
+def narrow_page(browser):
+    """A page in a 420 px wide window (a phone held upright)."""
+    context = browser.new_context(viewport={"width": 420, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
 def test_answer_is_bold_with_highlighted_source(page, seeds_url):
     page.goto(seeds_url)
     page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
@@ -283,70 +292,62 @@ def test_chat_buttons_never_cover_a_message(page, scripted_url):
     page.locator("#qa-chat").screenshot(path=str(ARTIFACTS / "ui_chat_scrolled.png"))
 
 
-def test_at_420_px_the_answer_wraps_and_stays_visible(browser, scripted_url):
-    context = browser.new_context(viewport={"width": 420, "height": 900})
-    page = context.new_page()
-    try:
-        page.goto(scripted_url)
-        page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
-        ask_in_page(page, "Which European country joined the drone coalition alongside Turkey?")
-        page.locator("#qa-docview-box").get_by_text("Answer in its document").click()
-        page.locator("#qa-docview mark").wait_for(timeout=TIMEOUT_MS)
-        page.wait_for_timeout(300)
-        assert page.evaluate("() => document.documentElement.scrollWidth") <= 420  # nothing sticks out sideways
-        page.wait_for_timeout(500)  # the scroll-into-view after the answer
-        for span, container, scroller in (
-            ("#qa-chat .qa-answer-text strong", "#qa-chat .qa-answer", "#qa-chat .bubble-wrap"),
-            ("#qa-chat .qa-context strong", "#qa-chat .qa-answer", None),
-            ("#qa-sources-panel mark", "#qa-sources-panel .qa-passage", "#qa-sources-panel .qa-sources"),
-            ("#qa-docview mark", "#qa-docview .qa-docview-text", "#qa-docview .qa-docview-text"),
-        ):
-            lines = _rects(page, span)
-            assert len(lines) >= 2, span  # a long answer: it wraps ...
-            outer = _box(page, container)
-            for r in lines:  # ... and every line of it lies inside its box and the viewport
-                assert r["x"] >= outer["x"] - 1 and r["x"] + r["width"] <= outer["x"] + outer["width"] + 1, (span, r, outer)
-                assert r["x"] >= 0 and r["x"] + r["width"] <= 420, (span, r)
-            if scroller:  # ... and is scrolled into view in its scroll box, not cut off at its edge
-                box = _box(page, scroller)
-                for r in lines:
-                    assert r["y"] >= box["y"] - 1 and r["y"] + r["height"] <= box["y"] + box["height"] + 1, (span, r, box)
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "ui_answer_420px.png"), full_page=True)
-    finally:
-        context.close()
+def test_at_420_px_the_answer_wraps_and_stays_visible(narrow_page, scripted_url):
+    page = narrow_page
+    page.goto(scripted_url)
+    page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+    ask_in_page(page, "Which European country joined the drone coalition alongside Turkey?")
+    page.locator("#qa-docview-box").get_by_text("Answer in its document").click()
+    page.locator("#qa-docview mark").wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 420  # nothing sticks out sideways
+    page.wait_for_timeout(500)  # the scroll-into-view after the answer
+    for span, container, scroller in (
+        ("#qa-chat .qa-answer-text strong", "#qa-chat .qa-answer", "#qa-chat .bubble-wrap"),
+        ("#qa-chat .qa-context strong", "#qa-chat .qa-answer", None),
+        ("#qa-sources-panel mark", "#qa-sources-panel .qa-passage", "#qa-sources-panel .qa-sources"),
+        ("#qa-docview mark", "#qa-docview .qa-docview-text", "#qa-docview .qa-docview-text"),
+    ):
+        lines = _rects(page, span)
+        assert len(lines) >= 2, span  # a long answer: it wraps ...
+        outer = _box(page, container)
+        for r in lines:  # ... and every line of it lies inside its box and the viewport
+            assert r["x"] >= outer["x"] - 1 and r["x"] + r["width"] <= outer["x"] + outer["width"] + 1, (span, r, outer)
+            assert r["x"] >= 0 and r["x"] + r["width"] <= 420, (span, r)
+        if scroller:  # ... and is scrolled into view in its scroll box, not cut off at its edge
+            box = _box(page, scroller)
+            for r in lines:
+                assert r["y"] >= box["y"] - 1 and r["y"] + r["height"] <= box["y"] + box["height"] + 1, (span, r, box)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui_answer_420px.png"), full_page=True)
 
 
-def test_documents_panel_names_borders_and_remove_row(browser, seeds_url):
-    context = browser.new_context(viewport={"width": 420, "height": 900})
-    page = context.new_page()
-    try:
-        page.goto(seeds_url)
-        page.wait_for_selector("#qa-docs-list td.qa-doc", timeout=TIMEOUT_MS)
-        # The long name wraps, but only between its parts ("japan_" "defense_" ...), never mid-word.
-        words = page.evaluate(
-            """() => { const cell = document.querySelector('#qa-docs-list td.qa-doc'); const out = [];
-              const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT); let node;
-              while ((node = walker.nextNode())) { const range = document.createRange(); range.selectNodeContents(node);
-                const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
-                out.push([node.textContent, tops.size, Math.round(range.getBoundingClientRect().top)]); }
-              return out; }"""
-        )
-        assert "".join(w for w, _, _ in words) == "japan_defense_minister_turkey_visit.txt"
-        assert all(lines == 1 for _, lines, _ in words), words
-        assert len({top for _, _, top in words}) >= 2, words  # it does wrap at this width
-        # Light rules between rows, no dark grid.
-        for cell in ("#qa-docs-list table.qa-docs", "#qa-docs-list table.qa-docs tr", "#qa-docs-list table.qa-docs td"):
-            assert _style(page, cell, "borderLeftWidth", "borderTopWidth") == ["0px", "0px"], cell
-        # The remove dropdown and its button: side by side, the same height, aligned.
-        field = _box(page, "#qa-remove-choice")
-        button = _box(page, "#qa-remove")
-        assert abs(field["height"] - button["height"]) <= 2 and abs(field["y"] - button["y"]) <= 2, (field, button)
-        assert button["height"] < 60 and field["x"] + field["width"] <= button["x"]
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.locator("#qa-docs").screenshot(path=str(ARTIFACTS / "ui_documents_420px.png"))
-    finally:
-        context.close()
+def test_documents_panel_names_borders_and_remove_row(narrow_page, seeds_url):
+    page = narrow_page
+    page.goto(seeds_url)
+    page.wait_for_selector("#qa-docs-list td.qa-doc", timeout=TIMEOUT_MS)
+    # The long name wraps, but only between its parts ("japan_" "defense_" ...), never mid-word.
+    words = page.evaluate(
+        """() => { const cell = document.querySelector('#qa-docs-list td.qa-doc'); const out = [];
+          const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT); let node;
+          while ((node = walker.nextNode())) { const range = document.createRange(); range.selectNodeContents(node);
+            const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+            out.push([node.textContent, tops.size, Math.round(range.getBoundingClientRect().top)]); }
+          return out; }"""
+    )
+    assert "".join(w for w, _, _ in words) == "japan_defense_minister_turkey_visit.txt"
+    assert all(lines == 1 for _, lines, _ in words), words
+    assert len({top for _, _, top in words}) >= 2, words  # it does wrap at this width
+    # Light rules between rows, no dark grid.
+    for cell in ("#qa-docs-list table.qa-docs", "#qa-docs-list table.qa-docs tr", "#qa-docs-list table.qa-docs td"):
+        assert _style(page, cell, "borderLeftWidth", "borderTopWidth") == ["0px", "0px"], cell
+    # The remove dropdown and its button: side by side, the same height, aligned.
+    field = _box(page, "#qa-remove-choice")
+    button = _box(page, "#qa-remove")
+    assert abs(field["height"] - button["height"]) <= 2 and abs(field["y"] - button["y"]) <= 2, (field, button)
+    assert button["height"] < 60 and field["x"] + field["width"] <= button["x"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#qa-docs").screenshot(path=str(ARTIFACTS / "ui_documents_420px.png"))
 
 
 def test_hostile_document_runs_nothing_and_shows_as_text(page, hostile_url):

@@ -1,5 +1,5 @@
 """Errors every store and encoder raises, below the modules that raise them (no import circle:
-:mod:`embeddings.encoder`, :mod:`embeddings.index` and :mod:`embeddings.stores` all import from here)."""
+:mod:`embeddings.encoders.encoder`, :mod:`embeddings.stores.index` and :mod:`embeddings.stores` all import from here)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""``python -m qa``: the command line (see :mod:`qa.cli`)."""
+"""``python -m qa``: the command line (see :mod:`qa.tools.cli`)."""
 
 import sys
 
-from qa.cli import main
+from qa.tools.cli import main
 
 sys.exit(main())

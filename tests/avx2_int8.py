@@ -19,7 +19,6 @@ for some models running on non-VNNI machine").
 from __future__ import annotations
 
 import numpy as np
-
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 

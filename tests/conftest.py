@@ -76,7 +76,7 @@ def tiny_qa_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-    from embeddings.encoder import packaged_minilm_path
+    from embeddings.encoders.encoder import packaged_minilm_path
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-qa")

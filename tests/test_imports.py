@@ -1,5 +1,5 @@
 """No import circles in qa/, embeddings/ or ui/: errors and shared types live below the modules
-that raise or use them (embeddings.errors, embeddings.records, embeddings.variants,
+that raise or use them (embeddings.errors, embeddings.stores.records, embeddings.encoders.variants,
 embeddings.stores.base, ...).
 
 Every import counts -- at module level, inside a function (a "lazy" import is still a
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("qa", "embeddings", "ui")
@@ -124,8 +122,8 @@ def _in_reader(circle: list[str]) -> bool:
 
 def test_the_graph_sees_lazy_and_relative_imports() -> None:
     graph = import_graph()
-    assert "embeddings.index" in graph["qa.indexing"]
-    assert "qa.config" in graph["embeddings.index"]  # imported inside functions
+    assert "embeddings.stores.index" in graph["qa.ingest.indexing"]
+    assert "qa.config" in graph["embeddings.stores.index"]  # imported inside functions
     assert graph["embeddings.stores.postgres"].keys() >= {"embeddings.stores.base", "embeddings.errors"}
     fake = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}
     assert import_circles(fake) == [["a", "b", "c"]]
@@ -141,3 +139,43 @@ def test_no_import_circle_in_the_reader() -> None:
     graph = import_graph()
     circles = [c for c in import_circles(graph) if _in_reader(c)]
     assert not circles, "import circles:\n" + "\n".join(_describe(c, graph) for c in circles)
+
+
+#: The data flow's order, lowest first: a module may import from its own layer or a lower one,
+#: never from a higher one (README, "How it works"). A module belongs to the longest prefix listed.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("qa.config",),  # every default
+    ("qa.answer", "embeddings.errors"),  # the types and errors that travel through every stage
+    ("qa.ingest.extraction", "qa.ingest.documents", "qa.ingest.chunking", "qa.retrieval.bm25"),  # text, chunks, tokens
+    ("embeddings.encoders",),  # text -> vectors
+    ("embeddings.stores", "embeddings"),  # chunks + vectors -> a searchable store
+    ("qa.ingest.indexing", "qa.ingest", "qa.retrieval", "qa.reader"),  # plan + apply; retrieve; read
+    ("qa.pipeline",),  # ask()
+    ("qa.tools", "ui", "qa"),  # the command line, evaluation, benchmarks, the chat and the API; `qa` re-exports ask
+)
+
+
+def layer_of(module: str) -> int:
+    best, rank = "", -1
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, rank = prefix, i
+    return rank
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in import_graph() if layer_of(m) < 0] == []
+    assert layer_of("qa.retrieval.bm25") < layer_of("embeddings.stores.postgres") < layer_of("qa.retrieval.retrievers")
+    assert layer_of("qa") > layer_of("qa.pipeline") > layer_of("qa.reader.decoding")
+
+
+def test_imports_go_down_the_layers_only() -> None:
+    graph = import_graph()
+    upward = [
+        f"{a} (layer {layer_of(a)}) -> {b} (layer {layer_of(b)}) ({_modules()[a].relative_to(ROOT)}:{line})"
+        for a, edges in sorted(graph.items())
+        for b, line in sorted(edges.items())
+        if layer_of(b) > layer_of(a)
+    ]
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)

@@ -44,7 +44,7 @@ def test_bad_top_k_is_refused(tmp_path: Path) -> None:
 @pytest.mark.reader
 @pytest.mark.slow
 def test_ask_returns_answer_with_citations_and_passages(tmp_path: Path) -> None:
-    from qa.indexing import index_folder
+    from qa.ingest.indexing import index_folder
     from tests.conftest import ROOT
 
     index_folder(ROOT / "seeds", tmp_path / "idx")

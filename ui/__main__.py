@@ -1,5 +1,5 @@
 """``python -m ui``: serve the browser chat and the HTTP API on one port (loopback only
-unless ``--host`` says otherwise; then only with sign-in, see :mod:`qa.auth`)."""
+unless ``--host`` says otherwise; then only with sign-in, see :mod:`ui.auth`)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the app and serve it until interrupted; returns the process exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from qa.auth import check_exposure, open_auth
+    from ui.auth import check_exposure, open_auth
 
     # Decided before anything loads: a refused exposure fails in well under a second.
     auth_file = args.auth_file or config.auth_file_for(args.index)

@@ -25,7 +25,7 @@ arrival order, at most ``ask_queue`` of them. Uploads, removals, listings, healt
 checks never wait behind questions: they run in Starlette's default thread pool, which
 questions do not use.
 
-With a credentials file (:mod:`qa.auth`) every endpoint needs ``Authorization: Bearer
+With a credentials file (:mod:`ui.auth`) every endpoint needs ``Authorization: Bearer
 TOKEN``; uploading and removing need the ``editor`` role. Request bodies are limited
 before they are read (:class:`BodyLimitMiddleware`).
 """
@@ -53,10 +53,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from embeddings.index import IndexLoadError, VectorIndex
 from embeddings.stores import StoreUnavailableError, display_location
+from embeddings.stores.index import IndexLoadError, VectorIndex
 from qa import config
-from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
+from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
 from qa.pipeline import ask, load_index
 
 logger = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ def health_payload(
 
 
 def document_payload(doc: Any) -> dict:
-    """One :class:`qa.indexing.DocumentInfo` as JSON."""
+    """One :class:`qa.ingest.indexing.DocumentInfo` as JSON."""
     return {
         "id": doc.doc_id,
         "source": doc.source,
@@ -310,7 +310,7 @@ def document_payload(doc: Any) -> dict:
 
 
 def upload_status(report: Any, files: int) -> tuple[int, str | None]:
-    """The status of an upload's answer and its error, from its :class:`~qa.indexing.IndexReport`
+    """The status of an upload's answer and its error, from its :class:`~qa.ingest.indexing.IndexReport`
     and the number of ``files`` sent: 200 unless every file was refused; then 415 if all were
     refused for their type, 413 if for their type or size, else 422 (unreadable files)."""
     if len(report.skipped) < files or report.added or report.changed:
@@ -399,7 +399,7 @@ def create_api(
 ) -> FastAPI:
     """The API over ``index`` (as :func:`qa.ask` takes it), answering with ``reader`` and
     ``retriever``; uploads are embedded with ``encoder`` (default: the index's model).
-    ``auth`` is a :class:`qa.auth.AuthStore` (sign-in required) or ``None`` (open).
+    ``auth`` is a :class:`ui.auth.AuthStore` (sign-in required) or ``None`` (open).
     At most ``ask_concurrency`` questions are computed at once and ``ask_queue`` wait for a
     turn (defaults: :data:`qa.config.API_ASK_CONCURRENCY`, :data:`qa.config.API_ASK_QUEUE`);
     the limiter is ``app.state.qa_asks`` (an :class:`AskLimiter`).

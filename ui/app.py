@@ -1,11 +1,11 @@
 """The Gradio app: a chat that answers from an index, with a sources panel beside it.
 
 A thin layer: every answer comes from :func:`qa.ask`, the index summary from
-:func:`qa.pipeline.load_index`, uploads and removals from :mod:`qa.indexing`
+:func:`qa.pipeline.load_index`, uploads and removals from :mod:`qa.ingest.indexing`
 (``add_uploads``, ``remove_documents``), and all markup from :mod:`ui.formatting`.
 
 :func:`launch` serves the chat and the HTTP API (:mod:`ui.api`) on one port with uvicorn.
-With a credentials file (:mod:`qa.auth`) the chat asks to sign in, and only editors may
+With a credentials file (:mod:`ui.auth`) the chat asks to sign in, and only editors may
 upload and remove documents (the handlers check the signed-in user, not only the page).
 
 >>> from ui.app import build_app, launch
@@ -23,11 +23,11 @@ from typing import Any
 
 import gradio as gr
 
-from embeddings.index import VectorIndex
 from embeddings.stores import StoreUnavailableError, display_location, is_store_url
+from embeddings.stores.index import VectorIndex
 from qa import config
-from qa.extraction import SUPPORTED_SUFFIXES
-from qa.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
+from qa.ingest.extraction import SUPPORTED_SUFFIXES
+from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
 from qa.pipeline import ask, load_index
 from ui import DEFAULT_HOST, DEFAULT_PORT
 from ui import formatting as fmt
@@ -224,7 +224,7 @@ def upload_documents(
 ) -> str:
     """Index uploaded files into ``index_dir``; returns the status message (HTML).
 
-    The checks (safe names, supported types, size) live in :func:`qa.indexing.add_uploads`;
+    The checks (safe names, supported types, size) live in :func:`qa.ingest.indexing.add_uploads`;
     each refused file is listed with its reason."""
     if index_dir is None:
         return fmt.format_status_html(["This app answers from an in-memory index: start it on an index directory to add documents."], ok=False)
@@ -338,7 +338,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
     index over ``seeds/``). Queued with :data:`CONCURRENCY_LIMIT` workers; the main event's
     API name is ``/ask`` (inputs: question, top_k).
 
-    ``auth`` (a :class:`qa.auth.AuthStore`, or ``None`` for no sign-in) is the credentials
+    ``auth`` (a :class:`ui.auth.AuthStore`, or ``None`` for no sign-in) is the credentials
     the app is served with (:func:`launch` makes the chat ask to sign in); the upload and
     remove controls are shown to editors only, and their handlers refuse anyone else.
 
@@ -519,7 +519,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                         "Upload documents",
                         file_count="multiple",
                         # No file_types: Gradio would refuse the whole batch for one wrong file;
-                        # qa.indexing.add_uploads refuses such files one by one, with a reason.
+                        # qa.ingest.indexing.add_uploads refuses such files one by one, with a reason.
                         size="sm",
                         interactive=index_dir is not None,
                         visible=auth is None,
@@ -615,7 +615,7 @@ def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str 
         auth_message="Sign in with the name and password from `qa auth add-user`." if auth is not None else None,
         show_error=True,
         # A hard cap on what the chat accepts at all; files over MAX_UPLOAD_BYTES but under
-        # this get a per-file message from qa.indexing.add_uploads instead.
+        # this get a per-file message from qa.ingest.indexing.add_uploads instead.
         max_file_size=max_file_size if max_file_size is not None else 4 * MAX_UPLOAD_BYTES,
         ssr_mode=False,
         theme=_theme(),

@@ -380,7 +380,7 @@ def source_label(source: str, doc_id: str) -> str:
 def format_documents_html(documents: list) -> str:
     """The indexed documents as a small table: id, type, chunks (and pages for PDFs).
 
-    ``documents`` are :class:`qa.indexing.DocumentInfo` (anything with ``doc_id``, ``kind``,
+    ``documents`` are :class:`qa.ingest.indexing.DocumentInfo` (anything with ``doc_id``, ``kind``,
     ``chunks`` and ``pages``)."""
     if not documents:
         return '<div class="qa-docs qa-docs-empty">No documents indexed yet: upload some.</div>'
@@ -413,7 +413,7 @@ def format_status_html(lines: list[str], *, ok: bool = True) -> str:
     return f'<div class="qa-status {cls}">{body}</div>'
 
 
-def format_index_report_html(report, chunks: dict[str, int] | None = None) -> str:  # noqa: ANN001 - qa.indexing.IndexReport
+def format_index_report_html(report, chunks: dict[str, int] | None = None) -> str:  # noqa: ANN001 - qa.ingest.indexing.IndexReport
     """What an upload or removal did, with every refused file and its reason; with
     ``chunks`` (document id → chunk count) each added or replaced document shows its count.
 

@@ -1,12 +1,14 @@
 """The one interface between the pipeline and an index store, and what every store shares.
 
 A store is chosen by what ``--index`` names (:func:`embeddings.stores.writable_store`): a
-directory (:mod:`embeddings.stores.directory`, over :mod:`embeddings.index`) or a
-``postgresql://`` URL (:mod:`embeddings.stores.postgres`). :mod:`qa.indexing` plans every
+directory (:mod:`embeddings.stores.directory`, over :mod:`embeddings.stores.index`) or a
+``postgresql://`` URL (:mod:`embeddings.stores.postgres`). :mod:`qa.ingest.indexing` plans every
 update once, embeds once, and hands the :class:`Plan` to whichever store; adding a third
-store (OpenSearch, Qdrant, ...) means one new module implementing :class:`IndexStore` and
-:class:`StoreWriter`, registered in :func:`embeddings.stores.writable_store`, and its
-parameter in ``tests/test_stores.py`` (the contract suite runs over every store).
+store (OpenSearch, Qdrant, ...) means one new module in ``embeddings/stores/`` implementing
+:class:`IndexStore` and :class:`StoreWriter` and declaring the URL schemes it serves
+(``URL_SCHEMES``, ``URL_STORE``, ``URL_EXTRA``: :func:`embeddings.stores.open_store` finds it by
+them, nothing else registers it), and its parameter in ``tests/embeddings/stores/test_stores.py``
+(the contract suite runs over every store).
 
 Writing (:class:`IndexStore`, :class:`StoreWriter`)::
 
@@ -14,11 +16,11 @@ Writing (:class:`IndexStore`, :class:`StoreWriter`)::
         meta = w.meta()                     # IndexMeta, None (no index), or IndexLoadError (unusable)
         why = reuse_problem(meta, ...)      # "" or the one rebuild message (model, variant, chunking, tokenizer)
         old = w.states()                    # doc_id -> the store's own per-document state
-        ... plan (qa.indexing.plan_changes, w.needs_update) ...
+        ... plan (qa.ingest.indexing.plan_changes, w.needs_update) ...
         w.apply(plan, embed)                # add/replace/remove: one commit (directory: a new
                                             # generation) or one transaction per document (PostgreSQL)
 
-Reading: both the directory index (:class:`embeddings.index.VectorIndex`) and
+Reading: both the directory index (:class:`embeddings.stores.index.VectorIndex`) and
 :class:`~embeddings.stores.postgres.PostgresStore` carry ``embedding_model``, ``dimension``,
 ``encoder_variant``, ``counts()``, ``document(doc_id)``; the listings go through
 :meth:`IndexStore.documents`.
@@ -30,21 +32,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
-from embeddings.records import Hit
-from embeddings.variants import LEGACY_VARIANT
+from embeddings.encoders.variants import LEGACY_VARIANT
+from embeddings.stores.records import Hit
 
-#: URL schemes that name a PostgreSQL store.
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+#: ``scheme://`` at the start of a location: a URL names a store served by a module of
+#: :mod:`embeddings.stores` (two letters at least, so a Windows drive ``C:/`` stays a path).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 def is_store_url(location: object) -> bool:
-    """True when ``location`` names a PostgreSQL store (a ``postgresql://`` or ``postgres://`` URL)."""
-    return isinstance(location, str) and location.strip().lower().startswith(POSTGRES_SCHEMES)
+    """True when ``location`` is a URL (``postgresql://...``, or any ``scheme://...``): it names a
+    store server, not a directory. Which store serves the scheme is :func:`embeddings.stores.open_store`'s
+    question (an unknown scheme is refused there with the known ones)."""
+    return isinstance(location, str) and _URL.match(location.strip()) is not None
 
 
 def index_location(text: str | os.PathLike[str]) -> str | os.PathLike[str]:
@@ -117,9 +123,9 @@ def reuse_problem(previous: IndexMeta | None, wanted: IndexMeta) -> str:
 
 @dataclass
 class Plan:
-    """What one update does, decided once by :mod:`qa.indexing` for whichever store.
+    """What one update does, decided once by :mod:`qa.ingest.indexing` for whichever store.
 
-    ``documents`` (``qa.documents.Document``: new and changed ones, replaced by id) are embedded
+    ``documents`` (``qa.ingest.documents.Document``: new and changed ones, replaced by id) are embedded
     by the ``embed`` callable given to :meth:`StoreWriter.apply` -- all at once, or one at a time
     where the store commits each document on its own. ``remove`` ids are dropped.
     With ``fresh`` nothing stored is kept: the index is recreated for ``meta``.
@@ -143,7 +149,7 @@ class Applied:
     embedded_chunks: int = 0
 
 
-#: ``embed(documents) -> list[embeddings.index.NewDocument]`` (chunked, embedded, tokenised).
+#: ``embed(documents) -> list[embeddings.stores.index.NewDocument]`` (chunked, embedded, tokenised).
 Embed = Callable[[Sequence[Any]], list[Any]]
 
 
@@ -243,7 +249,7 @@ class IndexStore(Protocol):
 @runtime_checkable
 class Store(Protocol):
     """What the retrievers need from a loaded index of any store (a directory's
-    :class:`~embeddings.index.VectorIndex`, a :class:`~embeddings.stores.postgres.PostgresStore`).
+    :class:`~embeddings.stores.index.VectorIndex`, a :class:`~embeddings.stores.postgres.PostgresStore`).
     Every search returns at most ``k`` hits, best first, built from the same chunk records, so
     passages, chunk ids and citations are identical whichever store answers."""
 
@@ -265,7 +271,7 @@ class Store(Protocol):
         ...
 
     def search_bm25(self, tokens: Sequence[str], k: int) -> list[Hit]:
-        """The ``k`` best chunks by BM25 over the question's :func:`qa.bm25.tokenize` tokens
+        """The ``k`` best chunks by BM25 over the question's :func:`qa.retrieval.bm25.tokenize` tokens
         (``components``: ``bm25``; only chunks sharing a term)."""
         ...
 

@@ -1,5 +1,5 @@
 """The directory store: :class:`~embeddings.stores.base.IndexStore` over a folder of immutable
-segments switched by a manifest (:mod:`embeddings.index`, :mod:`embeddings.segment`).
+segments switched by a manifest (:mod:`embeddings.stores.index`, :mod:`embeddings.stores.segment`).
 
 An update is one atomic commit of a new generation under the folder's writer lock (a file
 lock): only the new and changed documents go into one new segment, removed and replaced
@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from embeddings.index import (
+from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument
+from embeddings.stores.index import (
     DocEntry,
     Manifest,
     added_entries,
@@ -29,7 +30,6 @@ from embeddings.index import (
     tidy,
     write_lock,
 )
-from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument
 
 
 def manifest_meta(manifest: Manifest) -> IndexMeta:
@@ -91,7 +91,7 @@ class DirectoryWriter:
         return None
 
     def stage(self, docs: dict[str, Any]) -> None:
-        from qa.extraction import suffix_of
+        from qa.ingest.extraction import suffix_of
 
         for doc_id, doc in list(docs.items()):
             if doc.data is not None:  # an added document's bytes: kept before the commit names them
@@ -144,7 +144,7 @@ class DirectoryStore:
     def summary(self) -> dict | None:
         import json
 
-        from embeddings.index import current_generation
+        from embeddings.stores.index import current_generation
 
         if not has_index(self.root):
             return None

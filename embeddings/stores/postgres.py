@@ -17,12 +17,12 @@ Schema (created and versioned by this module; ``qa_`` tables in the connection's
 passages, chunk ids and citations are identical whichever store answers. Vectors are
 L2-normalised, so inner product = cosine, as with the directory store's FAISS index.
 
-Keywords: ``tsv`` holds the project's own BM25 tokens (:func:`qa.bm25.tokenize`: folded,
+Keywords: ``tsv`` holds the project's own BM25 tokens (:func:`qa.retrieval.bm25.tokenize`: folded,
 stopwords removed, light stemming, codes kept whole) with their positions, written as
 ``tsvector`` literals (no PostgreSQL dictionary in between), found through the GIN index.
 Candidates are bounded: at most ``PG_KEYWORD_CANDIDATES_PER_TERM`` chunks per question
 term, so a common word does not make the database score every row that has it. The
-candidates are scored with the same BM25 as :mod:`qa.bm25` (Lucene idf, ``k1`` 1.5, ``b``
+candidates are scored with the same BM25 as :mod:`qa.retrieval.bm25` (Lucene idf, ``k1`` 1.5, ``b``
 0.75; term frequency from the positions, document frequency and lengths from
 ``qa_terms`` / ``qa_stats``, kept in the writers' transactions), so keyword scores and
 rankings equal the directory store's wherever no term hits the bound.
@@ -54,10 +54,16 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from embeddings.encoders.variants import check_variant
 from embeddings.errors import IndexLoadError, StoreUnavailableError, rebuild_hint
-from embeddings.records import ChunkRecord, DocumentRecord, Hit, text_sha256
 from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location
-from embeddings.variants import check_variant
+from embeddings.stores.records import ChunkRecord, DocumentRecord, Hit, text_sha256
+
+#: The URLs this store serves, found by :func:`embeddings.stores.open_store` without importing
+#: this module (so a missing driver is reported with the extra that installs it).
+URL_SCHEMES = ("postgresql", "postgres")
+URL_STORE = "PostgresStore"
+URL_EXTRA = "postgres"
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ _STATS = "qa_stats"
 #: (created if missing, outside the schema version): a rebuild reads them again from here.
 _ORIGINALS = "qa_originals"
 
-#: BM25 parameters of :mod:`qa.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
+#: BM25 parameters of :mod:`qa.retrieval.bm25` (bm25s' defaults, Lucene variant), so keyword scores match.
 #: Column types for the vectors: 32-bit floats, or 16-bit (half the memory, HNSW included).
 VECTOR_TYPES = ("vector", "halfvec")
 
@@ -220,7 +226,7 @@ class PostgresStore:
                 f"PostgreSQL index {self.directory!r} was built with embedding model {model!r}, not {expect_model!r}; "
                 f"{rebuild_hint(self.directory)} (or use the model it was built with)"
             )
-        from qa.bm25 import TOKENIZER_VERSION
+        from qa.retrieval.bm25 import TOKENIZER_VERSION
 
         if meta.get("tokenizer") != TOKENIZER_VERSION:
             raise _meta_error(
@@ -362,7 +368,7 @@ class PostgresStore:
         ORDER BY dense.dist, c.id
     """
 
-    # BM25 exactly as qa.bm25 computes it (Lucene idf, k1 = 1.5, b = 0.75, document length in
+    # BM25 exactly as qa.retrieval.bm25 computes it (Lucene idf, k1 = 1.5, b = 0.75, document length in
     # tokens, a repeated question token counted again), over at most ``per_term`` candidate
     # chunks per question term; document frequencies and lengths come from qa_terms/qa_stats,
     # written in the same transactions as the chunks.
@@ -622,7 +628,7 @@ class StoreWriter:
         (recorded so questions are embedded the same way; ``None``: not recorded).
         """
         from qa import config
-        from qa.bm25 import TOKENIZER_VERSION
+        from qa.retrieval.bm25 import TOKENIZER_VERSION
 
         vector_type = vector_type or config.PG_VECTOR_TYPE
         if vector_type not in VECTOR_TYPES:
@@ -764,7 +770,7 @@ class StoreWriter:
         total = 0
         with self.conn.cursor() as cur, cur.copy(copy) as out:
             for rec, vec, toks in zip(chunks, vectors, tokens, strict=True):
-                # As qa.bm25: a chunk of stopwords only counts as one (empty) token.
+                # As qa.retrieval.bm25: a chunk of stopwords only counts as one (empty) token.
                 ntokens = max(len(toks), 1)
                 total += ntokens
                 for t in {t for t in toks if t and len(t) <= MAX_LEXEME_CHARS}:

@@ -9,7 +9,7 @@ scored it, the answer's length and shape against the question's wh-word, how muc
 question the passage covers -- to P(correct) with a logistic regression.
 
 * :func:`span_features` computes the features, the one function both answering
-  (:class:`qa.reader.TransformersReader`) and fitting (:mod:`qa.calibrate`) use;
+  (:class:`qa.reader.TransformersReader`) and fitting (:mod:`qa.tools.calibrate`) use;
 * :class:`Calibrator` is the fitted model: a versioned JSON file (no pickle) next to the
   weights it was fitted for (``calibration.json``), refused when the weights differ;
 * :func:`fit_logistic` fits it deterministically (L-BFGS-B with bounds), with the weights
@@ -103,7 +103,7 @@ def _words(text: str) -> list[str]:
 
 
 def _content(text: str) -> set[str]:
-    from qa.bm25 import tokenize
+    from qa.retrieval.bm25 import tokenize
 
     return set(tokenize(text))
 

@@ -1,6 +1,6 @@
 """The reader with int8 *compute* in ONNX Runtime: ``QA_READER_QUANTIZE=onnx-q8``.
 
-The recipe is the ``onnx-q8`` sentence encoder's (:mod:`embeddings.onnx_quant`), applied to
+The recipe is the ``onnx-q8`` sentence encoder's (:mod:`embeddings.encoders.onnx_quant`), applied to
 any ``AutoModelForQuestionAnswering`` checkpoint the reader loads:
 
 1. export the fp32 checkpoint to ONNX (``torch.onnx.export``, opset 17, dynamic batch and
@@ -48,7 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.onnx_quant import _DropFrom, _sha256, activation_maxima, build, cache_dir, fallback_dir, weight_matmuls
+from embeddings.encoders.onnx_quant import (
+    _DropFrom,
+    _sha256,
+    activation_maxima,
+    build,
+    cache_dir,
+    fallback_dir,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -183,7 +183,7 @@ def add_retrieved_negatives(examples: list[QAExample], ratio: float, rng: random
     """
     if ratio <= 0:
         return []
-    from qa.bm25 import BM25Index
+    from qa.retrieval.bm25 import BM25Index
 
     contexts: list[str] = []
     articles: list[int] = []

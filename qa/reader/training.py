@@ -25,11 +25,11 @@ from typing import Any
 
 from qa.reader.squad import (
     QAExample,
+    add_contrast_negatives,
     add_cut_negatives,
     add_negatives,
-    add_retrieved_negatives,
-    add_contrast_negatives,
     add_noisy_positives,
+    add_retrieved_negatives,
     add_swapped_negatives,
     length_grouped_batches,
     load_squad,

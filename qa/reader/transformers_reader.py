@@ -22,7 +22,14 @@ import numpy as np
 
 from qa import config
 from qa.answer import Answer, Passage
-from qa.reader.calibration import CALIBRATION_FILE, CalibrationMismatch, Calibrator, Candidate, answer_score, weights_fingerprint
+from qa.reader.calibration import (
+    CALIBRATION_FILE,
+    CalibrationMismatch,
+    Calibrator,
+    Candidate,
+    answer_score,
+    weights_fingerprint,
+)
 from qa.reader.decoding import decode_candidates, fold_letters, make_answer, trim_span
 from qa.reader.windows import MODEL_INPUTS, WindowTokenizer
 

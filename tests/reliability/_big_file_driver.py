@@ -38,15 +38,14 @@ def main() -> None:
             written += len(para) + 2
     (docs / "small.txt").write_text("The lighthouse keeper is Ada Byron. She lives by the sea.", encoding="utf-8")
 
-    from qa.indexing import index_folder  # imports (faiss, numpy, bm25s) before the baseline
-    from embeddings.index import VectorIndex
-    from qa.retrieval import BM25Retriever, DenseRetriever
-
-    import bm25s  # noqa: F401
-
     import gc
 
+    import bm25s  # noqa: F401
     import psutil
+
+    from embeddings.stores.index import VectorIndex
+    from qa.ingest.indexing import index_folder  # imports (faiss, numpy, bm25s) before the baseline
+    from qa.retrieval.retrievers import BM25Retriever, DenseRetriever
 
     encoder = FastEncoder()
     gc.collect()

@@ -34,8 +34,8 @@ def main() -> int:
     args = parser.parse_args()
     phase("start")
 
-    import embeddings.index as index_module
-    from qa.indexing import add_files, compact_index, index_folder, remove_documents
+    import embeddings.stores.index as index_module
+    from qa.ingest.indexing import add_files, compact_index, index_folder, remove_documents
     from tests.reliability.helpers import FastEncoder
 
     if args.slow_fsync:

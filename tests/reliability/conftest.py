@@ -28,7 +28,7 @@ def fast_encoder() -> FastEncoder:
 @pytest.fixture(scope="session")
 def real_seeds_index(tmp_path_factory) -> Path:
     """A real index over seeds/ (packaged MiniLM in ONNX Runtime, the default variant: no PyTorch import)."""
-    from qa.indexing import index_folder
+    from qa.ingest.indexing import index_folder
 
     index_dir = tmp_path_factory.mktemp("reliability-seeds") / "index"
     index_folder(SEEDS, index_dir, encoder=NoTorchMiniLM())
@@ -63,7 +63,7 @@ def hostile_docs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def hostile_index(hostile_docs) -> Path:
-    from qa.indexing import index_folder
+    from qa.ingest.indexing import index_folder
 
     index_dir = hostile_docs.parent / "index"
     report = index_folder(hostile_docs, index_dir, encoder=NoTorchMiniLM())
@@ -77,7 +77,7 @@ def served_app(hostile_index):
     process, on a free port with the default host. Yields ``(url, process)``."""
     import subprocess
 
-    from tests.ui_helpers import free_port, wait_until_up
+    from tests.ui.helpers import free_port, wait_until_up
 
     port = free_port()
     log = open(hostile_index.parent / "server.log", "w+", encoding="utf-8")  # noqa: SIM115

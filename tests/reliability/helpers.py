@@ -71,8 +71,7 @@ class NoTorchMiniLM:
     PyTorch: builds a real index fast, which the app then queries alike."""
 
     def __init__(self) -> None:
-        from embeddings.encoder import get_encoder
-
+        from embeddings.encoders.encoder import get_encoder
         from qa import config
 
         self._inner = get_encoder(None, config.ENCODER_VARIANT)

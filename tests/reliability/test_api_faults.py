@@ -2,7 +2,7 @@
 seed index): clients that hang up mid-request or mid-body, slow clients (byte-by-byte bodies,
 slowloris headers) and 100 MB bodies. In each case a few other clients keep asking at the
 same time: they must all get answers, with latency not far off the fault-free baseline, and
-the server must stay up. The faults themselves are qa.bench_api's (``qa bench api --faults``).
+the server must stay up. The faults themselves are qa.tools.bench_api's (``qa bench api --faults``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from qa import bench_api
-from qa.auth import add_user
+from qa.tools import bench_api
+from ui.auth import add_user
 
 pytestmark = pytest.mark.slow
 

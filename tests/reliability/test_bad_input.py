@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.index import IndexLoadError, VectorIndex, current_generation, has_index
-from qa.documents import load_folder
-from qa.indexing import index_folder, update_index
+from embeddings.stores.index import IndexLoadError, VectorIndex, current_generation, has_index
+from qa.ingest.documents import load_folder
+from qa.ingest.indexing import index_folder, update_index
 from qa.pipeline import ask, validate_question
 from tests.reliability.helpers import HERE, PY, ROOT, FastEncoder, subprocess_env
 
@@ -136,8 +136,8 @@ def test_bad_documents_are_skipped_and_indexed_ones_kept(docs_dir, fast_encoder,
 def test_cli_reports_skipped_files_and_exits_zero(docs_dir, tmp_path):
     _bad_files(docs_dir)
     driver = (
-        "import sys; from tests.reliability.helpers import FastEncoder; import qa.cli as c; "
-        "import embeddings.encoder as e; e.get_encoder = lambda name=None: FastEncoder(); sys.exit(c.main(sys.argv[1:]))"
+        "import sys; from tests.reliability.helpers import FastEncoder; import qa.tools.cli as c; "
+        "import embeddings.encoders.encoder as e; e.get_encoder = lambda name=None: FastEncoder(); sys.exit(c.main(sys.argv[1:]))"
     )
     out = subprocess.run(
         [PY, "-c", driver, "index", str(docs_dir), "--index", str(tmp_path / "idx")],
@@ -163,7 +163,7 @@ def test_symlink_loops_and_dangling_links_do_not_hang(docs_dir, fast_encoder, tm
 
 
 def test_file_vanishing_between_discovery_and_read_is_skipped(docs_dir, fast_encoder, tmp_path, monkeypatch):
-    import qa.documents as documents
+    import qa.ingest.documents as documents
 
     real = documents.discover
 

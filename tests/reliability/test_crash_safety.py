@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.index import VectorIndex, current_generation
-from qa.indexing import index_folder
-from qa.retrieval import BM25Retriever, DenseRetriever
+from embeddings.stores.index import VectorIndex, current_generation
+from qa.ingest.indexing import index_folder
+from qa.retrieval.retrievers import BM25Retriever, DenseRetriever
 from tests.reliability.helpers import HERE, PY, ROOT, FastEncoder, record_figure, subprocess_env, write_corpus
 
 DRIVER = str(HERE / "_index_driver.py")
@@ -202,7 +202,7 @@ def segmented(corpus, tmp_path_factory) -> tuple[Path, Path]:
     for path in sorted(extra.rglob("doc*.txt")):
         if int(path.stem[3:]) < 30:
             path.unlink()
-    from qa.indexing import add_files, remove_documents
+    from qa.ingest.indexing import add_files, remove_documents
 
     add_files(index, [extra], encoder=FastEncoder())  # a second segment
     remove_documents(index, ["part0/doc00.txt", "part1/doc04.txt"])  # tombstones in the first

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.reliability.helpers import ROOT
-from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, ask_in_page
+from tests.ui.helpers import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, ask_in_page
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
@@ -173,10 +173,10 @@ def test_no_pickle_eval_or_exec_in_project_sources():
 
 
 def _upload_api():
-    import qa.indexing as indexing
+    import qa.ingest.indexing as indexing
 
     if not all(hasattr(indexing, n) for n in ("add_uploads", "safe_upload_name")):
-        pytest.skip("chat uploads (qa.indexing.add_uploads) are not implemented in this checkout")
+        pytest.skip("chat uploads (qa.ingest.indexing.add_uploads) are not implemented in this checkout")
     return indexing
 
 
@@ -198,7 +198,7 @@ def test_unusable_upload_names_are_refused(name):
 
 
 def test_hostile_uploads_are_refused_and_index_is_untouched(tmp_path, docs_dir):
-    from embeddings.index import VectorIndex
+    from embeddings.stores.index import VectorIndex
     from tests.reliability.helpers import FastEncoder
 
     indexing = _upload_api()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa.chunking import chunk_text, split_sentences
+from qa.ingest.chunking import chunk_text, split_sentences
 from tests.reliability.helpers import record_figure
 
 # Arbitrary Unicode (no surrogates: they cannot come out of a UTF-8 file) with the awkward

@@ -1,0 +1,141 @@
+"""Ingestion: find the documents under a folder and read their text.
+
+A document's id is its POSIX path relative to the indexed folder; its ``source`` is the
+file's absolute path (:func:`source_of`: the same whichever directory ``qa index`` runs in;
+indexes written before recorded the path as given, often relative, and still load); its
+``sha256`` (of the raw bytes) decides whether it must be embedded again. The text is what
+:mod:`qa.ingest.extraction` extracts (HTML, Markdown, PDF and DOCX become plain text; PDFs keep
+their page starts). Files that cannot be read are reported with a reason and skipped,
+never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.ingest.extraction import SUPPORTED_SUFFIXES, ExtractionError, extract, suffix_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document: its id, where it came from, its extracted text and content hash.
+
+    ``pages`` (PDFs) is the start offset of each page in ``text``; ``None`` otherwise.
+    """
+
+    doc_id: str
+    source: str
+    text: str
+    sha256: str
+    pages: tuple[int, ...] | None = None
+    #: ``"folder"`` (from an indexed folder: a folder sync may drop it when the file goes) or
+    #: ``"added"`` (``qa add``, an upload: only an explicit remove drops it).
+    origin: str = "folder"
+    #: An added document's original bytes, which the index keeps so every rebuild can read
+    #: the document again (``None`` once kept: then ``original`` names the kept file).
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    original: str | None = None
+
+    def page_starts(self) -> list[int] | None:
+        """``pages`` as the stores record them: a list of ints, or None."""
+        return [int(p) for p in self.pages] if self.pages is not None else None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not indexed, and why."""
+
+    path: str
+    reason: str
+    #: The id the file would have had (when known).
+    doc_id: str | None = None
+    #: A read error that may pass (permissions, a file being replaced): an indexed
+    #: version of the document is kept rather than dropped.
+    transient: bool = False
+
+
+def source_of(path: str | os.PathLike[str]) -> str:
+    """The ``source`` recorded for a file: its absolute, normalised path (symlinks kept as
+    named), so it does not depend on the directory the indexing command ran in."""
+    return os.path.abspath(os.fspath(path))
+
+
+def read_document(path: Path, doc_id: str, *, source: str | None = None) -> Document | Skipped:
+    """Read and extract one file (type from its suffix), or say why it cannot be indexed.
+
+    ``source`` overrides the recorded source (default: :func:`source_of` ``path``). A
+    :class:`Skipped` names the file as ``path`` gives it (what the user typed), not its source.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True)
+    result = document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else source_of(path))
+    return dataclasses.replace(result, path=str(path)) if isinstance(result, Skipped) else result
+
+
+def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, added: bool = False) -> Document | Skipped:
+    """A :class:`Document` from a file's raw bytes, or :class:`Skipped` naming ``source`` and why.
+
+    ``added``: a document the user added (not synced from a folder); it carries its bytes
+    for the index to keep."""
+    try:
+        extracted = extract(data, suffix)
+    except ExtractionError as exc:
+        return Skipped(source, str(exc))
+    except Exception as exc:  # a parser bug on one odd file must not stop the others
+        logger.warning("extracting %s failed", source, exc_info=True)
+        return Skipped(source, f"could not extract text ({type(exc).__name__}: {exc})")
+    return Document(
+        doc_id=doc_id,
+        source=source,
+        text=extracted.text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        pages=extracted.pages,
+        origin="added" if added else "folder",
+        data=data if added else None,
+    )
+
+
+def discover(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES) -> list[tuple[Path, str]]:
+    """List ``(path, doc_id)`` for every supported file under ``folder``, recursively, sorted.
+
+    Symlinked directories are not followed (a link loop cannot hang indexing); hidden
+    files and folders (``.git`` …) are ignored.
+    """
+    found: list[tuple[Path, str]] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(suffixes):
+                continue
+            path = Path(root) / name
+            found.append((path, path.relative_to(folder).as_posix()))
+    return found
+
+
+def load_folder(folder: str | os.PathLike[str]) -> tuple[list[Document], list[Skipped]]:
+    """Read every supported document under ``folder``.
+
+    Raises:
+        ValueError: the folder does not exist or is not a directory.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(
+            f"documents folder {str(root)!r} does not exist or is not a directory; "
+            f"pass a folder of {'/'.join(SUPPORTED_SUFFIXES)} files (default: seeds/)"
+        )
+    documents: list[Document] = []
+    skipped: list[Skipped] = []
+    for path, doc_id in discover(root):
+        result = read_document(path, doc_id)
+        (documents if isinstance(result, Document) else skipped).append(result)  # type: ignore[arg-type]
+    return documents, skipped

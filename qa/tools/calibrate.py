@@ -1,0 +1,361 @@
+"""Fit the reader's confidence calibrator on training hold-outs (``python -m qa calibrate-reader``).
+
+Takes SQuAD-format *training* files and a reader checkpoint; gives ``calibration.json`` beside
+the checkpoint's weights (:class:`qa.reader.calibration.Calibrator`) and a report.
+
+The questions come only from articles the reader never trained on: the held-out share of
+each file (:func:`qa.reader.squad.split_holdout`, the split training leaves out), minus any
+paragraph the checkpoint's ``training.json`` says it was trained on. Those articles are
+split by a stable hash into *indexed* ones and *absent* ones; the indexed ones become
+documents of a real index, and every case goes through the real pipeline (hybrid retrieval,
+top k, the reader):
+
+* questions of indexed articles (gold: their answers);
+* questions of absent articles: "not in the documents" (any span is wrong);
+* questions of indexed articles with a name or number swapped, or a word turned to its
+  opposite (SQuAD 2.0's commonest unanswerable kinds; any span is wrong);
+* and each question over its own paragraph alone, as ``eval-reader`` reads it (no
+  retrieval scores), answerable or with the answer's sentence cut out.
+
+Each case's best span is labelled right (token F1 >= 0.5 with a gold answer) or wrong and
+described by :func:`qa.reader.calibration.span_features`. A stable hash of the article
+splits the cases once more: the calibrator is fitted on the *fit* part, and the threshold
+and the reported figures (ECE, coverage at 80 % accuracy) come from the *check* part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.answer import Passage
+from qa.reader.calibration import (
+    CALIBRATION_FILE,
+    FEATURES,
+    RIGHT_F1,
+    Calibrator,
+    coverage_at_accuracy,
+    expected_calibration_error,
+    fit_logistic,
+    span_features,
+    weights_fingerprint,
+)
+from qa.reader.squad import (
+    QAExample,
+    add_contrast_negatives,
+    add_cut_negatives,
+    add_swapped_negatives,
+    load_squad,
+    split_holdout,
+)
+
+logger = logging.getLogger(__name__)
+
+
+
+@dataclass
+class Case:
+    """One question put to the reader, its features and whether the shown span was right."""
+
+    question: str
+    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast
+    article: str
+    features: dict[str, float]
+    right: bool
+    answerable: bool
+    part: str = "fit"  # fit | check
+
+
+def _bucket(key: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def _file_rows(spec: str) -> tuple[str, list[QAExample]]:
+    path = spec.rsplit(":", 1)[0] if spec.rsplit(":", 1)[-1].isdigit() else spec
+    return Path(path).name, load_squad(path)
+
+
+def trained_contexts(checkpoint: Path) -> set[str]:
+    """Every paragraph the checkpoint may have been trained on, per its ``training.json`` and
+    the runs it continued (``"base"``, nested): whole files, less each run's held-out share;
+    samples count as the whole file."""
+    meta = checkpoint / "training.json"
+    if not meta.is_file():
+        return set()
+    seen: set[str] = set()
+    from qa.reader.training import with_lineage
+
+    run: dict | None = with_lineage(json.loads(meta.read_text()))
+    while run is not None:  # this run, then the runs its weights started from
+        cfg = run.get("config", {})
+        for spec in cfg.get("files", []):
+            try:
+                _, rows = _file_rows(spec)
+            except ValueError:
+                logger.warning("training file %s of %s is not here; its paragraphs cannot be excluded", spec, checkpoint)
+                continue
+            kept, _ = split_holdout(rows, float(cfg.get("holdout_percent", 0.0)))
+            seen.update(r.context for r in kept)
+        run = run.get("base")
+    return seen
+
+
+def holdout_examples(files: list[str], percent: float, exclude: set[str]) -> list[QAExample]:
+    """The held-out questions of ``files`` whose paragraph is not in ``exclude``; each row's
+    ``title`` becomes ``file/title`` (or ``file/#n`` for files that are one article)."""
+    out: list[QAExample] = []
+    for spec in files:
+        name, rows = _file_rows(spec)
+        one_article = len({r.title for r in rows}) <= 1
+        _, held = split_holdout(rows, percent)
+        contexts: dict[str, int] = {}
+        for r in held:
+            if r.context in exclude:
+                continue
+            key = f"{name}/#{contexts.setdefault(r.context, len(contexts))}" if one_article else f"{name}/{r.title}"
+            out.append(QAExample(r.id, r.question, r.context, r.answers, r.article, key))
+    return out
+
+
+def _label(text: str, answers: list[str]) -> bool:
+    from qa.tools.evaluation import f1_score
+
+    return bool(answers) and f1_score(text, answers) >= RIGHT_F1
+
+
+def collect_cases(
+    examples: list[QAExample],
+    *,
+    reader: Any,
+    top_k: int,
+    per_kind: int,
+    seed: int = 7,
+    workdir: Path | None = None,
+    progress: bool = True,
+) -> list[Case]:
+    """Run the cases (module docstring) through the index and the reader; label them."""
+    from qa.ingest.documents import Document
+    from qa.ingest.indexing import update_index
+    from qa.pipeline import load_index, validate_question
+    from qa.retrieval.retrievers import get_retriever
+
+    rng = random.Random(seed)
+    articles = sorted({e.title for e in examples})
+    indexed = {a for a in articles if _bucket(a, "indexed") < 0.75}
+    in_docs = [e for e in examples if e.title in indexed]
+    absent = [e for e in examples if e.title not in indexed]
+    # The documents: one per article, its paragraphs in order.
+    paragraphs: dict[str, list[str]] = {}
+    for e in in_docs:
+        ps = paragraphs.setdefault(e.title, [])
+        if e.context not in ps:
+            ps.append(e.context)
+    docs = []
+    for title, ps in sorted(paragraphs.items()):
+        text = "\n\n".join(ps)
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        docs.append(Document(doc_id=sha[:12], source=title, text=text, sha256=sha))
+    root = Path(workdir or tempfile.mkdtemp(prefix="qa-calibrate-"))
+    index_dir = root / "index"
+    t0 = time.perf_counter()
+    update_index(index_dir, docs, rebuild=True, show_progress=progress)
+    logger.info("indexed %d documents in %.0fs", len(docs), time.perf_counter() - t0)
+    index = load_index(index_dir)
+    retriever = get_retriever(None, index)
+
+    answerable = rng.sample(in_docs, min(per_kind, len(in_docs)))
+    swapped = add_swapped_negatives(in_docs, 1.0, rng)
+    contrast = add_contrast_negatives(in_docs, 1.0, rng)
+    cut = add_cut_negatives(answerable, 1.0, rng)
+    jobs: list[tuple[str, QAExample, bool]] = [("answerable", e, True) for e in answerable]
+    jobs += [("absent", e, True) for e in rng.sample(absent, min(per_kind // 2, len(absent)))]
+    jobs += [("swapped", e, True) for e in rng.sample(swapped, min(per_kind // 4, len(swapped)))]
+    jobs += [("contrast", e, True) for e in rng.sample(contrast, min(per_kind // 4, len(contrast)))]
+    jobs += [("lone", e, False) for e in answerable]
+    jobs += [("lone_cut", e, False) for e in rng.sample(cut, min(per_kind // 2, len(cut)))]
+    # Collector 2: SQuAD 2.0's kinds of unanswerable question also over their own paragraph
+    # alone (drawn after the others, so the cases above are the same as collector 1's).
+    jobs += [("lone_swapped", e, False) for e in rng.sample(swapped, min(per_kind // 4, len(swapped)))]
+    jobs += [("lone_contrast", e, False) for e in rng.sample(contrast, min(per_kind // 4, len(contrast)))]
+
+    from tqdm.auto import tqdm
+
+    cases: list[Case] = []
+    for kind, ex, retrieve in tqdm(jobs, disable=not progress, unit="q", mininterval=5):
+        question = validate_question(ex.question)
+        if retrieve:
+            passages = retriever.retrieve(question, top_k)
+        else:
+            passages = [Passage("", ex.title, "", 0, len(ex.context), ex.context, 0.0)]
+        candidates, null = reader.candidates(question, passages)
+        if not candidates or candidates[0].start >= candidates[0].end:
+            continue
+        best = candidates[0]
+        gold = [t for _, t in ex.answers] if kind in ("answerable", "lone") else []  # every other kind: no answer
+        text = passages[best.passage].text[best.start : best.end]
+        cases.append(
+            Case(
+                question=ex.question,
+                kind=kind,
+                article=ex.title,
+                features=span_features(question, candidates, null, passages),
+                right=_label(text, gold),
+                answerable=bool(gold),
+                part="check" if _bucket(ex.title, "check") < 0.3 else "fit",
+            )
+        )
+    return cases
+
+
+#: Bumped when the cases collected change (kinds, sampling); recorded with them and in the calibrator.
+COLLECTOR_VERSION = 2
+_CASES_FORMAT = "qa-calibration-cases"
+
+
+def save_cases(path: Path, cases: list[Case], key: dict[str, Any]) -> None:
+    """Write the collected cases as JSON Lines (a header with ``key``, then one case a line),
+    so a refit with other settings takes seconds instead of reading every case again."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"format": _CASES_FORMAT, "key": key}) + "\n")
+        for c in cases:
+            fh.write(json.dumps(asdict(c)) + "\n")
+    tmp.replace(path)
+
+
+def load_cases(path: Path, key: dict[str, Any]) -> list[Case] | None:
+    """The cases saved at ``path`` when they were collected with ``key``, else ``None``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = json.loads(fh.readline())
+            if header.get("format") != _CASES_FORMAT or header.get("key") != key:
+                return None
+            return [Case(**json.loads(line)) for line in fh if line.strip()]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def choose_threshold(probabilities: np.ndarray, right: np.ndarray, answerable: np.ndarray) -> tuple[float, list[dict[str, float]]]:
+    """The threshold with the best overall accuracy (a right answer, or "I don't know" to a
+    question the documents cannot answer), and the sweep it was chosen from."""
+    sweep = []
+    if probabilities.size == 0:
+        return 0.5, sweep
+    for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        answered = probabilities >= t
+        accuracy = float(np.mean(np.where(answered, right, ~answerable)))
+        sweep.append({"threshold": float(t), "accuracy": round(accuracy, 4), "answered": round(float(answered.mean()), 4)})
+    best = max(sweep, key=lambda r: (r["accuracy"], -abs(r["threshold"] - 0.5)))
+    return best["threshold"], sweep
+
+
+def report(cases: list[Case], calibrator: Calibrator, raw: bool = False) -> dict[str, Any]:
+    """ECE, coverage at 80 % accuracy and accuracy of the answered, per kind of case."""
+    if not cases:
+        return {"cases": 0}
+    p = np.array([c.features["softmax"] if raw else calibrator.probability(c.features) for c in cases])
+    r = np.array([c.right for c in cases], dtype=bool)
+    answered = p >= calibrator.threshold
+    return {
+        "cases": len(cases),
+        "ece": round(expected_calibration_error(p, r) or 0.0, 4),
+        "coverage_at_80": round(coverage_at_accuracy(p, r), 4),
+        "answered": round(float(answered.mean()), 4),
+        "accuracy_answered": round(float(r[answered].mean()), 4) if answered.any() else None,
+        "by_kind": {
+            kind: {"n": int(sel.sum()), "right": round(float(r[sel].mean()), 4), "answered": round(float(answered[sel].mean()), 4)}
+            for kind in sorted({c.kind for c in cases})
+            if (sel := np.array([c.kind == kind for c in cases])).any()
+        },
+    }
+
+
+def calibrate_reader(
+    files: list[str],
+    *,
+    reader_model: str | None = None,
+    holdout_percent: float = 5.0,
+    per_kind: int = 1200,
+    top_k: int | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+    cases_file: Path | None = None,
+) -> dict[str, Any]:
+    """Fit, check and save the calibrator of ``reader_model`` (default: the shipped reader)
+    on the held-out articles of ``files``; returns the report (also saved beside it).
+
+    ``cases_file``: where the collected cases are kept (JSON Lines); when it holds cases
+    collected for the same weights and settings they are reused instead of read again.
+
+    Raises:
+        ValueError: no held-out questions left, or a local checkpoint directory is needed.
+    """
+    from qa import config
+    from qa.reader import TransformersReader, locate_checkpoint
+
+    reader = TransformersReader(reader_model or config.DEFAULT_READER_MODEL)
+    location, _ = locate_checkpoint(reader.model_name)
+    checkpoint = Path(location)
+    if not (checkpoint / "model.safetensors").is_file():
+        raise ValueError(f"{location} is not a local checkpoint with model.safetensors; calibrate a local directory")
+    exclude = trained_contexts(checkpoint)
+    examples = holdout_examples(files, holdout_percent, exclude)
+    if not examples:
+        raise ValueError("no held-out questions left: every held-out paragraph was trained on; pass other files or a larger --holdout-percent")
+    k = top_k or config.DEFAULT_TOP_K
+    key = {
+        "model_sha256": weights_fingerprint(checkpoint), "files": list(files), "holdout_percent": holdout_percent,
+        "per_kind": per_kind, "top_k": k, "collector": COLLECTOR_VERSION,
+    }
+    cases = load_cases(cases_file, key) if cases_file is not None else None
+    if cases is None:
+        cases = collect_cases(examples, reader=reader, top_k=k, per_kind=per_kind, progress=progress)
+        if cases_file is not None:
+            save_cases(cases_file, cases, key)
+    fit = [c for c in cases if c.part == "fit"]
+    check = [c for c in cases if c.part == "check"]
+    if not fit:
+        raise ValueError("no fitting cases: the reader decoded no span on the held-out questions; pass more or larger files")
+    if len({c.right for c in fit}) < 2:
+        logger.warning("every fitting case is %s: the calibrator can only learn that", "right" if fit[0].right else "wrong")
+    model = fit_logistic([c.features for c in fit], [c.right for c in fit])
+    in_pipeline = [c for c in check if not c.kind.startswith("lone")]
+    chosen_on = "check"
+    if not in_pipeline:  # a tiny corpus: say so rather than fail
+        in_pipeline, chosen_on = [c for c in fit if not c.kind.startswith("lone")], "fit"
+    probs = np.array([model.probability(c.features) for c in in_pipeline])
+    threshold, sweep = choose_threshold(
+        probs, np.array([c.right for c in in_pipeline], dtype=bool), np.array([c.answerable for c in in_pipeline], dtype=bool)
+    )
+    info = {
+        "fitted": time.strftime("%Y-%m-%d"),
+        "files": files,
+        "holdout_percent": holdout_percent,
+        "cases": {"fit": len(fit), "check": len(check)},
+        "right_f1": RIGHT_F1,
+        "collector": COLLECTOR_VERSION,
+        "threshold_choice": {"rule": f"best overall accuracy on the {chosen_on} part's retrieved cases", "sweep": sweep},
+    }
+    calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info)
+    result = {
+        "reader": reader.name,
+        "threshold": threshold,
+        "check": report(check, calibrator),
+        "check_raw_softmax": report(check, Calibrator(model.mean, model.scale, model.coef, model.intercept, 0.5), raw=True),
+        "fit": report(fit, calibrator),
+        "coef": dict(zip(FEATURES, [round(c, 4) for c in model.coef])),
+    }
+    calibrator.info["report"] = {k: result[k] for k in ("check", "check_raw_softmax")}
+    calibrator.save(out or checkpoint / CALIBRATION_FILE)
+    return result

@@ -1,0 +1,173 @@
+"""Incremental indexing: only changed documents are embedded; removals; atomic failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embeddings.stores.index import VectorIndex
+from qa.ingest.indexing import index_folder
+from qa.retrieval.retrievers import DenseRetriever
+
+
+def test_first_build_then_noop(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert report.added == ["alpha.txt", "beta.md", "sub/gamma.txt"]
+    assert report.embedded_chunks == report.chunks > 3
+    again = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert (again.added, again.changed, again.removed, again.unchanged, again.embedded_chunks) == ([], [], [], 3, 0)
+
+
+def test_changing_one_document_re_embeds_only_its_chunks(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    fake_encoder.encoded.clear()
+    (docs_dir / "beta.md").write_text("# Beta\n\nBeta mountain is very tall indeed.", encoding="utf-8")
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert report.changed == ["beta.md"] and report.unchanged == 2
+    index = VectorIndex.load(tmp_path / "idx")
+    beta_texts = [index.chunk_text(int(r)) for r, c in zip(index.live_rows(), index.chunks, strict=True) if c.doc_id == "beta.md"]
+    assert sorted(fake_encoder.encoded) == sorted(beta_texts)
+    assert any("very tall" in t for t in beta_texts)
+    # Vectors of the other documents were carried over and still retrieve them.
+    hit = DenseRetriever(index, fake_encoder).retrieve("gamma port grain", k=1)[0]
+    assert hit.doc_id == "sub/gamma.txt" and "grain" in hit.text
+
+
+def test_deleting_a_document_removes_its_chunks(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    (docs_dir / "alpha.txt").unlink()
+    calls = fake_encoder.calls
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    assert report.removed == ["alpha.txt"] and fake_encoder.calls == calls
+    index = VectorIndex.load(tmp_path / "idx")
+    assert "alpha.txt" not in index.documents
+    assert all(c.doc_id != "alpha.txt" for c in index.chunks)
+    assert len(index.vectors()) == len(index.chunks) == len(index)
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    (docs_dir / "bad.txt").write_bytes(b"\xff\xfe\x00garbage")
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert [Path(s.path).name for s in report.skipped] == ["bad.txt"]
+    assert len(report.added) == 3
+    assert "1 skipped" in report.summary()
+
+
+def test_failure_mid_build_leaves_previous_index_loadable(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    before = VectorIndex.load(tmp_path / "idx")
+
+    class Exploding(type(fake_encoder)):
+        def encode(self, texts, **kw):  # noqa: ANN001, ANN003, ANN202
+            raise RuntimeError("out of memory")
+
+    (docs_dir / "new.txt").write_text("A brand new document arrives.", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        index_folder(docs_dir, tmp_path / "idx", encoder=Exploding(), max_tokens=8)
+    after = VectorIndex.load(tmp_path / "idx")
+    assert after.chunks == before.chunks
+    assert not [p for p in (tmp_path / "idx").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_changed_chunking_re_embeds_everything(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=8)
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder, max_tokens=20)
+    assert report.embedded_chunks == report.chunks
+    assert "chunking" in report.note
+
+
+def test_add_uploads_reports_progress(tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    from qa.ingest.indexing import add_uploads
+
+    (tmp_path / "a.txt").write_text("Alpha text about rivers.", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Beta text about mountains.", encoding="utf-8")
+    seen: list[tuple[float, str]] = []
+    report = add_uploads(
+        tmp_path / "idx", [("a.txt", tmp_path / "a.txt"), ("b.txt", tmp_path / "b.txt")], encoder=fake_encoder,
+        progress=lambda f, what: seen.append((f, what)),
+    )
+    assert report.added == ["a.txt", "b.txt"]
+    assert [w for _, w in seen] == ["extracting a.txt", "extracting b.txt", "embedding and indexing 2 documents", "done"]
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
+
+
+def test_the_default_index_is_rebuilt_when_its_format_is_outdated(tmp_path: Path) -> None:
+    """An index the project built itself (ensure_index) is rebuilt after an upgrade instead of
+    refusing every question; the rebuilt one answers as configured."""
+    import json
+
+    from embeddings.stores.index import current_generation, read_manifest
+    from qa.ingest.indexing import ensure_index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Ankara is the capital of Turkey.", encoding="utf-8")
+    index_dir = tmp_path / "idx"
+    ensure_index(index_dir, docs)
+    manifest_file = current_generation(index_dir) / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    raw["format_version"] = 1  # what an index of the previous release says
+    manifest_file.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="--rebuild"):
+        read_manifest(index_dir)
+    ensure_index(index_dir, docs)
+    assert set(read_manifest(index_dir).documents) == {"a.txt"}
+    # Postings of another BM25 tokenizer would not match questions' tokens: rebuilt too.
+    manifest_file = current_generation(index_dir) / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    raw["tokenizer"] = "an-older-tokenizer"
+    manifest_file.write_text(json.dumps(raw))
+    ensure_index(index_dir, docs)
+    assert read_manifest(index_dir).tokenizer != "an-older-tokenizer"
+    # Vectors of an earlier build of the configured encoder variant (revision 1 recorded the
+    # bare name): re-embedded, and recorded with the current revision.
+    from embeddings.encoders.encoder import encoder_variant, get_encoder, split_tag
+
+    current = encoder_variant(get_encoder())
+    manifest_file = current_generation(index_dir) / "manifest.json"
+    raw = json.loads(manifest_file.read_text())
+    assert raw["encoder_variant"] == current
+    raw["encoder_variant"] = f"{split_tag(current)[0]}@0"  # a revision this version does not compute
+    manifest_file.write_text(json.dumps(raw))
+    ensure_index(index_dir, docs)
+    assert read_manifest(index_dir).encoder_variant == current
+
+
+def test_sources_are_absolute_so_a_sync_from_another_directory_still_drops_deleted_files(
+    docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch  # noqa: ANN001
+) -> None:
+    """`qa index docs` run in one directory, then the same folder synced from another: the
+    sources (absolute) still place every document in that folder, so a deleted file goes."""
+    from qa.ingest.indexing import list_documents
+
+    monkeypatch.chdir(tmp_path)
+    index_folder("docs", tmp_path / "idx", encoder=fake_encoder)
+    sources = {d.doc_id: d.source for d in list_documents(tmp_path / "idx")}
+    assert sources["sub/gamma.txt"] == str(docs_dir / "sub" / "gamma.txt")
+    (docs_dir / "beta.md").unlink()
+    monkeypatch.chdir(docs_dir / "sub")
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert report.removed == ["beta.md"] and report.unchanged == 2
+
+
+def test_an_index_with_relative_sources_still_loads_and_syncs(docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch) -> None:  # noqa: ANN001
+    """Indexes written before recorded sources relative to where `qa index` ran: they load,
+    and sync from that directory as before (unchanged documents keep their recorded source)."""
+    import os
+
+    import qa.ingest.documents
+    from embeddings.stores.index import VectorIndex
+    from qa.ingest.indexing import list_documents
+
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as old_version:
+        old_version.setattr(qa.ingest.documents, "source_of", os.fspath)  # what an older version recorded
+        index_folder("docs", tmp_path / "idx", encoder=fake_encoder)
+    assert VectorIndex.load(tmp_path / "idx").documents["alpha.txt"].source == "docs/alpha.txt"
+    (docs_dir / "alpha.txt").unlink()
+    (docs_dir / "beta.md").write_text("# Beta\n\nBeta mountain is taller now.", encoding="utf-8")
+    report = index_folder("docs", tmp_path / "idx", encoder=fake_encoder)
+    assert report.removed == ["alpha.txt"] and report.changed == ["beta.md"] and report.unchanged == 1
+    sources = {d.doc_id: d.source for d in list_documents(tmp_path / "idx")}
+    assert sources == {"beta.md": str(docs_dir / "beta.md"), "sub/gamma.txt": "docs/sub/gamma.txt"}

@@ -1,0 +1,141 @@
+"""Reader training: a smoke run on a few dozen examples, checkpoints, resume, and refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.answer import Passage
+from qa.reader import TransformersReader
+from qa.reader.training import TrainConfig, parse_file_spec, train
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTS = [
+    ("Baykar", "Who builds the Kizilelma?", "The Kizilelma is built by Baykar in Istanbul."),
+    ("Ankara", "What is the capital of Turkey?", "The capital of Turkey is Ankara, a large city."),
+    ("December 2022", "When did the drone first fly?", "The drone first flew in December 2022 near Corlu."),
+    ("Gen Nakatani", "Who is Japan's defense minister?", "Japan's defense minister Gen Nakatani visited Turkey."),
+]
+
+
+def write_squad(path: Path, copies: int = 8) -> Path:
+    paragraphs = []
+    for n in range(copies):
+        for answer, question, context in FACTS:
+            paragraphs.append(
+                {"context": context, "qas": [{"id": f"{n}-{answer}", "question": question, "answers": [{"text": answer, "answer_start": context.index(answer)}]}]}
+            )
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": paragraphs}]}))
+    return path
+
+
+def config(tmp_path: Path, base: Path, **kw: object) -> TrainConfig:
+    defaults = dict(
+        files=[str(write_squad(tmp_path / "train.json"))], out=str(tmp_path / "run"), base_model=str(base),
+        lr=3e-3, batch_size=8, max_length=64, stride=16, negative_ratio=0.25, warmup=0.0, checkpoint_minutes=60.0, bf16=False,
+    )
+    defaults.update(kw)
+    return TrainConfig(**defaults)  # type: ignore[arg-type]
+
+
+def losses(run: Path) -> list[float]:
+    return [row["loss"] for row in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in row]
+
+
+def test_training_smoke_loss_falls_and_checkpoint_answers(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    final = train(config(tmp_path, tiny_qa_checkpoint, max_steps=100), progress=False)
+    curve = losses(tmp_path / "run")
+    assert len(curve) == 4 and curve[-1] < 0.5 * curve[0], curve
+    assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+    state = json.loads((final / "training.json").read_text())
+    assert state["step"] == 100 and state["data"]["train.json"] == 32 and state["data"]["negatives"] > 0
+    # The saved checkpoint loads by path and answers, with exact offsets into the document.
+    reader = TransformersReader(str(final), threshold=0.0, quantize="none")
+    doc = "Intro line. The capital of Turkey is Ankara, a large city."
+    passage = Passage("t.txt", "/t.txt", "t.txt#0", 12, len(doc), doc[12:], 1.0, doc)
+    answer = reader.read("What is the capital of Turkey?", [passage])
+    assert answer.text == "Ankara"
+    c = answer.citations[0]
+    assert doc[c.answer_start : c.answer_end] == "Ankara" and c.answer_start == doc.index("Ankara")
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    cfg = config(tmp_path, tiny_qa_checkpoint, max_steps=6, checkpoint_minutes=0.0)
+    train(cfg, progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 6 and (tmp_path / "run" / "checkpoint" / "optimizer.safetensors").is_file()
+    # Resuming reads the saved config; asking for more steps needs a new config value.
+    state["config"]["max_steps"] = 9
+    (tmp_path / "run" / "checkpoint" / "trainer_state.json").write_text(json.dumps(state))
+    train(cfg, resume=True, progress=False)
+    assert json.loads((tmp_path / "run" / "final" / "training.json").read_text())["step"] == 9
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "empty")), resume=True, progress=False)
+
+
+def test_evaluation_data_is_refused_and_specs_parse(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="never train on it"):
+        parse_file_spec("../shared/data/qa/eval/squad-v1.1-dev.json.gz")
+    assert parse_file_spec("a/b.json.gz:300") == (Path("a/b.json.gz"), 300)
+    assert parse_file_spec("a/b.json") == (Path("a/b.json"), None)
+
+
+def test_train_reader_cli_bad_input(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "qa", "train-reader", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    missing = run(str(tmp_path / "nope.json"), "--out", str(tmp_path / "o"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    none = run("--out", str(tmp_path / "o"))
+    assert none.returncode == 1 and "no training files" in none.stderr
+
+
+def test_export_reader_cli_writes_fp16_release(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    from safetensors.numpy import load_file
+
+    done = subprocess.run(
+        [sys.executable, "-m", "qa", "export-reader", str(tiny_qa_checkpoint), "--to", str(tmp_path / "rel")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    weights = load_file(str(tmp_path / "rel" / "model.safetensors"))
+    assert {str(v.dtype) for v in weights.values() if v.dtype.kind == "f"} == {"float16"}
+    assert (tmp_path / "rel" / "tokenizer.json").is_file() and (tmp_path / "rel" / "config.json").is_file()
+    # The release loads and answers like any checkpoint directory.
+    reader = TransformersReader(str(tmp_path / "rel"), threshold=0.0, quantize="none")
+    doc = "The capital of Turkey is Ankara."
+    answer = reader.read("What is the capital?", [Passage("t.txt", "/t.txt", "t.txt#0", 0, len(doc), doc, 1.0, doc)])
+    assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
+    bad = subprocess.run([sys.executable, "-m", "qa", "export-reader", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "not a trained model directory" in bad.stderr
+
+
+def test_a_release_keeps_the_lineage_of_the_weights_it_continued(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    """A run that continues a release records that release's training.json under "base"
+    (read before export overwrites the folder), and the calibrator excludes the paragraphs of
+    every run in the chain: the base's files as well as this run's."""
+    import shutil
+
+    from qa.reader.training import export_checkpoint
+    from qa.tools.calibrate import trained_contexts
+
+    def squad(path: Path, context: str) -> str:
+        row = {"data": [{"title": path.stem, "paragraphs": [{"context": context, "qas": [{"id": path.stem, "question": "What?", "answers": [{"text": context.split()[0], "answer_start": 0}]}]}]}]}
+        path.write_text(json.dumps(row))
+        return str(path)
+
+    release = tmp_path / "release"
+    shutil.copytree(tiny_qa_checkpoint, release)
+    (release / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / "old.json", "Older paragraph text.")], "holdout_percent": 0}}))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_qa_checkpoint, run)
+    (run / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / "new.json", "Newer paragraph text.")], "holdout_percent": 0, "base_model": str(release)}}))
+    assert trained_contexts(run) == {"Newer paragraph text.", "Older paragraph text."}  # the base's, read from its folder
+    export_checkpoint(run, release)  # the release folder is the base and the destination
+    meta = json.loads((release / "training.json").read_text())
+    assert meta["base"]["config"]["files"] == [str(tmp_path / "old.json")]
+    assert trained_contexts(release) == {"Newer paragraph text.", "Older paragraph text."}

@@ -1,0 +1,95 @@
+"""The command line as a user runs it: subprocesses, exit codes, stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def run_qa(*args: str, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "qa", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_index_command_builds_then_updates(docs_dir: Path, tmp_path: Path) -> None:
+    (docs_dir / "broken.txt").write_bytes(b"\x00\x01binary")
+    first = run_qa("index", str(docs_dir), "--index", str(tmp_path / "idx"))
+    assert first.returncode == 0, first.stderr
+    assert "3 added" in first.stdout and "1 skipped" in first.stdout
+    assert "broken.txt" in first.stderr and "binary" in first.stderr
+    second = run_qa("index", str(docs_dir), "--index", str(tmp_path / "idx"))
+    assert "0 added, 0 changed, 0 removed, 3 unchanged" in second.stdout
+
+
+def test_index_command_on_missing_folder_fails_cleanly(tmp_path: Path) -> None:
+    result = run_qa("index", str(tmp_path / "nope"), "--index", str(tmp_path / "idx"))
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "idx").exists() or not any((tmp_path / "idx").glob("gen-*"))
+
+
+def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
+    import json
+
+    index = str(tmp_path / "idx")
+    assert run_qa("index", "seeds", "--index", index).returncode == 0
+    one = run_qa("ask", "Which European country joined the drone coalition alongside Turkey?", "--index", index, "--json")
+    assert one.returncode == 0, one.stderr
+    assert one.stderr == ""  # quiet by default: no warnings, no "Loading weights" bars
+    data = json.loads(one.stdout)
+    # Passages in rank order, each with the score the ranking used and its named components.
+    ranks = data["passages"]
+    assert [p["rank"] for p in ranks] == list(range(1, len(ranks) + 1))
+    assert [p["score"] for p in ranks] == sorted((p["score"] for p in ranks), reverse=True)
+    assert all(set(p["components"]) == {"rrf", "dense", "bm25"} and p["score"] == p["components"]["rrf"] for p in ranks)
+    assert data["answer"] == "Belgium" and data["reader"] == "minilm-squad (shipped)"
+    assert data["citations"][0]["doc_id"] == "japan_defense_minister_turkey_visit.txt"
+    many = run_qa("ask", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n\nWhat is the population of Tokyo?\n")
+    lines = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [d["answer"] for d in lines] == ["December 2022", None]
+    human = run_qa("ask", "When did the Kizilelma make its first flight?", "--index", index)
+    assert "A: December 2022" in human.stdout and ">>December 2022<<" in human.stdout
+
+
+def test_ask_bad_input_fails_without_traceback(tmp_path: Path) -> None:
+    empty = run_qa("ask", "   ", "--index", str(tmp_path))
+    assert empty.returncode != 0 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+    huge = run_qa("ask", "why " * 25_000, "--index", str(tmp_path))
+    assert huge.returncode != 0 and "limit" in huge.stderr and "Traceback" not in huge.stderr
+    missing = run_qa("ask", "Who?", "--index", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "no index at" in missing.stderr and "Traceback" not in missing.stderr
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "CURRENT").write_text("gen-missing\n")
+    bad = run_qa("ask", "Who?", "--index", str(corrupt))
+    assert bad.returncode != 0 and "rebuild" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_qa_console_script_is_installed() -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("qa", path=str(Path(sys.executable).parent))
+    assert script, "the `qa` console script is missing: pip install -e . creates it from [project.scripts]"
+    done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "eval-reader" in done.stdout and done.stdout.startswith("usage: qa")
+
+
+def test_start_up_is_quiet_behind_a_socks_proxy() -> None:
+    """ALL_PROXY=socks5://... (common on corporate networks) must not warn or break start-up."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ALL_PROXY": "socks5://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import gradio, ui.app, qa.tools.cli"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -281,11 +281,13 @@ def _bomb_docx(path: Path, expanded_mb: int, *, declare_kb: int | None = None) -
 
 
 _PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from qa.ingest.extraction import ExtractionError, extract
+def peak_kb():  # VmHWM: getrusage's ru_maxrss keeps the parent's (pytest's) peak across fork + exec
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
 data = Path(sys.argv[1]).read_bytes()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_kb()
 t = time.perf_counter()
 try:
     out = extract(data, Path(sys.argv[1]).suffix)
@@ -293,7 +295,7 @@ try:
 except ExtractionError as exc:
     reason = str(exc)
 secs = time.perf_counter() - t
-grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+grown = (peak_kb() - base) / 1024
 print(json.dumps({"reason": reason, "seconds": secs, "rss_growth_mb": grown}))
 """
 

@@ -157,13 +157,15 @@ def bench_ask(
 
 
 class _LookupEncoder:
-    """Returns precomputed vectors for known texts (the store benchmark excludes embedding time)."""
+    """Returns precomputed vectors for known texts (no model runs, so the store benchmarks time
+    the store alone). ``count_tokens``: how the chunking counted (default: words)."""
 
-    name = "bench/synthetic"
-
-    def __init__(self, vectors: dict, dimension: int) -> None:
+    def __init__(self, vectors: dict, dimension: int, count_tokens: Any = None, name: str = "bench/synthetic") -> None:
         self.vectors = vectors
         self.dimension = dimension
+        self.name = name
+        if count_tokens is not None:
+            self.count_tokens = count_tokens
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -171,6 +173,8 @@ class _LookupEncoder:
     def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):
         import numpy as np
 
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 
@@ -1065,21 +1069,6 @@ def plan_real_corpus(
     }
 
 
-class _TextEncoder:
-    """The real-text benchmark's build encoder: looks each text's cached vector up (no model
-    runs, so timings are the store's) and counts tokens as the chunking did."""
-
-    def __init__(self, table: dict[str, Any], dimension: int, count_tokens: Any, name: str) -> None:
-        self.table, self.dimension, self.count_tokens, self.name = table, dimension, count_tokens, name
-
-    def encode(self, texts: list[str], *, batch_size: int = 32, show_progress: bool = False, bulk: bool = False):
-        import numpy as np
-
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self.table[t] for t in texts]).astype(np.float32)
-
-
 def _embed_into(cache: VectorCache, encoder: Any, texts: list[str], *, kind: str, chunking: dict[str, Any] | None,
                 batch: int, log: Any) -> tuple[int, float]:
     """Embed the ``texts`` not yet in ``cache`` (``batch`` at a time, each batch stored as one
@@ -1137,7 +1126,7 @@ def bench_scale_real(
     q_embedded, _ = _embed_into(store, encoder, query_texts, kind="queries", chunking=None, batch=batch, log=log)
     needed = list(dict.fromkeys(chunk_texts))
     table = dict(zip(needed, store.get(needed), strict=True))
-    build_encoder = _TextEncoder(table, encoder.dimension, plan["counter"], f"bench/real:{encoder.name}")
+    build_encoder = _LookupEncoder(table, encoder.dimension, plan["counter"], f"bench/real:{encoder.name}")
     spare = plan["spare"]
     results = []
     for p in plan["plans"]:

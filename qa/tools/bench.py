@@ -639,7 +639,7 @@ def _scale_probe(index_dir: str, probe_dir: str) -> None:
     meta = json.loads((probe / "questions.json").read_text())
     qvecs = np.load(probe / "qvecs.npy")
     texts = meta["questions"]
-    encoder = _RowEncoder(np.zeros((1, qvecs.shape[1]), dtype=np.float32), dict(zip(texts, qvecs, strict=True)))
+    encoder = _LookupEncoder(dict(zip(texts, qvecs, strict=True)), int(qvecs.shape[1]))  # questions only
     t = time.perf_counter()
     index = load_index(index_dir)
     retrievers = {m: get_retriever(m, index, encoder=encoder) for m in ("dense", "bm25", "hybrid")}

@@ -194,26 +194,24 @@ def load_calibration_pairs(path: Path = CALIBRATION_FILE) -> list[tuple[str, str
 
 
 def calibration_feeds(tokenizer: Any, names: list[str], pairs: list[tuple[str, str]] | None = None) -> list[dict[str, np.ndarray]]:
-    """The windows of ``pairs`` as the reader makes them (letters folded, question first where
-    the tokenizer pads right, 384 tokens, stride 128), one unpadded window per feed."""
+    """The windows of ``pairs`` as the reader makes them (:meth:`WindowTokenizer.windows
+    <qa.reader.windows.WindowTokenizer.windows>` over letter-folded text, 384 tokens, stride
+    128), one unpadded window per feed, with the inputs in ``names``. ``tokenizer``: a
+    ``WindowTokenizer`` or a ``transformers`` fast tokenizer."""
     from qa.reader.decoding import fold_letters
+    from qa.reader.windows import WindowTokenizer
 
-    pad_right = tokenizer.padding_side == "right"
+    windows = tokenizer if isinstance(tokenizer, WindowTokenizer) else WindowTokenizer.from_transformers(tokenizer)
     feeds = []
     for question, context in pairs if pairs is not None else load_calibration_pairs():
-        q, c = fold_letters(question), fold_letters(context)
-        enc = tokenizer(
-            q if pad_right else c, c if pad_right else q,
-            truncation="only_second" if pad_right else "only_first",
-            max_length=CALIBRATION_MAX_LENGTH, stride=CALIBRATION_STRIDE, return_overflowing_tokens=True,
+        enc = windows.windows(
+            [fold_letters(question)], [fold_letters(context)], max_length=CALIBRATION_MAX_LENGTH, stride=CALIBRATION_STRIDE
         )
-        for w in range(len(enc["input_ids"])):
-            ids = np.asarray([enc["input_ids"][w]], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-            if "token_type_ids" in names:
-                types = enc["token_type_ids"][w] if "token_type_ids" in enc else [0] * ids.shape[1]
-                feed["token_type_ids"] = np.asarray([types], dtype=np.int64)
-            feeds.append(feed)
+        for r in range(len(enc)):
+            inputs = enc.row(r).inputs()
+            if "token_type_ids" in names and "token_type_ids" not in inputs:
+                inputs["token_type_ids"] = np.zeros_like(inputs["input_ids"])
+            feeds.append({name: inputs[name] for name in names})
     return feeds
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from qa.reader.decoding import fold_letters
 
 
@@ -417,23 +419,6 @@ def add_noisy_positives(examples: list[QAExample], ratio: float, rng: random.Ran
     return out
 
 
-def encode_pairs(tokenizer: Any, examples: list[QAExample], *, max_length: int, stride: int, **options: Any) -> Any:
-    """Question + context windows of ``examples`` as the reader reads them: letters folded
-    (:func:`qa.reader.decoding.fold_letters`; same length, so offsets hold for the original
-    context), the context truncated into overlapping windows, with offset mappings.
-    ``options`` go to the tokenizer (padding, tensor type)."""
-    return tokenizer(
-        [fold_letters(e.question.strip()) for e in examples],
-        [fold_letters(e.context) for e in examples],
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        **options,
-    )
-
-
 @dataclass
 class Feature:
     """One training window: token ids and the answer's token positions (0, 0 = no answer)."""
@@ -450,34 +435,38 @@ def make_features(
 ) -> list[Feature]:
     """Tokenise examples into labelled windows (first gold answer is the training target).
 
-    A window's label is the token range covering the answer's characters when the whole
-    answer lies inside the window's context; otherwise ``(0, 0)``, the ``[CLS]`` token.
+    The windows are the reader's own (:meth:`qa.reader.windows.WindowTokenizer.windows`, over
+    letter-folded text: same length, so offsets hold for the original context), so training
+    sees exactly what answering will. ``tokenizer``: a ``WindowTokenizer`` or a ``transformers``
+    fast tokenizer. A window's label is the token range covering the answer's characters when
+    the whole answer lies inside the window's context; otherwise ``(0, 0)``, the ``[CLS]`` token.
     """
+    from qa.reader.windows import WindowTokenizer
+
+    windows = tokenizer if isinstance(tokenizer, WindowTokenizer) else WindowTokenizer.from_transformers(tokenizer)
     features: list[Feature] = []
     for b in range(0, len(examples), batch):
         chunk = examples[b : b + batch]
-        enc = encode_pairs(tokenizer, chunk, max_length=max_length, stride=stride)
-        for w, offsets in enumerate(enc["offset_mapping"]):
-            i = enc["overflow_to_sample_mapping"][w]
+        enc = windows.windows(
+            [fold_letters(e.question.strip()) for e in chunk], [fold_letters(e.context) for e in chunk],
+            max_length=max_length, stride=stride,
+        )
+        for r in range(len(enc)):
+            w = enc.row(r)
+            i = int(w.sample[0])
             ex = chunk[i]
-            seq = enc.sequence_ids(w)
+            offsets = w.offsets[0]
             start = end = 0
             if ex.answers:
                 a_start, text = ex.answers[0]
                 a_end = a_start + len(text)
-                ctx = [t for t, s in enumerate(seq) if s == 1]
-                if ctx and offsets[ctx[0]][0] <= a_start and offsets[ctx[-1]][1] >= a_end:
-                    start = next(t for t in ctx if offsets[t][1] > a_start)
-                    end = next(t for t in reversed(ctx) if offsets[t][0] < a_end)
-            features.append(
-                Feature(
-                    list(enc["input_ids"][w]),
-                    list(enc["token_type_ids"][w]) if "token_type_ids" in enc else [0] * len(enc["input_ids"][w]),
-                    start,
-                    end,
-                    b + i,
-                )
-            )
+                ctx = np.flatnonzero(w.context[0])
+                if len(ctx) and offsets[ctx[0]][0] <= a_start and offsets[ctx[-1]][1] >= a_end:
+                    start = int(next(t for t in ctx if offsets[t][1] > a_start))
+                    end = int(next(t for t in reversed(ctx) if offsets[t][0] < a_end))
+            ids = w.input_ids[0].tolist()
+            types = w.token_type_ids[0].tolist() if w.token_type_ids is not None else [0] * len(ids)
+            features.append(Feature(ids, types, start, end, b + i))
     return features
 
 

@@ -55,6 +55,19 @@ class Windows:
             out["token_type_ids"] = self.token_type_ids[rows]
         return out
 
+    def row(self, r: int) -> Windows:
+        """Window ``r`` alone, without its padding (a ``(1, length)`` :class:`Windows`): what
+        training stores per window and what quantisation calibrates on."""
+        keep = self.attention_mask[r].astype(bool)
+        return Windows(
+            self.input_ids[r : r + 1, keep],
+            self.attention_mask[r : r + 1, keep],
+            None if self.token_type_ids is None else self.token_type_ids[r : r + 1, keep],
+            self.context[r : r + 1, keep],
+            self.offsets[r : r + 1, keep],
+            self.sample[r : r + 1],
+        )
+
 
 class WindowTokenizer:
     """A checkpoint's tokenizer, cutting (question, context) pairs into reader windows.

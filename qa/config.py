@@ -104,6 +104,14 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: 0.9 s, warm p50 87 ms, 12.2 questions/s with 8 callers; bf16 6.1 s / 137 ms / 9.6; PyTorch int8
 #: 8.0 s / 112 ms / 11.2; fp32 6.6 s / 174 ms / 6.1 (README, "Reader").
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
+#: Fitting the calibrator (``qa calibrate-reader``): the share of the questions put to ask()
+#: that the documents cannot answer. The collected hold-out cases read through retrieval are
+#: about half unanswerable (every kind of "no answer" is drawn so the calibrator learns each);
+#: weighted to this share, P(correct) is the chance for the questions users put to their own
+#: documents, mostly answerable. 0.2: one question in five about something the documents do
+#: not hold (the project's eight sets: 17.5 %). The cases a question's own paragraph is read
+#: for (``lone``: what ``eval-reader`` does, SQuAD 2.0's setting) keep their drawn mix.
+CALIBRATION_UNANSWERABLE_SHARE: float = 0.2
 #: The reader's score is the chance that its answer is right: a calibrator fitted on training
 #: hold-outs (qa.reader.calibration; ``calibration.json`` beside the weights) maps the span
 #: and null logits, the runner-up margin, agreement between passages, retrieval rank and

@@ -308,11 +308,20 @@ class Calibrator:
         )
 
 
-def fit_logistic(rows: Sequence[dict[str, float]], labels: Sequence[bool], *, l2: float = 1.0, threshold: float = 0.5) -> Calibrator:
+def fit_logistic(
+    rows: Sequence[dict[str, float]],
+    labels: Sequence[bool],
+    *,
+    weights: Sequence[float] | None = None,
+    l2: float = 1.0,
+    threshold: float = 0.5,
+) -> Calibrator:
     """A :class:`Calibrator` fitted to ``rows`` (feature dicts) and ``labels`` (right/wrong).
 
     L2-penalised log loss minimised by L-BFGS-B from zeros: deterministic for the same data.
-    The :data:`MONOTONE` coefficients are bounded below by 0.
+    ``weights``: how much each row counts (a row of weight 2 counts as two copies of it, in
+    the standardisation, the loss and the penalty's scale). The :data:`MONOTONE` coefficients
+    are bounded below by 0.
     """
     from scipy.optimize import minimize
 
@@ -320,20 +329,22 @@ def fit_logistic(rows: Sequence[dict[str, float]], labels: Sequence[bool], *, l2
         raise ValueError(f"need as many labels as rows and at least one row (got {len(rows)} rows, {len(labels)} labels)")
     X = np.array([[r[name] for name in FEATURES] for r in rows], dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
+    w_rows = _weights(weights, len(rows))
+    n = float(w_rows.sum())  # the weighted count: a row of weight 2 is two rows everywhere below
+    mean = np.average(X, axis=0, weights=w_rows)
+    scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w_rows))
     scale[scale < 1e-9] = 1.0  # a constant feature (e.g. no retrieval scores) gets weight 0 anyway
     Z = (X - mean) / scale
-    n, d = Z.shape
+    d = Z.shape[1]
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = Z @ w[:d] + w[d]
         # log(1 + e^z) - y z, computed stably.
         value = np.logaddexp(0.0, z) - y * z
         p = 1.0 / (1.0 + np.exp(-z))
-        g = p - y
-        grad = np.concatenate([Z.T @ g / n + l2 * w[:d] / n, [g.mean()]])
-        return float(value.mean() + 0.5 * l2 * float(w[:d] @ w[:d]) / n), grad
+        g = (p - y) * w_rows
+        grad = np.concatenate([Z.T @ g / n + l2 * w[:d] / n, [g.sum() / n]])
+        return float((value * w_rows).sum() / n + 0.5 * l2 * float(w[:d] @ w[:d]) / n), grad
 
     bounds = [(0.0, None) if name in MONOTONE else (None, None) for name in FEATURES] + [(None, None)]
     result = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
@@ -347,30 +358,49 @@ def fit_logistic(rows: Sequence[dict[str, float]], labels: Sequence[bool], *, l2
     )
 
 
-def expected_calibration_error(probabilities: Sequence[float], right: Sequence[bool], *, bins: int = 10) -> float | None:
+def _weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` as an array of ``n`` non-negative floats (all 1 when ``None``)."""
+    if weights is None:
+        return np.ones(n, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or (w < 0).any() or (n and w.sum() <= 0):
+        raise ValueError(f"need {n} non-negative weights, not all 0 (got shape {w.shape})")
+    return w
+
+
+def expected_calibration_error(
+    probabilities: Sequence[float], right: Sequence[bool], *, bins: int = 10, weights: Sequence[float] | None = None
+) -> float | None:
     """ECE over ``bins`` equal-width probability bins: sum of |accuracy - mean probability|
-    weighted by the bin's share of the answers (``None`` without answers)."""
+    weighted by the bin's share of the answers (``None`` without answers). ``weights``: how
+    much each answer counts (as in :func:`fit_logistic`)."""
     p = np.asarray(probabilities, dtype=np.float64)
     r = np.asarray(right, dtype=np.float64)
     if p.size == 0:
         return None
+    w = _weights(weights, p.size)
     which = np.minimum((p * bins).astype(int), bins - 1)
     total = 0.0
     for b in range(bins):
         sel = which == b
-        if sel.any():
-            total += sel.mean() * abs(r[sel].mean() - p[sel].mean())
+        if sel.any() and w[sel].sum() > 0:
+            total += w[sel].sum() / w.sum() * abs(np.average(r[sel], weights=w[sel]) - np.average(p[sel], weights=w[sel]))
     return float(total)
 
 
-def coverage_at_accuracy(probabilities: Sequence[float], right: Sequence[bool], *, accuracy: float = 0.8) -> float:
+def coverage_at_accuracy(
+    probabilities: Sequence[float], right: Sequence[bool], *, accuracy: float = 0.8, weights: Sequence[float] | None = None
+) -> float:
     """The largest share of questions answerable (most confident first) with at least
-    ``accuracy`` of the answered right (0.0 when no prefix reaches it)."""
+    ``accuracy`` of the answered right (0.0 when no prefix reaches it). ``weights``: how much
+    each question counts."""
     p = np.asarray(probabilities, dtype=np.float64)
     r = np.asarray(right, dtype=np.float64)
     if p.size == 0:
         return 0.0
+    w = _weights(weights, p.size)
     order = np.argsort(-p, kind="stable")
-    hits = np.cumsum(r[order]) / np.arange(1, p.size + 1)
-    ok = np.flatnonzero(hits >= accuracy)
-    return float((ok.max() + 1) / p.size) if ok.size else 0.0
+    mass = np.cumsum(w[order])
+    hits = np.cumsum((r * w)[order]) / np.maximum(mass, 1e-300)
+    ok = np.flatnonzero((hits >= accuracy) & (mass > 0))
+    return float(mass[ok.max()] / mass[-1]) if ok.size else 0.0

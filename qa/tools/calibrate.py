@@ -246,33 +246,60 @@ def load_cases(path: Path, key: dict[str, Any]) -> list[Case] | None:
         return None
 
 
-def choose_threshold(probabilities: np.ndarray, right: np.ndarray, answerable: np.ndarray) -> tuple[float, list[dict[str, float]]]:
+def case_weights(cases: list[Case], unanswerable_share: float | None) -> np.ndarray:
+    """How much each case counts: the cases read through retrieval weighted so that
+    ``unanswerable_share`` of their weight is on unanswerable questions (the rest on
+    answerable ones; their total weight stays their count); ``lone`` cases (a question over
+    its own paragraph) count 1. ``None``: every case counts 1 (the mix as drawn)."""
+    w = np.ones(len(cases), dtype=np.float64)
+    if unanswerable_share is None:
+        return w
+    if not 0.0 < unanswerable_share < 1.0:
+        raise ValueError(f"unanswerable share {unanswerable_share} is not between 0 and 1 (exclusive); e.g. 0.2")
+    retrieved = np.array([not c.kind.startswith("lone") for c in cases], dtype=bool)
+    unanswerable = np.array([not c.answerable for c in cases], dtype=bool)
+    n_un, n_ans = int((retrieved & unanswerable).sum()), int((retrieved & ~unanswerable).sum())
+    if n_un and n_ans:  # with only one side there is no mix to set
+        total = n_un + n_ans
+        w[retrieved & unanswerable] = unanswerable_share * total / n_un
+        w[retrieved & ~unanswerable] = (1.0 - unanswerable_share) * total / n_ans
+    return w
+
+
+def choose_threshold(
+    probabilities: np.ndarray, right: np.ndarray, answerable: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[float, list[dict[str, float]]]:
     """The threshold with the best overall accuracy (a right answer, or "I don't know" to a
-    question the documents cannot answer), and the sweep it was chosen from."""
+    question the documents cannot answer; ``weights``: how much each question counts), and
+    the sweep it was chosen from."""
     sweep = []
     if probabilities.size == 0:
         return 0.5, sweep
+    w = np.ones(probabilities.size) if weights is None else np.asarray(weights, dtype=np.float64)
     for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
         answered = probabilities >= t
-        accuracy = float(np.mean(np.where(answered, right, ~answerable)))
-        sweep.append({"threshold": float(t), "accuracy": round(accuracy, 4), "answered": round(float(answered.mean()), 4)})
+        accuracy = float(np.average(np.where(answered, right, ~answerable), weights=w))
+        sweep.append({"threshold": float(t), "accuracy": round(accuracy, 4), "answered": round(float(np.average(answered, weights=w)), 4)})
     best = max(sweep, key=lambda r: (r["accuracy"], -abs(r["threshold"] - 0.5)))
     return best["threshold"], sweep
 
 
-def report(cases: list[Case], calibrator: Calibrator, raw: bool = False) -> dict[str, Any]:
-    """ECE, coverage at 80 % accuracy and accuracy of the answered, per kind of case."""
+def report(cases: list[Case], calibrator: Calibrator, raw: bool = False, weights: np.ndarray | None = None) -> dict[str, Any]:
+    """ECE, coverage at 80 % accuracy and accuracy of the answered (each case counting its
+    ``weight``), and per kind of case (unweighted: counts)."""
     if not cases:
         return {"cases": 0}
+    w = np.ones(len(cases)) if weights is None else np.asarray(weights, dtype=np.float64)
     p = np.array([c.features["softmax"] if raw else calibrator.probability(c.features) for c in cases])
     r = np.array([c.right for c in cases], dtype=bool)
     answered = p >= calibrator.threshold
     return {
         "cases": len(cases),
-        "ece": round(expected_calibration_error(p, r) or 0.0, 4),
-        "coverage_at_80": round(coverage_at_accuracy(p, r), 4),
-        "answered": round(float(answered.mean()), 4),
-        "accuracy_answered": round(float(r[answered].mean()), 4) if answered.any() else None,
+        "ece": round(expected_calibration_error(p[answered], r[answered], weights=w[answered]) or 0.0, 4) if answered.any() else None,
+        "ece_all": round(expected_calibration_error(p, r, weights=w) or 0.0, 4),
+        "coverage_at_80": round(coverage_at_accuracy(p, r, weights=w), 4),
+        "answered": round(float(np.average(answered, weights=w)), 4),
+        "accuracy_answered": round(float(np.average(r[answered], weights=w[answered])), 4) if answered.any() else None,
         "by_kind": {
             kind: {"n": int(sel.sum()), "right": round(float(r[sel].mean()), 4), "answered": round(float(answered[sel].mean()), 4)}
             for kind in sorted({c.kind for c in cases})
@@ -291,9 +318,14 @@ def calibrate_reader(
     out: Path | None = None,
     progress: bool = True,
     cases_file: Path | None = None,
+    unanswerable_share: float | None = None,
 ) -> dict[str, Any]:
     """Fit, check and save the calibrator of ``reader_model`` (default: the shipped reader)
     on the held-out articles of ``files``; returns the report (also saved beside it).
+
+    ``unanswerable_share``: the share of unanswerable questions among those read through
+    retrieval, fitted and checked for (:func:`case_weights`; default
+    ``config.CALIBRATION_UNANSWERABLE_SHARE``).
 
     ``cases_file``: where the collected cases are kept (JSON Lines); when it holds cases
     collected for the same weights and settings they are reused instead of read again.
@@ -304,6 +336,8 @@ def calibrate_reader(
     from qa import config
     from qa.reader import TransformersReader, locate_checkpoint
 
+    share = config.CALIBRATION_UNANSWERABLE_SHARE if unanswerable_share is None else unanswerable_share
+    case_weights([], share)  # a bad share is refused before minutes of reading
     reader = TransformersReader(reader_model or config.DEFAULT_READER_MODEL)
     location, _ = locate_checkpoint(reader.model_name)
     checkpoint = Path(location)
@@ -329,14 +363,15 @@ def calibrate_reader(
         raise ValueError("no fitting cases: the reader decoded no span on the held-out questions; pass more or larger files")
     if len({c.right for c in fit}) < 2:
         logger.warning("every fitting case is %s: the calibrator can only learn that", "right" if fit[0].right else "wrong")
-    model = fit_logistic([c.features for c in fit], [c.right for c in fit])
+    model = fit_logistic([c.features for c in fit], [c.right for c in fit], weights=case_weights(fit, share))
     in_pipeline = [c for c in check if not c.kind.startswith("lone")]
     chosen_on = "check"
     if not in_pipeline:  # a tiny corpus: say so rather than fail
         in_pipeline, chosen_on = [c for c in fit if not c.kind.startswith("lone")], "fit"
     probs = np.array([model.probability(c.features) for c in in_pipeline])
     threshold, sweep = choose_threshold(
-        probs, np.array([c.right for c in in_pipeline], dtype=bool), np.array([c.answerable for c in in_pipeline], dtype=bool)
+        probs, np.array([c.right for c in in_pipeline], dtype=bool), np.array([c.answerable for c in in_pipeline], dtype=bool),
+        case_weights(in_pipeline, share),
     )
     info = {
         "fitted": time.strftime("%Y-%m-%d"),
@@ -345,17 +380,25 @@ def calibrate_reader(
         "cases": {"fit": len(fit), "check": len(check)},
         "right_f1": RIGHT_F1,
         "collector": COLLECTOR_VERSION,
-        "threshold_choice": {"rule": f"best overall accuracy on the {chosen_on} part's retrieved cases", "sweep": sweep},
+        "unanswerable_share": share,
+        "threshold_choice": {
+            "rule": f"best overall accuracy on the {chosen_on} part's retrieved cases ({share:.0%} of their weight unanswerable)",
+            "sweep": sweep,
+        },
     }
     calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info)
     result = {
         "reader": reader.name,
         "threshold": threshold,
-        "check": report(check, calibrator),
-        "check_raw_softmax": report(check, Calibrator(model.mean, model.scale, model.coef, model.intercept, 0.5), raw=True),
-        "fit": report(fit, calibrator),
+        "check": report(check, calibrator, weights=case_weights(check, share)),
+        "check_raw_softmax": report(
+            check, Calibrator(model.mean, model.scale, model.coef, model.intercept, 0.5), raw=True, weights=case_weights(check, share)
+        ),
+        "check_retrieved": report(in_pipeline, calibrator, weights=case_weights(in_pipeline, share)),
+        "check_lone": report([c for c in check if c.kind.startswith("lone")], calibrator),
+        "fit": report(fit, calibrator, weights=case_weights(fit, share)),
         "coef": dict(zip(FEATURES, [round(c, 4) for c in model.coef])),
     }
-    calibrator.info["report"] = {k: result[k] for k in ("check", "check_raw_softmax")}
+    calibrator.info["report"] = {k: result[k] for k in ("check", "check_raw_softmax", "check_retrieved", "check_lone")}
     calibrator.save(out or checkpoint / CALIBRATION_FILE)
     return result

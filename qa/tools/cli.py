@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help="passages read per question (default: the product's)")
     p.add_argument("--out", type=Path, default=None, help="where to write the calibrator (default: calibration.json beside the weights)")
     p.add_argument("--cases", type=Path, default=None, help="keep the collected cases here (JSON Lines) and reuse them when the weights and settings match")
+    p.add_argument(
+        "--unanswerable-share", type=float, default=None,
+        help="share of the questions asked through retrieval that the documents cannot answer, fitted for "
+        "(default: qa/config.py CALIBRATION_UNANSWERABLE_SHARE)",
+    )
 
     p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
     p.add_argument("file", type=Path, help="SQuAD .json or .json.gz file")
@@ -277,7 +282,7 @@ def _cmd_calibrate_reader(args: argparse.Namespace) -> int:
         raise ValueError(f"--per-kind {args.per_kind} is too small; use at least 10 (the default is 1200)")
     result = calibrate_reader(
         list(args.files), reader_model=args.reader_model, holdout_percent=args.holdout_percent, per_kind=args.per_kind,
-        top_k=args.top_k, out=args.out, cases_file=args.cases,
+        top_k=args.top_k, out=args.out, cases_file=args.cases, unanswerable_share=args.unanswerable_share,
     )
     print(json.dumps(result, indent=1))
     return 0

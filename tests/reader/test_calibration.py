@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa import config
 from qa.answer import Passage
 from qa.reader.calibration import (
     CALIBRATION_FILE,
@@ -104,6 +105,22 @@ def test_ece_and_coverage_by_hand() -> None:
     # Most confident first: right, right, wrong, right, wrong -> accuracy 1, 1, .67, .75, .6
     assert coverage_at_accuracy([0.9, 0.8, 0.7, 0.6, 0.5], [True, True, False, True, False], accuracy=0.75) == 0.8
     assert coverage_at_accuracy([0.9], [False]) == 0.0
+
+
+def test_weights_count_as_copies() -> None:
+    # A weight of 2 is the row twice: the same fit, the same ECE and coverage.
+    rows, labels = _synthetic()
+    doubled = fit_logistic(rows + rows[:40], labels + labels[:40])
+    weighted = fit_logistic(rows, labels, weights=[2.0] * 40 + [1.0] * (len(rows) - 40))
+    assert np.allclose(doubled.coef, weighted.coef, atol=2e-3) and doubled.intercept == pytest.approx(weighted.intercept, abs=2e-3)
+    p, r = [0.95, 0.25, 0.25, 0.6], [True, False, True, True]
+    assert expected_calibration_error(p, r, weights=[2, 1, 1, 0]) == pytest.approx(expected_calibration_error([0.95, 0.95, 0.25, 0.25], [True, True, False, True]))
+    assert coverage_at_accuracy([0.9, 0.8, 0.7], [True, False, True], weights=[3, 1, 0]) == coverage_at_accuracy([0.9] * 3 + [0.8], [True] * 3 + [False]) == 0.75
+    assert coverage_at_accuracy([0.9, 0.8, 0.7], [True, False, False], weights=[3, 1, 4], accuracy=0.75) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="non-negative weights"):
+        fit_logistic(rows, labels, weights=[-1.0] * len(rows))
+    with pytest.raises(ValueError, match="non-negative weights"):
+        expected_calibration_error(p, r, weights=[1, 1])
 
 
 def test_calibrator_file_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -234,7 +251,9 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
         calibrate.collect_cases = original  # type: ignore[assignment]
     assert again["coef"] == result["coef"]  # deterministic: the same fit from the same cases
     assert calibrate.load_cases(cases, {"other": "key"}) is None  # other settings: collected afresh
-    assert result["fit"]["cases"] > 0 and 0.0 <= result["fit"]["ece"] <= 1.0
+    assert result["fit"]["cases"] > 0 and 0.0 <= result["fit"]["ece_all"] <= 1.0
+    assert result["fit"]["ece"] is None or 0.0 <= result["fit"]["ece"] <= 1.0  # over the answered: none may be
+    assert TransformersReader(str(ckpt)).calibrator().info["unanswerable_share"] == config.CALIBRATION_UNANSWERABLE_SHARE
     kinds = set(result["fit"]["by_kind"]) | set(result["check"].get("by_kind", {}))
     assert {"answerable", "lone"} <= kinds
     cal = TransformersReader(str(ckpt)).calibrator()

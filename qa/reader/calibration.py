@@ -329,7 +329,7 @@ def fit_logistic(
         raise ValueError(f"need as many labels as rows and at least one row (got {len(rows)} rows, {len(labels)} labels)")
     X = np.array([[r[name] for name in FEATURES] for r in rows], dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
-    w_rows = _weights(weights, len(rows))
+    w_rows = row_weights(weights, len(rows))
     n = float(w_rows.sum())  # the weighted count: a row of weight 2 is two rows everywhere below
     mean = np.average(X, axis=0, weights=w_rows)
     scale = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w_rows))
@@ -358,7 +358,7 @@ def fit_logistic(
     )
 
 
-def _weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+def row_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
     """``weights`` as an array of ``n`` non-negative floats (all 1 when ``None``)."""
     if weights is None:
         return np.ones(n, dtype=np.float64)
@@ -378,7 +378,7 @@ def expected_calibration_error(
     r = np.asarray(right, dtype=np.float64)
     if p.size == 0:
         return None
-    w = _weights(weights, p.size)
+    w = row_weights(weights, p.size)
     which = np.minimum((p * bins).astype(int), bins - 1)
     total = 0.0
     for b in range(bins):
@@ -398,7 +398,7 @@ def coverage_at_accuracy(
     r = np.asarray(right, dtype=np.float64)
     if p.size == 0:
         return 0.0
-    w = _weights(weights, p.size)
+    w = row_weights(weights, p.size)
     order = np.argsort(-p, kind="stable")
     mass = np.cumsum(w[order])
     hits = np.cumsum((r * w)[order]) / np.maximum(mass, 1e-300)

@@ -201,7 +201,7 @@ def calibration_feeds(tokenizer: Any, names: list[str], pairs: list[tuple[str, s
     from qa.reader.decoding import fold_letters
     from qa.reader.windows import WindowTokenizer
 
-    windows = tokenizer if isinstance(tokenizer, WindowTokenizer) else WindowTokenizer.from_transformers(tokenizer)
+    windows = WindowTokenizer.of(tokenizer)
     feeds = []
     for question, context in pairs if pairs is not None else load_calibration_pairs():
         enc = windows.windows(

@@ -443,7 +443,7 @@ def make_features(
     """
     from qa.reader.windows import WindowTokenizer
 
-    windows = tokenizer if isinstance(tokenizer, WindowTokenizer) else WindowTokenizer.from_transformers(tokenizer)
+    windows = WindowTokenizer.of(tokenizer)
     features: list[Feature] = []
     for b in range(0, len(examples), batch):
         chunk = examples[b : b + batch]

@@ -121,6 +121,12 @@ class WindowTokenizer:
             type_ids="token_type_ids" in tokenizer.model_input_names,
         )
 
+    @classmethod
+    def of(cls, tokenizer: Any) -> WindowTokenizer:
+        """``tokenizer`` itself when it is a ``WindowTokenizer``, else the windows of a loaded
+        ``transformers`` fast tokenizer (:meth:`from_transformers`)."""
+        return tokenizer if isinstance(tokenizer, cls) else cls.from_transformers(tokenizer)
+
     def ids(self, text: str) -> list[int]:
         """``text``'s token ids without special tokens."""
         with self._lock:

@@ -46,6 +46,7 @@ from qa.reader.calibration import (
     coverage_at_accuracy,
     expected_calibration_error,
     fit_logistic,
+    row_weights,
     span_features,
     weights_fingerprint,
 )
@@ -275,7 +276,7 @@ def choose_threshold(
     sweep = []
     if probabilities.size == 0:
         return 0.5, sweep
-    w = np.ones(probabilities.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = row_weights(weights, probabilities.size)
     for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
         answered = probabilities >= t
         accuracy = float(np.average(np.where(answered, right, ~answerable), weights=w))
@@ -289,7 +290,7 @@ def report(cases: list[Case], calibrator: Calibrator, raw: bool = False, weights
     ``weight``), and per kind of case (unweighted: counts)."""
     if not cases:
         return {"cases": 0}
-    w = np.ones(len(cases)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = row_weights(weights, len(cases))
     p = np.array([c.features["softmax"] if raw else calibrator.probability(c.features) for c in cases])
     r = np.array([c.right for c in cases], dtype=bool)
     answered = p >= calibrator.threshold
@@ -387,12 +388,13 @@ def calibrate_reader(
         },
     }
     calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info)
+    check_weights = case_weights(check, share)
     result = {
         "reader": reader.name,
         "threshold": threshold,
-        "check": report(check, calibrator, weights=case_weights(check, share)),
+        "check": report(check, calibrator, weights=check_weights),
         "check_raw_softmax": report(
-            check, Calibrator(model.mean, model.scale, model.coef, model.intercept, 0.5), raw=True, weights=case_weights(check, share)
+            check, Calibrator(model.mean, model.scale, model.coef, model.intercept, 0.5), raw=True, weights=check_weights
         ),
         "check_retrieved": report(in_pipeline, calibrator, weights=case_weights(in_pipeline, share)),
         "check_lone": report([c for c in check if c.kind.startswith("lone")], calibrator),

@@ -19,6 +19,7 @@ import random
 import shutil
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,27 +352,51 @@ def main_env_threads() -> None:
 _RELEASE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-def export_checkpoint(src: Path | str, dst: Path | str) -> Path:
+def export_checkpoint(src: Path | str | Sequence[Path | str], dst: Path | str) -> Path:
     """Copy a trained model to ``dst`` as a release: fp16 safetensors (half the size; the
     reader computes in fp32 or int8), config and tokenizer, plus ``training.json``.
 
+    Several sources make a *model soup* (Wortsman et al., 2022): the uniform average of their
+    weights, for runs fine-tuned from one base (continuations of one release with other seeds
+    or data draws), which is often better than each. Its ``training.json`` is
+    ``{"soup": ..., "of": [each run's training.json with its lineage]}``, so the calibrator
+    excludes what any of them trained on. Config and tokenizer come from the first source.
+
     Raises:
-        ValueError: ``src`` is not a trained model directory.
+        ValueError: a source is not a trained model directory, or the sources' weights do not
+            have the same names and shapes (not one architecture: cannot be averaged).
     """
     import torch
     from safetensors.torch import load_file, save_file
 
-    src, dst = Path(src), Path(dst)
-    if not (src / "model.safetensors").is_file() or not (src / "config.json").is_file():
-        raise ValueError(f"{src} is not a trained model directory (no model.safetensors / config.json); pass a run's final/ folder")
-    meta = with_lineage(json.loads((src / "training.json").read_text())) if (src / "training.json").is_file() else None
+    srcs = [Path(src)] if isinstance(src, (str, Path)) else [Path(s) for s in src]
+    if not srcs:
+        raise ValueError("no model directory given to export; pass a run's final/ folder (several: their average)")
+    for s in srcs:
+        if not (s / "model.safetensors").is_file() or not (s / "config.json").is_file():
+            raise ValueError(f"{s} is not a trained model directory (no model.safetensors / config.json); pass a run's final/ folder")
+    dst = Path(dst)
+    # Lineage read now, before dst (often a source's base, or a source itself) is overwritten.
+    metas = [with_lineage(json.loads((s / "training.json").read_text())) if (s / "training.json").is_file() else None for s in srcs]
+    total = {k: v.to(torch.float64) if v.is_floating_point() else v for k, v in load_file(str(srcs[0] / "model.safetensors")).items()}
+    for s in srcs[1:]:
+        other = load_file(str(s / "model.safetensors"))
+        if other.keys() != total.keys() or any(other[k].shape != total[k].shape for k in total):
+            differ = sorted(k for k in total.keys() ^ other.keys()) or sorted(k for k in total if other[k].shape != total[k].shape)
+            raise ValueError(f"{s} cannot be averaged with {srcs[0]}: weights {differ[:3]} differ in name or shape; a soup takes runs of one architecture")
+        for k, v in other.items():
+            if v.is_floating_point():
+                total[k] += v.to(torch.float64)
+    n = len(srcs)
+    half = {k: ((v / n).to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in total.items()}
     dst.mkdir(parents=True, exist_ok=True)
-    tensors = load_file(str(src / "model.safetensors"))
-    half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     save_file(half, str(dst / "model.safetensors"), metadata={"format": "pt"})
     for name in _RELEASE_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
-    if meta is not None:  # lineage read above, before dst (often the base itself) was overwritten
-        (dst / "training.json").write_text(json.dumps(meta, indent=2))
+        if (srcs[0] / name).is_file() and (srcs[0] / name).resolve() != (dst / name).resolve():
+            shutil.copyfile(srcs[0] / name, dst / name)
+    if n > 1:
+        soup = {"soup": f"uniform average of {n} checkpoints' weights (model soup)", "of": [m or {"source": str(s)} for m, s in zip(metas, srcs)]}
+        (dst / "training.json").write_text(json.dumps(soup, indent=2))
+    elif metas[0] is not None:
+        (dst / "training.json").write_text(json.dumps(metas[0], indent=2))
     return dst

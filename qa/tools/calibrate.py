@@ -87,19 +87,24 @@ def _file_rows(spec: str) -> tuple[str, list[QAExample]]:
 
 
 def trained_contexts(checkpoint: Path) -> set[str]:
-    """Every paragraph the checkpoint may have been trained on, per its ``training.json`` and
-    the runs it continued (``"base"``, nested): whole files, less each run's held-out share;
-    samples count as the whole file."""
+    """Every paragraph the checkpoint may have been trained on, per its ``training.json``, the
+    runs it continued (``"base"``, nested) and, for an average of runs, each of them (``"of"``):
+    whole files, less each run's held-out share; samples count as the whole file."""
     meta = checkpoint / "training.json"
     if not meta.is_file():
         return set()
     seen: set[str] = set()
     from qa.reader.training import with_lineage
 
-    run: dict | None = with_lineage(json.loads(meta.read_text()))
-    while run is not None:  # this run, then the runs its weights started from
+    runs: list[dict] = [with_lineage(json.loads(meta.read_text()))]
+    done: set[tuple[str, object]] = set()
+    while runs:  # this run, the runs its weights started from ("base"), and a soup's ingredients ("of")
+        run = runs.pop()
         cfg = run.get("config", {})
         for spec in cfg.get("files", []):
+            if (spec, cfg.get("holdout_percent")) in done:  # runs of one release share their files
+                continue
+            done.add((spec, cfg.get("holdout_percent")))
             try:
                 _, rows = _file_rows(spec)
             except ValueError:
@@ -107,7 +112,7 @@ def trained_contexts(checkpoint: Path) -> set[str]:
                 continue
             kept, _ = split_holdout(rows, float(cfg.get("holdout_percent", 0.0)))
             seen.update(r.context for r in kept)
-        run = run.get("base")
+        runs.extend(r for r in [run.get("base"), *run.get("of", [])] if isinstance(r, dict))
     return seen
 
 

@@ -160,8 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout-percent", type=float, default=d.holdout_percent, help="percent of each file's articles kept out of training (for fitting the confidence calibrator)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
-    p = sub.add_parser("export-reader", help="release a trained model as the shipped reader (fp16 safetensors)")
-    p.add_argument("model_dir", type=Path, help="a trained model folder, e.g. checkpoints/reader/final")
+    p = sub.add_parser(
+        "export-reader",
+        help="release a trained model as the shipped reader (fp16 safetensors); several: their average",
+        description="Write a trained model as a release (fp16 safetensors, config, tokenizer, training.json). "
+        "Given several trained folders of one architecture (e.g. runs continued from one release with other seeds), "
+        "it writes the uniform average of their weights, a 'model soup'. Run calibrate-reader on the result.",
+    )
+    p.add_argument("model_dir", type=Path, nargs="+", help="a trained model folder, e.g. checkpoints/reader/final (several: averaged)")
     p.add_argument("--to", type=Path, default=None, help="destination (default: the package's shipped reader folder)")
 
     p = sub.add_parser(
@@ -271,7 +277,8 @@ def _cmd_export_reader(args: argparse.Namespace) -> int:
 
     out = export_checkpoint(args.model_dir, args.to or SHIPPED_READER_DIR)
     size = (out / "model.safetensors").stat().st_size / 1e6
-    print(f"exported {args.model_dir} to {out} ({size:.1f} MB fp16)")
+    what = str(args.model_dir[0]) if len(args.model_dir) == 1 else f"the average of {', '.join(map(str, args.model_dir))}"
+    print(f"exported {what} to {out} ({size:.1f} MB fp16)")
     return 0
 
 

@@ -139,3 +139,62 @@ def test_a_release_keeps_the_lineage_of_the_weights_it_continued(tmp_path: Path,
     meta = json.loads((release / "training.json").read_text())
     assert meta["base"]["config"]["files"] == [str(tmp_path / "old.json")]
     assert trained_contexts(release) == {"Newer paragraph text.", "Older paragraph text."}
+
+
+def test_export_of_several_runs_is_their_average(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    """A model soup: ``export-reader A B`` writes the uniform average of the runs' weights (fp16),
+    records each run under "of", and the calibrator excludes what any of them trained on."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from qa.tools.calibrate import trained_contexts
+
+    def squad(path: Path, context: str) -> str:
+        row = {"data": [{"title": path.stem, "paragraphs": [{"context": context, "qas": [{"id": path.stem, "question": "What?", "answers": [{"text": context.split()[0], "answer_start": 0}]}]}]}]}
+        path.write_text(json.dumps(row))
+        return str(path)
+
+    runs = []
+    for n, context in enumerate(["First run's paragraph.", "Second run's paragraph."]):
+        run = tmp_path / f"run{n}"
+        shutil.copytree(tiny_qa_checkpoint, run)
+        weights = load_file(str(run / "model.safetensors"))
+        torch.manual_seed(n)
+        save_file({k: v + torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()}, str(run / "model.safetensors"))
+        (run / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / f"f{n}.json", context)], "holdout_percent": 0}}))
+        runs.append(run)
+    done = subprocess.run(
+        [sys.executable, "-m", "qa", "export-reader", *map(str, runs), "--to", str(tmp_path / "soup")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "average of" in done.stdout
+    soup = load_file(str(tmp_path / "soup" / "model.safetensors"))
+    a, b = (load_file(str(r / "model.safetensors")) for r in runs)
+    for k, v in soup.items():
+        assert v.dtype == torch.float16
+        assert torch.allclose(v.float(), (a[k] + b[k]) / 2, atol=2e-3, rtol=2e-3), k
+    meta = json.loads((tmp_path / "soup" / "training.json").read_text())
+    assert "soup" in meta and [m["config"]["files"] for m in meta["of"]] == [[str(tmp_path / "f0.json")], [str(tmp_path / "f1.json")]]
+    assert trained_contexts(tmp_path / "soup") == {"First run's paragraph.", "Second run's paragraph."}
+    # The soup loads and answers like any checkpoint.
+    reader = TransformersReader(str(tmp_path / "soup"), threshold=0.0, quantize="none")
+    doc = "The capital of Turkey is Ankara."
+    answer = reader.read("What is the capital?", [Passage("t.txt", "/t.txt", "t.txt#0", 0, len(doc), doc, 1.0, doc)])
+    assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
+
+
+def test_export_refuses_to_average_different_architectures(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from qa.reader.training import export_checkpoint
+
+    other = tmp_path / "wider"
+    BertForQuestionAnswering(BertConfig(vocab_size=100, hidden_size=48, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).save_pretrained(other)
+    with pytest.raises(ValueError, match="cannot be averaged"):
+        export_checkpoint([tiny_qa_checkpoint, other], tmp_path / "soup")
+    assert not (tmp_path / "soup").exists()  # nothing written
+    with pytest.raises(ValueError, match="no model directory"):
+        export_checkpoint([], tmp_path / "soup")

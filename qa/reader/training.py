@@ -381,8 +381,8 @@ def export_checkpoint(src: Path | str | Sequence[Path | str], dst: Path | str) -
     total = {k: v.to(torch.float64) if v.is_floating_point() else v for k, v in load_file(str(srcs[0] / "model.safetensors")).items()}
     for s in srcs[1:]:
         other = load_file(str(s / "model.safetensors"))
-        if other.keys() != total.keys() or any(other[k].shape != total[k].shape for k in total):
-            differ = sorted(k for k in total.keys() ^ other.keys()) or sorted(k for k in total if other[k].shape != total[k].shape)
+        differ = sorted(total.keys() ^ other.keys()) or sorted(k for k in total if other[k].shape != total[k].shape)
+        if differ:
             raise ValueError(f"{s} cannot be averaged with {srcs[0]}: weights {differ[:3]} differ in name or shape; a soup takes runs of one architecture")
         for k, v in other.items():
             if v.is_floating_point():

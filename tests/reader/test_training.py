@@ -94,6 +94,21 @@ def test_train_reader_cli_bad_input(tmp_path: Path) -> None:
     assert none.returncode == 1 and "no training files" in none.stderr
 
 
+def _one_paragraph_squad(path: Path, context: str) -> str:
+    """A SQuAD file of one paragraph and one question (its first word is the answer)."""
+    row = {"data": [{"title": path.stem, "paragraphs": [{"context": context, "qas": [{"id": path.stem, "question": "What?", "answers": [{"text": context.split()[0], "answer_start": 0}]}]}]}]}
+    path.write_text(json.dumps(row))
+    return str(path)
+
+
+def _answers_with_an_exact_span(folder: Path) -> None:
+    """A released folder loads and answers like any checkpoint directory, with an exact span."""
+    reader = TransformersReader(str(folder), threshold=0.0, quantize="none")
+    doc = "The capital of Turkey is Ankara."
+    answer = reader.read("What is the capital?", [Passage("t.txt", "/t.txt", "t.txt#0", 0, len(doc), doc, 1.0, doc)])
+    assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
+
+
 def test_export_reader_cli_writes_fp16_release(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
     from safetensors.numpy import load_file
 
@@ -106,10 +121,7 @@ def test_export_reader_cli_writes_fp16_release(tmp_path: Path, tiny_qa_checkpoin
     assert {str(v.dtype) for v in weights.values() if v.dtype.kind == "f"} == {"float16"}
     assert (tmp_path / "rel" / "tokenizer.json").is_file() and (tmp_path / "rel" / "config.json").is_file()
     # The release loads and answers like any checkpoint directory.
-    reader = TransformersReader(str(tmp_path / "rel"), threshold=0.0, quantize="none")
-    doc = "The capital of Turkey is Ankara."
-    answer = reader.read("What is the capital?", [Passage("t.txt", "/t.txt", "t.txt#0", 0, len(doc), doc, 1.0, doc)])
-    assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
+    _answers_with_an_exact_span(tmp_path / "rel")
     bad = subprocess.run([sys.executable, "-m", "qa", "export-reader", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "not a trained model directory" in bad.stderr
 
@@ -123,17 +135,12 @@ def test_a_release_keeps_the_lineage_of_the_weights_it_continued(tmp_path: Path,
     from qa.reader.training import export_checkpoint
     from qa.tools.calibrate import trained_contexts
 
-    def squad(path: Path, context: str) -> str:
-        row = {"data": [{"title": path.stem, "paragraphs": [{"context": context, "qas": [{"id": path.stem, "question": "What?", "answers": [{"text": context.split()[0], "answer_start": 0}]}]}]}]}
-        path.write_text(json.dumps(row))
-        return str(path)
-
     release = tmp_path / "release"
     shutil.copytree(tiny_qa_checkpoint, release)
-    (release / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / "old.json", "Older paragraph text.")], "holdout_percent": 0}}))
+    (release / "training.json").write_text(json.dumps({"config": {"files": [_one_paragraph_squad(tmp_path / "old.json", "Older paragraph text.")], "holdout_percent": 0}}))
     run = tmp_path / "run"
     shutil.copytree(tiny_qa_checkpoint, run)
-    (run / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / "new.json", "Newer paragraph text.")], "holdout_percent": 0, "base_model": str(release)}}))
+    (run / "training.json").write_text(json.dumps({"config": {"files": [_one_paragraph_squad(tmp_path / "new.json", "Newer paragraph text.")], "holdout_percent": 0, "base_model": str(release)}}))
     assert trained_contexts(run) == {"Newer paragraph text.", "Older paragraph text."}  # the base's, read from its folder
     export_checkpoint(run, release)  # the release folder is the base and the destination
     meta = json.loads((release / "training.json").read_text())
@@ -151,11 +158,6 @@ def test_export_of_several_runs_is_their_average(tmp_path: Path, tiny_qa_checkpo
 
     from qa.tools.calibrate import trained_contexts
 
-    def squad(path: Path, context: str) -> str:
-        row = {"data": [{"title": path.stem, "paragraphs": [{"context": context, "qas": [{"id": path.stem, "question": "What?", "answers": [{"text": context.split()[0], "answer_start": 0}]}]}]}]}
-        path.write_text(json.dumps(row))
-        return str(path)
-
     runs = []
     for n, context in enumerate(["First run's paragraph.", "Second run's paragraph."]):
         run = tmp_path / f"run{n}"
@@ -163,7 +165,7 @@ def test_export_of_several_runs_is_their_average(tmp_path: Path, tiny_qa_checkpo
         weights = load_file(str(run / "model.safetensors"))
         torch.manual_seed(n)
         save_file({k: v + torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()}, str(run / "model.safetensors"))
-        (run / "training.json").write_text(json.dumps({"config": {"files": [squad(tmp_path / f"f{n}.json", context)], "holdout_percent": 0}}))
+        (run / "training.json").write_text(json.dumps({"config": {"files": [_one_paragraph_squad(tmp_path / f"f{n}.json", context)], "holdout_percent": 0}}))
         runs.append(run)
     done = subprocess.run(
         [sys.executable, "-m", "qa", "export-reader", *map(str, runs), "--to", str(tmp_path / "soup")],
@@ -180,10 +182,7 @@ def test_export_of_several_runs_is_their_average(tmp_path: Path, tiny_qa_checkpo
     assert "soup" in meta and [m["config"]["files"] for m in meta["of"]] == [[str(tmp_path / "f0.json")], [str(tmp_path / "f1.json")]]
     assert trained_contexts(tmp_path / "soup") == {"First run's paragraph.", "Second run's paragraph."}
     # The soup loads and answers like any checkpoint.
-    reader = TransformersReader(str(tmp_path / "soup"), threshold=0.0, quantize="none")
-    doc = "The capital of Turkey is Ankara."
-    answer = reader.read("What is the capital?", [Passage("t.txt", "/t.txt", "t.txt#0", 0, len(doc), doc, 1.0, doc)])
-    assert answer.text is not None and doc[answer.citations[0].answer_start : answer.citations[0].answer_end] == answer.text
+    _answers_with_an_exact_span(tmp_path / "soup")
 
 
 def test_export_refuses_to_average_different_architectures(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:

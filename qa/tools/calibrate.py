@@ -43,6 +43,7 @@ from qa.reader.calibration import (
     FEATURES,
     RIGHT_F1,
     Calibrator,
+    Candidate,
     coverage_at_accuracy,
     expected_calibration_error,
     fit_logistic,
@@ -65,7 +66,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Case:
-    """One question put to the reader, its features and whether the shown span was right."""
+    """One question put to the reader, what the reader read and decoded, its features and
+    whether the shown span was right."""
 
     question: str
     kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast
@@ -74,6 +76,30 @@ class Case:
     right: bool
     answerable: bool
     part: str = "fit"  # fit | check
+    #: :func:`reading_of` the reader's output: with it the features are recomputed when
+    #: :func:`~qa.reader.calibration.span_features` changes, without reading again.
+    reading: dict[str, Any] | None = None
+
+
+def reading_of(candidates: list[Candidate], null_logit: float, passages: list[Passage]) -> dict[str, Any]:
+    """What :func:`~qa.reader.calibration.span_features` needs of one reading, as JSON: every
+    decoded span (passage, start, end, logit), the null logit, each passage's text and scores."""
+    return {
+        "candidates": [[c.passage, c.start, c.end, c.logit] for c in candidates],
+        "null": null_logit,
+        "passages": [{"text": p.text, "components": dict(p.components)} for p in passages],
+    }
+
+
+def features_of(question: str, reading: dict[str, Any]) -> dict[str, float]:
+    """:func:`~qa.reader.calibration.span_features` of a saved :func:`reading_of`: the same
+    function the reader calls when answering, on the same values."""
+    candidates = [Candidate(int(p), int(s), int(e), float(logit)) for p, s, e, logit in reading["candidates"]]
+    passages = [
+        Passage("", "", "", 0, len(p["text"]), p["text"], 0.0, components={k: float(v) for k, v in p["components"].items()})
+        for p in reading["passages"]
+    ]
+    return span_features(question, candidates, float(reading["null"]), passages)
 
 
 def _bucket(key: str, salt: str) -> float:
@@ -209,22 +235,25 @@ def collect_cases(
         best = candidates[0]
         gold = [t for _, t in ex.answers] if kind in ("answerable", "lone") else []  # every other kind: no answer
         text = passages[best.passage].text[best.start : best.end]
+        reading = reading_of(candidates, null, passages)
         cases.append(
             Case(
-                question=ex.question,
+                question=question,
                 kind=kind,
                 article=ex.title,
-                features=span_features(question, candidates, null, passages),
+                features=features_of(question, reading),
                 right=_label(text, gold),
                 answerable=bool(gold),
                 part="check" if _bucket(ex.title, "check") < 0.3 else "fit",
+                reading=reading,
             )
         )
     return cases
 
 
-#: Bumped when the cases collected change (kinds, sampling); recorded with them and in the calibrator.
-COLLECTOR_VERSION = 2
+#: Bumped when the cases collected change (kinds, sampling, what is kept of them); recorded
+#: with them and in the calibrator. 3: each case keeps its reading (features recomputed on load).
+COLLECTOR_VERSION = 3
 _CASES_FORMAT = "qa-calibration-cases"
 
 
@@ -241,15 +270,22 @@ def save_cases(path: Path, cases: list[Case], key: dict[str, Any]) -> None:
 
 
 def load_cases(path: Path, key: dict[str, Any]) -> list[Case] | None:
-    """The cases saved at ``path`` when they were collected with ``key``, else ``None``."""
+    """The cases saved at ``path`` when they were collected with ``key``, else ``None``; their
+    features recomputed from their readings by this version's
+    :func:`~qa.reader.calibration.span_features` (a new feature needs no new reading)."""
     try:
         with open(path, encoding="utf-8") as fh:
             header = json.loads(fh.readline())
             if header.get("format") != _CASES_FORMAT or header.get("key") != key:
                 return None
-            return [Case(**json.loads(line)) for line in fh if line.strip()]
+            cases = [Case(**json.loads(line)) for line in fh if line.strip()]
     except (OSError, ValueError, TypeError):
         return None
+    if any(c.reading is None for c in cases):
+        return None
+    for c in cases:
+        c.features = features_of(c.question, c.reading)
+    return cases
 
 
 def case_weights(cases: list[Case], unanswerable_share: float | None) -> np.ndarray:

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-kind", type=int, default=1200, help="answerable questions asked (other kinds in proportion; default: %(default)s)")
     p.add_argument("--top-k", type=int, default=None, help="passages read per question (default: the product's)")
     p.add_argument("--out", type=Path, default=None, help="where to write the calibrator (default: calibration.json beside the weights)")
-    p.add_argument("--cases", type=Path, default=None, help="keep the collected cases here (JSON Lines) and reuse them when the weights and settings match")
+    p.add_argument("--cases", type=Path, default=None, help="keep the collected cases here (JSON Lines, each with what the reader read and decoded) and reuse them when the weights and settings match: a refit, even after a feature changed, takes seconds")
     p.add_argument(
         "--unanswerable-share", type=float, default=None,
         help="share of the questions asked through retrieval that the documents cannot answer, fitted for "

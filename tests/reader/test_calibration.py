@@ -251,6 +251,17 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
         calibrate.collect_cases = original  # type: ignore[assignment]
     assert again["coef"] == result["coef"]  # deterministic: the same fit from the same cases
     assert calibrate.load_cases(cases, {"other": "key"}) is None  # other settings: collected afresh
+    # Each case keeps what the reader read: its features are recomputed from it on loading
+    # (a new feature refits without reading again) and equal those computed when collected,
+    # which equal what the reader computes when it answers the same question.
+    stale = [json.loads(line) for line in lines[1:]]
+    cases.write_text("\n".join([lines[0], *(json.dumps({**c, "features": {"stale": 1.0}}) for c in stale)]) + "\n")
+    saved = calibrate.load_cases(cases, json.loads(lines[0])["key"])
+    assert saved is not None and [c.features for c in saved] == [c["features"] for c in stale]
+    lone = next(c for c in saved if c.kind == "lone")
+    text = lone.reading["passages"][0]["text"]
+    candidates, null = TransformersReader(str(ckpt)).candidates(lone.question, [_passage(text)])
+    assert span_features(lone.question, candidates, null, [_passage(text)]) == lone.features
     assert result["fit"]["cases"] > 0 and 0.0 <= result["fit"]["ece_all"] <= 1.0
     assert result["fit"]["ece"] is None or 0.0 <= result["fit"]["ece"] <= 1.0  # over the answered: none may be
     assert TransformersReader(str(ckpt)).calibrator().info["unanswerable_share"] == config.CALIBRATION_UNANSWERABLE_SHARE

@@ -230,11 +230,13 @@ def test_i_dont_know_is_the_headline_and_the_guess_a_small_plain_line(page, scri
 
     reply = ask_in_page(page, "What is the population of Tokyo?")
     assert reply.locator(".qa-idk").inner_text() == "I don't know."
-    headline, line, meta, box = (
-        _box(page, "#qa-chat .qa-noanswer .qa-idk"),
-        _box(page, "#qa-chat .qa-noanswer .qa-guess-line"),
-        _box(page, "#qa-chat .qa-noanswer .qa-meta"),
-        _box(page, "#qa-chat .qa-noanswer"),
+    # All four boxes in one frame: the chat may still scroll to the new reply between calls.
+    headline, line, meta, box = _boxes(
+        page,
+        "#qa-chat .qa-noanswer .qa-idk",
+        "#qa-chat .qa-noanswer .qa-guess-line",
+        "#qa-chat .qa-noanswer .qa-meta",
+        "#qa-chat .qa-noanswer",
     )
     # Headline first, alone on its line(s); the labelled guess below it, then the chance.
     assert headline["y"] + headline["height"] <= line["y"] + 1 and line["y"] + line["height"] <= meta["y"] + 1
@@ -342,8 +344,7 @@ def test_documents_panel_names_borders_and_remove_row(narrow_page, seeds_url):
     for cell in ("#qa-docs-list table.qa-docs", "#qa-docs-list table.qa-docs tr", "#qa-docs-list table.qa-docs td"):
         assert _style(page, cell, "borderLeftWidth", "borderTopWidth") == ["0px", "0px"], cell
     # The remove dropdown and its button: side by side, the same height, aligned.
-    field = _box(page, "#qa-remove-choice")
-    button = _box(page, "#qa-remove")
+    field, button = _boxes(page, "#qa-remove-choice", "#qa-remove")
     assert abs(field["height"] - button["height"]) <= 2 and abs(field["y"] - button["y"]) <= 2, (field, button)
     assert button["height"] < 60 and field["x"] + field["width"] <= button["x"]
     ARTIFACTS.mkdir(exist_ok=True)
@@ -383,6 +384,16 @@ def _box(page, selector: str) -> dict:
     return page.locator(selector).first.bounding_box()
 
 
+def _boxes(page, *selectors: str) -> list[dict]:
+    """The boxes of the first element matching each selector, read in one go (one layout, one
+    scroll position), so that comparing them holds while the page scrolls or settles."""
+    return page.evaluate(
+        "(sels) => sels.map(s => { const r = document.querySelector(s).getBoundingClientRect(); "
+        "return {x: r.x, y: r.y, width: r.width, height: r.height}; })",
+        list(selectors),
+    )
+
+
 def _overlap(a: dict, b: dict) -> bool:
     return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
 
@@ -399,14 +410,14 @@ def test_sources_panel_content_stays_inside_its_box(page, multidoc_url, top_k):
     page.wait_for_function(
         "(n) => document.querySelectorAll('#qa-sources-panel .qa-source').length === n", arg=top_k, timeout=TIMEOUT_MS
     )
-    panel = _box(page, "#qa-sources-panel")
-    content = _box(page, "#qa-sources-panel .qa-sources")
+    others = ("#qa-top-k", "#qa-index-info", "#qa-docs")
+    panel, content, *below = _boxes(page, "#qa-sources-panel", "#qa-sources-panel .qa-sources", *others)
     # The content's box lies inside the panel's box (it scrolls rather than spilling out)...
     assert content["y"] >= panel["y"] - 1 and content["y"] + content["height"] <= panel["y"] + panel["height"] + 1
     assert content["x"] >= panel["x"] - 1 and content["x"] + content["width"] <= panel["x"] + panel["width"] + 1
     # ... and the panel overlaps none of the controls below it.
-    for other in ("#qa-top-k", "#qa-index-info", "#qa-docs"):
-        assert not _overlap(panel, _box(page, other)), other
+    for other, other_box in zip(others, below):
+        assert not _overlap(panel, other_box), other
     if top_k == 10:
         scrolls = page.evaluate(
             "() => { const e = document.querySelector('#qa-sources-panel .qa-sources');"

@@ -11,7 +11,10 @@ question the passage covers -- to P(correct) with a logistic regression.
 * :func:`span_features` computes the features, the one function both answering
   (:class:`qa.reader.TransformersReader`) and fitting (:mod:`qa.tools.calibrate`) use;
 * :class:`Calibrator` is the fitted model: a versioned JSON file (no pickle) next to the
-  weights it was fitted for (``calibration.json``), refused when the weights differ;
+  weights it was fitted for (``calibration.json``), refused when the weights differ. It holds
+  two regressions: one for answers read from retrieved passages (``ask()``), one for a
+  paragraph read alone (``eval-reader``, SQuAD's setting), whose unanswerable questions are
+  of other kinds and mix;
 * :func:`fit_logistic` fits it deterministically (L-BFGS-B with bounds), with the weights
   of the span-vs-null margin kept non-negative so the probability can only rise with it.
 
@@ -45,7 +48,10 @@ RIGHT_F1 = 0.5
 CALIBRATION_FILE = "calibration.json"
 #: Format tag and version of that file; loading refuses any other.
 CALIBRATION_FORMAT = "qa-reader-calibrator"
-CALIBRATION_VERSION = 1
+#: 2: a second regression for a paragraph read alone (``"lone"``); files of version 1 (one
+#: regression for both) still load.
+CALIBRATION_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 #: The features, in the order of the fitted coefficients.
 FEATURES: tuple[str, ...] = (
@@ -240,9 +246,14 @@ class Calibrator:
     model_sha256: str = ""
     #: How it was fitted and checked (files, counts, the threshold sweep, figures); not compared.
     info: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: The regression for a paragraph read alone (no retrieval scores: ``has_retrieval`` 0),
+    #: fitted on such cases only; ``None``: this one serves both.
+    lone: Calibrator | None = None
 
     def probability(self, features: dict[str, float]) -> float:
-        """P(correct) for one answer's features."""
+        """P(correct) for one answer's features (a lone paragraph's by :attr:`lone`)."""
+        if self.lone is not None and features["has_retrieval"] == 0.0:
+            return self.lone.probability(features)
         x = (np.array([features[name] for name in FEATURES]) - np.array(self.mean)) / np.array(self.scale)
         z = float(x @ np.array(self.coef) + self.intercept)
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
@@ -259,6 +270,7 @@ class Calibrator:
             "coef": list(self.coef),
             "intercept": self.intercept,
             "threshold": self.threshold,
+            "lone": None if self.lone is None else {k: getattr(self.lone, k) for k in ("mean", "scale", "coef", "intercept")},
             "info": self.info,
         }
 
@@ -283,9 +295,9 @@ class Calibrator:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CalibrationMismatch(f"calibrator {path} cannot be read ({exc}); {refit}") from exc
-        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT or data.get("version") != CALIBRATION_VERSION:
+        if not isinstance(data, dict) or data.get("format") != CALIBRATION_FORMAT or data.get("version") not in _READABLE_VERSIONS:
             raise CalibrationMismatch(
-                f"calibrator {path} is not a {CALIBRATION_FORMAT} file of version {CALIBRATION_VERSION}; {refit}"
+                f"calibrator {path} is not a {CALIBRATION_FORMAT} file of version {' or '.join(map(str, _READABLE_VERSIONS))}; {refit}"
             )
         if data.get("features") != list(FEATURES):
             raise CalibrationMismatch(f"calibrator {path} was fitted on other features than this version computes; {refit}")
@@ -295,16 +307,26 @@ class Calibrator:
                 f"these are {model_sha256[:12]}…); {refit}"
             )
         n = len(FEATURES)
-        if any(len(data.get(k) or ()) != n for k in ("mean", "scale", "coef")):
+        lone = data.get("lone")
+        parts = [data] if lone is None else [data, lone]
+        if not all(isinstance(part, dict) for part in parts) or any(len(part.get(k) or ()) != n for part in parts for k in ("mean", "scale", "coef")):
             raise CalibrationMismatch(f"calibrator {path} is damaged (expected {n} values per field); {refit}")
-        return cls(
-            mean=tuple(float(v) for v in data["mean"]),
-            scale=tuple(float(v) for v in data["scale"]),
-            coef=tuple(float(v) for v in data["coef"]),
-            intercept=float(data["intercept"]),
-            threshold=float(data["threshold"]),
+
+        def regression(part: dict[str, Any], **rest: Any) -> Calibrator:
+            return cls(
+                mean=tuple(float(v) for v in part["mean"]),
+                scale=tuple(float(v) for v in part["scale"]),
+                coef=tuple(float(v) for v in part["coef"]),
+                intercept=float(part["intercept"]),
+                threshold=float(data["threshold"]),
+                **rest,
+            )
+
+        return regression(
+            data,
             model_sha256=str(data.get("model_sha256", "")),
             info=data.get("info") or {},
+            lone=None if lone is None else regression(lone),
         )
 
 

@@ -28,6 +28,7 @@ from qa.reader.squad import (
     QAExample,
     add_contrast_negatives,
     add_cut_negatives,
+    add_inside_swapped_negatives,
     add_negatives,
     add_noisy_positives,
     add_retrieved_negatives,
@@ -65,6 +66,8 @@ class TrainConfig:
     swap_negative_ratio: float = 0.0
     contrast_negative_ratio: float = 0.0
     typo_ratio: float = 0.0
+    #: A name or number swapped for another of the same paragraph (SQuAD 2.0's writers' kind).
+    inside_swap_negative_ratio: float = 0.0
     seed: int = 13
     checkpoint_minutes: float = 20.0
     bf16: bool = True
@@ -122,6 +125,7 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
         ("swapped_negatives", add_swapped_negatives, cfg.swap_negative_ratio),
         ("contrast_negatives", add_contrast_negatives, cfg.contrast_negative_ratio),
         ("typo_positives", add_noisy_positives, cfg.typo_ratio),
+        ("inside_swapped_negatives", add_inside_swapped_negatives, cfg.inside_swap_negative_ratio),
     ):
         made = make(examples, ratio, rng)
         if made or name == "negatives":

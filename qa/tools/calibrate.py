@@ -12,15 +12,19 @@ top k, the reader):
 
 * questions of indexed articles (gold: their answers);
 * questions of absent articles: "not in the documents" (any span is wrong);
-* questions of indexed articles with a name or number swapped, or a word turned to its
-  opposite (SQuAD 2.0's commonest unanswerable kinds; any span is wrong);
+* questions of indexed articles with a name or number swapped for one of another article,
+  or a word turned to its opposite (SQuAD 2.0's commonest unanswerable kinds; any span is
+  wrong);
 * and each question over its own paragraph alone, as ``eval-reader`` reads it (no
-  retrieval scores), answerable or with the answer's sentence cut out.
+  retrieval scores), answerable, with the answer's sentence cut out, or made unanswerable
+  as above (a name or number swapped, also for another of the same paragraph; a word
+  turned to its opposite).
 
 Each case's best span is labelled right (token F1 >= 0.5 with a gold answer) or wrong and
 described by :func:`qa.reader.calibration.span_features`. A stable hash of the article
 splits the cases once more: the calibrator is fitted on the *fit* part, and the threshold
-and the reported figures (ECE, coverage at 80 % accuracy) come from the *check* part.
+and the reported figures (ECE, coverage at 80 % accuracy) come from the *check* part. The
+retrieved cases and the lone ones get a regression each (:attr:`Calibrator.lone`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from qa.reader.squad import (
     QAExample,
     add_contrast_negatives,
     add_cut_negatives,
+    add_inside_swapped_negatives,
     add_swapped_negatives,
     load_squad,
     split_holdout,
@@ -70,7 +75,7 @@ class Case:
     whether the shown span was right."""
 
     question: str
-    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast
+    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast | lone_inside
     article: str
     features: dict[str, float]
     right: bool
@@ -219,6 +224,13 @@ def collect_cases(
     # alone (drawn after the others, so the cases above are the same as collector 1's).
     jobs += [("lone_swapped", e, False) for e in rng.sample(swapped, min(per_kind // 4, len(swapped)))]
     jobs += [("lone_contrast", e, False) for e in rng.sample(contrast, min(per_kind // 4, len(contrast)))]
+    # Collector 4: a name or number swapped for another of the same paragraph (SQuAD 2.0's
+    # writers' way: every word is there and a span of the right kind too); drawn last, so the
+    # cases above stay collector 2's.
+    # Over the paragraph alone only: through retrieval they made the ask() part under-confident
+    # on the project's sets (whose unanswerable questions are of other kinds).
+    inside = add_inside_swapped_negatives(in_docs, 1.0, rng)
+    jobs += [("lone_inside", e, False) for e in rng.sample(inside, min(per_kind // 4, len(inside)))]
 
     from tqdm.auto import tqdm
 
@@ -252,8 +264,9 @@ def collect_cases(
 
 
 #: Bumped when the cases collected change (kinds, sampling, what is kept of them); recorded
-#: with them and in the calibrator. 3: each case keeps its reading (features recomputed on load).
-COLLECTOR_VERSION = 3
+#: with them and in the calibrator. 3: each case keeps its reading (features recomputed on load);
+#: 4: in-paragraph swaps over their own paragraph (``lone_inside``).
+COLLECTOR_VERSION = 4
 _CASES_FORMAT = "qa-calibration-cases"
 
 
@@ -405,7 +418,17 @@ def calibrate_reader(
         raise ValueError("no fitting cases: the reader decoded no span on the held-out questions; pass more or larger files")
     if len({c.right for c in fit}) < 2:
         logger.warning("every fitting case is %s: the calibrator can only learn that", "right" if fit[0].right else "wrong")
-    model = fit_logistic([c.features for c in fit], [c.right for c in fit], weights=case_weights(fit, share))
+    # Two regressions: answers read from retrieved passages (ask(): weighted to ``share``
+    # unanswerable, a user's mix) and a paragraph read alone (eval-reader, SQuAD's setting: the
+    # mix as drawn, SQuAD 2.0's kinds of unanswerable question among them). One fit on both
+    # let the lone cases' hard questions pull ask()'s scores down (session 8: ECE over the
+    # project's sets 0.064 -> 0.086). A part without both outcomes cannot be fitted alone.
+    retrieved_fit = [c for c in fit if not c.kind.startswith("lone")]
+    lone_fit = [c for c in fit if c.kind.startswith("lone")]
+    split = all(len({c.right for c in part}) == 2 for part in (retrieved_fit, lone_fit))
+    model_fit = retrieved_fit if split else fit
+    model = fit_logistic([c.features for c in model_fit], [c.right for c in model_fit], weights=case_weights(model_fit, share))
+    lone = fit_logistic([c.features for c in lone_fit], [c.right for c in lone_fit]) if split else None
     in_pipeline = [c for c in check if not c.kind.startswith("lone")]
     chosen_on = "check"
     if not in_pipeline:  # a tiny corpus: say so rather than fail
@@ -428,7 +451,9 @@ def calibrate_reader(
             "sweep": sweep,
         },
     }
-    calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info)
+    if lone is not None:
+        lone = Calibrator(lone.mean, lone.scale, lone.coef, lone.intercept, threshold)
+    calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info, lone)
     check_weights = case_weights(check, share)
     result = {
         "reader": reader.name,
@@ -441,6 +466,7 @@ def calibrate_reader(
         "check_lone": report([c for c in check if c.kind.startswith("lone")], calibrator),
         "fit": report(fit, calibrator, weights=case_weights(fit, share)),
         "coef": dict(zip(FEATURES, [round(c, 4) for c in model.coef])),
+        "coef_lone": None if lone is None else dict(zip(FEATURES, [round(c, 4) for c in lone.coef])),
     }
     calibrator.info["report"] = {k: result[k] for k in ("check", "check_raw_softmax", "check_retrieved", "check_lone")}
     calibrator.save(out or checkpoint / CALIBRATION_FILE)

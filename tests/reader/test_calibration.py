@@ -123,6 +123,35 @@ def test_weights_count_as_copies() -> None:
         expected_calibration_error(p, r, weights=[1, 1])
 
 
+def test_a_paragraph_read_alone_is_scored_by_its_own_regression(tmp_path: Path) -> None:
+    rows, labels = _synthetic(300)
+    retrieved = fit_logistic(rows, labels)
+    # Alone, the same spans are right less often (harder unanswerable questions): another fit.
+    lone_fit = fit_logistic(rows, [l and i % 3 > 0 for i, l in enumerate(labels)])
+    lone = Calibrator(lone_fit.mean, lone_fit.scale, lone_fit.coef, lone_fit.intercept, 0.3)
+    cal = Calibrator(retrieved.mean, retrieved.scale, retrieved.coef, retrieved.intercept, 0.3, "ab" * 32, {}, lone)
+    with_scores = span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0)], 1.0, PASSAGES)
+    alone = span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0)], 1.0, [_passage(PASSAGES[0].text)])
+    assert with_scores["has_retrieval"] == 1.0 and alone["has_retrieval"] == 0.0
+    assert cal.probability(with_scores) == retrieved.probability(with_scores)
+    assert cal.probability(alone) == lone.probability(alone) != retrieved.probability(alone)
+    # Monotone in the span-vs-null margin in both regressions.
+    for passages in (PASSAGES, [_passage(PASSAGES[0].text)]):
+        ps = [cal.probability(span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0)], null, passages)) for null in np.linspace(12.0, -12.0, 25)]
+        assert all(y >= x - 1e-12 for x, y in zip(ps, ps[1:]))
+    # The file keeps both; a file of version 1 (one regression for both) still loads.
+    cal.save(tmp_path / CALIBRATION_FILE)
+    again = Calibrator.load(tmp_path / CALIBRATION_FILE, model_sha256="ab" * 32)
+    assert again == cal and again.probability(alone) == cal.probability(alone)
+    data = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    (tmp_path / "v1.json").write_text(json.dumps({**{k: v for k, v in data.items() if k != "lone"}, "version": 1}))
+    v1 = Calibrator.load(tmp_path / "v1.json")
+    assert v1.lone is None and v1.probability(alone) == retrieved.probability(alone)
+    (tmp_path / "bad.json").write_text(json.dumps({**data, "lone": {**data["lone"], "coef": [1.0]}}))
+    with pytest.raises(CalibrationMismatch, match="damaged"):
+        Calibrator.load(tmp_path / "bad.json")
+
+
 def test_calibrator_file_round_trip_and_refusals(tmp_path: Path) -> None:
     rows, labels = _synthetic(100)
     cal = fit_logistic(rows, labels, threshold=0.4)
@@ -269,6 +298,11 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
     assert {"answerable", "lone"} <= kinds
     cal = TransformersReader(str(ckpt)).calibrator()
     assert cal is not None and cal.threshold == result["threshold"] and cal.model_sha256 == weights_fingerprint(ckpt)
+    # A regression for lone paragraphs when their cases have both outcomes (else one for all).
+    lone_cases = [json.loads(line) for line in lines[1:] if json.loads(line)["kind"].startswith("lone") and json.loads(line)["part"] == "fit"]
+    retrieved_cases = [json.loads(line) for line in lines[1:] if not json.loads(line)["kind"].startswith("lone") and json.loads(line)["part"] == "fit"]
+    both = all(len({c["right"] for c in part}) == 2 for part in (lone_cases, retrieved_cases))
+    assert (cal.lone is not None) == both == (result["coef_lone"] is not None)
     # Held out by nobody: with a 0 % hold-out there is nothing to fit on, and it says so.
     with pytest.raises(ValueError, match="no held-out questions"):
         calibrate_reader([str(squad)], reader_model=str(ckpt), holdout_percent=0, per_kind=10, progress=False)

@@ -16,6 +16,7 @@ from qa.reader.squad import (
     add_negatives,
     add_noisy_positives,
     add_retrieved_negatives,
+    add_inside_swapped_negatives,
     add_swapped_negatives,
     length_grouped_batches,
     load_squad,
@@ -177,6 +178,37 @@ def test_swapped_negatives_change_one_name_or_number_the_paragraph_holds() -> No
     # A question the paragraph is not pinned to (no name or number of it) is left alone.
     loose = QAExample("l", "What flew over the sea?", ctx, ((0, "Baykar"),), 0)
     assert add_swapped_negatives([loose, other], 1.0, random.Random(0)) == []
+
+
+def test_inside_swaps_take_a_name_or_number_of_the_same_paragraph_never_the_answers_sentence() -> None:
+    ctx = (
+        "Tokyo became the capital of Japan in 1868, when the emperor moved there. "
+        "Before that, Kyoto had been the seat of the court for a thousand years, and Edo the seat of the Shogun. "
+        "Visitors to Nara and Osaka often come by train since 1964."
+    )
+    q = QAExample("t", "When did Tokyo become the capital of Japan?", ctx, ((ctx.index("1868"), "1868"),), 0)
+    made = set()
+    for seed in range(40):
+        (neg,) = add_inside_swapped_negatives([q], 1.0, random.Random(seed))
+        assert neg.is_impossible and neg.context == ctx and neg.id == "t-inside"
+        before, after = q.question.split(), neg.question.split()
+        (old, new), = {(a, b) for a, b in zip(before, after) if a != b}
+        # Only what pins the question to the paragraph is swapped ("Tokyo", "Japan"), for a
+        # name of the same paragraph outside the answer's sentence: never "Before" (it starts
+        # a sentence), never a year (not a name), never "Japan" for "Tokyo" (in the question).
+        assert old in {"Tokyo", "Japan?"} and new.rstrip("?") in {"Kyoto", "Edo", "Shogun", "Nara", "Osaka"}
+        made.add(neg.question)
+    assert len(made) >= 4  # the choice varies with the seed
+    # A year is swapped for another year of the paragraph (1964), never the answer's 1868.
+    y = QAExample("y", "Who moved to Tokyo in 1868?", ctx, ((ctx.index("the emperor"), "the emperor"),), 0)
+    years = {n.question for seed in range(40) for n in add_inside_swapped_negatives([y], 1.0, random.Random(seed))}
+    names = ("Kyoto", "Edo", "Shogun", "Nara", "Osaka")
+    assert "Who moved to Tokyo in 1964?" in years and years <= {"Who moved to Tokyo in 1964?", *(f"Who moved to {n} in 1868?" for n in names)}
+    # Nothing of its kind elsewhere in the paragraph: no swap.
+    lone = "Baykar first flew the Kizilelma in December 2022."
+    only = QAExample("o", "When did Baykar first fly the Kizilelma?", lone, ((lone.index("December 2022"), "December 2022"),), 0)
+    assert add_inside_swapped_negatives([only], 1.0, random.Random(0)) == []
+    assert add_inside_swapped_negatives([q], 0.0, random.Random(0)) == []
 
 
 def test_contrast_negatives_turn_a_word_to_its_opposite_the_paragraph_never_uses() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from qa.answer import Passage
 from qa.reader import TransformersReader
-from qa.reader.training import TrainConfig, parse_file_spec, train
+from qa.reader.training import TrainConfig, load_training_examples, parse_file_spec, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = [
@@ -75,6 +75,18 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint
     assert json.loads((tmp_path / "run" / "final" / "training.json").read_text())["step"] == 9
     with pytest.raises(ValueError, match="nothing to resume"):
         train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "empty")), resume=True, progress=False)
+
+
+def test_inside_swaps_join_the_training_data_when_asked(tmp_path: Path) -> None:
+    context = "Tokyo became the capital of Japan in 1868. Before that, the court sat in Kyoto."
+    qa = {"id": "t", "question": "When did Tokyo become the capital of Japan?", "answers": [{"text": "1868", "answer_start": context.index("1868")}]}
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [qa]}]}]}))
+    plain, counts = load_training_examples(TrainConfig(files=[str(path)], out="", negative_ratio=0.0))
+    assert len(plain) == 1 and "inside_swapped_negatives" not in counts
+    more, counts = load_training_examples(TrainConfig(files=[str(path)], out="", negative_ratio=0.0, inside_swap_negative_ratio=1.0))
+    assert counts["inside_swapped_negatives"] == 1 and more[0] == plain[0]
+    assert more[1].question == "When did Kyoto become the capital of Japan?" and more[1].is_impossible and more[1].context == context
 
 
 def test_evaluation_data_is_refused_and_specs_parse(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ import logging
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -451,9 +451,10 @@ def calibrate_reader(
             "sweep": sweep,
         },
     }
-    if lone is not None:
-        lone = Calibrator(lone.mean, lone.scale, lone.coef, lone.intercept, threshold)
-    calibrator = Calibrator(model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info, lone)
+    calibrator = Calibrator(
+        model.mean, model.scale, model.coef, model.intercept, threshold, weights_fingerprint(checkpoint), info,
+        None if lone is None else replace(lone, threshold=threshold),
+    )
     check_weights = case_weights(check, share)
     result = {
         "reader": reader.name,

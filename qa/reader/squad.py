@@ -364,6 +364,92 @@ def add_inside_swapped_negatives(examples: list[QAExample], ratio: float, rng: r
     return out
 
 
+#: Roles a question can ask about, in groups of like roles. "Who is the defense minister of
+#: Japan?" over a paragraph that names only Japan's defense minister becomes "Who is the prime
+#: minister of Japan?": the country and the kind of answer still match, so only reading which
+#: role the paragraph gives whom tells that it no longer answers (release 4.1 answered the seed
+#: article's "prime minister" question with the defense minister at 0.88).
+_ROLE_GROUPS: tuple[tuple[str, ...], ...] = (
+    (
+        "prime minister/premier", "president", "vice president", "defense minister/defence minister",
+        "foreign minister", "finance minister", "interior minister", "king", "queen", "emperor",
+        "governor", "mayor", "chancellor", "ambassador", "senator", "secretary of state",
+    ),
+    (
+        "ceo/chief executive/chief executive officer", "chairman/chairwoman/chairperson",
+        "founder/co-founder/cofounder", "owner", "chief financial officer/cfo",
+        "chief operating officer/coo", "head coach",
+    ),
+    (
+        "author/writer", "director", "composer", "lyricist", "editor", "publisher",
+        "architect", "designer", "illustrator", "narrator", "screenwriter",
+    ),
+    (
+        "father", "mother", "son", "daughter", "wife", "husband", "brother", "sister", "grandfather",
+        "grandmother", "uncle", "aunt",
+    ),
+    ("gold medal", "silver medal", "bronze medal"),
+)
+#: Each spelling of a role -> (its group, its spellings): one role's spellings ("defence
+#: minister" for "defense minister") are never swapped for each other.
+_ROLE_OF: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    spelling: (group, tuple(role.split("/")))
+    for group in _ROLE_GROUPS
+    for role in group
+    for spelling in role.split("/")
+}
+_ACRONYMS = frozenset({"ceo", "cfo", "coo"})
+#: Longest first, so "vice president" is one role rather than "president" after "vice".
+_ROLE_WORD = re.compile(
+    r"(?<![\w-])(?:" + "|".join(re.escape(r) for r in sorted(_ROLE_OF, key=len, reverse=True)) + r")(?![\w-])",
+    re.IGNORECASE,
+)
+
+
+def add_role_swapped_negatives(examples: list[QAExample], ratio: float, rng: random.Random) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions that ask about a role ("prime minister",
+    "founder", "father", "gold medal"; :data:`_ROLE_GROUPS`) asked about another role of its
+    group that their paragraph never mentions, over that paragraph, labelled "no answer".
+
+    The role must pin the question to its paragraph (the paragraph mentions it, no gold answer
+    holds it) and the new role must appear nowhere in the paragraph (as a word: "president" is
+    in "vice president"), so the paragraph cannot say who holds it. Questions without a role
+    make nothing; most questions have none, so the yield is a few percent of ``ratio``.
+    """
+    if ratio <= 0:
+        return []
+    out = []
+    for ex in _picked(examples, ratio, rng):
+        context = _as_read(ex.context)
+        answers = [_as_read(t) for _, t in ex.answers]
+        edits: list[str] = []
+        for m in _ROLE_WORD.finditer(ex.question):
+            role = m.group()
+            # A title before a name ("President Obama", "Son Heung-min") is part of the name.
+            if not _pinned(role, context, answers) or re.match(r"\s+[A-Z]", ex.question[m.end() :]):
+                continue
+            group, spellings = _ROLE_OF[role.lower()]
+            for entry in group:
+                others = tuple(entry.split("/"))
+                if others == spellings or any(_in_text(o, context) for o in others):
+                    continue
+                other = others[0]
+                if other in _ACRONYMS:
+                    other = other.upper()
+                elif role[0].isupper():
+                    other = other[0].upper() + other[1:]
+                before = ex.question[: m.start()]
+                article = re.search(r"\b(an?)\s+$", before, re.IGNORECASE)
+                if article:  # "an author" -> "a composer"
+                    fixed = ("an" if other[0].lower() in "aeiou" else "a")
+                    fixed = fixed.capitalize() if article.group(1)[0].isupper() else fixed
+                    before = before[: article.start(1)] + fixed + before[article.end(1) :]
+                edits.append(before + other + ex.question[m.end() :])
+        if edits:
+            out.append(QAExample(ex.id + "-role", rng.choice(edits), ex.context, (), ex.article, ex.title))
+    return out
+
+
 #: Words whose opposite turns a question into one its paragraph no longer answers
 #: ("Who was the *first* ..." over a paragraph that only names the first). Both directions.
 _OPPOSITES = dict(

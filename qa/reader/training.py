@@ -32,6 +32,7 @@ from qa.reader.squad import (
     add_negatives,
     add_noisy_positives,
     add_retrieved_negatives,
+    add_role_swapped_negatives,
     add_swapped_negatives,
     length_grouped_batches,
     load_squad,
@@ -68,6 +69,8 @@ class TrainConfig:
     typo_ratio: float = 0.0
     #: A name or number swapped for another of the same paragraph (SQuAD 2.0's writers' kind).
     inside_swap_negative_ratio: float = 0.0
+    #: A role the question asks about swapped for another its paragraph never mentions.
+    role_swap_negative_ratio: float = 0.0
     seed: int = 13
     checkpoint_minutes: float = 20.0
     bf16: bool = True
@@ -126,6 +129,7 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
         ("contrast_negatives", add_contrast_negatives, cfg.contrast_negative_ratio),
         ("typo_positives", add_noisy_positives, cfg.typo_ratio),
         ("inside_swapped_negatives", add_inside_swapped_negatives, cfg.inside_swap_negative_ratio),
+        ("role_swapped_negatives", add_role_swapped_negatives, cfg.role_swap_negative_ratio),
     ):
         made = make(examples, ratio, rng)
         if made or name == "negatives":

@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-negative-ratio", type=float, default=d.swap_negative_ratio, help="share of questions also asked with one name or number swapped for one their paragraph never mentions, as 'no answer'")
     p.add_argument("--contrast-negative-ratio", type=float, default=d.contrast_negative_ratio, help="share of questions also asked with a word turned to its opposite or an impossible year added, as 'no answer'")
     p.add_argument("--inside-swap-negative-ratio", type=float, default=d.inside_swap_negative_ratio, help="share of questions also asked with one name or number swapped for another of their own paragraph, as 'no answer' (SQuAD 2.0's hardest kind)")
+    p.add_argument("--role-swap-negative-ratio", type=float, default=d.role_swap_negative_ratio, help="share of questions also asked about another role of their role's kind ('prime minister' for 'defense minister') that their paragraph never mentions, as 'no answer'")
     p.add_argument("--typo-ratio", type=float, default=d.typo_ratio, help="share of answerable questions also asked with one word misspelt (same answer)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
@@ -253,6 +254,7 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         contrast_negative_ratio=args.contrast_negative_ratio,
         typo_ratio=args.typo_ratio,
         inside_swap_negative_ratio=args.inside_swap_negative_ratio,
+        role_swap_negative_ratio=args.role_swap_negative_ratio,
         seed=args.seed,
         checkpoint_minutes=args.checkpoint_minutes,
         bf16=not args.no_bf16,

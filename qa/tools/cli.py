@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-file", default=None, help="SQuAD file for a dev-slice learning curve at each checkpoint")
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
     p.add_argument("--holdout-percent", type=float, default=d.holdout_percent, help="percent of each file's articles kept out of training (for fitting the confidence calibrator)")
+    p.add_argument("--device", default=d.device, help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or cuda (default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=None, help="fit the run into this many minutes of training: the step count is cut to what the measured speed allows and the learning rate decays to 0 there")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
     p = sub.add_parser(
@@ -262,8 +264,15 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         eval_file=args.eval_file,
         eval_limit=args.eval_limit,
         holdout_percent=args.holdout_percent,
+        device=args.device,
+        max_minutes=args.max_minutes,
     )
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise ValueError(f"--max-minutes {args.max_minutes}: give a positive number of minutes")
     if not args.resume:
+        from qa.reader.training import resolve_device
+
+        resolve_device(cfg.device)  # fail on a bad --device before the data are read
         for spec in cfg.files:  # fail on a bad file before the model loads
             from qa.reader.training import parse_file_spec
 

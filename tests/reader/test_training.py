@@ -11,7 +11,7 @@ import pytest
 
 from qa.answer import Passage
 from qa.reader import TransformersReader
-from qa.reader.training import TrainConfig, load_training_examples, parse_file_spec, train
+from qa.reader.training import TrainConfig, fitted_steps, load_training_examples, parse_file_spec, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = [
@@ -77,6 +77,31 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint
         train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "empty")), resume=True, progress=False)
 
 
+def test_max_minutes_cuts_the_run_to_its_budget_and_decays_to_zero_there(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    # 400 steps planned; a budget of ~0 s: the speed is measured after 20 steps and the run
+    # ends one step later, its learning rate at 0 on that last step (not cut mid-schedule).
+    final = train(config(tmp_path, tiny_qa_checkpoint, max_steps=400, max_minutes=1e-6, lr=1e-3), progress=False)
+    state = json.loads((final / "training.json").read_text())
+    assert state["step"] == 21 and state["total_steps"] == 21 and state["fitted"]["at_step"] == 20
+    rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows if "lr" in r][-1] == 0.0
+    assert state["device"] == "cpu" or state["device"].startswith("cuda")
+
+
+def test_fitted_steps_and_devices() -> None:
+    assert fitted_steps(1000, 100, steps_per_s=10.0, seconds_left=30.0) == 400
+    assert fitted_steps(1000, 100, steps_per_s=10.0, seconds_left=1e6) == 1000  # never more than planned
+    assert fitted_steps(1000, 100, steps_per_s=10.0, seconds_left=-5.0) == 101  # over budget: one more step
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="not a device"):
+        resolve_device("gpu0")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            resolve_device("cuda")
+
+
 def test_inside_swaps_join_the_training_data_when_asked(tmp_path: Path) -> None:
     context = "Tokyo became the capital of Japan in 1868. Before that, the court sat in Kyoto."
     qa = {"id": "t", "question": "When did Tokyo become the capital of Japan?", "answers": [{"text": "1868", "answer_start": context.index("1868")}]}
@@ -118,6 +143,11 @@ def test_train_reader_cli_bad_input(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     none = run("--out", str(tmp_path / "o"))
     assert none.returncode == 1 and "no training files" in none.stderr
+    train_file = str(write_squad(tmp_path / "t.json"))
+    device = run(train_file, "--out", str(tmp_path / "o"), "--device", "gpu0")
+    assert device.returncode == 1 and "--device 'gpu0'" in device.stderr and "Traceback" not in device.stderr
+    budget = run(train_file, "--out", str(tmp_path / "o"), "--max-minutes", "0")
+    assert budget.returncode == 1 and "--max-minutes" in budget.stderr and not (tmp_path / "o").exists()
 
 
 def _one_paragraph_squad(path: Path, context: str) -> str:

@@ -199,6 +199,19 @@ def _save_checkpoint(path: Path, model: Any, tokenizer: Any, optimizer: Any, sta
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int, done: int) -> Any:
+    """Linear warm-up and decay to 0 at ``total_steps``, already at step ``done`` (a resumed
+    run, or one whose end moved): the steps done keep the rates they had."""
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+    with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping a step
+        warnings.simplefilter("ignore")
+        for _ in range(done):
+            scheduler.step()
+    return scheduler
+
+
 def _load_optimizer(path: Path, optimizer: Any) -> None:
     from safetensors.torch import load_file
 
@@ -262,7 +275,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     """
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -310,13 +323,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda")
     # Fixed once: a run cut by --max-minutes keeps its warm-up, also when resumed.
     warmup_steps = state["warmup_steps"] if "fitted" in state else int(cfg.warmup * total_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
     if resume:
         _load_optimizer(ckpt, optimizer)
-        with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping a step
-            warnings.simplefilter("ignore")
-            for _ in range(state["step"]):
-                scheduler.step()
+    scheduler = _linear_schedule(optimizer, warmup_steps, total_steps, state["step"])
     state["config"] = asdict(cfg)
     state["data"] = counts
     state["device"] = str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"
@@ -376,11 +385,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             if fitted < total_steps:
                 # Steps done keep their learning rates; the decay now ends at the new total.
                 total_steps = fitted
-                scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    for _ in range(step):
-                        scheduler.step()
+                scheduler = _linear_schedule(optimizer, warmup_steps, total_steps, step)
                 bar.total = total_steps
                 bar.refresh()
             state["total_steps"] = total_steps

@@ -273,10 +273,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     Layout of ``cfg.out``: ``checkpoint/`` (latest resumable state), ``final/`` (model and
     tokenizer when done), ``log.jsonl`` (one line per logging interval and evaluation).
     """
+    # bm25s (the retrieved negatives) imports JAX where it is installed, and JAX takes 75 % of
+    # the GPU's memory in every process that imports it (session 11: out of memory at the first
+    # step with three runs on one GPU). The trainer needs none of it on the GPU.
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:  # 0 is no budget, not "no limit"
+        raise ValueError(f"--max-minutes / max_minutes {cfg.max_minutes}: give a positive number of minutes, or none for no budget")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"

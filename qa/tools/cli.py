@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the questions asked through retrieval that the documents cannot answer, fitted for "
         "(default: qa/config.py CALIBRATION_UNANSWERABLE_SHARE)",
     )
+    p.add_argument(
+        "--sets", action="store_true",
+        help="also ask the project's question sets (notebooks/data) through ask() and choose the threshold by the mean "
+        "of their accuracy and the hold-outs' (how a release's threshold is chosen); reports the sets at it",
+    )
 
     p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
     p.add_argument("file", type=Path, help="SQuAD .json or .json.gz file")
@@ -267,8 +272,6 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         device=args.device,
         max_minutes=args.max_minutes,
     )
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise ValueError(f"--max-minutes {args.max_minutes}: give a positive number of minutes")
     if not args.resume:
         from qa.reader.training import resolve_device
 
@@ -295,6 +298,16 @@ def _cmd_export_reader(args: argparse.Namespace) -> int:
     return 0
 
 
+def _question_sets() -> dict[str, tuple[Path, Path]]:
+    """The project's question sets (notebooks/data), refused when this checkout has none."""
+    from qa.tools.bench import question_sets
+
+    sets = question_sets()
+    if not sets:
+        raise ValueError(f"--sets: no question sets under {config.PROJECT_ROOT / 'notebooks' / 'data'}; run from a checkout of the project")
+    return sets
+
+
 def _cmd_calibrate_reader(args: argparse.Namespace) -> int:
     from qa.tools.calibrate import calibrate_reader
 
@@ -303,6 +316,7 @@ def _cmd_calibrate_reader(args: argparse.Namespace) -> int:
     result = calibrate_reader(
         list(args.files), reader_model=args.reader_model, holdout_percent=args.holdout_percent, per_kind=args.per_kind,
         top_k=args.top_k, out=args.out, cases_file=args.cases, unanswerable_share=args.unanswerable_share,
+        sets=_question_sets() if args.sets else None,
     )
     print(json.dumps(result, indent=1))
     return 0

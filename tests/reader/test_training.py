@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,10 @@ def losses(run: Path) -> list[float]:
     return [row["loss"] for row in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in row]
 
 
-def test_training_smoke_loss_falls_and_checkpoint_answers(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+def test_training_smoke_loss_falls_and_checkpoint_answers(tmp_path: Path, tiny_qa_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
     final = train(config(tmp_path, tiny_qa_checkpoint, max_steps=100), progress=False)
+    assert os.environ["JAX_PLATFORMS"] == "cpu"  # bm25s's JAX, if installed, keeps off the GPU
     curve = losses(tmp_path / "run")
     assert len(curve) == 4 and curve[-1] < 0.5 * curve[0], curve
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
@@ -80,6 +83,10 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint
 def test_max_minutes_cuts_the_run_to_its_budget_and_decays_to_zero_there(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
     # 400 steps planned; a budget of ~0 s: the speed is measured after 20 steps and the run
     # ends one step later, its learning rate at 0 on that last step (not cut mid-schedule).
+    for bad in (0.0, -1.0, float("nan")):  # refused from Python as from the command line, before anything is written
+        with pytest.raises(ValueError, match="max_minutes"):
+            train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "bad"), max_steps=400, max_minutes=bad), progress=False)
+    assert not (tmp_path / "bad").exists()
     final = train(config(tmp_path, tiny_qa_checkpoint, max_steps=400, max_minutes=1e-6, lr=1e-3), progress=False)
     state = json.loads((final / "training.json").read_text())
     assert state["step"] == 21 and state["total_steps"] == 21 and state["fitted"]["at_step"] == 20

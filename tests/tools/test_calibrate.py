@@ -1,11 +1,13 @@
-"""The calibrator's fitting tool: how much each collected case counts."""
+"""The calibrator's fitting tool: how much each collected case counts, how the thresholds are
+chosen, and how the question sets are scored."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from qa.tools.calibrate import Case, case_weights, choose_threshold
+from qa.reader.calibration import FEATURES, Calibrator
+from qa.tools.calibrate import THRESHOLDS, Case, case_weights, choose_threshold, choose_with_sets, sets_report, sets_sweep
 
 
 def _case(kind: str, answerable: bool) -> Case:
@@ -45,3 +47,44 @@ def test_threshold_is_chosen_on_weighted_accuracy() -> None:
     low, _ = choose_threshold(p2, right2, answerable2, np.array([0.1, 0.1, 1.0, 1.0]))
     even, _ = choose_threshold(p2, right2, answerable2)
     assert low <= 0.25 < even
+
+
+def _margin_calibrator() -> Calibrator:
+    """P(correct) = sigmoid(margin): the other features weigh nothing."""
+    coef = tuple(1.0 if name == "margin" else 0.0 for name in FEATURES)
+    return Calibrator((0.0,) * len(FEATURES), (1.0,) * len(FEATURES), coef, 0.0, 0.5)
+
+
+def _set_case(name: str, answers: list[str], span: str | None, margin: float | None) -> Case:
+    features = {} if margin is None else {**{f: 0.0 for f in FEATURES}, "margin": margin, "has_retrieval": 1.0}
+    right = span is not None and bool(answers) and span == answers[0]
+    return Case(question="q", kind=f"set:{name}", article=name, features=features, right=right, answerable=bool(answers), part="sets", answers=answers, span=span)
+
+
+def test_question_sets_are_scored_by_exact_match_or_a_right_abstention() -> None:
+    cases = [
+        _set_case("a", ["Paris"], "Paris", 2.0),  # p 0.88, right
+        _set_case("a", ["1984"], "1985", 1.0),  # p 0.73, wrong
+        _set_case("b", [], "Ankara", -1.0),  # p 0.27, a span for an unanswerable question
+        _set_case("b", [], None, None),  # no span decoded: never answered
+    ]
+    cal = _margin_calibrator()
+    assert sets_sweep(cases, cal, np.array([0.05, 0.5, 0.8, 0.9])) == [0.5, 0.75, 0.75, 0.5]
+    report = sets_report(cases, cal, 0.5)
+    assert (report["questions"], report["right"], report["answered"]) == (4, 3, 2)
+    assert report["accuracy_answered"] == 0.5 and report["sets"]["a"] == {"questions": 2, "right": 1, "answered": 2, "answerable_em": 0.5}
+    assert report["sets"]["b"] == {"questions": 2, "right": 2, "answered": 0, "answerable_em": None}
+    # ECE over the two answered: |0.88 - 1| and |0.73 - 0| in separate bins, averaged.
+    assert report["ece"] == pytest.approx(((1 - 0.8808) + 0.7311) / 2, abs=1e-3)
+
+
+def test_threshold_with_sets_is_the_best_mean_and_near_ties_go_toward_one_half() -> None:
+    retrieved = [{"threshold": float(t), "accuracy": 0.6, "answered": 0.5} for t in THRESHOLDS]
+    sets = [0.6] * len(THRESHOLDS)
+    sets[2] = 0.7  # 0.15: the best mean, clearly
+    best, sweep = choose_with_sets(retrieved, sets)
+    assert best == 0.15 and sweep[2]["mean"] == 0.65 and sweep[2]["sets_accuracy"] == 0.7
+    sets[8] = 0.6996  # 0.45: within TIE of the best and nearer 0.5 -> chosen
+    assert choose_with_sets(retrieved, sets)[0] == 0.45
+    sets[8] = 0.6985  # no longer within TIE
+    assert choose_with_sets(retrieved, sets)[0] == 0.15

@@ -93,3 +93,20 @@ def test_start_up_is_quiet_behind_a_socks_proxy() -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_the_parser_loads_without_faiss_torch_or_the_encoder() -> None:
+    """Building the parser (every command, ``train-reader`` and ``calibrate-reader`` too) imports
+    none of the heavy libraries: a machine without FAISS (a lent GPU) can train, and ``qa -h``
+    is quick. The package names stay importable (lazily)."""
+    code = (
+        "import sys\n"
+        "from qa.tools.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = sorted(m for m in ('faiss', 'torch', 'transformers', 'sentence_transformers', 'onnxruntime', 'bm25s') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "import embeddings\n"
+        "assert embeddings.VectorIndex.__name__ == 'VectorIndex' and 'faiss' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -247,7 +247,7 @@ class Calibrator:
     #: How it was fitted and checked (files, counts, the threshold sweep, figures); not compared.
     info: dict[str, Any] = field(default_factory=dict, compare=False)
     #: The regression for a paragraph read alone (no retrieval scores: ``has_retrieval`` 0),
-    #: fitted on such cases only, with its own threshold; ``None``: this one serves both.
+    #: fitted on such cases only; ``None``: this one serves both.
     lone: Calibrator | None = None
 
     def probability(self, features: dict[str, float]) -> float:
@@ -257,16 +257,6 @@ class Calibrator:
         x = (np.array([features[name] for name in FEATURES]) - np.array(self.mean)) / np.array(self.scale)
         z = float(x @ np.array(self.coef) + self.intercept)
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
-
-    @property
-    def lone_threshold(self) -> float:
-        """ "I don't know" below this for a paragraph read alone (:attr:`lone`'s threshold)."""
-        return self.lone.threshold if self.lone is not None else self.threshold
-
-    def threshold_for(self, features: dict[str, float]) -> float:
-        """The threshold that applies to an answer with these features: :attr:`lone_threshold`
-        for a paragraph read alone, else :attr:`threshold` (answers read through retrieval)."""
-        return self.lone_threshold if features["has_retrieval"] == 0.0 else self.threshold
 
     def to_json(self) -> dict[str, Any]:
         """The file's content (see :meth:`load`)."""
@@ -280,7 +270,7 @@ class Calibrator:
             "coef": list(self.coef),
             "intercept": self.intercept,
             "threshold": self.threshold,
-            "lone": None if self.lone is None else {k: getattr(self.lone, k) for k in ("mean", "scale", "coef", "intercept", "threshold")},
+            "lone": None if self.lone is None else {k: getattr(self.lone, k) for k in ("mean", "scale", "coef", "intercept")},
             "info": self.info,
         }
 
@@ -321,9 +311,6 @@ class Calibrator:
         parts = [data] if lone is None else [data, lone]
         if not all(isinstance(part, dict) for part in parts) or any(len(part.get(k) or ()) != n for part in parts for k in ("mean", "scale", "coef")):
             raise CalibrationMismatch(f"calibrator {path} is damaged (expected {n} values per field); {refit}")
-        limits = [part.get("threshold", data.get("threshold")) for part in parts]
-        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in limits):
-            raise CalibrationMismatch(f"calibrator {path} is damaged (a threshold is not a number from 0 to 1: {limits}); {refit}")
 
         def regression(part: dict[str, Any], **rest: Any) -> Calibrator:
             return cls(
@@ -331,8 +318,7 @@ class Calibrator:
                 scale=tuple(float(v) for v in part["scale"]),
                 coef=tuple(float(v) for v in part["coef"]),
                 intercept=float(part["intercept"]),
-                # A lone part without its own threshold (files before 2026-12-04) shares the main one.
-                threshold=float(part.get("threshold", data["threshold"])),
+                threshold=float(data["threshold"]),
                 **rest,
             )
 

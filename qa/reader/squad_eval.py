@@ -2,9 +2,8 @@
 
 ``python -m qa eval-reader FILE`` runs the reader on each question with its own paragraph
 (no retrieval) and reports SQuAD's normalised exact match and F1 (max over gold answers,
-percent), plus HasAns/NoAns figures at the reader's threshold for a paragraph read alone
-(``lone_threshold``) when the file has unanswerable questions. The metric functions follow
-the official SQuAD v2.0 script.
+percent), plus HasAns/NoAns figures at the reader's threshold when the file has
+unanswerable questions. The metric functions follow the official SQuAD v2.0 script.
 """
 
 from __future__ import annotations
@@ -196,8 +195,7 @@ def run_eval(examples: list[QAExample], *, model: str | None = None, threshold: 
         max_answer_tokens=reader.max_answer_tokens,
         calibrator=reader.calibrator(),
     )
-    # Each question is read with its paragraph alone: the calibrator's threshold for that setting.
-    result = evaluate(examples, preds, threshold=reader.lone_threshold if threshold is None else threshold, seconds=secs)
+    result = evaluate(examples, preds, threshold=reader.threshold if threshold is None else threshold, seconds=secs)
     result["reader"] = reader.name
     result["calibration"] = calibration_table(examples, preds)
     result.update(score_calibration(examples, preds, threshold=result["threshold"]))

@@ -28,7 +28,6 @@ from qa.reader.calibration import (
     Calibrator,
     Candidate,
     answer_score,
-    span_features,
     weights_fingerprint,
 )
 from qa.reader.decoding import decode_candidates, fold_letters, make_answer, trim_span
@@ -407,30 +406,10 @@ class TransformersReader:
     def threshold(self, value: float) -> None:
         self._threshold = value
 
-    @property
-    def lone_threshold(self) -> float:
-        """Below this score the reader says "I don't know" to a paragraph read alone (passages
-        without retrieval scores, as ``eval-reader`` reads SQuAD): the calibrator's own
-        threshold for that setting, unless one threshold was set for both."""
-        if self._threshold is not None:
-            return self._threshold
-        cal = self.calibrator()
-        return cal.lone_threshold if cal is not None else 0.5
-
     def score(self, question: str, candidates: list[Candidate], null_logit: float, passages: list[Passage]) -> float:
         """The score shown for ``candidates[0]``: P(correct) from the calibrator, else the
         raw softmax of best span vs "no answer" (:func:`~qa.reader.calibration.answer_score`)."""
         return answer_score(self.calibrator(), question, candidates, null_logit, passages)
-
-    def judge(self, question: str, candidates: list[Candidate], null_logit: float, passages: list[Passage]) -> tuple[float, float]:
-        """``(score, threshold)`` for ``candidates[0]``: :meth:`score` and the threshold that
-        applies to it (:attr:`lone_threshold` when its passage carries no retrieval scores,
-        else :attr:`threshold`), from one computation of the calibrator's features."""
-        cal = self.calibrator()
-        if cal is None or self._threshold is not None:
-            return self.score(question, candidates, null_logit, passages), self.threshold
-        features = span_features(question, candidates, null_logit, passages)
-        return cal.probability(features), cal.threshold_for(features)
 
     def read(self, question: str, passages: list[Passage]) -> Answer:
         """Answer from ``passages``: all windows of all passages in one batched pass.
@@ -446,8 +425,8 @@ class TransformersReader:
             return make_answer(question, None, 0.0, self.name, passages)
         best = candidates[0]
         passage, start, end = passages[best.passage], best.start, best.end
-        confidence, limit = self.judge(question, candidates, null, passages) if start < end else (0.0, self.threshold)
-        if confidence < limit or start >= end:
+        confidence = self.score(question, candidates, null, passages) if start < end else 0.0
+        if confidence < self.threshold or start >= end:
             return make_answer(question, None, confidence, self.name, passages, guess=(passage, start, end))
         return make_answer(question, (passage, start, end), confidence, self.name, passages)
 

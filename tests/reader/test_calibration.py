@@ -152,31 +152,6 @@ def test_a_paragraph_read_alone_is_scored_by_its_own_regression(tmp_path: Path) 
         Calibrator.load(tmp_path / "bad.json")
 
 
-def test_a_paragraph_read_alone_has_its_own_threshold(tmp_path: Path) -> None:
-    rows, labels = _synthetic(200)
-    fitted = fit_logistic(rows, labels)
-    lone = Calibrator(fitted.mean, fitted.scale, fitted.coef, fitted.intercept, 0.6)
-    cal = Calibrator(fitted.mean, fitted.scale, fitted.coef, fitted.intercept, 0.3, "ab" * 32, {}, lone)
-    with_scores = span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0)], 1.0, PASSAGES)
-    alone = span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0)], 1.0, [_passage(PASSAGES[0].text)])
-    assert cal.threshold_for(with_scores) == 0.3 and cal.threshold_for(alone) == cal.lone_threshold == 0.6
-    # Without a lone regression one threshold serves both.
-    single = Calibrator(fitted.mean, fitted.scale, fitted.coef, fitted.intercept, 0.3)
-    assert single.threshold_for(alone) == single.lone_threshold == 0.3
-    # The file keeps it; a lone part written before it had one shares the main threshold.
-    cal.save(tmp_path / CALIBRATION_FILE)
-    again = Calibrator.load(tmp_path / CALIBRATION_FILE)
-    assert again.lone_threshold == 0.6 and again.threshold == 0.3 and again.threshold_for(alone) == 0.6
-    data = json.loads((tmp_path / CALIBRATION_FILE).read_text())
-    older = {**data, "lone": {k: v for k, v in data["lone"].items() if k != "threshold"}}
-    (tmp_path / "older.json").write_text(json.dumps(older))
-    assert Calibrator.load(tmp_path / "older.json").lone_threshold == 0.3
-    for bad in (1.5, "0.4", None, True):
-        (tmp_path / "bad.json").write_text(json.dumps({**data, "lone": {**data["lone"], "threshold": bad}}))
-        with pytest.raises(CalibrationMismatch, match="damaged.*threshold"):
-            Calibrator.load(tmp_path / "bad.json")
-
-
 def test_calibrator_file_round_trip_and_refusals(tmp_path: Path) -> None:
     rows, labels = _synthetic(100)
     cal = fit_logistic(rows, labels, threshold=0.4)
@@ -242,29 +217,6 @@ def test_reader_scores_with_its_calibrator_the_same_way_as_eval_reader(tmp_path:
     (pred,) = predict(model, tok, [QAExample("x", question, context, ())], calibrator=cal)
     assert pred.confidence == pytest.approx(expected, abs=1e-6)
     assert TransformersReader(str(ckpt), threshold=0.9).threshold == 0.9  # an explicit threshold wins
-    # With its own threshold for a paragraph read alone (here a lone regression that always
-    # says 0.5): a lone paragraph is answered only at a lone threshold up to 0.5, while
-    # passages with retrieval scores keep the ask() threshold.
-    scored = [_passage(context, {"rrf": 1 / 61, "dense": 0.5, "bm25": 3.0})]
-    s_candidates, s_null = reader.candidates(question, scored)
-    p_scored = cal.probability(span_features(question, s_candidates, s_null, scored))
-    for n, lone_threshold in enumerate((0.6, 0.4)):
-        lone = Calibrator(cal.mean, cal.scale, (0.0,) * len(FEATURES), 0.0, lone_threshold)
-        two = Calibrator(cal.mean, cal.scale, cal.coef, cal.intercept, max(0.0, p_scored - 1e-6), cal.model_sha256, {}, lone)
-        split_dir = tmp_path / f"split{n}"  # another folder: calibrators are cached per checkpoint
-        shutil.copytree(ckpt, split_dir)
-        two.save(split_dir / CALIBRATION_FILE)
-        split = TransformersReader(str(split_dir), quantize="none")
-        assert split.lone_threshold == lone_threshold and split.threshold == two.threshold
-        alone_answer, scored_answer = split.read(question, [_passage(context)]), split.read(question, scored)
-        assert alone_answer.score == 0.5 and (alone_answer.text is None) == (lone_threshold > 0.5)
-        assert scored_answer.text is not None and scored_answer.score == pytest.approx(p_scored)
-    # eval-reader reads each paragraph alone: its threshold is the lone one.
-    from qa.reader.squad_eval import run_eval
-
-    examples = [QAExample("a", question, context, ((context.index("December 2022"), "December 2022"),)), QAExample("b", "Who?", context, ())]
-    assert run_eval(examples, model=str(split_dir))["threshold"] == 0.4
-    assert TransformersReader(str(split_dir), threshold=0.9).lone_threshold == 0.9  # an explicit one serves both
     # Other weights: the file is refused with the way out, not silently applied.
     other = tmp_path / "other"
     shutil.copytree(ckpt, other)
@@ -351,9 +303,9 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
     retrieved_cases = [json.loads(line) for line in lines[1:] if not json.loads(line)["kind"].startswith("lone") and json.loads(line)["part"] == "fit"]
     both = all(len({c["right"] for c in part}) == 2 for part in (lone_cases, retrieved_cases))
     assert (cal.lone is not None) == both == (result["coef_lone"] is not None)
-    # The lone threshold: chosen on the check part's lone cases, kept in the file.
-    assert result["lone_threshold"] == cal.lone_threshold and 0.05 <= cal.lone_threshold <= 0.95
-    assert "lone cases" in cal.info["lone_threshold_choice"]["rule"]
+    # The lone cases' sweep is reported (one threshold serves both settings).
+    if cal.lone is not None:
+        assert cal.lone.threshold == cal.threshold and [r["threshold"] for r in cal.info["lone_sweep"]] == [float(t) for t in calibrate.THRESHOLDS]
     # With question sets: asked through an index of their documents, scored, and the threshold
     # chosen by the mean rule; their cases are kept beside the others and reused.
     docs = tmp_path / "set_docs"

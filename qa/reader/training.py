@@ -199,12 +199,36 @@ def _save_checkpoint(path: Path, model: Any, tokenizer: Any, optimizer: Any, sta
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int, done: int) -> Any:
-    """Linear warm-up and decay to 0 at ``total_steps``, already at step ``done`` (a resumed
-    run, or one whose end moved): the steps done keep the rates they had."""
-    from transformers import get_linear_schedule_with_warmup
+def lr_factor(step: int, warmup_steps: int, total_steps: int, fit: dict[str, Any] | None = None) -> float:
+    """The learning rate's share of its peak at ``step``: a linear warm-up over
+    ``warmup_steps``, then a linear decay to 0 at ``total_steps``.
 
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+    ``fit`` (``--max-minutes``; ``state["fitted"]``): the run's end moved to
+    ``fit["total_steps"]`` at step ``fit["at_step"]``, where the rate was ``fit["from"]``. From
+    there it goes on without a jump: up to the peak at ``fit["peak_at"]`` when the run was still
+    warming up (its warm-up now a share of the shorter run), then down to 0 at the new end.
+    Steps before ``at_step`` keep their rates. A fit recorded without ``from`` (before
+    2026-12-04) keeps the plain schedule over the new end, as such runs were trained.
+    """
+    if fit is not None and "from" in fit and step >= fit["at_step"]:
+        at, start, peak_at, end = fit["at_step"], float(fit["from"]), fit["peak_at"], fit["total_steps"]
+        if step < peak_at:
+            return start + (1.0 - start) * (step - at) / (peak_at - at)
+        top = 1.0 if peak_at > at else start
+        return top * max(0.0, (end - step) / max(1, end - peak_at))
+    if fit is not None and "from" not in fit:
+        total_steps = fit["total_steps"]
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def _linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int, done: int, fit: dict[str, Any] | None = None) -> Any:
+    """The :func:`lr_factor` schedule, already at step ``done`` (a resumed run, or one whose end
+    moved): the steps done keep the rates they had."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    scheduler = LambdaLR(optimizer, lambda s: lr_factor(s, warmup_steps, total_steps, fit))
     with warnings.catch_warnings():  # fast-forwarding the schedule, not skipping a step
         warnings.simplefilter("ignore")
         for _ in range(done):
@@ -331,11 +355,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     warmup_steps = state["warmup_steps"] if "fitted" in state else int(cfg.warmup * total_steps)
     if resume:
         _load_optimizer(ckpt, optimizer)
-    scheduler = _linear_schedule(optimizer, warmup_steps, total_steps, state["step"])
+    planned_steps = state.get("planned_steps", total_steps)  # before a --max-minutes cut
+    scheduler = _linear_schedule(optimizer, warmup_steps, planned_steps, state["step"], state.get("fitted"))
     state["config"] = asdict(cfg)
     state["data"] = counts
     state["device"] = str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})"
     state["total_steps"] = total_steps
+    state["planned_steps"] = planned_steps
     state["warmup_steps"] = warmup_steps
     # --max-minutes measures the speed over up to 200 steps after a warm-up (the first steps
     # are slow: a GPU's kernels load, other work may still be finishing), unless the run was
@@ -388,14 +414,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             now = time.perf_counter()
             rate = (step - fit_mark[0]) / max(now - fit_mark[1], 1e-9)
             fitted = fitted_steps(total_steps, step, rate, fit_budget - (now - fit_t0))
+            fit: dict[str, Any] = {"at_step": step, "steps_per_s": round(rate, 3), "total_steps": total_steps}
             if fitted < total_steps:
-                # Steps done keep their learning rates; the decay now ends at the new total.
+                # Steps done keep their learning rates; from here the rate goes on from where it
+                # is: a warm-up still running reaches the peak within its share of the shorter
+                # run (not of the planned one: session 12's run warmed up for 717 of its 1,254
+                # steps), then the decay ends at the new total.
+                peak_at = min(fitted, step + max(1, int(cfg.warmup * fitted))) if step < warmup_steps else step
+                fit.update({"total_steps": fitted, "from": lr_factor(step, warmup_steps, total_steps), "peak_at": peak_at})
                 total_steps = fitted
-                scheduler = _linear_schedule(optimizer, warmup_steps, total_steps, step)
+                scheduler = _linear_schedule(optimizer, warmup_steps, planned_steps, step, fit)
                 bar.total = total_steps
                 bar.refresh()
             state["total_steps"] = total_steps
-            state["fitted"] = {"at_step": step, "steps_per_s": round(rate, 3), "total_steps": total_steps}
+            state["fitted"] = fit
             print(json.dumps({"fitted": state["fitted"]}), flush=True)
             log.write(json.dumps({"step": step, "fitted": state["fitted"]}) + "\n")
             fit_at = None

@@ -87,6 +87,11 @@ def test_max_minutes_cuts_the_run_to_its_budget_and_decays_to_zero_there(tmp_pat
         with pytest.raises(ValueError, match="max_minutes"):
             train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "bad"), max_steps=400, max_minutes=bad), progress=False)
     assert not (tmp_path / "bad").exists()
+    # Still warming up when cut (a 200-step warm-up planned): the rate still ends at 0.
+    warm = train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "warm"), max_steps=400, max_minutes=1e-6, lr=1e-3, warmup=0.5), progress=False)
+    fitted = json.loads((warm / "training.json").read_text())["fitted"]
+    assert fitted["total_steps"] == 21 and fitted["peak_at"] == 21 and fitted["from"] == pytest.approx(20 / 200)
+    assert [json.loads(r).get("lr") for r in (tmp_path / "warm" / "log.jsonl").read_text().splitlines()][-1] == 0.0
     final = train(config(tmp_path, tiny_qa_checkpoint, max_steps=400, max_minutes=1e-6, lr=1e-3), progress=False)
     state = json.loads((final / "training.json").read_text())
     assert state["step"] == 21 and state["total_steps"] == 21 and state["fitted"]["at_step"] == 20
@@ -260,3 +265,24 @@ def test_export_refuses_to_average_different_architectures(tmp_path: Path, tiny_
     assert not (tmp_path / "soup").exists()  # nothing written
     with pytest.raises(ValueError, match="no model directory"):
         export_checkpoint([], tmp_path / "soup")
+
+
+def test_a_cut_run_goes_on_from_its_learning_rate_without_a_jump() -> None:
+    # Planned: 14,345 steps with a 717-step warm-up; cut at step 220 (rate 220/717 of the peak)
+    # to 1,254 steps: up to the peak within 5 % of the new run, then down to 0 at its end.
+    from qa.reader.training import lr_factor
+
+    start = lr_factor(220, 717, 14345)
+    fit = {"at_step": 220, "total_steps": 1254, "from": start, "peak_at": 220 + 62}
+    rates = [lr_factor(s, 717, 14345, fit) for s in range(0, 1255)]
+    assert rates[:221] == [lr_factor(s, 717, 14345) for s in range(221)]  # the steps done keep theirs
+    assert rates[282] == 1.0 and rates[1254] == 0.0 and max(rates) == 1.0
+    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) < 0.012  # no jump anywhere
+    # Cut after the warm-up: the decay goes on from the rate reached, to 0 at the new end.
+    late = lr_factor(900, 717, 14345)
+    fit2 = {"at_step": 900, "total_steps": 1000, "from": late, "peak_at": 900}
+    assert lr_factor(900, 717, 14345, fit2) == late and lr_factor(950, 717, 14345, fit2) == pytest.approx(late / 2)
+    assert lr_factor(1000, 717, 14345, fit2) == 0.0
+    # A fit recorded before this schedule (no "from"): the plain schedule over the new end.
+    old = {"at_step": 220, "total_steps": 1254}
+    assert lr_factor(800, 717, 14345, old) == pytest.approx((1254 - 800) / (1254 - 717))

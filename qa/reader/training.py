@@ -351,11 +351,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     ]
     # fused: one kernel for all parameters on a GPU (many small ones otherwise).
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda")
-    # Fixed once: a run cut by --max-minutes keeps its warm-up, also when resumed.
-    warmup_steps = state["warmup_steps"] if "fitted" in state else int(cfg.warmup * total_steps)
+    planned_steps = state.get("planned_steps", total_steps)  # before a --max-minutes cut
+    # A share of the planned run; kept as saved (runs cut before "planned_steps" was saved).
+    warmup_steps = state.get("warmup_steps", int(cfg.warmup * planned_steps))
     if resume:
         _load_optimizer(ckpt, optimizer)
-    planned_steps = state.get("planned_steps", total_steps)  # before a --max-minutes cut
     scheduler = _linear_schedule(optimizer, warmup_steps, planned_steps, state["step"], state.get("fitted"))
     state["config"] = asdict(cfg)
     state["data"] = counts

@@ -309,7 +309,7 @@ class TransformersReader:
 
                 folder = _local_folder(location, local_only)
                 tok = WindowTokenizer.from_checkpoint(folder, local_only=True)
-                mode = auto_mode() if self.quantize == "auto" else self.quantize
+                mode = self.planned_mode
                 if mode == "onnx-q8":
                     # Cached per checkpoint: with a built file, neither PyTorch nor transformers
                     # is imported (most of a cold start).
@@ -352,6 +352,13 @@ class TransformersReader:
             _QA_MODES.setdefault(key, result["mode"])
             _QA_MODELS.setdefault(key, result["value"])
             return _QA_MODELS[key]
+
+    @property
+    def planned_mode(self) -> str:
+        """The compute mode this reader loads in on this machine: ``quantize`` with ``"auto"``
+        resolved (:func:`auto_mode`), known without loading; a failed onnx-q8 build under
+        ``"auto"`` still falls back (:attr:`mode` says what it runs in)."""
+        return auto_mode() if self.quantize == "auto" else self.quantize
 
     @property
     def mode(self) -> str:

@@ -326,18 +326,13 @@ def _set_probabilities(cases: list[Case], calibrator: Calibrator) -> np.ndarray:
 
 def sets_sweep(cases: list[Case], calibrator: Calibrator, thresholds: np.ndarray) -> list[float]:
     """The question sets' pooled overall accuracy at each threshold: an exact-match answer, or
-    "I don't know" to an unanswerable question (as ``qa eval``'s threshold sweep counts it)."""
-    from qa.tools.evaluation import exact_match
+    "I don't know" to an unanswerable question (``qa eval``'s
+    :func:`~qa.tools.evaluation.threshold_sweep`, its ``em``)."""
+    from qa.tools.evaluation import threshold_sweep
 
     p = _set_probabilities(cases, calibrator)
-    em = np.array([c.span is not None and exact_match(c.span, c.answers or []) == 1.0 for c in cases], dtype=bool)
-    answerable = np.array([c.answerable for c in cases], dtype=bool)
-    has_span = np.array([c.span is not None for c in cases], dtype=bool)
-    out = []
-    for t in thresholds:
-        answered = has_span & (p >= t)
-        out.append(float(np.mean(np.where(answered, em, ~answerable))) if cases else 0.0)
-    return out
+    rows = threshold_sweep([(float(s), c.span, c.answers or []) for s, c in zip(p, cases, strict=True)], list(thresholds))
+    return [row["em"] or 0.0 for row in rows]
 
 
 def sets_report(cases: list[Case], calibrator: Calibrator, threshold: float) -> dict[str, Any]:
@@ -349,9 +344,9 @@ def sets_report(cases: list[Case], calibrator: Calibrator, threshold: float) -> 
     p = _set_probabilities(cases, calibrator)
     r = np.array([c.right for c in cases], dtype=bool)
     answered = np.array([c.span is not None for c in cases], dtype=bool) & (p >= threshold)
-    em = np.array([c.span is not None and exact_match(c.span, c.answers or []) == 1.0 for c in cases], dtype=bool)
+    # What is shown at the threshold, scored as `qa eval` scores it (None: "I don't know").
+    ok = np.array([exact_match(c.span if a else None, c.answers or []) == 1.0 for c, a in zip(cases, answered, strict=True)], dtype=bool)
     answerable = np.array([c.answerable for c in cases], dtype=bool)
-    ok = np.where(answered, em, ~answerable)
     per_set = {}
     for name in sorted({c.article for c in cases}):
         sel = np.array([c.article == name for c in cases], dtype=bool)
@@ -359,7 +354,7 @@ def sets_report(cases: list[Case], calibrator: Calibrator, threshold: float) -> 
             "questions": int(sel.sum()),
             "right": int(ok[sel].sum()),
             "answered": int(answered[sel].sum()),
-            "answerable_em": round(float((answered & em)[sel & answerable].mean()), 4) if (sel & answerable).any() else None,
+            "answerable_em": round(float(ok[sel & answerable].mean()), 4) if (sel & answerable).any() else None,
         }
     return {
         "threshold": threshold,
@@ -528,6 +523,7 @@ def calibrate_reader(
     """
     from qa import config
     from qa.reader import TransformersReader, locate_checkpoint
+    from qa.reader.transformers_reader import forget_calibrator
 
     share = config.CALIBRATION_UNANSWERABLE_SHARE if unanswerable_share is None else unanswerable_share
     case_weights([], share)  # a bad share is refused before minutes of reading
@@ -541,10 +537,8 @@ def calibrate_reader(
     if not examples:
         raise ValueError("no held-out questions left: every held-out paragraph was trained on; pass other files or a larger --holdout-percent")
     k = top_k or config.DEFAULT_TOP_K
-    from qa.reader.transformers_reader import auto_mode
-
     # The compute mode reads differ by (onnx-q8, int8, fp32...): cached cases are for one.
-    mode = auto_mode() if reader.quantize == "auto" else reader.quantize
+    mode = reader.planned_mode
     key = {
         "model_sha256": weights_fingerprint(checkpoint), "files": list(files), "holdout_percent": holdout_percent,
         "per_kind": per_kind, "top_k": k, "collector": COLLECTOR_VERSION, "mode": mode,
@@ -645,7 +639,5 @@ def calibrate_reader(
         result["sets"] = sets_report(set_cases, calibrator, threshold)
     calibrator.info["report"] = {k: result[k] for k in ("check", "check_raw_softmax", "check_retrieved", "check_lone", "sets") if k in result}
     calibrator.save(out or checkpoint / CALIBRATION_FILE)
-    from qa.reader.transformers_reader import forget_calibrator
-
     forget_calibrator(location)  # readers made from now on in this process use the new file
     return result

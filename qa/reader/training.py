@@ -223,6 +223,32 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, fit: dict[str, Any
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+def refit_end(
+    step: int, steps_per_s: float, seconds_left: float, planned_steps: int, warmup_steps: int, warmup_share: float, fit: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The run's end moved to what ``seconds_left`` allows at the measured ``steps_per_s``
+    (never past ``planned_steps``), as a ``fit`` for :func:`lr_factor`; ``None`` when the end
+    it has (``fit``'s, else the planned one) is within 2 % of that.
+
+    The rate goes on from where it is at ``step``: a warm-up still running reaches the peak
+    within ``warmup_share`` of the new run, then decays to 0 at the new end. A later fit may
+    move the end again, either way (session 13: three runs sharing a GPU were measured at 11
+    steps/s while their neighbours still prepared data, then ran at 30; a single fit cut them
+    to a third of their budget).
+    """
+    current = fit["total_steps"] if fit is not None else planned_steps
+    fitted = fitted_steps(planned_steps, step, steps_per_s, seconds_left)
+    if fit is not None and abs(fitted - current) <= 0.02 * current:
+        return None
+    record: dict[str, Any] = {"at_step": step, "steps_per_s": round(steps_per_s, 3), "total_steps": fitted}
+    if fitted == current:  # the first fit, and the planned end fits: the plain schedule
+        return record
+    peak = fit["peak_at"] if fit is not None and "peak_at" in fit else warmup_steps
+    peak_at = min(fitted, step + max(1, int(warmup_share * fitted))) if step < peak else step
+    record.update({"from": lr_factor(step, warmup_steps, planned_steps, fit), "peak_at": peak_at})
+    return record
+
+
 def _linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int, done: int, fit: dict[str, Any] | None = None) -> Any:
     """The :func:`lr_factor` schedule, already at step ``done`` (a resumed run, or one whose end
     moved): the steps done keep the rates they had."""
@@ -364,12 +390,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     state["planned_steps"] = planned_steps
     state["warmup_steps"] = warmup_steps
     # --max-minutes measures the speed over up to 200 steps after a warm-up (the first steps
-    # are slow: a GPU's kernels load, other work may still be finishing), unless the run was
-    # already fitted before a resume.
-    fit_from = state["step"]
+    # are slow: a GPU's kernels load, other work may still be finishing), fits the end to the
+    # budget left, and measures again over each further tenth of the run while a fifth of it
+    # is left (refit_end), a resumed run too (it may run on another machine).
     fit_n = min(200, max(10, total_steps // 20))
-    fit_at = fit_from + fit_n if cfg.max_minutes and "fitted" not in state else None
-    fit_warm = fit_from + max(2, fit_n // 4)
+    fit_at = state["step"] + fit_n if cfg.max_minutes else None
+    fit_warm = state["step"] + max(2, fit_n // 4)
     fit_mark: tuple[int, float] | None = None
     fit_t0, fit_budget = time.perf_counter(), (cfg.max_minutes or 0) * 60 - state["train_seconds"]
     log = (out / "log.jsonl").open("a")
@@ -413,24 +439,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         if fit_at is not None and fit_mark is not None and step >= fit_at:
             now = time.perf_counter()
             rate = (step - fit_mark[0]) / max(now - fit_mark[1], 1e-9)
-            fitted = fitted_steps(total_steps, step, rate, fit_budget - (now - fit_t0))
-            fit: dict[str, Any] = {"at_step": step, "steps_per_s": round(rate, 3), "total_steps": total_steps}
-            if fitted < total_steps:
-                # Steps done keep their learning rates; from here the rate goes on from where it
-                # is: a warm-up still running reaches the peak within its share of the shorter
-                # run (not of the planned one: session 12's run warmed up for 717 of its 1,254
-                # steps), then the decay ends at the new total.
-                peak_at = min(fitted, step + max(1, int(cfg.warmup * fitted))) if step < warmup_steps else step
-                fit.update({"total_steps": fitted, "from": lr_factor(step, warmup_steps, total_steps), "peak_at": peak_at})
-                total_steps = fitted
+            fit = refit_end(step, rate, fit_budget - (now - fit_t0), planned_steps, warmup_steps, cfg.warmup, state.get("fitted"))
+            if fit is not None:
+                total_steps = fit["total_steps"]
                 scheduler = _linear_schedule(optimizer, warmup_steps, planned_steps, step, fit)
                 bar.total = total_steps
                 bar.refresh()
-            state["total_steps"] = total_steps
-            state["fitted"] = fit
-            print(json.dumps({"fitted": state["fitted"]}), flush=True)
-            log.write(json.dumps({"step": step, "fitted": state["fitted"]}) + "\n")
-            fit_at = None
+                state["total_steps"] = total_steps
+                state["fitted"] = fit
+                state.setdefault("fits", []).append(fit)
+                print(json.dumps({"fitted": fit}), flush=True)
+                log.write(json.dumps({"step": step, "fitted": fit}) + "\n")
+            fit_mark = (step, now)
+            fit_at = step + max(fit_n, total_steps // 10)
+            if fit_at > total_steps - total_steps // 5:
+                fit_at = None
         if time.perf_counter() - last_ckpt >= cfg.checkpoint_minutes * 60 or step == total_steps:
             state["step"] = step
             _save_checkpoint(ckpt, model, tokenizer, optimizer, state)

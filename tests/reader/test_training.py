@@ -286,3 +286,24 @@ def test_a_cut_run_goes_on_from_its_learning_rate_without_a_jump() -> None:
     # A fit recorded before this schedule (no "from"): the plain schedule over the new end.
     old = {"at_step": 220, "total_steps": 1254}
     assert lr_factor(800, 717, 14345, old) == pytest.approx((1254 - 800) / (1254 - 717))
+
+
+def test_a_later_fit_moves_the_end_again_without_a_jump() -> None:
+    # Session 13: three runs on one GPU, 4.2 minutes each, planned 9,000 steps with a 450-step
+    # warm-up; measured at 11 steps/s while the others still prepared data -> cut to ~2,600
+    # steps; at 30 steps/s later, a second fit gives the steps the budget still allows.
+    from qa.reader.training import lr_factor, refit_end
+
+    first = refit_end(200, 11.0, 218.0, 9000, 450, 0.05, None)
+    assert first is not None and first["total_steps"] == 200 + int(218.0 * 11.0) and first["peak_at"] == 200 + int(0.05 * first["total_steps"])
+    assert first["from"] == pytest.approx(200 / 450)
+    second = refit_end(462, 30.0, 194.0, 9000, 450, 0.05, first)
+    assert second is not None and second["total_steps"] == 462 + int(194.0 * 30.0) and second["peak_at"] == 462  # past the peak: decays from here
+    rates = [lr_factor(s, 450, 9000, first) for s in range(463)] + [lr_factor(s, 450, 9000, second) for s in range(463, second["total_steps"] + 1)]
+    assert second["from"] == pytest.approx(lr_factor(462, 450, 9000, first)) and rates[-1] == 0.0
+    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) < 0.01  # no jump at either fit
+    # Never past the planned end; an end within 2 % of the one it has stays (None: no new schedule).
+    assert refit_end(500, 1000.0, 1e6, 9000, 450, 0.05, second)["total_steps"] == 9000
+    assert refit_end(600, 30.0, (second["total_steps"] - 600) / 30.0 + 1.0, 9000, 450, 0.05, second) is None
+    # The first fit when the planned run fits: recorded, with the plain schedule (no "from").
+    assert refit_end(200, 100.0, 1e6, 9000, 450, 0.05, None) == {"at_step": 200, "steps_per_s": 100.0, "total_steps": 9000}

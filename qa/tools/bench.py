@@ -329,8 +329,14 @@ def bench_store(
 # --------------------------------------------------------------------------- encoders and queries
 
 #: Question sets with the documents they are asked about (notebooks/data), for ``bench encoders``.
-def question_sets() -> dict[str, tuple[Path, Path]]:
-    """``name -> (documents folder, questions file)`` of the project's question sets."""
+def question_sets(root: Path | None = None) -> dict[str, tuple[Path, Path]]:
+    """``name -> (documents folder, questions file)`` of the project's question sets, or of
+    a user's folder ``root``: ``root`` itself or each of its sub-folders that holds a
+    ``docs/`` folder and a ``questions.jsonl`` (the layout of ``notebooks/data/train``)."""
+    if root is not None:
+        candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
+        found = {("." if d == root else d.name): (d / "docs", d / "questions.jsonl") for d in candidates}
+        return {k: v for k, v in found.items() if v[0].is_dir() and v[1].is_file()}
     data = config.PROJECT_ROOT / "notebooks" / "data"
     sets = {
         "seeds_dev": (config.PROJECT_ROOT / "seeds", data / "seeds_dev.jsonl"),

@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: qa/config.py CALIBRATION_UNANSWERABLE_SHARE)",
     )
     p.add_argument(
-        "--sets", action="store_true",
-        help="also ask the project's question sets (notebooks/data) through ask() and choose the threshold by the mean "
-        "of their accuracy and the hold-outs' (how a release's threshold is chosen); reports the sets at it",
+        "--sets", nargs="?", const="", default=None, metavar="DIR",
+        help="also ask question sets through ask() and choose the threshold by the mean of their accuracy and the "
+        "hold-outs' (how a release's threshold is chosen); reports the sets at it. Without DIR: the project's sets "
+        "(notebooks/data); DIR: your own, DIR or each sub-folder of it holding docs/ and questions.jsonl",
     )
 
     p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
@@ -298,13 +299,25 @@ def _cmd_export_reader(args: argparse.Namespace) -> int:
     return 0
 
 
-def _question_sets() -> dict[str, tuple[Path, Path]]:
-    """The project's question sets (notebooks/data), refused when this checkout has none."""
+def _question_sets(folder: str) -> dict[str, tuple[Path, Path]]:
+    """The question sets of ``--sets [DIR]``: the project's (``""``) or those under ``DIR``;
+    refused when there are none."""
     from qa.tools.bench import question_sets
 
-    sets = question_sets()
+    if not folder:
+        sets = question_sets()
+        if not sets:
+            raise ValueError(f"--sets: no question sets under {config.PROJECT_ROOT / 'notebooks' / 'data'}; run from a checkout of the project, or give --sets DIR")
+        return sets
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"--sets {folder!r} is not a folder; give a folder holding docs/ and questions.jsonl (or sub-folders that do)")
+    sets = question_sets(root)
     if not sets:
-        raise ValueError(f"--sets: no question sets under {config.PROJECT_ROOT / 'notebooks' / 'data'}; run from a checkout of the project")
+        raise ValueError(
+            f"--sets {folder!r}: neither it nor a sub-folder holds both docs/ (the documents) and questions.jsonl "
+            "(one JSON object per line with question and answers); see notebooks/data/train for the layout"
+        )
     return sets
 
 
@@ -316,7 +329,7 @@ def _cmd_calibrate_reader(args: argparse.Namespace) -> int:
     result = calibrate_reader(
         list(args.files), reader_model=args.reader_model, holdout_percent=args.holdout_percent, per_kind=args.per_kind,
         top_k=args.top_k, out=args.out, cases_file=args.cases, unanswerable_share=args.unanswerable_share,
-        sets=_question_sets() if args.sets else None,
+        sets=_question_sets(args.sets) if args.sets is not None else None,
     )
     print(json.dumps(result, indent=1))
     return 0

@@ -110,3 +110,27 @@ def test_the_parser_loads_without_faiss_torch_or_the_encoder() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_calibrate_reader_sets_are_the_projects_or_a_users_folder(tmp_path: Path) -> None:
+    import pytest
+
+    from qa.tools.cli import _question_sets, build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["calibrate-reader", "f.json"]).sets is None
+    assert parse(["calibrate-reader", "f.json", "--sets"]).sets == ""
+    assert parse(["calibrate-reader", "f.json", "--sets", str(tmp_path)]).sets == str(tmp_path)
+    assert "seeds_dev" in _question_sets("")  # the project's own
+    # A user's folder: each sub-folder with docs/ and questions.jsonl is a set; others are not.
+    for name in ("hr", "legal", "half"):
+        (tmp_path / name / "docs").mkdir(parents=True)
+    for name in ("hr", "legal"):
+        (tmp_path / name / "questions.jsonl").write_text('{"question": "Q?", "answers": ["A"]}\n')
+    sets = _question_sets(str(tmp_path))
+    assert sets == {n: (tmp_path / n / "docs", tmp_path / n / "questions.jsonl") for n in ("hr", "legal")}
+    assert _question_sets(str(tmp_path / "hr")) == {".": (tmp_path / "hr" / "docs", tmp_path / "hr" / "questions.jsonl")}
+    with pytest.raises(ValueError, match="neither it nor a sub-folder"):
+        _question_sets(str(tmp_path / "half"))
+    with pytest.raises(ValueError, match="is not a folder"):
+        _question_sets(str(tmp_path / "missing"))

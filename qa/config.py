@@ -90,9 +90,10 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: exported, smoothed and quantised at first use, about 20 s, then cached in QA_CACHE_DIR per
 #: weights; qa.reader.onnx_reader; ``QA_READER_THREADS`` sets its threads, default the CPU
 #: count), ``"bf16"`` (PyTorch autocast), ``"int8"`` (PyTorch dynamic int8 Linear layers, per
-#: output channel), ``"none"`` (PyTorch fp32), or ``"auto"``: onnx-q8, the fastest on both CPU
-#: kinds at fp32's accuracy (figures below and in the README), falling back to bf16 where the
-#: CPU has native bf16, else int8, when it cannot be built (no writable cache folder).
+#: output channel), ``"none"`` (PyTorch fp32), or ``"auto"``: onnx-q8, fp32's accuracy with the
+#: fastest start, and the most questions/s with 8 callers on both CPU kinds (figures below and
+#: in the README), falling back to bf16 where the CPU has native bf16, else int8, when it
+#: cannot be built (no writable cache folder).
 #: Measured on release 3 (SQuAD 1.1 dev, first 500; 5 windows of 360 tokens, 2 cores):
 #: fp32 EM 76.2 / 307 ms, bf16 76.2 / 182 ms, int8 76.6 / 140 ms; all of dev: bf16 67.3,
 #: int8 65.4 (see its model card). Again with onnx-q8 (same weights, first 500; AVX-512 VNNI
@@ -102,7 +103,9 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: bf16 1197 ms, int8 876 ms, onnx-q8 650 ms.
 #: `qa bench ask` over seeds/ (Xeon with AVX-512 bf16 + VNNI, 2 cores, idle): onnx-q8 cold start
 #: 0.9 s, warm p50 87 ms, 12.2 questions/s with 8 callers; bf16 6.1 s / 137 ms / 9.6; PyTorch int8
-#: 8.0 s / 112 ms / 11.2; fp32 6.6 s / 174 ms / 6.1 (README, "Reader").
+#: 8.0 s / 112 ms / 11.2; fp32 6.6 s / 174 ms / 6.1 (README, "Reader"). On an AVX2-only EPYC (no
+#: VNNI, no bf16; release 4.2): onnx-q8 0.93 s / 115 ms / 9.2, PyTorch int8 6.8 s / 96 ms / 9.0 (one
+#: question 20 ms sooner, 1.3 F1 less accurate), fp32 6.3 s / 151 ms / 6.9, bf16 (emulated) 7.2 s / 947 ms / 1.1.
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: Fitting the calibrator (``qa calibrate-reader``): the share of the questions put to ask()
 #: that the documents cannot answer. The collected hold-out cases read through retrieval are

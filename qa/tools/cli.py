@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
     p.add_argument("--holdout-percent", type=float, default=d.holdout_percent, help="percent of each file's articles kept out of training (for fitting the confidence calibrator)")
     p.add_argument("--device", default=d.device, help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or cuda (default: %(default)s)")
-    p.add_argument("--max-minutes", type=float, default=None, help="fit the run into this many minutes of training: the step count is cut to what the measured speed allows and the learning rate decays to 0 there")
+    p.add_argument("--max-minutes", type=float, default=None, help="fit the run into this many minutes of training: the step count is cut to what the measured speed allows (measured again each tenth of the run) and the learning rate decays to 0 there")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
     p = sub.add_parser(

@@ -356,7 +356,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
     t0 = time.perf_counter()
     examples, counts = load_training_examples(cfg)
-    features = make_features(examples, tokenizer, max_length=cfg.max_length, stride=cfg.stride)
+    # The tokenizer's own threads for this one-off step (PyTorch is not running yet, and
+    # tokenizers reads the variable at each call): session 13's three runs on a 16-core GPU
+    # machine spent ~290 s preparing data, single-threaded, before their first step.
+    parallel = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        features = make_features(examples, tokenizer, max_length=cfg.max_length, stride=cfg.stride)
+    finally:
+        if parallel is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = parallel
     lengths = [len(f.input_ids) for f in features]
 
     def epoch_batches(epoch: int) -> list[list[int]]:

@@ -249,6 +249,16 @@ def refit_end(
     return record
 
 
+def next_fit_at(step: int, fit_n: int, total_steps: int) -> int | None:
+    """The step at which ``--max-minutes`` measures the speed again after a fit at ``step``: a
+    tenth of the run later, at most ``fit_n`` (the first measurement's length), at least 10,
+    so that a run cut short by a slow first measurement is measured again while it can still
+    grow (session 13: a CPU run measured while paused was cut to 341 steps, and its next look
+    would have been at step 400); ``None`` once less than a fifth of the run would be left."""
+    nxt = step + max(10, min(fit_n, total_steps // 10))
+    return None if nxt > total_steps - total_steps // 5 else nxt
+
+
 def _linear_schedule(optimizer: Any, warmup_steps: int, total_steps: int, done: int, fit: dict[str, Any] | None = None) -> Any:
     """The :func:`lr_factor` schedule, already at step ``done`` (a resumed run, or one whose end
     moved): the steps done keep the rates they had."""
@@ -402,8 +412,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     state["warmup_steps"] = warmup_steps
     # --max-minutes measures the speed over up to 200 steps after a warm-up (the first steps
     # are slow: a GPU's kernels load, other work may still be finishing), fits the end to the
-    # budget left, and measures again over each further tenth of the run while a fifth of it
-    # is left (refit_end), a resumed run too (it may run on another machine).
+    # budget left, and measures again over each further tenth of the run (at most every
+    # fit_n steps) while a fifth of it is left (refit_end), a resumed run too (it may run on
+    # another machine).
     fit_n = min(200, max(10, total_steps // 20))
     fit_at = state["step"] + fit_n if cfg.max_minutes else None
     fit_warm = state["step"] + max(2, fit_n // 4)
@@ -461,10 +472,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 state.setdefault("fits", []).append(fit)
                 print(json.dumps({"fitted": fit}), flush=True)
                 log.write(json.dumps({"step": step, "fitted": fit}) + "\n")
+                log.flush()
             fit_mark = (step, now)
-            fit_at = step + max(fit_n, total_steps // 10)
-            if fit_at > total_steps - total_steps // 5:
-                fit_at = None
+            fit_at = next_fit_at(step, fit_n, total_steps)
         if time.perf_counter() - last_ckpt >= cfg.checkpoint_minutes * 60 or step == total_steps:
             state["step"] = step
             _save_checkpoint(ckpt, model, tokenizer, optimizer, state)

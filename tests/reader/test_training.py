@@ -307,3 +307,13 @@ def test_a_later_fit_moves_the_end_again_without_a_jump() -> None:
     assert refit_end(600, 30.0, (second["total_steps"] - 600) / 30.0 + 1.0, 9000, 450, 0.05, second) is None
     # The first fit when the planned run fits: recorded, with the plain schedule (no "from").
     assert refit_end(200, 100.0, 1e6, 9000, 450, 0.05, None) == {"at_step": 200, "steps_per_s": 100.0, "total_steps": 9000}
+
+
+def test_the_speed_is_measured_again_soon_enough_to_grow_a_short_run() -> None:
+    from qa.reader.training import next_fit_at
+
+    assert next_fit_at(200, 200, 341) == 234  # cut to 341 by a paused first measurement
+    assert next_fit_at(200, 200, 2624) == 400  # a tenth of the run, at most fit_n
+    assert next_fit_at(200, 200, 100000) == 400
+    assert next_fit_at(20, 20, 21) is None  # less than a fifth of the run left
+    assert next_fit_at(10, 10, 30) == 20 and next_fit_at(20, 10, 30) is None

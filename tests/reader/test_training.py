@@ -66,9 +66,11 @@ def test_training_smoke_loss_falls_and_checkpoint_answers(tmp_path: Path, tiny_q
     assert doc[c.answer_start : c.answer_end] == "Ankara" and c.answer_start == doc.index("Ankara")
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = config(tmp_path, tiny_qa_checkpoint, max_steps=6, checkpoint_minutes=0.0)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     train(cfg, progress=False)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"  # the tokenizer's threads only while preparing
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 6 and (tmp_path / "run" / "checkpoint" / "optimizer.safetensors").is_file()
     # Resuming reads the saved config; asking for more steps needs a new config value.

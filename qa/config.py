@@ -104,8 +104,9 @@ READER_MAX_ANSWER_TOKENS: int = 30
 #: `qa bench ask` over seeds/ (Xeon with AVX-512 bf16 + VNNI, 2 cores, idle): onnx-q8 cold start
 #: 0.9 s, warm p50 87 ms, 12.2 questions/s with 8 callers; bf16 6.1 s / 137 ms / 9.6; PyTorch int8
 #: 8.0 s / 112 ms / 11.2; fp32 6.6 s / 174 ms / 6.1 (README, "Reader"). On an AVX2-only EPYC (no
-#: VNNI, no bf16; release 4.2): onnx-q8 0.93 s / 115 ms / 9.2, PyTorch int8 6.8 s / 96 ms / 9.0 (one
-#: question 20 ms sooner, 1.3 F1 less accurate), fp32 6.3 s / 151 ms / 6.9, bf16 (emulated) 7.2 s / 947 ms / 1.1.
+#: VNNI, no bf16; release 4.2): onnx-q8 0.93 s / 115 ms / 9.2, PyTorch int8 6.8 s / 96 ms / 9.0
+#: (one question 20 ms sooner, 1.3 F1 less accurate), fp32 6.3 s / 151 ms / 6.9, bf16 (emulated)
+#: 7.2 s / 947 ms / 1.1.
 READER_QUANTIZE: str = os.environ.get("QA_READER_QUANTIZE", "auto")
 #: Fitting the calibrator (``qa calibrate-reader``): the share of the questions put to ask()
 #: that the documents cannot answer. The collected hold-out cases read through retrieval are

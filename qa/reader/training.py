@@ -469,7 +469,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 bar.refresh()
                 state["total_steps"] = total_steps
                 state["fitted"] = fit
-                state.setdefault("fits", []).append(fit)
                 print(json.dumps({"fitted": fit}), flush=True)
                 log.write(json.dumps({"step": step, "fitted": fit}) + "\n")
                 log.flush()

@@ -226,7 +226,8 @@ def auto_mode() -> str:
     Chosen by measurement (release 3, first 500 of SQuAD 1.1 dev, 2 cores): onnx-q8 is
     within 0.2 F1 of fp32, where torch's int8 (the AVX2 choice before) lost 2.1 F1, starts in
     under a second and answers the most questions/s with 8 callers on both CPU kinds (on a
-    real AVX2-only EPYC torch's int8 answers one question ~20 ms sooner, release 4.2); see ``qa.config.READER_QUANTIZE`` and the README's speed table.
+    real AVX2-only EPYC torch's int8 answers one question ~20 ms sooner, release 4.2); see
+    ``qa.config.READER_QUANTIZE`` and the README's speed table.
     A build that cannot be made (no writable cache) falls back to :func:`torch_auto_mode`.
     """
     import importlib.util

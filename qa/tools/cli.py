@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or cuda (default: %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None, help="fit the run into this many minutes of training: the step count is cut to what the measured speed allows (measured again each tenth of the run) and the learning rate decays to 0 there")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--examples", type=Path, default=None,
+        help="prepared examples file: used when made with the same data settings, else made and written there "
+        "(default: OUT/examples.jsonl.gz, so --resume skips making them); with it the training files need not be here",
+    )
+    p.add_argument("--prepare-only", action="store_true", help="make and write the examples (--examples or OUT/examples.jsonl.gz), then stop: to carry them to another machine")
 
     p = sub.add_parser(
         "export-reader",
@@ -272,7 +278,16 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         holdout_percent=args.holdout_percent,
         device=args.device,
         max_minutes=args.max_minutes,
+        examples_file=None if args.examples is None else str(args.examples),
     )
+    if args.prepare_only:
+        from qa.reader.training import examples_path, prepare_examples
+
+        if args.resume:
+            raise ValueError("--prepare-only makes a new run's examples; drop --resume")
+        examples, counts = prepare_examples(cfg)
+        print(json.dumps({"examples": len(examples), "data": counts, "file": str(examples_path(cfg))}))
+        return 0
     if not args.resume:
         from qa.reader.training import resolve_device
 
@@ -281,7 +296,7 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
             from qa.reader.training import parse_file_spec
 
             path, _ = parse_file_spec(spec)
-            if not path.is_file():
+            if not path.is_file() and not (args.examples is not None and args.examples.is_file()):
                 raise ValueError(f"training file {spec!r} does not exist")
     final = train(cfg, resume=args.resume)
     print(f"saved {final}")

@@ -12,7 +12,8 @@ import pytest
 
 from qa.answer import Passage
 from qa.reader import TransformersReader
-from qa.reader.training import TrainConfig, fitted_steps, load_training_examples, parse_file_spec, resolve_device, train
+from qa.reader import training
+from qa.reader.training import TrainConfig, fitted_steps, load_examples, load_training_examples, parse_file_spec, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = [
@@ -141,6 +142,49 @@ def test_role_swaps_join_the_training_data_last_when_asked(tmp_path: Path) -> No
     # Drawn after every other kind: what a seeded run made before stays the same.
     assert counts["role_swapped_negatives"] == 1 and more[: len(plain)] == plain
     assert more[-1].is_impossible and more[-1].id == "t-role" and "defense minister" not in more[-1].question
+
+def test_prepared_examples_are_written_once_and_reused_only_for_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = TrainConfig(files=[str(write_squad(tmp_path / "train.json")) + ":20"], out=str(tmp_path / "run"), negative_ratio=0.5, cut_negative_ratio=0.3, seed=5)
+    made, counts = training.prepare_examples(cfg)
+    assert (made, counts) == load_training_examples(cfg)  # what a run makes, unchanged by the round trip
+    path = tmp_path / "run" / "examples.jsonl.gz"
+    read, read_counts, key = load_examples(path)
+    assert read == made and read_counts == counts and key["seed"] == 5 and key["files"][0]["n"] == 20
+    assert any(e.is_impossible for e in read) and any(e.answers for e in read)
+
+    def no_making(_: TrainConfig) -> None:
+        raise AssertionError("made again")
+
+    monkeypatch.setattr(training, "load_training_examples", no_making)
+    assert training.prepare_examples(cfg) == (made, counts)  # reused: nothing made
+    # Carried to a machine without the data: the file's name, sample size and settings match.
+    moved = TrainConfig(**{**cfg.__dict__, "files": [str(tmp_path / "elsewhere" / "train.json:20")], "examples_file": str(path), "out": str(tmp_path / "gpu")})
+    assert training.prepare_examples(moved) == (made, counts)
+    # Named explicitly but made with another seed: refused, saying what differs; the file is kept.
+    with pytest.raises(ValueError, match="seed 5 != 6"):
+        training.prepare_examples(TrainConfig(**{**moved.__dict__, "seed": 6}))
+    monkeypatch.setattr(training, "load_training_examples", load_training_examples)
+    # The run's own file with other settings is made again (and rewritten).
+    other, _ = training.prepare_examples(TrainConfig(**{**cfg.__dict__, "negative_ratio": 0.0}))
+    assert len(other) < len(made) and load_examples(path)[2]["negative_ratio"] == 0.0
+    # Damaged or foreign files are refused with how to remake them.
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="--prepare-only"):
+        load_examples(bad)
+
+
+def test_train_reader_prepare_only_writes_the_examples_and_stops(tmp_path: Path) -> None:
+    data = str(write_squad(tmp_path / "t.json"))
+    out = subprocess.run(
+        [sys.executable, "-m", "qa", "train-reader", data, "--out", str(tmp_path / "o"), "--examples", str(tmp_path / "ex.jsonl.gz"), "--prepare-only", "--negative-ratio", "0.25"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["data"]["t.json"] == 32 and report["examples"] == 32 + report["data"]["negatives"]
+    assert len(load_examples(tmp_path / "ex.jsonl.gz")[0]) == report["examples"] and not (tmp_path / "o" / "checkpoint").exists()
+
 
 def test_evaluation_data_is_refused_and_specs_parse(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="never train on it"):

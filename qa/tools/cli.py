@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--examples", type=Path, default=None,
         help="prepared examples file: used when made with the same data settings, else made and written there "
-        "(default: OUT/examples.jsonl.gz, so --resume skips making them); with it the training files need not be here",
+        "(default: OUT/examples.jsonl.xz, so --resume skips making them); with it the training files need not be here",
     )
-    p.add_argument("--prepare-only", action="store_true", help="make and write the examples (--examples or OUT/examples.jsonl.gz), then stop: to carry them to another machine")
+    p.add_argument("--prepare-only", action="store_true", help="make and write the examples (--examples or OUT/examples.jsonl.xz), then stop: to carry them to another machine")
 
     p = sub.add_parser(
         "export-reader",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -147,7 +148,7 @@ def test_prepared_examples_are_written_once_and_reused_only_for_the_same_setting
     cfg = TrainConfig(files=[str(write_squad(tmp_path / "train.json")) + ":20"], out=str(tmp_path / "run"), negative_ratio=0.5, cut_negative_ratio=0.3, seed=5)
     made, counts = training.prepare_examples(cfg)
     assert (made, counts) == load_training_examples(cfg)  # what a run makes, unchanged by the round trip
-    path = tmp_path / "run" / "examples.jsonl.gz"
+    path = tmp_path / "run" / "examples.jsonl.xz"
     read, read_counts, key = load_examples(path)
     assert read == made and read_counts == counts and key["seed"] == 5 and key["files"][0]["n"] == 20
     assert any(e.is_impossible for e in read) and any(e.answers for e in read)
@@ -168,22 +169,36 @@ def test_prepared_examples_are_written_once_and_reused_only_for_the_same_setting
     other, _ = training.prepare_examples(TrainConfig(**{**cfg.__dict__, "negative_ratio": 0.0}))
     assert len(other) < len(made) and load_examples(path)[2]["negative_ratio"] == 0.0
     # Damaged or foreign files are refused with how to remake them.
-    bad = tmp_path / "bad.jsonl.gz"
-    bad.write_bytes(b"not gzip")
-    with pytest.raises(ValueError, match="--prepare-only"):
+    bad = tmp_path / "bad.jsonl.xz"
+    bad.write_bytes(b"not xz")
+    with pytest.raises(ValueError, match="cannot be read as prepared examples.*--prepare-only"):
+        load_examples(bad)
+    lines = lzma.decompress(path.read_bytes()).decode().splitlines()
+    bad.write_bytes(lzma.compress("\n".join(lines[:-1]).encode()))  # cut short: one example missing
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_examples(bad)
+    bad.write_bytes(lzma.compress(json.dumps({"format": "qa-reader-training-examples", "version": 99}).encode()))
+    with pytest.raises(ValueError, match="not a qa-reader-training-examples file of version 1"):
         load_examples(bad)
 
 
-def test_train_reader_prepare_only_writes_the_examples_and_stops(tmp_path: Path) -> None:
-    data = str(write_squad(tmp_path / "t.json"))
-    out = subprocess.run(
-        [sys.executable, "-m", "qa", "train-reader", data, "--out", str(tmp_path / "o"), "--examples", str(tmp_path / "ex.jsonl.gz"), "--prepare-only", "--negative-ratio", "0.25"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
+def test_train_reader_prepare_only_writes_the_examples_and_a_run_elsewhere_trains_on_them(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "qa", "train-reader", *args, "--examples", str(tmp_path / "ex.jsonl.xz"), "--negative-ratio", "0.25"]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    out = run(str(write_squad(tmp_path / "t.json")), "--out", str(tmp_path / "o"), "--prepare-only")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["data"]["t.json"] == 32 and report["examples"] == 32 + report["data"]["negatives"]
-    assert len(load_examples(tmp_path / "ex.jsonl.gz")[0]) == report["examples"] and not (tmp_path / "o" / "checkpoint").exists()
+    assert len(load_examples(tmp_path / "ex.jsonl.xz")[0]) == report["examples"] and not (tmp_path / "o" / "checkpoint").exists()
+    # Another machine without the data file: the prepared examples are enough.
+    gone = str(tmp_path / "elsewhere" / "t.json")
+    trained = run(gone, "--out", str(tmp_path / "g"), "--base-model", str(tiny_qa_checkpoint), "--max-steps", "2", "--max-length", "64", "--stride", "16", "--no-bf16")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((tmp_path / "g" / "final" / "training.json").read_text())["data"] == report["data"]
+    other = run(gone, "--out", str(tmp_path / "h"), "--seed", "7", "--max-steps", "2")
+    assert other.returncode == 1 and "seed 13 != 7" in other.stderr and "Traceback" not in other.stderr
 
 
 def test_evaluation_data_is_refused_and_specs_parse(tmp_path: Path) -> None:

@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-reader", help="SQuAD EM/F1 of the reader, each question on its own paragraph")
     p.add_argument("file", type=Path, help="SQuAD .json or .json.gz file")
     p.add_argument("--limit", type=int, default=None, help="the first N questions in file order")
+    p.add_argument(
+        "--held-out", type=float, default=None, metavar="PERCENT",
+        help="only the articles a training run with --holdout-percent PERCENT kept out of this training file: "
+        "compare runs without touching the evaluation data (--limit counts these questions)",
+    )
     p.add_argument("--reader-model", default=None, help="checkpoint: hub id or local directory (default: the shipped reader)")
     p.add_argument("--threshold", type=float, default=None, help="abstention threshold (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -356,9 +361,16 @@ def _cmd_eval_reader(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit} must be at least 1")
-    examples = load_squad(args.file, limit=args.limit)
+    if args.held_out is not None and not 0 < args.held_out < 100:
+        raise ValueError(f"--held-out {args.held_out} is not a percent between 0 and 100 (exclusive); give the run's --holdout-percent, e.g. 5")
+    if args.held_out is None:
+        examples = load_squad(args.file, limit=args.limit)
+    else:
+        from qa.reader.squad import split_holdout
+
+        examples = split_holdout(load_squad(args.file), args.held_out)[1][: args.limit]
     if not examples:
-        raise ValueError(f"{args.file} has no questions")
+        raise ValueError(f"{args.file} has no questions" + ("" if args.held_out is None else f" in its {args.held_out} % held out"))
     result = run_eval(examples, model=args.reader_model, threshold=args.threshold)
     print(json.dumps(result) if args.json else format_eval(result))
     return 0

@@ -89,6 +89,27 @@ def test_eval_reader_cli_json_fields(tmp_path: Path, tiny_qa_checkpoint: Path) -
     assert "exact match" in table.stdout and "unanswerable (1)" in table.stdout
 
 
+def test_eval_reader_held_out_reads_only_the_articles_training_kept_out(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:
+    from qa.reader.squad import load_squad, split_holdout
+
+    context = "Baykar builds the Kizilelma drone in Istanbul."
+    articles = [
+        {"title": f"article {n}", "paragraphs": [{"context": context, "qas": [{"id": f"{n}-{k}", "question": "Who builds it?", "answers": [{"text": "Baykar", "answer_start": 0}]} for k in range(2)]}]}
+        for n in range(40)
+    ]
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps({"data": articles}))
+    kept, held = split_holdout(load_squad(data), 20)
+    assert held and kept  # the fixture has both sides
+    out = json.loads(run_qa("eval-reader", str(data), "--json", "--held-out", "20", "--reader-model", str(tiny_qa_checkpoint)).stdout)
+    assert out["total"] == len(held)
+    first = json.loads(run_qa("eval-reader", str(data), "--json", "--held-out", "20", "--limit", "3", "--reader-model", str(tiny_qa_checkpoint)).stdout)
+    assert first["total"] == 3
+    for bad in ("0", "100"):
+        refused = run_qa("eval-reader", str(data), "--held-out", bad)
+        assert refused.returncode == 1 and "--held-out" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_eval_reader_cli_bad_input(tmp_path: Path) -> None:
     missing = run_qa("eval-reader", str(tmp_path / "nope.json"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr

@@ -191,14 +191,6 @@ _DATA_FIELDS = (
 )
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_key(cfg: TrainConfig) -> dict[str, Any]:
     """What the examples of ``cfg`` depend on: each file's name, sample size and content
     (SHA-256, ``None`` where the file is not here: a prepared file carried to a machine
@@ -207,12 +199,13 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
     an old file)."""
     import sys
 
+    from embeddings.encoders.onnx_quant import _sha256
     from qa.reader import squad
 
     files = []
     for spec in cfg.files:
         path, n = parse_file_spec(spec)
-        files.append({"name": path.name, "n": n, "sha256": _sha256_file(path) if path.is_file() else None})
+        files.append({"name": path.name, "n": n, "sha256": _sha256(path) if path.is_file() else None})
     code = hashlib.sha256((inspect.getsource(squad) + inspect.getsource(sys.modules[__name__])).encode()).hexdigest()
     return {"files": files, **{name: getattr(cfg, name) for name in _DATA_FIELDS}, "code": code}
 

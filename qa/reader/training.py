@@ -179,6 +179,11 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
     return examples + added, counts
 
 
+#: The function whose source, with :mod:`qa.reader.squad`'s, keys prepared examples (held here so
+#: that replacing the module attribute, as a test does, does not change the key).
+_EXAMPLE_MAKER = load_training_examples
+
+
 # --------------------------------------------------------------------------- prepared examples
 
 #: Format tag and version of a prepared-examples file (:func:`save_examples`).
@@ -195,10 +200,8 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
     """What the examples of ``cfg`` depend on: each file's name, sample size and content
     (SHA-256, ``None`` where the file is not here: a prepared file carried to a machine
     without the data), the data settings, and the code that makes them (the source of
-    :mod:`qa.reader.squad` and of this module, so a changed negative is never served from
-    an old file)."""
-    import sys
-
+    :mod:`qa.reader.squad` and of :func:`load_training_examples`, so a changed negative is
+    never served from an old file, while a change to the training loop keeps them)."""
     from embeddings.encoders.onnx_quant import _sha256
     from qa.reader import squad
 
@@ -206,7 +209,7 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
     for spec in cfg.files:
         path, n = parse_file_spec(spec)
         files.append({"name": path.name, "n": n, "sha256": _sha256(path) if path.is_file() else None})
-    code = hashlib.sha256((inspect.getsource(squad) + inspect.getsource(sys.modules[__name__])).encode()).hexdigest()
+    code = hashlib.sha256((inspect.getsource(squad) + inspect.getsource(_EXAMPLE_MAKER)).encode()).hexdigest()
     return {"files": files, **{name: getattr(cfg, name) for name in _DATA_FIELDS}, "code": code}
 
 

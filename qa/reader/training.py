@@ -179,11 +179,6 @@ def load_training_examples(cfg: TrainConfig) -> tuple[list[QAExample], dict[str,
     return examples + added, counts
 
 
-#: The function whose source, with :mod:`qa.reader.squad`'s, keys prepared examples (held here so
-#: that replacing the module attribute, as a test does, does not change the key).
-_EXAMPLE_MAKER = load_training_examples
-
-
 # --------------------------------------------------------------------------- prepared examples
 
 #: Format tag and version of a prepared-examples file (:func:`save_examples`).
@@ -209,7 +204,7 @@ def data_key(cfg: TrainConfig) -> dict[str, Any]:
     for spec in cfg.files:
         path, n = parse_file_spec(spec)
         files.append({"name": path.name, "n": n, "sha256": _sha256(path) if path.is_file() else None})
-    code = hashlib.sha256((inspect.getsource(squad) + inspect.getsource(_EXAMPLE_MAKER)).encode()).hexdigest()
+    code = hashlib.sha256((inspect.getsource(squad) + inspect.getsource(load_training_examples)).encode()).hexdigest()
     return {"files": files, **{name: getattr(cfg, name) for name in _DATA_FIELDS}, "code": code}
 
 

@@ -153,10 +153,10 @@ def test_prepared_examples_are_written_once_and_reused_only_for_the_same_setting
     assert read == made and read_counts == counts and key["seed"] == 5 and key["files"][0]["n"] == 20
     assert any(e.is_impossible for e in read) and any(e.answers for e in read)
 
-    def no_making(_: TrainConfig) -> None:
+    def no_reading(*_: object, **__: object) -> None:
         raise AssertionError("made again")
 
-    monkeypatch.setattr(training, "load_training_examples", no_making)
+    monkeypatch.setattr(training, "load_squad", no_reading)  # making them reads the files
     assert training.prepare_examples(cfg) == (made, counts)  # reused: nothing made
     # Carried to a machine without the data: the file's name, sample size and settings match.
     moved = TrainConfig(**{**cfg.__dict__, "files": [str(tmp_path / "elsewhere" / "train.json:20")], "examples_file": str(path), "out": str(tmp_path / "gpu")})
@@ -164,7 +164,7 @@ def test_prepared_examples_are_written_once_and_reused_only_for_the_same_setting
     # Named explicitly but made with another seed: refused, saying what differs; the file is kept.
     with pytest.raises(ValueError, match="seed 5 != 6"):
         training.prepare_examples(TrainConfig(**{**moved.__dict__, "seed": 6}))
-    monkeypatch.setattr(training, "load_training_examples", load_training_examples)
+    monkeypatch.undo()
     # The run's own file with other settings is made again (and rewritten).
     other, _ = training.prepare_examples(TrainConfig(**{**cfg.__dict__, "negative_ratio": 0.0}))
     assert len(other) < len(made) and load_examples(path)[2]["negative_ratio"] == 0.0

@@ -161,7 +161,9 @@ def test_prepared_examples_are_written_once_and_reused_only_for_the_same_setting
     # Carried to a machine without the data: the file's name, sample size and settings match.
     moved = TrainConfig(**{**cfg.__dict__, "files": [str(tmp_path / "elsewhere" / "train.json:20")], "examples_file": str(path), "out": str(tmp_path / "gpu")})
     assert training.prepare_examples(moved) == (made, counts)
-    # Named explicitly but made with another seed: refused, saying what differs; the file is kept.
+    # Named explicitly but made with another seed: refused, saying what differs, from the
+    # file's header alone (not after reading every example); the file is kept.
+    monkeypatch.setattr(training, "load_examples", no_reading)
     with pytest.raises(ValueError, match="seed 5 != 6"):
         training.prepare_examples(TrainConfig(**{**moved.__dict__, "seed": 6}))
     monkeypatch.undo()
@@ -180,6 +182,8 @@ def test_prepared_examples_are_written_once_and_reused_only_for_the_same_setting
     bad.write_bytes(lzma.compress(json.dumps({"format": "qa-reader-training-examples", "version": 99}).encode()))
     with pytest.raises(ValueError, match="not a qa-reader-training-examples file of version 1"):
         load_examples(bad)
+    with pytest.raises(ValueError, match="not a qa-reader-training-examples file of version 1"):
+        training.examples_key(bad)
 
 
 def test_train_reader_prepare_only_writes_the_examples_and_a_run_elsewhere_trains_on_them(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:

@@ -18,7 +18,8 @@ top k, the reader):
 * and each question over its own paragraph alone, as ``eval-reader`` reads it (no
   retrieval scores), answerable, with the answer's sentence cut out, or made unanswerable
   as above (a name or number swapped, also for another of the same paragraph; a word
-  turned to its opposite).
+  turned to its opposite), and negated ("What didn't ..."): SQuAD 2.0's negation kind, the
+  one kind no training generator makes, so the reader meets it as unprepared as a user's.
 
 Each case's best span is labelled right (token F1 >= 0.5 with a gold answer) or wrong and
 described by :func:`qa.reader.calibration.span_features`. A stable hash of the article
@@ -33,6 +34,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -75,7 +77,7 @@ class Case:
     whether the shown span was right."""
 
     question: str
-    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast | lone_inside
+    kind: str  # answerable | absent | swapped | contrast | lone | lone_cut | lone_swapped | lone_contrast | lone_inside | lone_negated
     article: str
     features: dict[str, float]
     right: bool
@@ -176,46 +178,64 @@ def _label(text: str, answers: list[str]) -> bool:
     return bool(answers) and f1_score(text, answers) >= RIGHT_F1
 
 
-def collect_cases(
-    examples: list[QAExample],
-    *,
-    reader: Any,
-    top_k: int,
-    per_kind: int,
-    seed: int = 7,
-    workdir: Path | None = None,
-    progress: bool = True,
-) -> list[Case]:
-    """Run the cases (module docstring) through the index and the reader; label them."""
-    from qa.ingest.documents import Document
-    from qa.ingest.indexing import update_index
-    from qa.pipeline import load_index, validate_question
-    from qa.retrieval.retrievers import get_retriever
+#: Negations a question or paragraph may already hold: a negated question over them is no
+#: longer certainly unanswerable ("Who didn't sign?" over "... all but Smith did not sign").
+_NEGATION = re.compile(r"\b(?:not|never|no|none|nor|neither|without|cannot|nobody|nothing|unable|failed|refused)\b|n't\b", re.IGNORECASE)
+#: The first auxiliary after a question's wh-phrase ("In what year *did*", "How many people *were*").
+_AUXILIARY = re.compile(
+    r"^(?:\w+\s+){0,3}?(?:what|which|who|whom|whose|when|where|why|how)\b(?:\s+[\w'-]+){0,4}?\s+"
+    r"(is|was|are|were|did|does|do|can|could|has|have|had|will|would|should)\b",
+    re.IGNORECASE,
+)
+_CONTRACTED = {
+    "is": "isn't", "was": "wasn't", "are": "aren't", "were": "weren't", "did": "didn't", "does": "doesn't",
+    "do": "don't", "can": "can't", "could": "couldn't", "has": "hasn't", "have": "haven't", "had": "hadn't",
+    "will": "won't", "would": "wouldn't", "should": "shouldn't",
+}
 
+
+def negated_question(question: str, context: str) -> str | None:
+    """``question`` with its first auxiliary after the wh-word turned negative ("What did the
+    Normans conquer?" -> "What didn't the Normans conquer?"), a question ``context`` does not
+    answer; None when there is no such auxiliary or either text already holds a negation.
+
+    SQuAD 2.0's negation kind of unanswerable question, and one no training generator makes
+    (:mod:`qa.reader.squad`): the calibrator's one kind the reader has never learnt, so it sees
+    how sure the reader is about a no-answer question it finds as hard as written ones. Kept
+    here, out of the training generators, on purpose: trained on, it would be easy too.
+    """
+    if _NEGATION.search(question) or _NEGATION.search(context):
+        return None
+    m = _AUXILIARY.match(question)
+    if not m:
+        return None
+    aux = m.group(1)
+    negative = _CONTRACTED[aux.lower()]
+    if aux[0].isupper():
+        negative = negative.capitalize()
+    return question[: m.start(1)] + negative + question[m.end(1) :]
+
+
+def add_negated_negatives(examples: list[QAExample], rng: random.Random) -> list[QAExample]:
+    """Every answerable question of ``examples`` that :func:`negated_question` can negate, as a
+    "no answer" example over its own paragraph (id ``+ "-negated"``), in a random order."""
+    out = [
+        QAExample(e.id + "-negated", q, e.context, (), e.article, e.title)
+        for e in examples
+        if e.answers and (q := negated_question(e.question, e.context))
+    ]
+    rng.shuffle(out)
+    return out
+
+
+def plan_cases(examples: list[QAExample], *, per_kind: int, seed: int = 7) -> tuple[list[tuple[str, QAExample, bool]], set[str]]:
+    """The questions to put to the reader (module docstring): ``(kind, example, through
+    retrieval)`` each, drawn with ``seed``, and the articles to index. Pure: no reading."""
     rng = random.Random(seed)
     articles = sorted({e.title for e in examples})
     indexed = {a for a in articles if _bucket(a, "indexed") < 0.75}
     in_docs = [e for e in examples if e.title in indexed]
     absent = [e for e in examples if e.title not in indexed]
-    # The documents: one per article, its paragraphs in order.
-    paragraphs: dict[str, list[str]] = {}
-    for e in in_docs:
-        ps = paragraphs.setdefault(e.title, [])
-        if e.context not in ps:
-            ps.append(e.context)
-    docs = []
-    for title, ps in sorted(paragraphs.items()):
-        text = "\n\n".join(ps)
-        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        docs.append(Document(doc_id=sha[:12], source=title, text=text, sha256=sha))
-    root = Path(workdir or tempfile.mkdtemp(prefix="qa-calibrate-"))
-    index_dir = root / "index"
-    t0 = time.perf_counter()
-    update_index(index_dir, docs, rebuild=True, show_progress=progress)
-    logger.info("indexed %d documents in %.0fs", len(docs), time.perf_counter() - t0)
-    index = load_index(index_dir)
-    retriever = get_retriever(None, index)
-
     answerable = rng.sample(in_docs, min(per_kind, len(in_docs)))
     swapped = add_swapped_negatives(in_docs, 1.0, rng)
     contrast = add_contrast_negatives(in_docs, 1.0, rng)
@@ -231,12 +251,60 @@ def collect_cases(
     jobs += [("lone_swapped", e, False) for e in rng.sample(swapped, min(per_kind // 4, len(swapped)))]
     jobs += [("lone_contrast", e, False) for e in rng.sample(contrast, min(per_kind // 4, len(contrast)))]
     # Collector 4: a name or number swapped for another of the same paragraph (SQuAD 2.0's
-    # writers' way: every word is there and a span of the right kind too); drawn last, so the
-    # cases above stay collector 2's.
+    # writers' way: every word is there and a span of the right kind too); drawn after the
+    # above, so they stay collector 2's.
     # Over the paragraph alone only: through retrieval they made the ask() part under-confident
     # on the project's sets (whose unanswerable questions are of other kinds).
     inside = add_inside_swapped_negatives(in_docs, 1.0, rng)
     jobs += [("lone_inside", e, False) for e in rng.sample(inside, min(per_kind // 4, len(inside)))]
+    # Collector 5: negated questions, the one kind no training generator makes
+    # (:func:`negated_question`); drawn last, so every case above stays collector 4's.
+    negated = add_negated_negatives(in_docs, rng)
+    jobs += [("lone_negated", e, False) for e in negated[: per_kind // 4]]
+    return jobs, indexed
+
+
+def collect_cases(
+    examples: list[QAExample],
+    *,
+    reader: Any,
+    top_k: int,
+    per_kind: int,
+    seed: int = 7,
+    workdir: Path | None = None,
+    progress: bool = True,
+    kinds: set[str] | None = None,
+) -> list[Case]:
+    """Run the cases (module docstring; :func:`plan_cases`) through the index and the reader;
+    label them. ``kinds``: only the cases of these kinds (default: all)."""
+    from qa.ingest.documents import Document
+    from qa.ingest.indexing import update_index
+    from qa.pipeline import load_index, validate_question
+    from qa.retrieval.retrievers import get_retriever
+
+    jobs, indexed = plan_cases(examples, per_kind=per_kind, seed=seed)
+    if kinds is not None:
+        jobs = [j for j in jobs if j[0] in kinds]
+    retriever = None
+    if any(retrieve for _, _, retrieve in jobs):
+        # The documents: one per indexed article, its paragraphs in order.
+        paragraphs: dict[str, list[str]] = {}
+        for e in examples:
+            if e.title in indexed:
+                ps = paragraphs.setdefault(e.title, [])
+                if e.context not in ps:
+                    ps.append(e.context)
+        docs = []
+        for title, ps in sorted(paragraphs.items()):
+            text = "\n\n".join(ps)
+            sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            docs.append(Document(doc_id=sha[:12], source=title, text=text, sha256=sha))
+        root = Path(workdir or tempfile.mkdtemp(prefix="qa-calibrate-"))
+        index_dir = root / "index"
+        t0 = time.perf_counter()
+        update_index(index_dir, docs, rebuild=True, show_progress=progress)
+        logger.info("indexed %d documents in %.0fs", len(docs), time.perf_counter() - t0)
+        retriever = get_retriever(None, load_index(index_dir))
 
     from tqdm.auto import tqdm
 
@@ -391,8 +459,9 @@ def choose_with_sets(retrieved: list[dict[str, float]], sets: list[float]) -> tu
 
 #: Bumped when the cases collected change (kinds, sampling, what is kept of them); recorded
 #: with them and in the calibrator. 3: each case keeps its reading (features recomputed on load);
-#: 4: in-paragraph swaps over their own paragraph (``lone_inside``).
-COLLECTOR_VERSION = 4
+#: 4: in-paragraph swaps over their own paragraph (``lone_inside``); 5: negated questions over
+#: their own paragraph (``lone_negated``), drawn after every case of 4.
+COLLECTOR_VERSION = 5
 _CASES_FORMAT = "qa-calibration-cases"
 
 

@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 
 from qa.reader.calibration import FEATURES, Calibrator
-from qa.tools.calibrate import THRESHOLDS, Case, case_weights, choose_threshold, choose_with_sets, sets_report, sets_sweep
+from qa.tools.calibrate import (
+    THRESHOLDS,
+    Case,
+    case_weights,
+    choose_threshold,
+    choose_with_sets,
+    negated_question,
+    plan_cases,
+    sets_report,
+    sets_sweep,
+)
 
 
 def _case(kind: str, answerable: bool) -> Case:
@@ -88,3 +98,35 @@ def test_threshold_with_sets_is_the_best_mean_and_near_ties_go_toward_one_half()
     assert choose_with_sets(retrieved, sets)[0] == 0.45
     sets[8] = 0.6985  # no longer within TIE
     assert choose_with_sets(retrieved, sets)[0] == 0.15
+
+
+def test_negated_question_turns_the_first_auxiliary_after_the_wh_word_negative() -> None:
+    context = "The Normans conquered England in 1066. Their duke was William."
+    assert negated_question("What did the Normans conquer in 1066?", context) == "What didn't the Normans conquer in 1066?"
+    assert negated_question("In what year was William duke?", context) == "In what year wasn't William duke?"
+    assert negated_question("How many ships were built?", context) == "How many ships weren't built?"
+    assert negated_question("Who Was the duke?", context) == "Who Wasn't the duke?"  # the auxiliary's case is kept
+    # No auxiliary after a wh-word, or a negation already there (in either text): nothing.
+    assert negated_question("Name the duke.", context) is None
+    assert negated_question("Who was not the duke?", context) is None
+    assert negated_question("Who was the duke?", context + " He never lost a battle.") is None
+    assert negated_question("Who was the duke?", context + " They didn't stay.") is None
+
+
+def test_negated_cases_are_drawn_last_so_the_earlier_kinds_stay_as_they_were() -> None:
+    from qa.reader.squad import QAExample
+
+    examples = [
+        QAExample(f"q{a}-{i}", f"What was the {i}th name of {t}?", f"{t} had many names in 1900, the {i}th was Name{i}.", ((0, t),), a, t)
+        for a, t in enumerate(f"Article{n}" for n in range(12))
+        for i in range(6)
+    ]
+    jobs, indexed = plan_cases(examples, per_kind=8)
+    again, _ = plan_cases(examples, per_kind=8)
+    assert [(k, e.id, e.question) for k, e, _ in jobs] == [(k, e.id, e.question) for k, e, _ in again]  # deterministic
+    kinds = [k for k, _, _ in jobs]
+    negated = [e for k, e, _ in jobs if k == "lone_negated"]
+    assert negated and kinds[-len(negated) :] == ["lone_negated"] * len(negated) and len(negated) == 8 // 4
+    assert all("wasn't" in e.question and not e.answers and e.title in indexed for e in negated)
+    # Nothing is drawn after them, so the cases before them are collector 4's.
+    assert all(k != "lone_negated" for k in kinds[: -len(negated)])

@@ -246,15 +246,23 @@ def _examples_remedy(path: Path) -> str:
     return f"delete {path} to prepare the examples again (`qa train-reader FILES... --prepare-only`)"
 
 
-class _Foreign(Exception):
-    """A file that is not prepared examples of this version (turned into a ValueError)."""
+def _unreadable(path: Path, exc: Exception) -> ValueError:
+    return ValueError(f"{path} cannot be read as prepared examples ({exc}); {_examples_remedy(path)}")
 
 
-def _read_examples_header(fh: Any) -> dict[str, Any]:
-    """The header line of an open examples file, checked for format and version."""
-    header = json.loads(fh.readline())
+#: What reading a damaged, cut or foreign examples file raises (JSONDecodeError is a ValueError).
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, KeyError, TypeError, IndexError, ValueError)
+
+
+def _examples_header(path: Path) -> dict[str, Any]:
+    """The first line of a prepared examples file, checked for format and version."""
+    try:
+        with lzma.open(path, "rt", encoding="utf-8") as fh:
+            header = json.loads(fh.readline())
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     if not isinstance(header, dict) or header.get("format") != EXAMPLES_FORMAT or header.get("version") != EXAMPLES_VERSION:
-        raise _Foreign()
+        raise ValueError(f"{path} is not a {EXAMPLES_FORMAT} file of version {EXAMPLES_VERSION}; {_examples_remedy(path)}")
     return header
 
 
@@ -267,12 +275,9 @@ def examples_key(path: Path) -> dict[str, Any]:
         ValueError: not such a file or another version (the message says how to remake it).
     """
     try:
-        with lzma.open(path, "rt", encoding="utf-8") as fh:
-            return _read_examples_header(fh)["key"]
-    except _Foreign:
-        raise ValueError(f"{path} is not a {EXAMPLES_FORMAT} file of version {EXAMPLES_VERSION}; {_examples_remedy(path)}") from None
-    except (OSError, EOFError, lzma.LZMAError, KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{path} cannot be read as prepared examples ({exc}); {_examples_remedy(path)}") from exc
+        return _examples_header(path)["key"]
+    except KeyError as exc:
+        raise _unreadable(path, exc) from exc
 
 
 def load_examples(path: Path) -> tuple[list[QAExample], dict[str, int], dict[str, Any]]:
@@ -281,19 +286,18 @@ def load_examples(path: Path) -> tuple[list[QAExample], dict[str, int], dict[str
     Raises:
         ValueError: not such a file, another version, or cut short (the message says how to remake it).
     """
+    header = _examples_header(path)
     try:
         with lzma.open(path, "rt", encoding="utf-8") as fh:
-            header = _read_examples_header(fh)
+            fh.readline()  # the header, checked above
             contexts = [json.loads(fh.readline()) for _ in range(header["contexts"])]
             examples = []
             for _ in range(header["examples"]):
                 i, q, c, answers, article, title = json.loads(fh.readline())
                 examples.append(QAExample(i, q, contexts[c], tuple((int(s), t) for s, t in answers), int(article), title))
             extra = fh.readline()
-    except _Foreign:
-        raise ValueError(f"{path} is not a {EXAMPLES_FORMAT} file of version {EXAMPLES_VERSION}; {_examples_remedy(path)}") from None
-    except (OSError, EOFError, lzma.LZMAError, KeyError, TypeError, IndexError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{path} cannot be read as prepared examples ({exc}); {_examples_remedy(path)}") from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     if extra:
         raise ValueError(f"{path} holds more lines than its header says; {_examples_remedy(path)}")
     return examples, header["counts"], header["key"]

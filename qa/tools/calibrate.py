@@ -273,38 +273,33 @@ def collect_cases(
     seed: int = 7,
     workdir: Path | None = None,
     progress: bool = True,
-    kinds: set[str] | None = None,
 ) -> list[Case]:
     """Run the cases (module docstring; :func:`plan_cases`) through the index and the reader;
-    label them. ``kinds``: only the cases of these kinds (default: all)."""
+    label them."""
     from qa.ingest.documents import Document
     from qa.ingest.indexing import update_index
     from qa.pipeline import load_index, validate_question
     from qa.retrieval.retrievers import get_retriever
 
     jobs, indexed = plan_cases(examples, per_kind=per_kind, seed=seed)
-    if kinds is not None:
-        jobs = [j for j in jobs if j[0] in kinds]
-    retriever = None
-    if any(retrieve for _, _, retrieve in jobs):
-        # The documents: one per indexed article, its paragraphs in order.
-        paragraphs: dict[str, list[str]] = {}
-        for e in examples:
-            if e.title in indexed:
-                ps = paragraphs.setdefault(e.title, [])
-                if e.context not in ps:
-                    ps.append(e.context)
-        docs = []
-        for title, ps in sorted(paragraphs.items()):
-            text = "\n\n".join(ps)
-            sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            docs.append(Document(doc_id=sha[:12], source=title, text=text, sha256=sha))
-        root = Path(workdir or tempfile.mkdtemp(prefix="qa-calibrate-"))
-        index_dir = root / "index"
-        t0 = time.perf_counter()
-        update_index(index_dir, docs, rebuild=True, show_progress=progress)
-        logger.info("indexed %d documents in %.0fs", len(docs), time.perf_counter() - t0)
-        retriever = get_retriever(None, load_index(index_dir))
+    # The documents: one per indexed article, its paragraphs in order.
+    paragraphs: dict[str, list[str]] = {}
+    for e in examples:
+        if e.title in indexed:
+            ps = paragraphs.setdefault(e.title, [])
+            if e.context not in ps:
+                ps.append(e.context)
+    docs = []
+    for title, ps in sorted(paragraphs.items()):
+        text = "\n\n".join(ps)
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        docs.append(Document(doc_id=sha[:12], source=title, text=text, sha256=sha))
+    root = Path(workdir or tempfile.mkdtemp(prefix="qa-calibrate-"))
+    index_dir = root / "index"
+    t0 = time.perf_counter()
+    update_index(index_dir, docs, rebuild=True, show_progress=progress)
+    logger.info("indexed %d documents in %.0fs", len(docs), time.perf_counter() - t0)
+    retriever = get_retriever(None, load_index(index_dir))
 
     from tqdm.auto import tqdm
 

@@ -7,6 +7,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 
+def percent(score: float) -> str:
+    """A chance as people read it: ``"93 %"``; ``"<1 %"`` and ``">99 %"`` at the ends.
+
+    A calibrated probability is never certain either way, so 0.0007 is not shown as "0 %"
+    nor 0.998 as "100 %". Values outside 0-1 are clamped.
+    """
+    s = min(max(float(score), 0.0), 1.0)
+    if s < 0.005:
+        return "<1 %"
+    if s >= 0.995:
+        return ">99 %"
+    return f"{min(max(round(s * 100), 1), 99)} %"  # round() halves to even: 0.005 -> 0
+
+
 def page_at(pages: Sequence[int] | None, offset: int) -> int | None:
     """1-based page holding character ``offset``, given each page's start offset; ``None`` without pages."""
     if not pages:
@@ -103,12 +117,12 @@ class Answer:
     def __str__(self) -> str:
         """One line: the answer, the chance it is right and where it is (or "I don't know")."""
         if self.text is None:
-            return "I don't know" + (f" (best guess {self.guess_text!r}, {round(self.score * 100)} % chance)" if self.guess else "")
+            return "I don't know" + (f" (best guess {self.guess_text!r}, {percent(self.score)} chance)" if self.guess else "")
         where = ""
         if self.citations:
             c = self.citations[0]
             where = f" - {c.doc_id}" + (f" p. {c.page}" if c.page is not None else "") + f", chars {c.answer_start}-{c.answer_end}"
-        return f"{self.text} ({round(self.score * 100)} % chance this is right){where}"
+        return f"{self.text} ({percent(self.score)} chance this is right){where}"
 
     def __repr__(self) -> str:
         """``Answer(text=..., score=..., reader=..., cited='doc.md chars 120-135 (p. 3)', citations=N, passages=N)``:

@@ -75,6 +75,18 @@ def test_answer_prints_short() -> None:
     assert a.to_dict()["answer"] == a.text == "December 2022"
     assert str(Answer("q", None, 0.1, "r", [], [passage], guess=c)) == "I don't know (best guess 'December 2022', 10 % chance)"
     assert str(Answer("q", None, 0.0, "r")) == "I don't know"
+    # A calibrated chance is never shown as certain either way.
+    assert str(Answer("q", None, 0.0007, "r", [], [passage], guess=c)).endswith("'December 2022', <1 % chance)")
+    assert str(dataclasses.replace(a, score=0.998)).startswith("December 2022 (>99 % chance this is right)")
+
+
+def test_percent_rounds_but_never_claims_certainty() -> None:
+    from qa.answer import percent
+
+    assert [percent(s) for s in (0.0, 0.0049, 0.005, 0.5, 0.934, 0.9949, 0.995, 1.0)] == [
+        "<1 %", "<1 %", "1 %", "50 %", "93 %", "99 %", ">99 %", ">99 %"
+    ]
+    assert percent(-0.2) == "<1 %" and percent(1.3) == ">99 %"  # clamped
 
 
 def test_concurrent_questions_load_a_new_index_generation_once(tmp_path, monkeypatch) -> None:  # noqa: ANN001

@@ -15,7 +15,7 @@ import html
 import os
 from pathlib import Path
 
-from qa.answer import Answer, Citation, Passage
+from qa.answer import Answer, Citation, Passage, percent
 
 #: Characters that Markdown (inline syntax, autolinks), GFM tables/strikethrough or
 #: KaTeX could interpret. Replaced by numeric references after HTML escaping, so they
@@ -51,7 +51,7 @@ def confidence_level(score: float) -> str:
 
 def chance_text(score: float) -> str:
     """The reader's score as what it is: ``"72 % chance this is right"`` (calibrated P(correct))."""
-    return f"{round(min(max(float(score), 0.0), 1.0) * 100)} % chance this is right"
+    return f"{percent(score)} chance this is right"
 
 
 _CONFIDENCE_TITLE = "the reader's estimate, measured on questions it was not trained on"
@@ -60,14 +60,14 @@ _CONFIDENCE_TITLE = "the reader's estimate, measured on questions it was not tra
 def _confidence_badge(score: float) -> str:
     """An answer's chance of being right, as a coloured pill (green, yellow, red)."""
     score = min(max(float(score), 0.0), 1.0)
-    return f'<span class="qa-conf qa-conf-{confidence_level(score)}" title="{_CONFIDENCE_TITLE}">{chance_text(score)}</span>'
+    return f'<span class="qa-conf qa-conf-{confidence_level(score)}" title="{_CONFIDENCE_TITLE}">{escape(chance_text(score))}</span>'
 
 
 def _guess_confidence(score: float) -> str:
-    """A guess's chance of being right as plain, muted text: a red "0 %" pill beside
+    """A guess's chance of being right as plain, muted text: a red "<1 %" pill beside
     "I don't know" would read as an alarm about the headline, not about the guess."""
     text = chance_text(score).replace("this is right", "the guess is right")
-    return f'<span class="qa-conf-guess" title="{_CONFIDENCE_TITLE}">{text}</span>'
+    return f'<span class="qa-conf-guess" title="{_CONFIDENCE_TITLE}">{escape(text)}</span>'
 
 
 def _reader_badge(reader: str) -> str:

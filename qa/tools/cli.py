@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qa import config
-from qa.answer import Answer
+from qa.answer import Answer, percent
 
 EXIT_USAGE = 2
 
@@ -445,7 +445,7 @@ def format_answer(answer: Answer) -> str:
     """The answer and its citation, for a person reading a terminal."""
     lines = [f"Q: {answer.question}"]
     if answer.text is None:
-        best = f"its best guess has a {round(answer.score * 100)} % chance of being right; " if answer.guess is not None else ""
+        best = f"its best guess has a {percent(answer.score)} chance of being right; " if answer.guess is not None else ""
         lines.append(f"A: I don't know ({best}reader: {answer.reader})")
         if answer.guess is not None:
             g = answer.guess
@@ -458,7 +458,7 @@ def format_answer(answer: Answer) -> str:
             page = f" p. {p.page}" if p.page is not None else ""
             lines.append(f"   closest passage: {p.doc_id}{page} [{p.start}:{p.end}]")
         return "\n".join(lines)
-    lines.append(f"A: {answer.text}   ({round(answer.score * 100)} % chance this is right; reader: {answer.reader})")
+    lines.append(f"A: {answer.text}   ({percent(answer.score)} chance this is right; reader: {answer.reader})")
     for n, c in enumerate(answer.citations, 1):
         before, _, after = c.split_passage()
         page = f" p. {c.page}," if c.page is not None else ""

@@ -104,7 +104,7 @@ def test_confidence_levels_and_clamping():
     assert fmt.confidence_level(0.9) == "high"
     assert fmt.confidence_level(0.5) == "medium"
     assert fmt.confidence_level(0.1) == "low"
-    assert "100 % chance this is right" in fmt.format_answer_html(_answer("December 2022", score=1.3))
+    assert "&gt;99 % chance this is right" in fmt.format_answer_html(_answer("December 2022", score=1.3))  # escaped
 
 
 def test_sources_panel_marks_the_answer_with_document_and_offsets():

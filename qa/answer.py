@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 def percent(score: float) -> str:
@@ -136,6 +136,16 @@ class Answer:
             f"Answer(text={self.text!r}, score={self.score:.3f}, reader={self.reader!r}{cited}, "
             f"citations={len(self.citations)}, passages={len(self.passages)})"
         )
+
+    def at_threshold(self, threshold: float) -> "Answer":
+        """The same reading decided at another threshold: an answer whose chance is below
+        ``threshold`` becomes "I don't know" with its span as the guess, and a guess whose
+        chance reaches it becomes the answer. The score, span and passages are unchanged."""
+        if self.text is not None and self.score < threshold and self.citations:
+            return replace(self, text=None, citations=[], guess=self.citations[0])
+        if self.text is None and self.guess is not None and self.score >= threshold:
+            return replace(self, text=self.guess_text, citations=[self.guess], guess=None)
+        return self
 
     @property
     def guess_text(self) -> str | None:

@@ -50,6 +50,17 @@ def validate_question(question: object) -> str:
     return " ".join(cleaned.split())
 
 
+def validate_threshold(threshold: object) -> None:
+    """``ValueError`` unless ``threshold`` is ``None`` or a chance from 0 to 1."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(
+            f"threshold={threshold!r} must be a chance from 0 to 1, e.g. 0.8 to answer only when the answer "
+            "is at least 80 % likely to be right"
+        )
+
+
 def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> VectorIndex:
     """The index to answer from: an object as is, a directory (cached, reloaded when it
     changes), a ``postgresql://`` URL (the process-wide store for that URL, its metadata
@@ -98,6 +109,7 @@ def ask(
     reader: str | Reader | None = None,
     retriever: str | object | None = None,
     previous: str | None = None,
+    threshold: float | None = None,
 ) -> Answer:
     """Answer ``question`` from the documents of ``index``.
 
@@ -111,23 +123,30 @@ def ask(
             or a retriever object (anything with ``retrieve(question, k)``).
         previous: the conversation's previous question; a follow-up that refers back to it
             ("When did it first fly?") is retrieved together with it (:mod:`qa.retrieval.followup`).
+        threshold: answer only when the chance the answer is right (``Answer.score``) is at
+            least this, 0-1 (e.g. 0.8 for "only when 80 % sure"); below it the answer is "I don't
+            know" with the span as its guess. ``None``: the reader's own (the shipped one's is
+            measured, :data:`qa.config.READER_THRESHOLD` overrides it).
 
     Returns:
         An :class:`Answer`; ``answer.text is None`` when the documents do not support an answer.
 
     Raises:
-        ValueError: empty, over-long or wordless question; bad ``top_k``; unknown retriever; missing or
-            corrupt index (:class:`embeddings.stores.index.IndexLoadError`).
+        ValueError: empty, over-long or wordless question; bad ``top_k`` or ``threshold``; unknown
+            retriever; missing or corrupt index (:class:`embeddings.stores.index.IndexLoadError`).
     """
     text = validate_question(question)
     k = config.DEFAULT_TOP_K if top_k is None else top_k
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
         raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
+    validate_threshold(threshold)
     vector_index = load_index(index)
     from qa.retrieval.followup import retrieval_query
 
     passages = get_retriever(retriever, vector_index).retrieve(retrieval_query(text, previous), k)
     answer = get_reader(reader).read(text, passages)
+    if threshold is not None:
+        answer = answer.at_threshold(threshold)
     if answer.question != question:
         # Report the question as the caller asked it.
         answer = dataclasses.replace(answer, question=question)

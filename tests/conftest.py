@@ -127,6 +127,10 @@ class FakeReader:
     """Cites the first word of the best passage: citations depend only on the passages."""
 
     name = "fake-first-word"
+    score = 1.0  # the chance it gives every answer
+
+    def __init__(self, score: float = 1.0) -> None:
+        self.score = score
 
     def read(self, question: str, passages: list):
         from qa.answer import Answer, Citation
@@ -137,7 +141,7 @@ class FakeReader:
         m = re.search(r"\w+", p.text)
         start, end = p.start + m.start(), p.start + m.end()
         citation = Citation(p.doc_id, p.source, p.chunk_id, p.text, p.start, p.end, start, end, p.page_of(start))
-        return Answer(question, p.document_text[start:end], 1.0, self.name, [citation], list(passages))
+        return Answer(question, p.document_text[start:end], self.score, self.name, [citation], list(passages))
 
 
 @pytest.fixture

@@ -41,6 +41,41 @@ def test_bad_top_k_is_refused(tmp_path: Path) -> None:
         ask("Who is it?", index=tmp_path, top_k=0)
 
 
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan"), True, "0.8"])
+def test_bad_threshold_is_refused(tmp_path: Path, threshold: object) -> None:
+    with pytest.raises(ValueError, match=r"threshold=.* must be a chance from 0 to 1"):
+        ask("Who is it?", index=tmp_path, threshold=threshold)
+
+
+def test_answer_at_threshold_moves_the_span_between_answer_and_guess() -> None:
+    from qa.answer import Citation
+
+    text = "The Alpha river flows north."
+    c = Citation("a.txt", "/a.txt", "a#0", text, 0, len(text), 4, 15)
+    answered = Answer("Which river?", "Alpha river", 0.6, "r", [c])
+    doubtful = answered.at_threshold(0.7)
+    assert (doubtful.text, doubtful.citations, doubtful.guess, doubtful.score) == (None, [], c, 0.6)
+    assert doubtful.guess_text == "Alpha river"
+    assert answered.at_threshold(0.6) is answered and answered.at_threshold(0.0) is answered
+    # Back down: the guess becomes the answer again, exactly as it was.
+    assert doubtful.at_threshold(0.5) == answered and doubtful.at_threshold(0.61) is doubtful
+    nothing = Answer("Which river?", None, 0.0, "r")  # no span at all: stays "I don't know"
+    assert nothing.at_threshold(0.0) is nothing
+
+
+def test_ask_threshold_overrides_the_readers_decision(docs_dir: Path, fake_encoder, tmp_path: Path) -> None:  # noqa: ANN001
+    from qa.ingest.indexing import index_folder
+    from tests.conftest import FakeReader
+
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    kw = {"index": tmp_path / "idx", "reader": FakeReader(score=0.6), "retriever": "bm25"}
+    default = ask("Which river is long?", **kw)
+    assert default.text == "Alpha" and default.score == 0.6
+    strict = ask("Which river is long?", threshold=0.8, **kw)
+    assert strict.text is None and strict.guess == default.citations[0] and strict.score == 0.6
+    assert ask("Which river is long?", threshold=0.6, **kw) == default
+
+
 @pytest.mark.reader
 @pytest.mark.slow
 def test_ask_returns_answer_with_citations_and_passages(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 ``python -m ui`` serves both on one port (:func:`ui.app.launch` mounts the chat on the app
 built here)::
 
-    POST   /api/v1/ask                {"question": str, "top_k"?: int, "previous"?: str}
+    POST   /api/v1/ask                {"question": str, "top_k"?: int, "previous"?: str, "threshold"?: number}
                                       -> what `qa ask --json` prints (Answer.to_dict())
     GET    /api/v1/documents          -> {"documents": [{"id", "source", "origin", "kind", "chunks",
                                           "characters", "pages"}], "count"}
@@ -47,7 +47,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -270,6 +270,11 @@ class AskRequest(BaseModel):
     top_k: StrictInt | None = Field(default=None, description=f"passages handed to the reader, 1-100 (default {config.DEFAULT_TOP_K})")
     previous: StrictStr | None = Field(
         default=None, description="the conversation's previous question, for follow-ups such as 'When did it first fly?'"
+    )
+    threshold: StrictFloat | StrictInt | None = Field(
+        default=None,
+        description="answer only when the chance the answer is right is at least this, 0-1 (e.g. 0.8); "
+        "below it 'answer' is null and 'guess' holds the span (default: the reader's own)",
     )
 
 
@@ -496,7 +501,10 @@ def create_api(
 
     def _answer(body: AskRequest) -> dict:
         try:
-            answer = ask(body.question, index=index, top_k=body.top_k, reader=reader, retriever=retriever, previous=body.previous)
+            answer = ask(
+                body.question, index=index, top_k=body.top_k, reader=reader, retriever=retriever, previous=body.previous,
+                threshold=body.threshold,
+            )
         except IndexLoadError as exc:
             raise ApiError(503, f"the index cannot be used: {exc}") from None
         except ValueError as exc:

@@ -333,10 +333,25 @@ def editor_refusal(auth: Any, request: Any, what: str) -> str | None:
     return fmt.format_status_html([f"Only editors can {what}; {who}."], ok=False)
 
 
+def reader_threshold_percent(reader: Any = None) -> int:
+    """The reader's own threshold in percent, where the chat's "at least this sure" slider
+    starts: read from the calibrator file beside the weights, without loading them."""
+    if reader is None:
+        from qa.reader.transformers_reader import TransformersReader
+
+        reader = TransformersReader(config.DEFAULT_READER_MODEL)
+    try:
+        threshold = float(getattr(reader, "threshold", 0.0))
+    except Exception:  # a checkpoint that cannot load: its error shows at the first question
+        logger.warning("the reader's threshold could not be read; the slider starts at 0", exc_info=True)
+        threshold = 0.0
+    return int(round(min(max(threshold, 0.0), 1.0) * 100))
+
+
 def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, auth: Any = None) -> gr.Blocks:
     """The chat app over ``index`` (a directory, a loaded index, or ``None`` for the default
     index over ``seeds/``). Queued with :data:`CONCURRENCY_LIMIT` workers; the main event's
-    API name is ``/ask`` (inputs: question, top_k).
+    API name is ``/ask`` (inputs: question, top_k, the "at least this sure" percent).
 
     ``auth`` (a :class:`ui.auth.AuthStore`, or ``None`` for no sign-in) is the credentials
     the app is served with (:func:`launch` makes the chat ask to sign in); the upload and
@@ -347,6 +362,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
     of starting their own)."""
     summary = index_summary(index)
     index_dir = index_directory(index)
+    default_sure = reader_threshold_percent(reader)
     docs_html, doc_ids = documents_view(index)
     warmed = threading.Event()
 
@@ -363,7 +379,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
     else:
         warmed.set()
 
-    def respond(question: str | None, top_k: float | None, turns: list[dict] | None):
+    def respond(question: str | None, top_k: float | None, sure: float | None, turns: list[dict] | None):
         question = question if isinstance(question, str) else ""
         if is_blank(question):
             # Nothing was asked: no turn, no error turn; the chat and the box stay as they are.
@@ -371,11 +387,13 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         turns = list(turns or [])
         warmed.wait(timeout=config.READER_LOAD_TIMEOUT_S)
         k = int(round(top_k)) if top_k is not None else None
+        # The slider starts at the reader's own threshold; only a move away from it overrides it.
+        threshold = None if sure is None or round(sure) == default_sure else min(max(float(sure), 0.0), 100.0) / 100
         document = fmt.format_document_html(None)
         try:
             # The conversation's last question: a follow-up ("when did it fly?") retrieves with it.
             previous = next((t["question"] for t in reversed(turns) if t.get("answered_ok")), None)
-            answer = ask(question, index=index, top_k=k, reader=reader, previous=previous)
+            answer = ask(question, index=index, top_k=k, reader=reader, previous=previous, threshold=threshold)
         except (ValueError, StoreUnavailableError) as exc:  # bad input; a database store that is down
             reply, sources = fmt.format_error_html(str(exc)), fmt.format_sources_error_html(str(exc))
         except Exception as exc:  # a failure must read as a message, not take the page down
@@ -507,6 +525,15 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                     info="How many retrieved passages the reader looks at.",
                     elem_id="qa-top-k",
                 )
+                sure_slider = gr.Slider(
+                    minimum=0,
+                    maximum=100,
+                    step=1,
+                    value=default_sure,
+                    label="Answer only when at least this sure (%)",
+                    info="Below it the reply is \"I don't know\" with the closest match. Starts at the reader's own threshold.",
+                    elem_id="qa-sure",
+                )
                 with gr.Accordion("Answer in its document", open=False, elem_id="qa-docview-box") as docview_box:
                     document_view = gr.HTML(fmt.format_document_html(None), elem_id="qa-docview")
                 index_info = gr.Markdown(summary, elem_id="qa-index-info")
@@ -549,7 +576,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         gr.on(
             triggers=[question.submit, ask_button.click],
             fn=respond,
-            inputs=[question, top_k, turns_state],
+            inputs=[question, top_k, sure_slider, turns_state],
             outputs=[question, chatbot, sources, picker, turns_state, index_info, document_view],
             api_name="ask",
             api_description="Answer a question from the index; returns the chat and the sources panel HTML.",

@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
     p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="answer only when the chance the answer is right is at least this, 0-1 (e.g. 0.8); "
+        "default: the reader's own (the shipped reader's is measured; see README, Reader)",
+    )
 
     p = sub.add_parser("bench", help="print speed benchmarks")
     p.add_argument(
@@ -468,11 +475,12 @@ def format_answer(answer: Answer) -> str:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    from qa.pipeline import ask, load_index, validate_question
+    from qa.pipeline import ask, load_index, validate_question, validate_threshold
     from qa.reader import get_reader
 
+    validate_threshold(args.threshold)  # bad input fails before anything loads
     if args.question is not None:
-        validate_question(args.question)  # a bad question fails before anything loads
+        validate_question(args.question)
     # Load once (index first: a bad --index fails before any model loads), then answer
     # every question with the same models.
     index = load_index(args.index if args.index != config.DEFAULT_INDEX_DIR else None)
@@ -481,7 +489,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     def answer_one(question: str) -> int:
         try:
             validate_question(question)
-            answer = ask(question, index=index, top_k=args.top_k, reader=reader, retriever=args.retriever)
+            answer = ask(question, index=index, top_k=args.top_k, reader=reader, retriever=args.retriever, threshold=args.threshold)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -55,6 +55,9 @@ def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
     assert [d["answer"] for d in lines] == ["December 2022", None]
     human = run_qa("ask", "When did the Kizilelma make its first flight?", "--index", index)
     assert "A: December 2022" in human.stdout and ">>December 2022<<" in human.stdout
+    # --threshold 1: nothing is certain, so the same span comes back as a guess, not an answer.
+    strict = json.loads(run_qa("ask", "When did the Kizilelma make its first flight?", "--index", index, "--json", "--threshold", "1").stdout)
+    assert strict["answer"] is None and strict["guess"]["text"] == "December 2022"
 
 
 def test_ask_bad_input_fails_without_traceback(tmp_path: Path) -> None:
@@ -62,6 +65,9 @@ def test_ask_bad_input_fails_without_traceback(tmp_path: Path) -> None:
     assert empty.returncode != 0 and "empty" in empty.stderr and "Traceback" not in empty.stderr
     huge = run_qa("ask", "why " * 25_000, "--index", str(tmp_path))
     assert huge.returncode != 0 and "limit" in huge.stderr and "Traceback" not in huge.stderr
+    # A bad threshold fails before the index or any model loads (the index here does not exist).
+    strict = run_qa("ask", "Who?", "--threshold", "80", "--index", str(tmp_path / "nope"))
+    assert strict.returncode != 0 and "threshold=80.0 must be a chance from 0 to 1" in strict.stderr and "Traceback" not in strict.stderr
     missing = run_qa("ask", "Who?", "--index", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "no index at" in missing.stderr and "Traceback" not in missing.stderr
     corrupt = tmp_path / "corrupt"

@@ -71,6 +71,16 @@ def test_ask_returns_what_qa_ask_json_prints(client: TestClient, small_index: Pa
     assert body["answer"] == "Alpha" and body["citations"][0]["doc_id"] == "alpha.txt" and 1 <= len(body["passages"]) <= 2
 
 
+def test_ask_takes_a_threshold(small_index: Path, fake_encoder) -> None:  # noqa: ANN001
+    from ui.api import create_api
+
+    client = TestClient(create_api(small_index, reader=FakeReader(score=0.6), retriever="bm25", encoder=fake_encoder))
+    strict = client.post("/api/v1/ask", json={"question": QUESTION, "threshold": 0.8}).json()
+    assert strict["answer"] is None and strict["guess"]["text"] == "Alpha" and strict["score"] == 0.6
+    for threshold in (0.5, 0, None):  # an int is a number too; null: the reader's own
+        assert client.post("/api/v1/ask", json={"question": QUESTION, "threshold": threshold}).json()["answer"] == "Alpha"
+
+
 def test_ask_passes_the_previous_question(client: TestClient) -> None:
     body = client.post("/api/v1/ask", json={"question": "Is it long?", "previous": QUESTION}).json()
     assert body["question"] == "Is it long?" and body["passages"]
@@ -87,6 +97,9 @@ def test_ask_passes_the_previous_question(client: TestClient) -> None:
         ({"question": QUESTION, "top_k": "3"}, "top_k"),
         ({"question": QUESTION, "top_k": 2.5}, "top_k"),
         ({"question": QUESTION, "top_k": True}, "top_k"),
+        ({"question": QUESTION, "threshold": 1.5}, "threshold=1.5 must be a chance from 0 to 1"),
+        ({"question": QUESTION, "threshold": "0.8"}, "threshold"),
+        ({"question": QUESTION, "threshold": True}, "threshold"),
         ({"question": 42}, "question"),
         ({}, "question"),
     ],

@@ -73,6 +73,37 @@ def test_ask_endpoint_takes_top_k(client):
 
 @pytest.mark.reader
 @pytest.mark.slow
+def test_ask_endpoint_takes_how_sure_to_be(client):
+    question = "Which European country joined the drone coalition alongside Turkey?"
+
+    def reply(sure: int) -> str:  # the newest reply only (the client's session keeps the chat)
+        return _chat_text((None, client.predict(question, 5, sure, api_name="/ask")[1][-1:]))
+
+    assert "<strong>Belgium</strong>" in reply(0)
+    # At 100 % nothing is sure enough: the same span comes back as the closest match, not as the answer.
+    strict = reply(100)
+    assert "qa-noanswer" in strict and "Belgium" in strict and "<strong>Belgium</strong>" not in strict
+
+
+def test_the_sure_slider_starts_at_the_readers_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from qa import config
+    from tests.conftest import FakeReader
+    from ui.app import reader_threshold_percent
+
+    class Strict(FakeReader):
+        threshold = 0.35
+
+    assert reader_threshold_percent(Strict()) == 35
+    assert reader_threshold_percent(FakeReader()) == 0  # no threshold of its own: it answers what it reads
+    monkeypatch.setattr(config, "READER_THRESHOLD", None)
+    shipped = json.loads((ROOT / "qa/reader/models/minilm-squad/calibration.json").read_text())["threshold"]
+    assert reader_threshold_percent() == round(shipped * 100)  # from the calibrator file, weights not loaded
+
+
+@pytest.mark.reader
+@pytest.mark.slow
 @pytest.mark.parametrize("question", ["?!", "x" * 1001])
 def test_bad_questions_show_a_message_not_a_crash(client, question):
     result = client.predict(question, api_name="/ask")
@@ -108,7 +139,7 @@ def test_a_blank_question_makes_no_turn_and_no_error(small_index, question):
 
     demo = build_app(small_index, warm_up=False)
     respond = next(fn for fn in demo.fns.values() if fn.api_name == "ask").fn
-    outputs = respond(question, 5, [{"question": "Earlier?", "question_html": "q", "reply_html": "r"}])
+    outputs = respond(question, 5, None, [{"question": "Earlier?", "question_html": "q", "reply_html": "r"}])
     assert len(outputs) == 7 and all(o == gr.skip() for o in outputs)
     assert is_blank(question) and not is_blank(" ?x ")
 

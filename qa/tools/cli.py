@@ -19,6 +19,16 @@ from qa.answer import Answer, percent
 EXIT_USAGE = 2
 
 
+def _add_threshold_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="answer only when the chance the answer is right is at least this, 0-1 (e.g. 0.8); "
+        "default: the reader's own (the shipped reader's is measured; see README, Reader)",
+    )
+
+
 def _add_index_arg(p: argparse.ArgumentParser) -> None:
     from embeddings.stores import display_location, index_location
 
@@ -74,13 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
     p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="answer only when the chance the answer is right is at least this, 0-1 (e.g. 0.8); "
-        "default: the reader's own (the shipped reader's is measured; see README, Reader)",
-    )
+    _add_threshold_arg(p)
 
     p = sub.add_parser("bench", help="print speed benchmarks")
     p.add_argument(
@@ -132,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
     p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help="retriever (default: hybrid)")
     p.add_argument("--json", action="store_true", help="print one JSON object (summary, config and per-question records)")
+    _add_threshold_arg(p)
 
     from qa.reader.training import TrainConfig
 
@@ -549,14 +554,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from qa.pipeline import load_index
+    from qa.pipeline import load_index, validate_threshold
     from qa.reader import get_reader
     from qa.tools.evaluation import evaluate, format_report, load_questions
 
+    validate_threshold(args.threshold)
     rows = load_questions(args.questions)  # a bad file fails before anything loads
     index = load_index(args.index if args.index != config.DEFAULT_INDEX_DIR else None)
     reader = get_reader(args.reader, model=args.reader_model)
-    report = evaluate(rows, index, reader=reader, top_k=args.top_k, retriever=args.retriever)
+    report = evaluate(rows, index, reader=reader, top_k=args.top_k, retriever=args.retriever, threshold=args.threshold)
     report.config["questions"] = str(args.questions)
     print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else format_report(report))
     return 0

@@ -342,6 +342,7 @@ def evaluate(
     top_k: int | None = None,
     retriever: Any = None,
     retrieval_depth: int = max(RECALL_KS),
+    threshold: float | None = None,
 ) -> EvalReport:
     """Answer every question with ``reader`` over ``index`` and score the answers.
 
@@ -353,12 +354,14 @@ def evaluate(
         top_k: passages handed to the reader (default ``qa.config.DEFAULT_TOP_K``).
         retriever: ``"dense"``, ``"bm25"``, ``"hybrid"`` or an object (default ``DEFAULT_RETRIEVER``).
         retrieval_depth: passages retrieved per question for recall@k (the reader gets the first ``top_k``).
+        threshold: answer only at this chance of being right or above, as ``ask(threshold=...)``
+            (default: the reader's own).
 
     Latency is per question: retrieval plus reading, models already loaded (one warm-up
     question is answered before timing).
     """
     from qa import config
-    from qa.pipeline import load_index, validate_question
+    from qa.pipeline import load_index, validate_question, validate_threshold
     from qa.reader import get_reader
     from qa.retrieval.retrievers import DEFAULT_RETRIEVER, get_retriever
 
@@ -366,6 +369,7 @@ def evaluate(
     k = config.DEFAULT_TOP_K if top_k is None else top_k
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
         raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
+    validate_threshold(threshold)
     vector_index = load_index(index)
     resolved_reader = get_reader(reader)
     resolved_retriever = get_retriever(retriever, vector_index)
@@ -373,7 +377,8 @@ def evaluate(
 
     def run(question: str) -> tuple[list, Any]:
         passages = resolved_retriever.retrieve(question, depth)
-        return passages, resolved_reader.read(question, passages[:k])
+        answer = resolved_reader.read(question, passages[:k])
+        return passages, answer if threshold is None else answer.at_threshold(threshold)
 
     run(validate_question(rows[0]["question"]))  # warm up models and caches before timing
     records = []
@@ -409,6 +414,8 @@ def evaluate(
             "reader": getattr(resolved_reader, "name", str(reader)),
             "retriever": retriever_name,
             "top_k": k,
+            # What decided "I don't know": the given threshold, else the reader's own.
+            "threshold": threshold if threshold is not None else getattr(resolved_reader, "threshold", None),
             "types_inferred": sum(1 for row in rows if not row.get("type")),
         },
     )
@@ -528,7 +535,8 @@ def format_report(report: EvalReport) -> str:
     s = report.summary
     lines = [
         f"questions {s['questions']} ({s['answerable']} answerable, {s['unanswerable']} unanswerable); "
-        f"reader: {report.config.get('reader')}; retriever: {report.config.get('retriever')}; top_k {report.config.get('top_k')}",
+        f"reader: {report.config.get('reader')}; retriever: {report.config.get('retriever')}; top_k {report.config.get('top_k')}"
+        + (f"; threshold {report.config['threshold']:g}" if report.config.get("threshold") is not None else ""),
         "",
         f"{'metric':24s} value",
     ]

@@ -20,6 +20,7 @@ from qa.tools.evaluation import (
     summarize,
     threshold_sweep,
 )
+from tests.conftest import ROOT
 from tests.tools.test_cli import run_qa
 
 
@@ -164,6 +165,12 @@ def test_eval_command_on_a_tiny_fixture(tmp_path: Path) -> None:
     assert data["summary"]["questions"] == 3 and data["config"]["retriever"] == "bm25" and data["config"]["top_k"] == 2
     assert len(data["records"]) == 3 and {"prediction", "score", "em", "f1", "latency_s", "retrieval_rank"} <= set(data["records"][0])
     assert data["summary"]["recall@10"] == 1.0
+    assert data["config"]["threshold"] == json.loads((ROOT / "qa/reader/models/minilm-squad/calibration.json").read_text())["threshold"]
+    # --threshold 1: nothing is certain, so every question is "I don't know" with its guess kept.
+    strict = json.loads(run_qa("eval", str(questions), "--index", index, "--json", "--threshold", "1").stdout)
+    assert strict["config"]["threshold"] == 1 and all(r["prediction"] is None for r in strict["records"])
+    assert [r["guess"] is not None for r in strict["records"]] == [r["prediction"] is not None or r["guess"] is not None for r in data["records"]]
+    assert "; threshold 1" in run_qa("eval", str(questions), "--index", index, "--threshold", "1").stdout
     missing = run_qa("eval", str(tmp_path / "nope.jsonl"), "--index", index)
     assert missing.returncode != 0 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
 

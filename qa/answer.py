@@ -137,7 +137,7 @@ class Answer:
             f"citations={len(self.citations)}, passages={len(self.passages)})"
         )
 
-    def at_threshold(self, threshold: float) -> "Answer":
+    def at_threshold(self, threshold: float) -> Answer:
         """The same reading decided at another threshold: an answer whose chance is below
         ``threshold`` becomes "I don't know" with its span as the guess, and a guess whose
         chance reaches it becomes the answer. The score, span and passages are unchanged."""

@@ -50,6 +50,15 @@ def validate_question(question: object) -> str:
     return " ".join(cleaned.split())
 
 
+def validate_top_k(top_k: object) -> int:
+    """The number of passages to read: ``top_k``, or the default for ``None``; ``ValueError``
+    unless it is an integer from 1 to 100."""
+    k = config.DEFAULT_TOP_K if top_k is None else top_k
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+        raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
+    return k
+
+
 def validate_threshold(threshold: object) -> None:
     """``ValueError`` unless ``threshold`` is ``None`` or a chance from 0 to 1."""
     if threshold is None:
@@ -136,9 +145,7 @@ def ask(
             retriever; missing or corrupt index (:class:`embeddings.stores.index.IndexLoadError`).
     """
     text = validate_question(question)
-    k = config.DEFAULT_TOP_K if top_k is None else top_k
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
-        raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
+    k = validate_top_k(top_k)
     validate_threshold(threshold)
     vector_index = load_index(index)
     from qa.retrieval.followup import retrieval_query

@@ -57,7 +57,7 @@ from embeddings.stores import StoreUnavailableError, display_location
 from embeddings.stores.index import IndexLoadError, VectorIndex
 from qa import config
 from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
-from qa.pipeline import ask, load_index
+from qa.pipeline import ask, load_index, validate_question, validate_threshold, validate_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -487,6 +487,12 @@ def create_api(
         computed at once, in worker threads; the others wait their turn in arrival order
         (503 ``busy`` with ``Retry-After`` when too many are waiting), and one whose client
         hangs up before its turn is not computed."""
+        try:  # bad input is refused at once, never after waiting for a turn
+            validate_question(body.question)
+            validate_top_k(body.top_k)
+            validate_threshold(body.threshold)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
         try:
             answer = await asks.run(request, lambda: _answer(body))
         except AskQueueFull as exc:

@@ -345,7 +345,7 @@ def reader_threshold_percent(reader: Any = None) -> int:
     except Exception:  # a checkpoint that cannot load: its error shows at the first question
         logger.warning("the reader's threshold could not be read; the slider starts at 0", exc_info=True)
         threshold = 0.0
-    return int(round(min(max(threshold, 0.0), 1.0) * 100))
+    return round(min(max(threshold, 0.0), 1.0) * 100)
 
 
 def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, auth: Any = None) -> gr.Blocks:

@@ -360,15 +360,12 @@ def evaluate(
     Latency is per question: retrieval plus reading, models already loaded (one warm-up
     question is answered before timing).
     """
-    from qa import config
-    from qa.pipeline import load_index, validate_question, validate_threshold
+    from qa.pipeline import load_index, validate_question, validate_threshold, validate_top_k
     from qa.reader import get_reader
     from qa.retrieval.retrievers import DEFAULT_RETRIEVER, get_retriever
 
     rows = load_questions(questions_path_or_rows)
-    k = config.DEFAULT_TOP_K if top_k is None else top_k
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
-        raise ValueError(f"top_k={top_k!r} must be an integer from 1 to 100")
+    k = validate_top_k(top_k)
     validate_threshold(threshold)
     vector_index = load_index(index)
     resolved_reader = get_reader(reader)

@@ -290,6 +290,25 @@ def test_waiting_questions_go_in_arrival_order_and_a_full_line_is_503(small_inde
     assert asks.computing == 0 and asks.waiting == 0
 
 
+def test_bad_asks_are_refused_at_once_even_when_every_turn_is_taken(small_index: Path, fake_encoder) -> None:  # noqa: ANN001
+    gate = threading.Event()
+    reader = GatedReader(gate)
+    app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=1, ask_queue=1)
+    asks = app.state.qa_asks
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        try:
+            first = pool.submit(client.post, "/api/v1/ask", json={"question": QUESTION})
+            _until(lambda: reader.now == 1)
+            for bad in ({"question": "?!"}, {"question": QUESTION, "top_k": 0}, {"question": QUESTION, "threshold": 2}):
+                refused = pool.submit(client.post, "/api/v1/ask", json=bad).result(timeout=10)  # no wait for a turn
+                assert refused.status_code == 400, refused.text
+                assert asks.waiting == 0
+        finally:
+            gate.set()
+        assert first.result(timeout=30).status_code == 200
+    assert reader.questions == [QUESTION]
+
+
 def test_uploads_removes_health_and_listing_do_not_wait_behind_questions(small_index: Path, fake_encoder, users: dict) -> None:  # noqa: ANN001
     # More questions than Starlette's default pool has threads (40), all stuck: the editor's
     # requests and the sign-in checks still find a thread and are answered at once.

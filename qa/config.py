@@ -1,13 +1,44 @@
 """Defaults for every stage, in one visible place.
 
 Each value can be overridden per call (function arguments, CLI flags); a few can be
-set by environment variable for deployments (named next to them).
+set by environment variable for deployments (named next to them). A number set that way is
+checked when this module is imported: a value that is not a number in range raises
+``ValueError`` naming the variable (the ``qa`` command and ``python -m ui`` print it as an
+error), never silently replaced by the default.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+def _env_number(name: str, default: float | None, minimum: float, maximum: float | None = None, *, whole: bool = False, example: float | None = None) -> float | None:
+    """The number in environment variable ``name`` (``default`` when unset or blank).
+
+    Raises ``ValueError`` naming the variable, its value and what it must be when the value is
+    not a number in range: a mistyped setting is refused, never silently replaced.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value: float | None = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or value != value or value < minimum or (maximum is not None and value > maximum):
+        what = "a whole number" if whole else "a number"
+        bound = f", at least {minimum:g}" if maximum is None else f" from {minimum:g} to {maximum:g}"
+        raise ValueError(
+            f"environment variable {name}={raw!r} must be {what}{bound}; "
+            f"unset it or set e.g. {name}={example if example is not None else default:g}"
+        )
+    return value
+
+
+def _env_int(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    """A whole number from the environment (see :func:`_env_number`)."""
+    return int(_env_number(name, default, minimum, maximum, whole=True))  # type: ignore[arg-type]
+
 
 #: Repository root (the folder holding ``seeds/``) when running from a checkout.
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
@@ -58,7 +89,7 @@ FUSION_DEPTH: int = 50
 #: Directory index (embeddings.stores.index): a segment of at least this many chunks gets an IVF-Flat
 #: index (approximate search); smaller ones are searched exactly (a matrix product over the
 #: memory-mapped vectors). Chosen with ``python -m qa bench scale`` (see README).
-ANN_MIN_ROWS: int = int(os.environ.get("QA_ANN_MIN_ROWS", "20000"))
+ANN_MIN_ROWS: int = _env_int("QA_ANN_MIN_ROWS", 20000, 1)
 #: IVF lists per sqrt(rows) (1 -> 1,000 lists at a million chunks) and lists probed per query.
 #: nprobe 64, not 16: on real all-MiniLM-L6-v2 vectors (50,000 chunks of the SQuAD-format
 #: training text, its questions as queries; ``qa bench scale --vectors real``, 223 lists) dense
@@ -66,7 +97,7 @@ ANN_MIN_ROWS: int = int(os.environ.get("QA_ANN_MIN_ROWS", "20000"))
 #: at 96; synthetic clustered vectors give 1.0 at 16 already. The price grows with the lists
 #: scanned: at 1M synthetic chunks hybrid p50 5.5 ms at 16, 12.9 ms at 64 (README).
 ANN_LISTS_PER_SQRT: float = 1.0
-ANN_NPROBE: int = int(os.environ.get("QA_ANN_NPROBE", "64"))
+ANN_NPROBE: int = _env_int("QA_ANN_NPROBE", 64, 1)
 #: More segments than this after an update and the small (exact-search) ones are merged.
 MAX_SEGMENTS: int = 8
 
@@ -79,7 +110,7 @@ DEFAULT_TOP_K: int = 5
 DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "shipped")
 #: Seconds allowed to download and load a reader checkpoint (an unreachable hub is detected
 #: within ~3 s, before this applies).
-READER_LOAD_TIMEOUT_S: float = float(os.environ.get("QA_READER_LOAD_TIMEOUT", "300"))
+READER_LOAD_TIMEOUT_S: float = _env_number("QA_READER_LOAD_TIMEOUT", 300.0, 1.0)  # type: ignore[assignment]
 #: Reader windows: question + passage in at most this many tokens, overlapping by ``STRIDE``
 #: when a passage is longer (chunks are at most 160 tokens, so one window each).
 READER_MAX_LENGTH: int = 384
@@ -138,17 +169,10 @@ CALIBRATION_UNANSWERABLE_SHARE: float = 0.2
 #: (``info.threshold_choice``, ``info.lone_sweep``) and the model card. A checkpoint without a calibrator shows the
 #: raw span-vs-null softmax and answers from 0.5. ``QA_READER_THRESHOLD`` overrides it for
 #: every checkpoint (e.g. 0.8 for "only answers that are right four times in five").
-_THRESHOLD_ENV: str = os.environ.get("QA_READER_THRESHOLD", "").strip()
-READER_THRESHOLD: float | None = float(_THRESHOLD_ENV) if _THRESHOLD_ENV else None
+READER_THRESHOLD: float | None = _env_number("QA_READER_THRESHOLD", None, 0.0, 1.0, example=0.8)
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000
-
-
-def _env_int(name: str, default: int, minimum: int) -> int:
-    """``int(os.environ[name])`` when set (at least ``minimum``), else ``default``."""
-    raw = os.environ.get(name, "").strip()
-    return max(minimum, int(raw)) if raw else default
 
 
 #: HTTP API (ui.api): questions computed at the same time (``QA_API_ASK_CONCURRENCY``), as
@@ -185,28 +209,31 @@ def auth_file_for(index: object = None) -> Path:
     directory = getattr(location, "directory", None)  # a loaded index object
     return Path(directory).resolve().parent / "auth.json" if directory else Path.cwd() / "auth.json"
 
+#: Largest file the chat and the HTTP API accept as an upload, in MB (``QA_MAX_UPLOAD_MB``).
+MAX_UPLOAD_MB: int = _env_int("QA_MAX_UPLOAD_MB", 20, 1)
+
 #: Work allowed to extract one PDF, DOCX or HTML file (the formats whose parsing can blow up on
 #: hostile input). It runs in a worker process (qa.ingest.extraction) that is killed after
 #: ``EXTRACT_TIMEOUT_S`` seconds and cannot grow its memory by more than ``EXTRACT_MEMORY_MB``;
 #: the file is then skipped with that reason and the server keeps answering meanwhile. Honest
 #: files stay far below: the 100-page PDF of tests/reliability reads in well under a second.
-EXTRACT_TIMEOUT_S: float = float(os.environ.get("QA_EXTRACT_TIMEOUT", "60"))
-EXTRACT_MEMORY_MB: int = int(os.environ.get("QA_EXTRACT_MEMORY_MB", "1024"))
+EXTRACT_TIMEOUT_S: float = _env_number("QA_EXTRACT_TIMEOUT", 60.0, 0.1)  # type: ignore[assignment]
+EXTRACT_MEMORY_MB: int = _env_int("QA_EXTRACT_MEMORY_MB", 1024, 1)
 
 # --------------------------------------------------------------------------- PostgreSQL store
 # Used when --index / QA_INDEX_DIR is a postgresql:// URL (embeddings.stores.postgres).
 
 #: Connections per process in the shared pool (the chat's workers and ask() callers share it).
-PG_POOL_MAX_SIZE: int = int(os.environ.get("QA_PG_POOL_SIZE", "10"))
+PG_POOL_MAX_SIZE: int = _env_int("QA_PG_POOL_SIZE", 10, 1)
 #: Seconds a caller waits for a pooled connection (also: how long a question waits while the
 #: server is unreachable before it gets a clear error).
-PG_POOL_TIMEOUT_S: float = float(os.environ.get("QA_PG_TIMEOUT", "5"))
+PG_POOL_TIMEOUT_S: float = _env_number("QA_PG_TIMEOUT", 5.0, 0.1)  # type: ignore[assignment]
 #: HNSW build parameters (pgvector's defaults) and the search beam; ``ef_search`` must be at
 #: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows. At
 #: 100,000 synthetic chunks recall@10 was 0.97 with 100, 0.99 with 200 (``qa bench store``).
 PG_HNSW_M: int = 16
 PG_HNSW_EF_CONSTRUCTION: int = 64
-PG_HNSW_EF_SEARCH: int = int(os.environ.get("QA_PG_EF_SEARCH", "200"))
+PG_HNSW_EF_SEARCH: int = _env_int("QA_PG_EF_SEARCH", 200, FUSION_DEPTH)
 #: Memory for building the HNSW index after a bulk load (the writer's session only): the graph
 #: builds much faster when it fits (~2 KB per 384-dim chunk).
 PG_MAINTENANCE_WORK_MEM: str = os.environ.get("QA_PG_MAINTENANCE_WORK_MEM", "512MB")

@@ -9,9 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from embeddings.stores import index_location
-from qa import config
-from ui import DEFAULT_HOST, DEFAULT_PORT
+try:
+    from embeddings.stores import index_location
+    from qa import config
+    from ui import DEFAULT_HOST, DEFAULT_PORT
+except ValueError as exc:  # e.g. QA_READER_THRESHOLD=abc: qa.config names it; no traceback when run
+    if __name__ != "__main__":
+        raise
+    sys.exit(f"error: {exc}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -632,8 +632,8 @@ def document_info(stored: StoredDocument) -> DocumentInfo:
 
 # --------------------------------------------------------------------------- uploads (the chat)
 
-#: Largest file accepted through the chat, in bytes.
-MAX_UPLOAD_BYTES: int = int(os.environ.get("QA_MAX_UPLOAD_MB", "20")) * 1024 * 1024
+#: Largest file accepted through the chat, in bytes (``qa.config.MAX_UPLOAD_MB``).
+MAX_UPLOAD_BYTES: int = config.MAX_UPLOAD_MB * 1024 * 1024
 #: Longest uploaded file name kept (characters).
 MAX_UPLOAD_NAME_CHARS = 150
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.\- ()]")

@@ -412,7 +412,8 @@ def test_ask_limits_come_from_the_config(small_index: Path, fake_encoder, monkey
     assert (asks.concurrency, asks.max_waiting, asks.threads.total_tokens) == (3, 7, 3)
     assert config._env_int("QA_TEST_UNSET_VARIABLE", 5, 1) == 5
     monkeypatch.setenv("QA_TEST_ASKS", "0")
-    assert config._env_int("QA_TEST_ASKS", 5, 1) == 1
+    with pytest.raises(ValueError, match="QA_TEST_ASKS='0' must be a whole number, at least 1"):
+        config._env_int("QA_TEST_ASKS", 5, 1)  # refused, not turned into 1 behind the user's back
 
 
 # --------------------------------------------------------------------------- body size

@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-def _env_number(name: str, default: float | None, minimum: float, maximum: float | None = None, *, whole: bool = False, example: float | None = None) -> float | None:
+
+def _env_number(
+    name: str, default: float | None, minimum: float, maximum: float | None = None, *, whole: bool = False, example: float | None = None
+) -> float | None:
     """The number in environment variable ``name`` (``default`` when unset or blank).
 
     Raises ``ValueError`` naming the variable, its value and what it must be when the value is

@@ -14,7 +14,13 @@ from pathlib import Path
 
 
 def _env_number(
-    name: str, default: float | None, minimum: float, maximum: float | None = None, *, whole: bool = False, example: float | None = None
+    name: str,
+    default: float | None,
+    minimum: float,
+    maximum: float | None = None,
+    *,
+    whole: bool = False,
+    example: float | None = None,
 ) -> float | None:
     """The number in environment variable ``name`` (``default`` when unset or blank).
 

@@ -128,6 +128,12 @@ def load_folder(folder: str | os.PathLike[str]) -> tuple[list[Document], list[Sk
         ValueError: the folder does not exist or is not a directory.
     """
     root = Path(folder)
+    if root.is_file():
+        # A common first try: `qa index report.pdf`. Files go in with `qa add`, which keeps them.
+        raise ValueError(
+            f"documents folder {str(root)!r} is a file, not a folder; index a folder of documents, "
+            f"or add single files with: python -m qa add {str(root)!r} [--index INDEX_DIR]"
+        )
     if not root.is_dir():
         raise ValueError(
             f"documents folder {str(root)!r} does not exist or is not a directory; "

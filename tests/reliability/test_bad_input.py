@@ -219,6 +219,11 @@ def test_missing_documents_folder_is_a_clear_error(tmp_path, fast_encoder):
     with pytest.raises(ValueError, match="does not exist or is not a directory"):
         index_folder(tmp_path / "nope", tmp_path / "index", encoder=fast_encoder)
     assert not (tmp_path / "index").exists() or not has_index(tmp_path / "index")
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("A report.", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"is a file, not a folder; .* python -m qa add '.*report\.txt'"):
+        index_folder(a_file, tmp_path / "index", encoder=fast_encoder)
+    assert not (tmp_path / "index").exists() or not has_index(tmp_path / "index")
 
 
 def test_large_job_asks_the_encoder_for_a_progress_bar(tmp_path, capsys):

@@ -336,7 +336,7 @@ def editor_refusal(auth: Any, request: Any, what: str) -> str | None:
 def reader_threshold_percent(reader: Any = None) -> int:
     """The reader's own threshold in percent, where the chat's "at least this sure" slider
     starts: read from the calibrator file beside the weights, without loading them."""
-    if reader is None:
+    if reader is None or isinstance(reader, str):  # a reader name ("transformers"): the default checkpoint
         from qa.reader.transformers_reader import TransformersReader
 
         reader = TransformersReader(config.DEFAULT_READER_MODEL)

@@ -100,6 +100,7 @@ def test_the_sure_slider_starts_at_the_readers_threshold(monkeypatch: pytest.Mon
     monkeypatch.setattr(config, "READER_THRESHOLD", None)
     shipped = json.loads((ROOT / "qa/reader/models/minilm-squad/calibration.json").read_text())["threshold"]
     assert reader_threshold_percent() == round(shipped * 100)  # from the calibrator file, weights not loaded
+    assert reader_threshold_percent("transformers") == round(shipped * 100)  # python -m ui --reader transformers
 
 
 @pytest.mark.reader

@@ -49,6 +49,11 @@ def _env_int(name: str, default: int, minimum: int, maximum: int | None = None) 
     return int(_env_number(name, default, minimum, maximum, whole=True))  # type: ignore[arg-type]
 
 
+def _env_float(name: str, default: float, minimum: float, maximum: float | None = None) -> float:
+    """A number from the environment, with a default (see :func:`_env_number`)."""
+    return float(_env_number(name, default, minimum, maximum))  # type: ignore[arg-type]
+
+
 #: Repository root (the folder holding ``seeds/``) when running from a checkout.
 PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
 
@@ -119,7 +124,7 @@ DEFAULT_TOP_K: int = 5
 DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "shipped")
 #: Seconds allowed to download and load a reader checkpoint (an unreachable hub is detected
 #: within ~3 s, before this applies).
-READER_LOAD_TIMEOUT_S: float = _env_number("QA_READER_LOAD_TIMEOUT", 300.0, 1.0)  # type: ignore[assignment]
+READER_LOAD_TIMEOUT_S: float = _env_float("QA_READER_LOAD_TIMEOUT", 300.0, 1.0)
 #: Reader windows: question + passage in at most this many tokens, overlapping by ``STRIDE``
 #: when a passage is longer (chunks are at most 160 tokens, so one window each).
 READER_MAX_LENGTH: int = 384
@@ -226,7 +231,7 @@ MAX_UPLOAD_MB: int = _env_int("QA_MAX_UPLOAD_MB", 20, 1)
 #: ``EXTRACT_TIMEOUT_S`` seconds and cannot grow its memory by more than ``EXTRACT_MEMORY_MB``;
 #: the file is then skipped with that reason and the server keeps answering meanwhile. Honest
 #: files stay far below: the 100-page PDF of tests/reliability reads in well under a second.
-EXTRACT_TIMEOUT_S: float = _env_number("QA_EXTRACT_TIMEOUT", 60.0, 0.1)  # type: ignore[assignment]
+EXTRACT_TIMEOUT_S: float = _env_float("QA_EXTRACT_TIMEOUT", 60.0, 0.1)
 EXTRACT_MEMORY_MB: int = _env_int("QA_EXTRACT_MEMORY_MB", 1024, 1)
 
 # --------------------------------------------------------------------------- PostgreSQL store
@@ -236,7 +241,7 @@ EXTRACT_MEMORY_MB: int = _env_int("QA_EXTRACT_MEMORY_MB", 1024, 1)
 PG_POOL_MAX_SIZE: int = _env_int("QA_PG_POOL_SIZE", 10, 1)
 #: Seconds a caller waits for a pooled connection (also: how long a question waits while the
 #: server is unreachable before it gets a clear error).
-PG_POOL_TIMEOUT_S: float = _env_number("QA_PG_TIMEOUT", 5.0, 0.1)  # type: ignore[assignment]
+PG_POOL_TIMEOUT_S: float = _env_float("QA_PG_TIMEOUT", 5.0, 0.1)
 #: HNSW build parameters (pgvector's defaults) and the search beam; ``ef_search`` must be at
 #: least the number of candidates fused (``FUSION_DEPTH``), or HNSW returns fewer rows. At
 #: 100,000 synthetic chunks recall@10 was 0.97 with 100, 0.99 with 200 (``qa bench store``).

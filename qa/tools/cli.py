@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per document")
 
     p = sub.add_parser("ask", help="answer a question (or one question per line of stdin)")
-    p.add_argument("question", nargs="?", default=None, help="the question; omit to read questions from stdin")
+    p.add_argument("question", nargs="?", default=None, help="the question; omit it (or give -) to read one question per line of stdin")
     _add_index_arg(p)
     p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
     p.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
@@ -484,6 +484,8 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from qa.reader import get_reader
 
     validate_threshold(args.threshold)  # bad input fails before anything loads
+    if args.question == "-":  # the Unix convention for "read standard input"
+        args.question = None
     if args.question is not None:
         validate_question(args.question)
     # Load once (index first: a bad --index fails before any model loads), then answer

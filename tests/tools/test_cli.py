@@ -53,6 +53,9 @@ def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
     many = run_qa("ask", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n\nWhat is the population of Tokyo?\n")
     lines = [json.loads(line) for line in many.stdout.splitlines()]
     assert [d["answer"] for d in lines] == ["December 2022", None]
+    dash = run_qa("ask", "-", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n")
+    assert dash.returncode == 0, dash.stderr
+    assert [json.loads(line)["answer"] for line in dash.stdout.splitlines()] == ["December 2022"]
     human = run_qa("ask", "When did the Kizilelma make its first flight?", "--index", index)
     assert "A: December 2022" in human.stdout and ">>December 2022<<" in human.stdout
     # --threshold 1: nothing is certain, so the same span comes back as a guess, not an answer.

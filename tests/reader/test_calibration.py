@@ -98,6 +98,29 @@ def test_fit_is_deterministic_and_monotone_in_the_margin() -> None:
         fit_logistic(rows, labels[:-1])
 
 
+def test_an_answer_of_the_asked_kind_never_scores_below_one_without_it() -> None:
+    # Data in which "how many" answers without a number are right more often than those with one.
+    rng = np.random.default_rng(1)
+    rows, labels = [], []
+    for _ in range(400):
+        row = {name: float(rng.normal()) for name in FEATURES}
+        row["softmax"] = float(1 / (1 + np.exp(-row["margin"])))
+        wants = rng.random() < 0.5
+        has = wants and rng.random() < 0.5
+        row.update(wants_number=float(wants), number_ok=float(has), wants_date=0.0, date_ok=0.0, wants_person=0.0, person_ok=0.0)
+        rows.append(row)
+        labels.append(bool(rng.random() < 1 / (1 + np.exp(-(row["runner_up_gap"] + (1.5 if wants and not has else 0.0))))))
+    coef = dict(zip(FEATURES, fit_logistic(rows, labels).coef))
+    assert coef["number_ok"] >= 0.0 and coef["date_ok"] >= 0.0 and coef["person_ok"] >= 0.0
+    assert coef["wants_number"] > 0.1  # the data's signal is still learned where it is allowed
+    calibrator = fit_logistic(rows, labels)
+    features = span_features("How many prototypes has Baykar built?", [Candidate(0, 17, 20, 6.0)], 2.0, PASSAGES[:1])
+    assert PASSAGES[0].text[17:20] == "six" and features["wants_number"] == features["number_ok"] == 1.0
+    with_number = calibrator.probability(features)
+    words = calibrator.probability({**features, "number_ok": 0.0})  # the same answer had it held no number
+    assert with_number >= words - 1e-12
+
+
 def test_ece_and_coverage_by_hand() -> None:
     # Bin [0.9, 1.0): p 0.95 x2, one right -> |0.5 - 0.95| = 0.45, weight 0.5; bin [0.2, 0.3): p 0.25 x2, none right -> 0.25 x 0.5.
     assert expected_calibration_error([0.95, 0.95, 0.25, 0.25], [True, False, False, False]) == pytest.approx(0.35)

@@ -491,12 +491,25 @@ def _dev_eval(model: Any, tokenizer: Any, cfg: TrainConfig) -> dict[str, Any] | 
     return evaluate(examples, preds, threshold=0.5, seconds=secs)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+#: What a resumed run may change (``train(..., resume_with=...)``): how it computes, which a new
+#: machine may need (bf16 autocast is emulated, and ~10x slower, on a CPU without native bf16),
+#: never what it learns from or its schedule, which the checkpoint fixes.
+RESUME_OVERRIDES = ("bf16", "threads", "device")
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, resume_with: dict[str, Any] | None = None) -> Path:
     """Run (or resume) training; returns the directory of the final model.
 
     Layout of ``cfg.out``: ``checkpoint/`` (latest resumable state), ``final/`` (model and
     tokenizer when done), ``log.jsonl`` (one line per logging interval and evaluation).
+    A resumed run takes its settings from the checkpoint; ``resume_with`` changes those of
+    :data:`RESUME_OVERRIDES` from then on (saved with the next checkpoint).
     """
+    unknown = sorted(set(resume_with or {}) - set(RESUME_OVERRIDES))
+    if unknown:
+        raise ValueError(f"resume_with {unknown}: a resumed run may change only {list(RESUME_OVERRIDES)}; the rest is fixed by its checkpoint (start a new run to change it)")
+    if resume_with and not resume:
+        raise ValueError("resume_with applies to a resumed run only; set those values in the config instead")
     # bm25s (the retrieved negatives) imports JAX where it is installed, and JAX takes 75 % of
     # the GPU's memory in every process that imports it (session 11: out of memory at the first
     # step with three runs on one GPU). The trainer needs none of it on the GPU.
@@ -515,7 +528,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         if not (ckpt / "trainer_state.json").is_file():
             raise ValueError(f"nothing to resume: {ckpt} has no checkpoint; run without --resume")
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        cfg = TrainConfig(**state["config"])
+        cfg = TrainConfig(**{**state["config"], **(resume_with or {})})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -586,6 +599,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     fit_mark: tuple[int, float] | None = None
     fit_t0, fit_budget = time.perf_counter(), (cfg.max_minutes or 0) * 60 - state["train_seconds"]
     log = (out / "log.jsonl").open("a")
+    if resume_with:  # the curve says where the computing changed (bf16 -> fp32 moves the loss a little)
+        log.write(json.dumps({"step": state["step"], "resumed_with": resume_with}) + "\n")
     pad_id = tokenizer.pad_token_id or 0
     bar = tqdm(total=total_steps, initial=state["step"], disable=not progress, unit="step", mininterval=5, dynamic_ncols=True)
     last_ckpt = time.perf_counter()

@@ -172,9 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-file", default=None, help="SQuAD file for a dev-slice learning curve at each checkpoint")
     p.add_argument("--eval-limit", type=int, default=d.eval_limit)
     p.add_argument("--holdout-percent", type=float, default=d.holdout_percent, help="percent of each file's articles kept out of training (for fitting the confidence calibrator)")
-    p.add_argument("--device", default=d.device, help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", default=None, help=f"auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or cuda (default: {d.device}; on --resume: the run's own)")
     p.add_argument("--max-minutes", type=float, default=None, help="fit the run into this many minutes of training: the step count is cut to what the measured speed allows (measured again each tenth of the run) and the learning rate decays to 0 there")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue the run in --out from its last checkpoint, with its saved settings; of the rest, only --no-bf16, --threads and --device apply (e.g. on another machine)",
+    )
     p.add_argument(
         "--examples", type=Path, default=None,
         help="prepared examples file: used when made with the same data settings, else made and written there "
@@ -293,7 +296,7 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         eval_file=args.eval_file,
         eval_limit=args.eval_limit,
         holdout_percent=args.holdout_percent,
-        device=args.device,
+        device=args.device or TrainConfig.device,
         max_minutes=args.max_minutes,
         examples_file=None if args.examples is None else str(args.examples),
     )
@@ -315,7 +318,23 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
             path, _ = parse_file_spec(spec)
             if not path.is_file() and not (args.examples is not None and args.examples.is_file()):
                 raise ValueError(f"training file {spec!r} does not exist")
-    final = train(cfg, resume=args.resume)
+    # On resume, only the compute settings given here change the saved ones.
+    resume_with: dict[str, object] = {}
+    if args.resume:
+        if args.no_bf16:
+            resume_with["bf16"] = False
+        if args.threads:
+            resume_with["threads"] = args.threads
+        if args.device is not None:
+            resume_with["device"] = args.device
+        # Said, not silently dropped: the checkpoint fixes what the run learns from and its schedule.
+        from dataclasses import fields
+
+        fixed, d = ("bf16", "threads", "device", "out", "examples_file"), TrainConfig(files=[], out="")
+        ignored = [f"{f.name}={getattr(cfg, f.name)!r}" for f in fields(cfg) if f.name not in fixed and getattr(cfg, f.name) != getattr(d, f.name)]
+        if ignored:
+            print(f"train-reader --resume: the run continues with its saved settings; ignored: {', '.join(ignored)}", file=sys.stderr)
+    final = train(cfg, resume=args.resume, resume_with=resume_with or None)
     print(f"saved {final}")
     return 0
 

@@ -75,13 +75,26 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, tiny_qa_checkpoint
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"  # the tokenizer's threads only while preparing
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["step"] == 6 and (tmp_path / "run" / "checkpoint" / "optimizer.safetensors").is_file()
-    # Resuming reads the saved config; asking for more steps needs a new config value.
+    # Resuming reads the saved config; asking for more steps needs a new config value. A run
+    # saved in bf16 resumes in fp32 where asked (a machine without native bf16): from the
+    # command line, the compute settings given change the saved ones, the rest stays.
     state["config"]["max_steps"] = 9
+    state["config"]["bf16"] = True
     (tmp_path / "run" / "checkpoint" / "trainer_state.json").write_text(json.dumps(state))
-    train(cfg, resume=True, progress=False)
-    assert json.loads((tmp_path / "run" / "final" / "training.json").read_text())["step"] == 9
+    cmd = [sys.executable, "-m", "qa", "train-reader", "--out", str(tmp_path / "run"), "--resume", "--no-bf16", "--lr", "0.5"]
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "ignored: lr=0.5" in resumed.stderr  # said, not silently dropped
+    final = json.loads((tmp_path / "run" / "final" / "training.json").read_text())
+    assert final["step"] == 9 and final["config"]["bf16"] is False and final["config"]["lr"] == cfg.lr
+    rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {"step": 6, "resumed_with": {"bf16": False}} in rows
     with pytest.raises(ValueError, match="nothing to resume"):
         train(config(tmp_path, tiny_qa_checkpoint, out=str(tmp_path / "empty")), resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"resume_with \['lr'\]: a resumed run may change only"):
+        train(cfg, resume=True, progress=False, resume_with={"lr": 1.0})
+    with pytest.raises(ValueError, match="resumed run only"):
+        train(cfg, progress=False, resume_with={"threads": 1})
 
 
 def test_max_minutes_cuts_the_run_to_its_budget_and_decays_to_zero_there(tmp_path: Path, tiny_qa_checkpoint: Path) -> None:

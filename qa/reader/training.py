@@ -492,7 +492,8 @@ def _dev_eval(model: Any, tokenizer: Any, cfg: TrainConfig) -> dict[str, Any] | 
 
 
 #: What a resumed run may change (``train(..., resume_with=...)``): how it computes, which a new
-#: machine may need (bf16 autocast is emulated, and ~10x slower, on a CPU without native bf16),
+#: machine may need (bf16 is emulated on a CPU without native bf16: the reader read ~6x slower
+#: in bf16 than in fp32 on an AVX2-only EPYC, model card, session 13),
 #: never what it learns from or its schedule, which the checkpoint fixes.
 RESUME_OVERRIDES = ("bf16", "threads", "device")
 

@@ -330,7 +330,9 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
         # Said, not silently dropped: the checkpoint fixes what the run learns from and its schedule.
         from dataclasses import fields
 
-        fixed, d = ("bf16", "threads", "device", "out", "examples_file"), TrainConfig(files=[], out="")
+        from qa.reader.training import RESUME_OVERRIDES
+
+        fixed, d = (*RESUME_OVERRIDES, "out"), TrainConfig(files=[], out="")
         ignored = [f"{f.name}={getattr(cfg, f.name)!r}" for f in fields(cfg) if f.name not in fixed and getattr(cfg, f.name) != getattr(d, f.name)]
         if ignored:
             print(f"train-reader --resume: the run continues with its saved settings; ignored: {', '.join(ignored)}", file=sys.stderr)

@@ -525,11 +525,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, resu
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     state: dict[str, Any] = {"step": 0, "examples_seen": 0, "train_seconds": 0.0}
+    changed: dict[str, Any] = {}  # of resume_with, what differs from the saved settings
     if resume:
         if not (ckpt / "trainer_state.json").is_file():
             raise ValueError(f"nothing to resume: {ckpt} has no checkpoint; run without --resume")
         state = json.loads((ckpt / "trainer_state.json").read_text())
-        cfg = TrainConfig(**{**state["config"], **(resume_with or {})})
+        changed = {k: v for k, v in (resume_with or {}).items() if state["config"].get(k) != v}
+        cfg = TrainConfig(**{**state["config"], **changed})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -600,8 +602,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, resu
     fit_mark: tuple[int, float] | None = None
     fit_t0, fit_budget = time.perf_counter(), (cfg.max_minutes or 0) * 60 - state["train_seconds"]
     log = (out / "log.jsonl").open("a")
-    if resume_with:  # the curve says where the computing changed (bf16 -> fp32 moves the loss a little)
-        log.write(json.dumps({"step": state["step"], "resumed_with": resume_with}) + "\n")
+    if changed:  # the curve says where the computing changed (bf16 -> fp32 moves the loss a little)
+        log.write(json.dumps({"step": state["step"], "resumed_with": changed}) + "\n")
     pad_id = tokenizer.pad_token_id or 0
     bar = tqdm(total=total_steps, initial=state["step"], disable=not progress, unit="step", mininterval=5, dynamic_ncols=True)
     last_ckpt = time.perf_counter()

@@ -332,8 +332,8 @@ def _cmd_train_reader(args: argparse.Namespace) -> int:
 
         from qa.reader.training import RESUME_OVERRIDES
 
-        fixed, d = (*RESUME_OVERRIDES, "out"), TrainConfig(files=[], out="")
-        ignored = [f"{f.name}={getattr(cfg, f.name)!r}" for f in fields(cfg) if f.name not in fixed and getattr(cfg, f.name) != getattr(d, f.name)]
+        taken, d = (*RESUME_OVERRIDES, "out"), TrainConfig(files=[], out="")  # the settings a resume uses
+        ignored = [f"{f.name}={getattr(cfg, f.name)!r}" for f in fields(cfg) if f.name not in taken and getattr(cfg, f.name) != getattr(d, f.name)]
         if ignored:
             print(f"train-reader --resume: the run continues with its saved settings; ignored: {', '.join(ignored)}", file=sys.stderr)
     final = train(cfg, resume=args.resume, resume_with=resume_with or None)

@@ -27,7 +27,9 @@ _LAZY = {
     "VectorIndex": "embeddings.stores.index",
 }
 
-__all__ = sorted(_LAZY)
+# Written out (not ``sorted(_LAZY)``) so linters see the TYPE_CHECKING imports as exported;
+# tests/embeddings/test_package.py checks the two agree.
+__all__ = ["Encoder", "FORMAT_VERSION", "IndexLoadError", "SentenceTransformerEncoder", "VectorIndex", "get_encoder"]
 
 
 def __getattr__(name: str) -> Any:

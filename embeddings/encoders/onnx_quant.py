@@ -145,7 +145,7 @@ def smooth(model: object, amax: dict[str, np.ndarray], alpha: float = SMOOTH_ALP
         inv = act + "_smooth_inv"
         graph.initializer.append(helper.make_tensor(inv, TensorProto.FLOAT, [len(s)], (1.0 / s).tolist()))
         mul_after[act] = helper.make_node("Mul", [act, inv], [act + "_smooth"], name=act + "_smooth_mul")
-        for n, w in zip(consumers, weights):
+        for n, w in zip(consumers, weights, strict=True):
             inits[n.input[1]].CopyFrom(numpy_helper.from_array((w * s[:, None]).astype(np.float32), n.input[1]))
             n.input[0] = act + "_smooth"
     # Keep the node list in topological order: each Mul right after the node producing its input.
@@ -197,7 +197,7 @@ def activation_maxima(model: object, feeds: list[dict[str, np.ndarray]]) -> dict
     amax: dict[str, np.ndarray] = {}
     for feed in feeds:
         values = session.run(acts, {k: v for k, v in feed.items() if k in inputs})
-        for name, value in zip(acts, values):
+        for name, value in zip(acts, values, strict=True):
             peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
             amax[name] = peak if name not in amax else np.maximum(amax[name], peak)
     return amax

@@ -166,7 +166,7 @@ def export(model: Any, tokenizer: Any, dest: Path) -> list[str]:
             self.inner = inner
 
         def forward(self, *args: Any) -> tuple[Any, Any]:
-            out = self.inner(**dict(zip(names, args)))
+            out = self.inner(**dict(zip(names, args, strict=True)))
             return out.start_logits, out.end_logits
 
     # Two windows of different lengths, so the attention mask is traced with padding in it.

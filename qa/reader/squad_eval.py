@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -150,8 +151,8 @@ def calibration_table(
 ) -> list[dict[str, Any]]:
     """Per confidence bin: how many predictions and how many are right (EM, unanswerable = wrong)."""
     rows = []
-    for lo, hi in zip(bins, bins[1:]):
-        sel = [(ex, p) for ex, p in zip(examples, predictions) if lo <= p.confidence < hi]
+    for lo, hi in pairwise(bins):
+        sel = [(ex, p) for ex, p in zip(examples, predictions, strict=True) if lo <= p.confidence < hi]
         right = sum(score_example(p.text, ex)[0] for ex, p in sel)
         rows.append({"bin": f"[{lo:.1f}, {min(hi, 1.0):.1f})", "n": len(sel), "exact": round(right / len(sel), 3) if sel else None})
     return rows
@@ -164,7 +165,7 @@ def score_calibration(examples: list[QAExample], predictions: list[Prediction], 
     "right" is token F1 >= 0.5 with a gold answer, any span of an unanswerable question wrong."""
     from qa.reader.calibration import RIGHT_F1, coverage_at_accuracy, expected_calibration_error
 
-    right = [bool(p.text) and not ex.is_impossible and score_example(p.text, ex)[1] >= RIGHT_F1 for ex, p in zip(examples, predictions)]
+    right = [bool(p.text) and not ex.is_impossible and score_example(p.text, ex)[1] >= RIGHT_F1 for ex, p in zip(examples, predictions, strict=True)]
     conf = [p.confidence for p in predictions]
     answered = [i for i, c in enumerate(conf) if threshold is None or c >= threshold]
     ece = expected_calibration_error([conf[i] for i in answered], [right[i] for i in answered])

@@ -216,7 +216,7 @@ def key_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     if [(f["name"], f["n"]) for f in a] != [(f["name"], f["n"]) for f in b]:
         diffs.append(f"files {[(f['name'], f['n']) for f in a]} != {[(f['name'], f['n']) for f in b]}")
     else:
-        diffs += [f"{x['name']} has other content" for x, y in zip(a, b) if x["sha256"] and y["sha256"] and x["sha256"] != y["sha256"]]
+        diffs += [f"{x['name']} has other content" for x, y in zip(a, b, strict=True) if x["sha256"] and y["sha256"] and x["sha256"] != y["sha256"]]
     return diffs
 
 
@@ -744,7 +744,7 @@ def export_checkpoint(src: Path | str | Sequence[Path | str], dst: Path | str) -
         if (srcs[0] / name).is_file() and (srcs[0] / name).resolve() != (dst / name).resolve():
             shutil.copyfile(srcs[0] / name, dst / name)
     if n > 1:
-        soup = {"soup": f"uniform average of {n} checkpoints' weights (model soup)", "of": [m or {"source": str(s)} for m, s in zip(metas, srcs)]}
+        soup = {"soup": f"uniform average of {n} checkpoints' weights (model soup)", "of": [m or {"source": str(s)} for m, s in zip(metas, srcs, strict=True)]}
         (dst / "training.json").write_text(json.dumps(soup, indent=2))
     elif metas[0] is not None:
         (dst / "training.json").write_text(json.dumps(metas[0], indent=2))

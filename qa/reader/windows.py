@@ -160,7 +160,7 @@ class WindowTokenizer:
                 )
             else:
                 self.backend.no_padding()
-            encodings = self.backend.encode_batch(list(zip(first, second)))
+            encodings = self.backend.encode_batch(list(zip(first, second, strict=True)))
         flat, sample = [], []
         for i, enc in enumerate(encodings):  # transformers' order: each pair's first window, then its overflow
             for window in [enc, *enc.overflowing]:

@@ -696,8 +696,8 @@ def calibrate_reader(
         "check_retrieved": report(in_pipeline, calibrator, weights=case_weights(in_pipeline, share)),
         "check_lone": report([c for c in check if c.kind.startswith("lone")], calibrator),
         "fit": report(fit, calibrator, weights=case_weights(fit, share)),
-        "coef": dict(zip(FEATURES, [round(c, 4) for c in model.coef])),
-        "coef_lone": None if lone is None else dict(zip(FEATURES, [round(c, 4) for c in lone.coef])),
+        "coef": dict(zip(FEATURES, [round(c, 4) for c in model.coef], strict=True)),
+        "coef_lone": None if lone is None else dict(zip(FEATURES, [round(c, 4) for c in lone.coef], strict=True)),
     }
     if set_cases:
         result["sets"] = sets_report(set_cases, calibrator, threshold)

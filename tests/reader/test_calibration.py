@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_fit_is_deterministic_and_monotone_in_the_margin() -> None:
     rows, labels = _synthetic()
     a, b = fit_logistic(rows, labels), fit_logistic(rows, labels)
     assert a == b
-    coef = dict(zip(FEATURES, a.coef))
+    coef = dict(zip(FEATURES, a.coef, strict=True))
     assert coef["runner_up_gap"] > 0.5  # it learned the real signal
     # The data reward a small margin; the bounds keep the margin's weights at >= 0 anyway.
     assert coef["margin"] >= 0.0 and coef["softmax"] >= 0.0
@@ -92,7 +93,7 @@ def test_fit_is_deterministic_and_monotone_in_the_margin() -> None:
         a.probability(span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0), Candidate(1, 0, 5, 1.0)], null, PASSAGES))
         for null in np.linspace(12.0, -12.0, 25)  # margin rising from -6 to 18
     ]
-    assert all(y >= x - 1e-12 for x, y in zip(probabilities, probabilities[1:]))
+    assert all(y >= x - 1e-12 for x, y in pairwise(probabilities))
     assert text  # (passage used above)
     with pytest.raises(ValueError, match="as many labels"):
         fit_logistic(rows, labels[:-1])
@@ -109,7 +110,7 @@ def test_an_answer_of_the_asked_kind_never_scores_below_one_without_it() -> None
         row.update(wants_number=float(wants), number_ok=float(has), wants_date=0.0, date_ok=0.0, wants_person=0.0, person_ok=0.0)
         labels.append(bool(rng.random() < 1 / (1 + np.exp(-(row["runner_up_gap"] + (1.5 if wants and not has else 0.0))))))
     calibrator = fit_logistic(rows, labels)
-    coef = dict(zip(FEATURES, calibrator.coef))
+    coef = dict(zip(FEATURES, calibrator.coef, strict=True))
     assert coef["number_ok"] >= 0.0 and coef["date_ok"] >= 0.0 and coef["person_ok"] >= 0.0
     assert coef["wants_number"] > 0.1  # the data's signal is still learned where it is allowed
     features = span_features("How many prototypes has Baykar built?", [Candidate(0, 17, 20, 6.0)], 2.0, PASSAGES[:1])
@@ -159,7 +160,7 @@ def test_a_paragraph_read_alone_is_scored_by_its_own_regression(tmp_path: Path) 
     # Monotone in the span-vs-null margin in both regressions.
     for passages in (PASSAGES, [_passage(PASSAGES[0].text)]):
         ps = [cal.probability(span_features("How many prototypes?", [Candidate(0, 20, 23, 6.0)], null, passages)) for null in np.linspace(12.0, -12.0, 25)]
-        assert all(y >= x - 1e-12 for x, y in zip(ps, ps[1:]))
+        assert all(y >= x - 1e-12 for x, y in pairwise(ps))
     # The file keeps both; a file of version 1 (one regression for both) still loads.
     cal.save(tmp_path / CALIBRATION_FILE)
     again = Calibrator.load(tmp_path / CALIBRATION_FILE, model_sha256="ab" * 32)

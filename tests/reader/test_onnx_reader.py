@@ -102,12 +102,12 @@ def test_tiny_checkpoint_builds_agrees_with_fp32_and_is_avx2_safe(tiny_qa_checkp
     # Measured: largest |difference| 0.0001 (start and end) against logits up to 0.26 / 0.23
     # (a random head: small logits); checked at 2 % of the largest logit.
     m = windows["attention_mask"] == 1
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         assert np.abs(r - g)[m].max() < 0.02 * np.abs(r[m]).max()
     # The AVX2 kernel (emulated) computes exactly what VNNI's does: nothing saturates.
     feeds = {k: windows[k][:1, :24] for k in ("input_ids", "attention_mask", "token_type_ids")}
     avx2, vnni = (avx2_int8.run_model(str(path), feeds, saturate=s) for s in (True, False))
-    for a, b in zip(avx2, vnni):
+    for a, b in zip(avx2, vnni, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -228,7 +228,7 @@ def test_shipped_onnx_q8_logits_follow_fp32(shipped_q8: Path) -> None:
     # Measured on the 18 seed windows (9 questions x 2 windows of 384 tokens; context tokens,
     # fp32 logits from -7.8 to 7.0): largest |difference| 0.68 (start) / 0.96 (end), mean 0.039
     # / 0.042; torch's int8 mode: 2.54 / 3.42, mean 0.15 / 0.16.
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         assert np.abs(r - g)[m].max() < 1.5
         assert np.abs(r - g)[m].mean() < 0.08
     # The best span of every window is fp32's, except where fp32's own best and runner-up are

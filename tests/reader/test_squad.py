@@ -77,7 +77,7 @@ def test_answer_token_positions_are_exact(tmp_path: Path, tokenizer) -> None:  #
     examples = load_squad(squad_file(tmp_path / "a.json"))
     features = make_features(examples, tokenizer, max_length=128, stride=32)
     assert len(features) == 2
-    for f, ex in zip(features, examples):
+    for f, ex in zip(features, examples, strict=True):
         piece = tokenizer.decode(f.input_ids[f.start : f.end + 1])
         # Uncased word pieces: the labelled tokens spell the answer, no more and no less.
         assert piece.replace(" ’ ", "’").replace(" ", "") == ex.answers[0][1].lower().replace(" ", "").replace("ı", "i")
@@ -161,7 +161,7 @@ def test_swapped_negatives_change_one_name_or_number_the_paragraph_holds() -> No
         (neg,) = negs
         assert neg.is_impossible and neg.context == ctx and neg.article == 0
         before, after = q.question.split(), neg.question.split()
-        changed = {(a, b) for a, b in zip(before, after) if a != b}
+        changed = {(a, b) for a, b in zip(before, after, strict=False) if a != b}  # lengths differ when a two-word name came in
         if len(before) == len(after):
             assert len(changed) == 1
             old, new = changed.pop()
@@ -193,7 +193,7 @@ def test_inside_swaps_take_a_name_or_number_of_the_same_paragraph_never_the_answ
         (neg,) = add_inside_swapped_negatives([q], 1.0, random.Random(seed))
         assert neg.is_impossible and neg.context == ctx and neg.id == "t-inside"
         before, after = q.question.split(), neg.question.split()
-        (old, new), = {(a, b) for a, b in zip(before, after) if a != b}
+        (old, new), = {(a, b) for a, b in zip(before, after, strict=True) if a != b}
         # Only what pins the question to the paragraph is swapped ("Tokyo", "Japan"), for a
         # name of the same paragraph outside the answer's sentence: never "Before" (it starts
         # a sentence), never a year (not a name), never "Japan" for "Tokyo" (in the question).
@@ -277,7 +277,7 @@ def test_noisy_positives_misspell_one_word_and_keep_the_answer() -> None:
     for seed in range(20):
         (pos,) = add_noisy_positives([q], 1.0, random.Random(seed))
         assert pos.id == "t-typo" and pos.answers == q.answers and pos.context == ctx
-        changed = [(a, b) for a, b in zip(q.question.split(), pos.question.split()) if a != b]
+        changed = [(a, b) for a, b in zip(q.question.split(), pos.question.split(), strict=True) if a != b]
         assert len(changed) == 1
         old, new = changed[0]
         assert old in {"manufactures", "Kizilelma?"} and new[0] == old[0] and new[-1] == old[-1]

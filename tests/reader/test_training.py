@@ -7,14 +7,22 @@ import lzma
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from qa.answer import Passage
-from qa.reader import TransformersReader
-from qa.reader import training
-from qa.reader.training import TrainConfig, fitted_steps, load_examples, load_training_examples, parse_file_spec, resolve_device, train
+from qa.reader import TransformersReader, training
+from qa.reader.training import (
+    TrainConfig,
+    fitted_steps,
+    load_examples,
+    load_training_examples,
+    parse_file_spec,
+    resolve_device,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = [
@@ -355,7 +363,7 @@ def test_a_cut_run_goes_on_from_its_learning_rate_without_a_jump() -> None:
     rates = [lr_factor(s, 717, 14345, fit) for s in range(0, 1255)]
     assert rates[:221] == [lr_factor(s, 717, 14345) for s in range(221)]  # the steps done keep theirs
     assert rates[282] == 1.0 and rates[1254] == 0.0 and max(rates) == 1.0
-    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) < 0.012  # no jump anywhere
+    assert max(abs(b - a) for a, b in pairwise(rates)) < 0.012  # no jump anywhere
     # Cut after the warm-up: the decay goes on from the rate reached, to 0 at the new end.
     late = lr_factor(900, 717, 14345)
     fit2 = {"at_step": 900, "total_steps": 1000, "from": late, "peak_at": 900}
@@ -379,7 +387,7 @@ def test_a_later_fit_moves_the_end_again_without_a_jump() -> None:
     assert second is not None and second["total_steps"] == 462 + int(194.0 * 30.0) and second["peak_at"] == 462  # past the peak: decays from here
     rates = [lr_factor(s, 450, 9000, first) for s in range(463)] + [lr_factor(s, 450, 9000, second) for s in range(463, second["total_steps"] + 1)]
     assert second["from"] == pytest.approx(lr_factor(462, 450, 9000, first)) and rates[-1] == 0.0
-    assert max(abs(b - a) for a, b in zip(rates, rates[1:])) < 0.01  # no jump at either fit
+    assert max(abs(b - a) for a, b in pairwise(rates)) < 0.01  # no jump at either fit
     # Never past the planned end; an end within 2 % of the one it has stays (None: no new schedule).
     assert refit_end(500, 1000.0, 1e6, 9000, 450, 0.05, second)["total_steps"] == 9000
     assert refit_end(600, 30.0, (second["total_steps"] - 600) / 30.0 + 1.0, 9000, 450, 0.05, second) is None

@@ -95,7 +95,7 @@ def test_windows_are_thread_safe() -> None:
     expected = {s: tok.windows(QUESTIONS, contexts, max_length=s[0], stride=s[1]).input_ids for s in set(settings)}
     with ThreadPoolExecutor(6) as pool:
         got = list(pool.map(lambda s: tok.windows(QUESTIONS, contexts, max_length=s[0], stride=s[1]).input_ids, settings))
-    for s, ids in zip(settings, got):
+    for s, ids in zip(settings, got, strict=True):
         np.testing.assert_array_equal(ids, expected[s])
 
 

@@ -78,7 +78,7 @@ def test_hybrid_scores_are_fused_rrf_with_named_components(docs_dir: Path, tmp_p
         assert score == pytest.approx(fused[row])
     passages = HybridRetriever(index, fake_encoder).retrieve(question, 4)
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)  # rank order
-    for (row, score), p in zip(hybrid, passages):
+    for (row, score), p in zip(hybrid, passages, strict=True):
         assert p.components["rrf"] == pytest.approx(score) == pytest.approx(p.score)
         assert p.components["dense"] == pytest.approx(cosine[row], abs=1e-5)
         assert p.components["bm25"] == pytest.approx(bm25.get(row, 0.0))

@@ -416,7 +416,7 @@ def test_sources_panel_content_stays_inside_its_box(page, multidoc_url, top_k):
     assert content["y"] >= panel["y"] - 1 and content["y"] + content["height"] <= panel["y"] + panel["height"] + 1
     assert content["x"] >= panel["x"] - 1 and content["x"] + content["width"] <= panel["x"] + panel["width"] + 1
     # ... and the panel overlaps none of the controls below it.
-    for other, other_box in zip(others, below):
+    for other, other_box in zip(others, below, strict=True):
         assert not _overlap(panel, other_box), other
     if top_k == 10:
         scrolls = page.evaluate(

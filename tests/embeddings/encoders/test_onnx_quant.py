@@ -58,7 +58,7 @@ def test_fold_weights_replaces_cast_and_scale_by_one_float_initializer() -> None
     weights = {i.name: numpy_helper.to_array(i) for i in folded.graph.initializer}
     assert set(weights) == {"w1q", "w2", "w1"}
     np.testing.assert_array_equal(weights["w1q"], Q1.astype(np.float32) * S1)
-    for a, b in zip(before, run(folded, X)):
+    for a, b in zip(before, run(folded, X), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
@@ -67,7 +67,7 @@ def test_smooth_keeps_the_function_and_narrows_the_outlier_channel() -> None:
     amax = {"x": np.abs(X).max(0), "r": np.abs(np.maximum(X @ (Q1.astype(np.float32) * S1), 0)).max(0)}
     before = run(model, X)
     smoothed = onnx_quant.smooth(model, amax, alpha=0.8)
-    for a, b in zip(before, run(smoothed, X)):
+    for a, b in zip(before, run(smoothed, X), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     # One Mul per smoothed activation, shared by both products reading x, right after its producer.
     ops = [(n.op_type, tuple(n.input)) for n in smoothed.graph.node]

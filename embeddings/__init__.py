@@ -14,8 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from embeddings.encoders.encoder import Encoder, SentenceTransformerEncoder, get_encoder
-    from embeddings.stores.index import FORMAT_VERSION, IndexLoadError, VectorIndex
+    # For type checkers only; exported through __all__, which linters cannot read from _LAZY.
+    from embeddings.encoders.encoder import Encoder, SentenceTransformerEncoder, get_encoder  # noqa: F401
+    from embeddings.stores.index import FORMAT_VERSION, IndexLoadError, VectorIndex  # noqa: F401
 
 #: Public name -> the module that defines it.
 _LAZY = {
@@ -27,9 +28,7 @@ _LAZY = {
     "VectorIndex": "embeddings.stores.index",
 }
 
-# Written out (not ``sorted(_LAZY)``) so linters see the TYPE_CHECKING imports as exported;
-# tests/embeddings/test_package.py checks the two agree.
-__all__ = ["Encoder", "FORMAT_VERSION", "IndexLoadError", "SentenceTransformerEncoder", "VectorIndex", "get_encoder"]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

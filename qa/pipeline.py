@@ -13,10 +13,12 @@ import unicodedata
 from pathlib import Path
 
 from embeddings.stores import is_store_url
+from embeddings.errors import IndexLoadError, rebuild_hint
 from embeddings.stores.index import VectorIndex, current_generation
 from qa import config
 from qa.answer import Answer
 from qa.reader import Reader, get_reader
+from qa.retrieval.bm25 import TOKENIZER_VERSION
 from qa.retrieval.retrievers import get_retriever
 
 _INDEXES: dict[str, tuple[Path, VectorIndex]] = {}
@@ -105,6 +107,13 @@ def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> Vec
             if cached is not None and cached[0] == generation:
                 return cached[1]
         loaded = VectorIndex.load(directory)
+        if loaded.tokenizer != TOKENIZER_VERSION:
+            # Postings of another tokenizer miss this version's question tokens: keyword search
+            # would quietly find less (PostgreSQL's store refuses the same at load).
+            raise IndexLoadError(
+                f"index {str(directory)!r} stores keywords of BM25 tokenizer {loaded.tokenizer!r}, not "
+                f"{TOKENIZER_VERSION!r}; {rebuild_hint(directory)}"
+            )
         with _LOCK:
             _INDEXES[key] = (loaded.directory or directory, loaded)
         return loaded

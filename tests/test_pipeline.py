@@ -138,6 +138,7 @@ def test_concurrent_questions_load_a_new_index_generation_once(tmp_path, monkeyp
 
     class Loaded:
         directory = generation
+        tokenizer = pipeline.TOKENIZER_VERSION
 
     def slow_load(directory):  # noqa: ANN001, ANN202
         calls.append(directory)
@@ -152,3 +153,22 @@ def test_concurrent_questions_load_a_new_index_generation_once(tmp_path, monkeyp
         results = list(pool.map(lambda _: pipeline.load_index(tmp_path), range(8)))
     assert len(calls) == 1
     assert all(r is results[0] for r in results)
+
+
+def test_an_index_of_another_bm25_tokenizer_is_refused_with_the_rebuild_command(tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """Its postings would quietly miss this version's question tokens: refused at load, as PostgreSQL's store does."""
+    import json
+
+    from embeddings.stores.index import IndexLoadError, current_generation
+    from qa.ingest.documents import Document
+    from qa.ingest.indexing import update_index
+    from qa.pipeline import load_index
+
+    index = tmp_path / "idx"
+    update_index(index, [Document("a.txt", "/docs/a.txt", "Alpha river flows north.", "0" * 64)], encoder=fake_encoder)
+    manifest = current_generation(index) / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["tokenizer"] = "fold-stop-lightstem-1"
+    manifest.write_text(json.dumps(raw))
+    with pytest.raises(IndexLoadError, match=r"tokenizer 'fold-stop-lightstem-1'.*--rebuild"):
+        load_index(index)

@@ -39,7 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from embeddings.encoders.variants import LEGACY_VARIANT
-from embeddings.stores.records import Hit
+from embeddings.stores.records import DocumentRecord, Hit
 
 #: ``scheme://`` at the start of a location: a URL names a store served by a module of
 #: :mod:`embeddings.stores` (two letters at least, so a Windows drive ``C:/`` stays a path).
@@ -198,6 +198,17 @@ class StoreWriter(Protocol):
 
     def original(self, doc_id: str) -> bytes | None:
         """The kept bytes of an added document, or ``None`` when none were kept."""
+        ...
+
+    def stored_document(self, doc_id: str) -> DocumentRecord:
+        """The stored document ``doc_id`` with its text, ``origin`` and kept ``original``: what a
+        rebuild carries over when it cannot read the document again (another folder's, an added
+        one whose original fails).
+
+        Raises:
+            KeyError: no such stored document.
+            IndexLoadError: its text cannot be read.
+        """
         ...
 
     def unstorable(self, doc: Any) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument
 from embeddings.stores.index import (
     DocEntry,
+    DocumentRecord,
     Manifest,
     added_entries,
     commit,
@@ -27,6 +28,7 @@ from embeddings.stores.index import (
     read_manifest,
     read_original,
     text_sha256,
+    VectorIndex,
     tidy,
     write_lock,
 )
@@ -46,6 +48,14 @@ class DirectoryWriter:
         self.root = root
         self._manifest: Manifest | None = None
         self._before: dict[str, DocEntry] | None = None
+        self._reader: VectorIndex | None = None  # opened only to carry stored texts into a rebuild
+
+    def close(self) -> None:
+        """Close what :meth:`stored_document` opened."""
+        if self._reader is not None:
+            for seg in self._reader.segments:
+                seg.close()
+            self._reader = None
 
     def meta(self, *, required: bool = False) -> IndexMeta | None:
         if not required and not has_index(self.root):
@@ -86,6 +96,13 @@ class DirectoryWriter:
         self.added()
         entry = self._before.get(doc_id) if self._before else None
         return read_original(self.root, entry.original) if entry is not None and entry.original else None
+
+    def stored_document(self, doc_id: str) -> DocumentRecord:
+        entry = self.states()[doc_id]  # KeyError: not stored
+        if self._reader is None:
+            self._reader = VectorIndex.load(self.root)  # the generation just read: we hold the lock
+        record = self._reader.document(doc_id)
+        return dataclasses.replace(record, origin="added" if entry.added else "folder", original=entry.original)
 
     def unstorable(self, doc: Any) -> str | None:
         return None
@@ -132,7 +149,11 @@ class DirectoryStore:
     @contextlib.contextmanager
     def writer(self, *, wait_s: float = 0.0) -> Iterator[DirectoryWriter]:
         with write_lock(self.root, wait_s=wait_s):
-            yield DirectoryWriter(self.root)
+            writer = DirectoryWriter(self.root)
+            try:
+                yield writer
+            finally:
+                writer.close()
 
     def has_index(self) -> bool:
         return has_index(self.root)

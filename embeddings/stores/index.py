@@ -830,7 +830,11 @@ def added_entries(directory: str | os.PathLike[str]) -> dict[str, DocEntry]:
         raw = json.loads((current_generation(Path(directory)) / _MANIFEST).read_text(encoding="utf-8"))
         rows = raw["documents"]
     except (IndexLoadError, OSError, ValueError, KeyError, TypeError):
-        return {}
+        # A committed index whose manifest is damaged: which document each kept original was is
+        # lost with it, the bytes are not -- bring them back under ids of their own rather than
+        # let the rebuild's garbage collection delete them. (Without a commit, originals are
+        # the debris of a writer killed before it, collected as such.)
+        return _recovered_originals(Path(directory)) if has_index(directory) else {}
     out: dict[str, DocEntry] = {}
     for doc_id, row in rows.items() if isinstance(rows, dict) else ():
         if not isinstance(row, dict):
@@ -839,6 +843,18 @@ def added_entries(directory: str | os.PathLike[str]) -> dict[str, DocEntry]:
         entry = DocEntry(source, str(row.get("sha256", "")), "", 0, 0, "", 0, None, str(origin), original if isinstance(original, str) else None)
         if entry.added:
             out[str(doc_id)] = entry
+    return out
+
+
+def _recovered_originals(root: Path) -> dict[str, DocEntry]:
+    """Every kept original as an added document ``recovered-<sha256 prefix><suffix>`` (see :func:`added_entries`)."""
+    folder = root / ORIGINALS
+    out: dict[str, DocEntry] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if path.is_file() and not path.name.startswith("."):
+            stem, dot, suffix = path.name.partition(".")
+            doc_id = f"recovered-{stem[:12]}{dot}{suffix}"
+            out[doc_id] = DocEntry(f"upload:{doc_id}", stem, "", 0, 0, "", 0, None, "added", path.name)
     return out
 
 

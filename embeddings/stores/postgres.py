@@ -847,6 +847,19 @@ class StoreWriter:
         legacy = {d: src for d, src in self.sources().items() if src.startswith("upload:")}
         return {**legacy, **self._kept()}
 
+    def stored_document(self, doc_id: str) -> DocumentRecord:
+        """The stored document ``doc_id`` with its text (``KeyError`` if none): what a rebuild
+        carries over; an added one keeps its kept bytes (``qa_originals`` outlives a rebuild)."""
+        row = self.conn.execute(
+            sql.SQL("SELECT doc_id, source, sha256, text, pages FROM {} WHERE doc_id = %s").format(sql.Identifier(_DOCUMENTS)),
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(doc_id)
+        added = doc_id in self._kept() or str(row[1]).startswith("upload:")
+        pages = list(row[4]) if row[4] is not None else None
+        return DocumentRecord(row[0], row[1], row[2], row[3], pages, "added" if added else "folder")
+
     def unstorable(self, doc: object) -> str | None:
         """PostgreSQL text cannot hold NUL (the directory store would keep such a document)."""
         if "\x00" in doc.text:  # type: ignore[attr-defined]

@@ -220,7 +220,10 @@ class Segment:
         if len(self.doclen) != self.rows or len(self.term_ptr) != self.num_terms + 1 or len(self.post_rows) != self.term_ptr[-1]:
             raise ValueError(f"segment {self.name}: postings are inconsistent")
         uri = (directory / _DB).resolve().as_uri() + "?mode=ro&immutable=1"
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        try:
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:  # a missing file fails here, not at the first query
+            raise ValueError(f"segment {self.name}: {_DB} cannot be opened ({exc})") from exc
         self._db_lock = threading.Lock()  # one connection, shared by the threads of a server
         try:
             # Reads the B-tree's last page: a foreign or damaged file fails here, at load; a

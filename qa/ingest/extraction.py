@@ -77,6 +77,10 @@ class Extracted:
     pages: tuple[int, ...] | None = None
 
 
+#: A UTF-16 surrogate code point (never valid text on its own in a Python string).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def suffix_of(name: str) -> str:
     """The lower-case suffix of a file name (``""`` when it has none)."""
     dot = name.rfind(".")
@@ -145,6 +149,10 @@ def extract_here(data: bytes, suffix: str) -> Extracted:
         result = Extracted(_extract_docx(data))
     else:
         raise ExtractionError(f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if _SURROGATE.search(result.text):
+        # A PDF's ToUnicode map can name UTF-16 halves: no tokenizer, SQLite or PostgreSQL takes
+        # them. One replacement character each keeps every offset (and page start) where it was.
+        result = Extracted(_SURROGATE.sub("\ufffd", result.text), result.pages)
     if len(result.text) > MAX_DOCUMENT_CHARS:
         raise ExtractionError(
             f"too much text ({len(result.text):,} characters; the limit is {MAX_DOCUMENT_CHARS:,} per document): split it into smaller files"

@@ -122,6 +122,7 @@ def settle_added(
     keep: Iterable[str],
     remove: set[str],
     report: "IndexReport",
+    stored: Callable[[str], Document | None] = lambda doc_id: None,
 ) -> None:
     """What every store does with added documents before it plans an update (under its writer
     lock): never let a folder's file replace an added document of the same id (it is skipped
@@ -131,7 +132,9 @@ def settle_added(
 
     ``previously_added`` maps each added id the store knows to its source;
     ``read_original(id)`` gives its kept bytes, or ``None`` if none were kept (uploads from
-    before this version: the report's note names them).
+    before this version). Where they cannot be read again (none kept, a read or extraction
+    error), ``stored(id)`` gives the document as the store holds it (its indexed text): it is
+    carried over as it was; only when that fails too is it lost, and the report's note names it.
     """
     for doc_id, doc in list(docs.items()):
         if doc.origin == "folder" and doc_id in previously_added and doc_id not in remove:
@@ -147,19 +150,23 @@ def settle_added(
         try:
             data = read_original(doc_id)
         except OSError as exc:
-            lost.append(f"{doc_id} ({exc.strerror or exc})")
+            data, why = None, f"{doc_id} ({exc.strerror or exc})"
+        else:
+            why = f"{doc_id} (no original kept)"
+        if data is not None:
+            result = document_from_bytes(data, suffix_of(doc_id), doc_id, source, added=True)
+            if isinstance(result, Document):
+                docs[doc_id] = result
+                continue
+            why = f"{doc_id} ({result.reason})"
+        # An extraction that times out on a busy machine, a parser that changed, an upload from
+        # before originals were kept: the text the index holds still serves.
+        if (held := stored(doc_id)) is not None:
+            docs[doc_id] = held
             continue
-        if data is None:
-            lost.append(doc_id)
-            continue
-        result = document_from_bytes(data, suffix_of(doc_id), doc_id, source, added=True)
-        if isinstance(result, Skipped):
-            lost.append(f"{doc_id} ({result.reason})")
-            continue
-        docs[doc_id] = result
+        lost.append(why)
     if lost:
-        # Added before originals were kept: its text lived only in the old index.
-        note = f"could not re-read added documents {', '.join(lost)}: no original kept; add them again"
+        note = f"could not re-read added documents {', '.join(lost)}; add them again"
         logger.warning(note)
         report.note = "; ".join(n for n in (report.note, note) if n)
 
@@ -225,8 +232,11 @@ def update_index(
     (folder sync), except those ``skipped`` for a transient read error, whose indexed
     version is kept, added documents (``origin="added"``: only ``remove`` drops them) and,
     with ``folder``, documents whose source is not in that folder. With ``rebuild`` nothing
-    of the previous index is reused; added documents are read again from the originals
-    the index keeps, as after a change of model, chunking or format.
+    of the previous index is reused (as after a change of model, chunking or format): every
+    document is chunked and embedded again -- added ones read again from the originals the
+    index keeps, and those an update would keep but ``documents`` does not bring (other
+    folders', unreadable ones, added ones whose original cannot be read) from the text the
+    index holds. So a rebuild drops no more than an update would.
 
     ``index_dir`` may be a ``postgresql://`` URL: the plan is the same, the store carries it out
     (:meth:`embeddings.stores.base.StoreWriter.apply`: one commit for a directory, one transaction
@@ -234,6 +244,8 @@ def update_index(
 
     Raises:
         RuntimeError: another process holds the index's writer lock.
+        IndexLoadError: not a folder sync (``remove_missing``), and the stored index cannot be
+            read (or not carried into a rebuild): nothing is changed, the message says how to rebuild.
     """
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -250,24 +262,63 @@ def update_index(
                 del docs[doc_id]
                 report.skipped.append(Skipped(doc.source, why, doc_id))
         previous: IndexMeta | None = None
-        if not rebuild:
-            try:
-                previous = writer.meta()
-            except IndexLoadError as exc:
-                report.note = f"previous index unusable ({exc}); building from scratch"
-                logger.warning(report.note)
+        try:
+            previous = writer.meta()
+        except IndexLoadError as exc:
+            if not remove_missing:
+                # Only a folder sync may start afresh from an unreadable index (it reads its
+                # folder again); adding to it would leave these documents alone in a new index.
+                raise IndexLoadError(f"{exc}. Nothing was added or removed") from exc
+            report.note = f"previous index unusable ({exc}); building from scratch"
+            logger.warning(report.note)
         fresh = rebuild or previous is None
         if why := reuse_problem(previous, wanted):
             report.note, fresh = why, True
-        old = {} if fresh else writer.states()
+        stored = writer.states() if previous is not None else {}
         remove = set(remove)
         added = writer.added()  # whatever the stored format: a rebuild brings them back
-        settle_added(docs, added, writer.original, keep=old, remove=remove, report=report)
+
+        def held(doc_id: str) -> Document | None:
+            """A stored document as the index holds it (for a rebuild that cannot read it again)."""
+            if doc_id not in stored:
+                return None
+            try:
+                return _document_of(writer.stored_document(doc_id))
+            except (IndexLoadError, KeyError) as exc:
+                logger.warning("cannot read %s from the index: %s", doc_id, exc)
+                return None
+
+        settle_added(docs, added, writer.original, keep={} if fresh else stored, remove=remove, report=report, stored=held)
         writer.stage(docs)
-        keep = protected_ids(writer.sources() if old else {}, added, folder)
+        keep = protected_ids(writer.sources() if stored else {}, added, folder)
         dropped = plan_changes(
-            report, docs, old, writer.needs_update, remove=remove, remove_missing=remove_missing, keep=keep
+            report, docs, stored, writer.needs_update, remove=remove, remove_missing=remove_missing, keep=keep
         )
+        if fresh:
+            # Nothing stored is reused, yet nothing is dropped that an update would keep: documents
+            # of other folders, added ones and those unreadable now are carried over from the text
+            # the index holds, and embedded again with the rest.
+            carried = [d for d in stored if d not in docs and d not in dropped]
+            lost = []
+            for doc_id in carried:
+                if (doc := held(doc_id)) is not None:
+                    docs[doc_id] = doc
+                else:
+                    lost.append(doc_id)
+            if lost and not remove_missing:
+                raise IndexLoadError(
+                    f"cannot read {', '.join(lost)} from index {store.location!r} to carry them into the rebuilt index; "
+                    "rebuild it from its folders (python -m qa index DOCS_DIR --index ... --rebuild), then add again. "
+                    "Nothing was added or removed"
+                )
+            if lost:
+                note = f"could not carry over {', '.join(lost)} (unreadable in the old index); index their folders again"
+                logger.warning(note)
+                report.note = "; ".join(n for n in (report.note, note) if n)
+                report.removed = sorted(set(report.removed) | set(lost))
+        if fresh:
+            # The report of a new index: every document goes in as added; what the update drops is still named.
+            report.added, report.changed, report.unchanged = sorted(docs), [], 0
         plan = Plan(wanted, fresh=fresh, documents=[docs[d] for d in report.added + report.changed], remove=dropped)
 
         def embed(batch: list[Document]) -> list[NewDocument]:
@@ -281,6 +332,12 @@ def update_index(
     report.embedded_chunks = applied.embedded_chunks
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _document_of(record: DocumentRecord) -> Document:
+    """A stored document as a :class:`Document` again (its indexed text, origin and kept original)."""
+    pages = tuple(record.pages) if record.pages is not None else None
+    return Document(record.doc_id, record.source, record.text, record.sha256, pages, record.origin, original=record.original)
 
 
 def embed_documents(

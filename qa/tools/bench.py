@@ -268,7 +268,7 @@ def bench_store(
             stores = {"directory": Path(tmp) / "index", "postgres": url}
             for name, where in stores.items():
                 t = time.perf_counter()
-                update_index(where, documents, encoder=encoder, max_tokens=13, overlap_sentences=0, rebuild=True)
+                update_index(where, documents, encoder=encoder, max_tokens=13, overlap_sentences=0, rebuild=True, remove_missing=True)
                 seconds = time.perf_counter() - t
                 results[f"{name}_ingest_s"] = round(seconds, 2)
                 results[f"{name}_ingest_chunks_per_s"] = round(chunks / seconds)
@@ -733,7 +733,7 @@ def _measure_scale(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         index_dir = Path(tmp) / "index"
         t = time.perf_counter()
-        update_index(index_dir, documents, encoder=encoder, rebuild=True, **chunking)
+        update_index(index_dir, documents, encoder=encoder, rebuild=True, remove_missing=True, **chunking)
         build_s = time.perf_counter() - t
         disk_mb = _dir_mb(index_dir)
         probe = Path(tmp) / "probe"

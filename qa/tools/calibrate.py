@@ -297,7 +297,7 @@ def collect_cases(
     root = Path(workdir or tempfile.mkdtemp(prefix="qa-calibrate-"))
     index_dir = root / "index"
     t0 = time.perf_counter()
-    update_index(index_dir, docs, rebuild=True, show_progress=progress)
+    update_index(index_dir, docs, rebuild=True, remove_missing=True, show_progress=progress)
     logger.info("indexed %d documents in %.0fs", len(docs), time.perf_counter() - t0)
     retriever = get_retriever(None, load_index(index_dir))
 

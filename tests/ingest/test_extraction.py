@@ -394,3 +394,20 @@ def test_a_worker_that_answers_nonsense_is_killed_and_the_file_refused(monkeypat
         with pytest.raises(extraction.ExtractionError, match="could not be read"):
             extraction.extract(make_docx(["A real paragraph."]), ".docx")
     assert started and started[0].proc.poll() is not None  # the worker was ended
+
+
+def test_lone_surrogates_from_a_pdf_become_replacement_characters_in_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """A PDF's ToUnicode map can name UTF-16 halves (pypdf passes them on): one U+FFFD each, so
+    offsets and page starts stay, and the document indexes instead of failing the whole run."""
+    import qa.ingest.extraction as extraction
+    from embeddings.stores.index import VectorIndex
+    from qa.ingest.indexing import update_index
+
+    text = "Page one \ud800 ends here.\n\nPage two: Ilse Varga \udfff sails north."
+    pages = (0, text.index("Page two"))
+    monkeypatch.setattr(extraction, "_extract_pdf", lambda data: extraction.Extracted(text, pages))
+    result = extraction.extract_here(b"%PDF-1.4 stand-in", ".pdf")
+    assert result.text == text.replace("\ud800", "\ufffd").replace("\udfff", "\ufffd") and result.pages == pages
+    doc = Document("s.pdf", "/docs/s.pdf", result.text, hashlib.sha256(b"s").hexdigest(), result.pages)
+    update_index(tmp_path / "idx", [doc], encoder=fake_encoder)  # SQLite and the tokenizer take it now
+    assert VectorIndex.load(tmp_path / "idx").documents["s.pdf"].text == result.text

@@ -131,9 +131,64 @@ def test_uploads_from_before_origins_were_recorded_are_protected(tmp_path: Path,
     update_index(index, [legacy], encoder=fake_encoder)
     assert read_manifest(index).documents["old.md"].added
     assert index_folder(docs_dir, index, encoder=fake_encoder).removed == []
-    # A rebuild cannot read it again (no bytes were kept), and says so instead of dropping it silently.
+    # A rebuild cannot read it again (no bytes were kept): it carries the text the index holds.
     report = index_folder(docs_dir, index, encoder=fake_encoder, rebuild=True)
-    assert "old.md" in report.note and "add them again" in report.note
+    assert report.removed == [] and "old.md" in report.added and "add them again" not in report.note
+    assert _text_of(index, "old.md") == NOTES and read_manifest(index).documents["old.md"].added
+
+
+def test_a_rebuild_that_cannot_extract_an_added_original_keeps_its_indexed_text(
+    tmp_path: Path, docs_dir: Path, fake_encoder, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    """An extraction that fails on rebuild (a timeout on a busy machine, a parser that changed):
+    the upload keeps its indexed text, its record and its kept original."""
+    import qa.ingest.indexing as indexing
+    from qa.ingest.documents import Skipped
+
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    _upload(tmp_path, index, fake_encoder)
+    original = read_manifest(index).documents["notes.md"].original
+    monkeypatch.setattr(indexing, "document_from_bytes", lambda data, suffix, doc_id, source, **kw: Skipped(source, "took too long"))
+    report = index_folder(docs_dir, index, encoder=fake_encoder, rebuild=True)
+    assert report.removed == [] and "notes.md" in report.added and "took too long" not in report.note
+    entry = read_manifest(index).documents["notes.md"]
+    assert entry.origin == "added" and entry.original == original and _originals(index) == {original}
+    assert _text_of(index, "notes.md") == NOTES
+
+
+def test_adding_to_an_unreadable_index_is_refused_and_changes_nothing(tmp_path: Path, docs_dir: Path, fake_encoder) -> None:  # noqa: ANN001
+    from embeddings.stores.index import IndexLoadError
+
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    manifest = current_generation(index) / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["format_version"] = 1
+    manifest.write_text(json.dumps(raw))
+    before = sorted(str(p.relative_to(index)) for p in index.rglob("*"))
+    with pytest.raises(IndexLoadError, match=r"format version 1.*--rebuild.*Nothing was added"):
+        add_files(index, [_write(tmp_path / "mine" / "x.txt", "Zeta forest has old oaks.")], encoder=fake_encoder)
+    assert sorted(str(p.relative_to(index)) for p in index.rglob("*")) == before
+
+
+def test_a_damaged_manifest_does_not_cost_the_uploads_their_bytes(tmp_path: Path, docs_dir: Path, fake_encoder) -> None:  # noqa: ANN001
+    """Which document a kept original was is lost with a damaged manifest; its bytes are not:
+    the folder's rebuild brings each back as an added document of its own, to keep or remove."""
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    _upload(tmp_path, index, fake_encoder)
+    original = read_manifest(index).documents["notes.md"].original
+    manifest = current_generation(index) / "manifest.json"
+    manifest.write_text(manifest.read_text()[:40])  # cut short
+    report = index_folder(docs_dir, index, encoder=fake_encoder)
+    assert "unusable" in report.note
+    recovered = f"recovered-{original[:12]}.md"
+    listed = {d.doc_id: d.origin for d in list_documents(index)}
+    assert listed[recovered] == "added" and "alpha.txt" in listed
+    assert _text_of(index, recovered) == NOTES and _originals(index) == {original}
+    remove_documents(index, [recovered])
+    assert _originals(index) == set()
 
 
 def test_a_file_added_from_inside_the_folder_stays_when_it_leaves_the_folder(tmp_path: Path, docs_dir: Path, fake_encoder) -> None:  # noqa: ANN001

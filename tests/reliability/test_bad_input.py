@@ -341,6 +341,14 @@ def test_truncated_segment_file_is_detected_with_rebuild_command(built, name, cu
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("name", ["vectors.npy", "meta.sqlite", "post_rows.npy", "segment.json"])
+def test_missing_segment_file_is_detected_with_rebuild_command(built, name):
+    # sqlite3.connect itself fails on a missing meta.sqlite: that too is the rebuild message.
+    _segment_file(built, name).unlink()
+    message = _assert_load_error(built, f"python -m qa index DOCS_DIR --index {built} --rebuild")
+    assert "\n" not in message
+
+
 def test_cli_ask_on_truncated_index_prints_rebuild_command(built):
     path = _segment_file(built, "vectors.npy")
     path.write_bytes(path.read_bytes()[:100])

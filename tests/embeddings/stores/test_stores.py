@@ -240,6 +240,31 @@ def test_rebuild_with_another_model_replaces_everything(location: str | Path) ->
     assert passages[0].doc_id == "sub/gamma.txt"
 
 
+def test_adding_to_an_index_of_another_encoder_variant_keeps_every_document(location: str | Path, docs_dir: Path, tmp_path: Path) -> None:
+    """``qa index`` under one encoder variant, then ``qa add`` (or an upload) under another: the
+    add re-embeds everything the index holds -- the folder's documents from their stored text --
+    and drops nothing (it used to leave the added file alone in a new index)."""
+    index_folder(docs_dir, location, encoder=FakeEncoder())
+    other = FakeEncoder()
+    other.variant = "onnx-q8@9"
+    note = tmp_path / "mine" / "note.txt"
+    note.parent.mkdir()
+    note.write_text("Epsilon station logs wind speed hourly.", encoding="utf-8")
+    report = add_files(location, [note], encoder=other)
+    assert "encoder variant" in report.note and report.removed == []
+    assert report.embedded_chunks == report.chunks  # everything, with the new variant
+    listed = {d.doc_id: d.origin for d in list_documents(location)}
+    assert listed == {"alpha.txt": "folder", "beta.md": "folder", "sub/gamma.txt": "folder", "note.txt": "added"}
+    index = load_store(location)
+    assert index.encoder_variant == "onnx-q8@9"
+    assert index.document("sub/gamma.txt").text == (docs_dir / "sub" / "gamma.txt").read_text(encoding="utf-8")
+    passages = get_retriever("dense", load_index(location), encoder=other).retrieve("port grain coal", 1)
+    assert passages[0].doc_id == "sub/gamma.txt"
+    # The folder's documents stay the folder's: a sync still drops one that leaves it.
+    (docs_dir / "beta.md").unlink()
+    assert index_folder(docs_dir, location, encoder=other).removed == ["beta.md"]
+
+
 def test_vector_and_tsvector_literals_round_trip() -> None:
     np = pytest.importorskip("numpy")
     postgres = pytest.importorskip("embeddings.stores.postgres")

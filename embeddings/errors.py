@@ -10,6 +10,10 @@ class IndexLoadError(ValueError):
     """An index directory is missing, incomplete, corrupt or built for another model/format."""
 
 
+class IndexBusyError(RuntimeError):
+    """Another writer holds an index's writer lock (past the wait allowed): try again later."""
+
+
 class StoreUnavailableError(RuntimeError):
     """A database store's server cannot be reached (stopped, restarting, network down)."""
 
@@ -19,4 +23,4 @@ def rebuild_hint(directory: Path | str) -> str:
     return f"rebuild it with: python -m qa index DOCS_DIR --index {directory} --rebuild"
 
 
-__all__ = ["IndexLoadError", "StoreUnavailableError", "rebuild_hint"]
+__all__ = ["IndexBusyError", "IndexLoadError", "StoreUnavailableError", "rebuild_hint"]

@@ -52,6 +52,17 @@ def validate_question(question: object) -> str:
     return " ".join(cleaned.split())
 
 
+def validate_previous(previous: object) -> str | None:
+    """The conversation's previous question (for a follow-up), cleaned as a question is; ``None``
+    for none (``None`` or blank). ``ValueError`` naming it for bad input (a lone surrogate, too long...)."""
+    if previous is None or (isinstance(previous, str) and not previous.strip()):
+        return None
+    try:
+        return validate_question(previous)
+    except ValueError as exc:
+        raise ValueError(f"previous (the conversation's last question): {exc}") from None
+
+
 def validate_top_k(top_k: object) -> int:
     """The number of passages to read: ``top_k``, or the default for ``None``; ``ValueError``
     unless it is an integer from 1 to 100."""
@@ -150,10 +161,11 @@ def ask(
         An :class:`Answer`; ``answer.text is None`` when the documents do not support an answer.
 
     Raises:
-        ValueError: empty, over-long or wordless question; bad ``top_k`` or ``threshold``; unknown
+        ValueError: empty, over-long or wordless question (or ``previous``); bad ``top_k`` or ``threshold``; unknown
             retriever; missing or corrupt index (:class:`embeddings.stores.index.IndexLoadError`).
     """
     text = validate_question(question)
+    previous = validate_previous(previous)
     k = validate_top_k(top_k)
     validate_threshold(threshold)
     vector_index = load_index(index)

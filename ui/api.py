@@ -54,10 +54,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from embeddings.stores import StoreUnavailableError, display_location
-from embeddings.stores.index import IndexLoadError, VectorIndex
+from embeddings.stores.index import IndexBusyError, IndexLoadError, VectorIndex
 from qa import config
 from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
-from qa.pipeline import ask, load_index, validate_question, validate_threshold, validate_top_k
+from qa.pipeline import ask, load_index, validate_previous, validate_question, validate_threshold, validate_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -489,6 +489,7 @@ def create_api(
         hangs up before its turn is not computed."""
         try:  # bad input is refused at once, never after waiting for a turn
             validate_question(body.question)
+            validate_previous(body.previous)
             validate_top_k(body.top_k)
             validate_threshold(body.threshold)
         except ValueError as exc:
@@ -606,10 +607,13 @@ def create_api(
             raise ApiError(503, str(exc)) from None
         except IndexLoadError as exc:
             raise ApiError(503, f"the index cannot be used: {exc}") from None
-        except RuntimeError as exc:  # another writer holds the index's lock
+        except IndexBusyError as exc:  # another writer holds the index's lock
             raise ApiError(409, f"could not add the files: {exc}") from None
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:
             raise ApiError(400, f"could not add the files: {exc}") from None
+        except (OSError, RuntimeError) as exc:  # the server's side (a full disk, a model that cannot load): not the request's fault
+            logger.exception("adding uploaded files failed")
+            raise ApiError(500, f"the server could not add the files ({type(exc).__name__}: {exc}); nothing was added") from None
         finally:
             shutil.rmtree(temp, ignore_errors=True)
 
@@ -627,12 +631,15 @@ def create_api(
             report = remove_documents(index_dir, [doc_id], lock_wait_s=60.0)
         except StoreUnavailableError as exc:
             raise ApiError(503, str(exc)) from None
-        except RuntimeError as exc:
+        except IndexBusyError as exc:
             raise ApiError(409, f"could not remove {doc_id!r}: {exc}") from None
         except ValueError as exc:  # removed meanwhile by someone else
             if str(exc).startswith("no document"):
                 raise ApiError(404, f"no document {doc_id!r} in the index") from None
             raise ApiError(400, str(exc)) from None
+        except (OSError, RuntimeError) as exc:  # a read-only or full disk: the server's side
+            logger.exception("removing %r failed", doc_id)
+            raise ApiError(500, f"the server could not remove {doc_id!r} ({type(exc).__name__}: {exc}); nothing was removed") from None
         return {"removed": report.removed}
 
     @app.get(f"{PREFIX}/health", summary="Index and models in use", openapi_extra={"security": security} if security else None)

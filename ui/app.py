@@ -31,6 +31,7 @@ from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, l
 from qa.pipeline import ask, load_index
 from ui import DEFAULT_HOST, DEFAULT_PORT
 from ui import formatting as fmt
+from ui.auth import SignIns
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def upload_documents(
         return fmt.format_status_html([f"Could not add the files: {exc}"], ok=False)
     try:
         chunks = {d.doc_id: d.chunks for d in list_documents(load_index(index_dir))}
-    except (ValueError, OSError):
+    except (ValueError, OSError, StoreUnavailableError):  # the upload went in: say so, without the chunk counts
         chunks = {}
     return fmt.format_index_report_html(report, chunks=chunks)
 
@@ -266,7 +267,7 @@ def documents_view(index: Any) -> tuple[str, list[str]]:
     """The documents table (HTML) and the ids for the remove dropdown."""
     try:
         docs = list_documents(load_index(index))
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, StoreUnavailableError) as exc:
         return fmt.format_status_html([f"Cannot list the documents: {exc}"], ok=False), []
     return fmt.format_documents_html(docs), [d.doc_id for d in docs]
 
@@ -457,6 +458,12 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
             return _after_change(refused)
         return _after_change(remove_document(index_dir, doc_id))
 
+    def show_documents():
+        """At page load: the documents as they are now (uploads through the API, another
+        session or ``qa add`` since the server started), not as they were at start-up."""
+        table, ids = documents_view(index)
+        return table, gr.Dropdown(choices=ids, value=None, interactive=bool(ids) and index_dir is not None)
+
     def show_user(request: gr.Request):
         """At page load: who is signed in; the write controls for editors only."""
         editor = user_role(auth, request) == "editor"
@@ -469,7 +476,9 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
             gr.Column(visible=editor),
         )
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # Uploaded files sit in Gradio's cache only until indexed (the index keeps what it needs):
+    # swept hourly, not kept until the disk fills.
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         turns_state = gr.State([])
         with gr.Column(elem_id="qa-header"):
             gr.HTML(f"<h1>{fmt.escape(TITLE)}</h1><p>{fmt.escape(DESCRIPTION)}</p>")
@@ -602,6 +611,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         }
         upload_button.upload(upload, inputs=[upload_button], **index_write)
         remove_button.click(remove, inputs=[remove_choice], **index_write)
+        demo.load(show_documents, outputs=[docs_table, remove_choice], api_visibility="private")
         if auth is not None:
             demo.load(show_user, outputs=[user_info, upload_button, remove_row], api_visibility="private")
 
@@ -650,6 +660,10 @@ def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str 
     )
     # demo.close() stops what launch() started, as after Blocks.launch().
     demo.app = next(r.app for r in api.routes if isinstance(r, Mount) and isinstance(r.app, fastapi.FastAPI))
+    if auth is not None:
+        # Gradio keeps a chat sign-in until the server restarts; these end it when the user is
+        # removed or their password is set again (the API's tokens are checked per request anyway).
+        demo.app.tokens = SignIns(auth)
     return api
 
 

@@ -155,8 +155,11 @@ def load_users(path: str | os.PathLike[str]) -> list[User]:
         raise AuthFileError(f"{path} is not a qa-auth credentials file")
     if raw.get("version") != VERSION:
         raise AuthFileError(f"{path} is qa-auth version {raw.get('version')!r}; this program reads version {VERSION}")
+    listed = raw.get("users")
+    if listed is not None and not isinstance(listed, list):
+        raise AuthFileError(f"{path}: \"users\" is not a list; fix it, or delete the file and add the users again")
     users = []
-    for n, entry in enumerate(raw.get("users") or []):
+    for n, entry in enumerate(listed or []):
         try:
             users.append(
                 User(validate_name(entry["name"]), validate_role(entry["role"]), dict(entry["password"]), str(entry["token_sha256"]))
@@ -305,6 +308,49 @@ class AuthStore:
             return None
         user = next((u for u in self.users() if u.name == name), None)
         return None if user is None else user.role
+
+    def credential_stamp(self, name: object) -> str | None:
+        """What changes when user ``name``'s password is set again (a digest of its salted hash),
+        ``None`` when there is no such user: a sign-in made before either no longer counts."""
+        if not isinstance(name, str):
+            return None
+        user = next((u for u in self.users() if u.name == name), None)
+        if user is None:
+            return None
+        return hashlib.sha256(json.dumps(user.password, sort_keys=True).encode()).hexdigest()
+
+
+class SignIns(dict):
+    """The chat's signed-in sessions (Gradio's ``app.tokens``: cookie token -> user name) that end
+    when their user is removed or their password is set again (``qa auth remove-user``,
+    ``add-user --replace`` after a leak), not only when the server restarts: each token keeps
+    the user's :meth:`AuthStore.credential_stamp` from its sign-in, and a lookup whose stamp no
+    longer matches forgets the token (the browser is asked to sign in again)."""
+
+    def __init__(self, auth: AuthStore) -> None:
+        super().__init__()
+        self._auth = auth
+        self._stamps: dict[str, str | None] = {}
+
+    def __setitem__(self, token: str, name: str) -> None:
+        # Set right after the password was checked: the stamp of the credentials it was checked against.
+        self._stamps[token] = self._auth.credential_stamp(name)
+        super().__setitem__(token, name)
+
+    def __delitem__(self, token: str) -> None:
+        self._stamps.pop(token, None)
+        super().__delitem__(token)
+
+    def get(self, token: object, default: object = None) -> object:
+        name = super().get(token)  # type: ignore[call-overload]
+        if name is None:
+            return default
+        stamp = self._auth.credential_stamp(name)
+        if stamp is None or not hmac.compare_digest(stamp, self._stamps.get(token) or ""):  # type: ignore[arg-type]
+            self.pop(token, None)
+            self._stamps.pop(token, None)  # type: ignore[arg-type]
+            return default
+        return name
 
 
 def open_auth(path: str | os.PathLike[str] | None) -> AuthStore | None:

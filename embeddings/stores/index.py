@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.encoders.variants import check_variant
-from embeddings.errors import IndexLoadError, rebuild_hint  # noqa: F401 - re-exported
+from embeddings.errors import IndexBusyError, IndexLoadError, rebuild_hint  # noqa: F401 - re-exported
 from embeddings.stores.records import (  # noqa: F401 - re-exported
     ChunkRecord,
     DocumentRecord,
@@ -921,7 +921,7 @@ def write_lock(directory: str | os.PathLike[str], *, wait_s: float = 0.0) -> Ite
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
-                    raise RuntimeError(
+                    raise IndexBusyError(
                         f"index {str(root)!r} is being updated by another process; "
                         "wait for it to finish (or pass a longer --wait) and try again"
                     ) from exc

@@ -55,7 +55,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from embeddings.encoders.variants import check_variant
-from embeddings.errors import IndexLoadError, StoreUnavailableError, rebuild_hint
+from embeddings.errors import IndexBusyError, IndexLoadError, StoreUnavailableError, rebuild_hint
 from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location
 from embeddings.stores.records import ChunkRecord, DocumentRecord, Hit, text_sha256
 
@@ -546,7 +546,7 @@ class PostgresStore:
             deadline = time.monotonic() + wait_s
             while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
                 if time.monotonic() >= deadline:
-                    raise RuntimeError(
+                    raise IndexBusyError(
                         f"index {self.directory!r} is being updated by another process; "
                         "wait for it to finish (or pass a longer --wait) and try again"
                     )

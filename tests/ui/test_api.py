@@ -184,6 +184,43 @@ def test_delete_document_then_404(client: TestClient) -> None:
     assert again.status_code == 404 and "no document 'sub/gamma.txt'" in again.json()["error"]
 
 
+def test_server_side_write_failures_are_500_and_a_held_lock_is_409(small_index: Path, fake_encoder, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """A full or read-only disk is the server's fault, not the request's (it was 400, or a
+    plain-text 500 on DELETE); only another writer holding the lock is 409."""
+    import errno
+
+    import ui.api
+    from embeddings.errors import IndexBusyError
+
+    client = _client(small_index, fake_encoder)
+    files = [("files", ("notes.md", b"Herons nest by the delta lake."))]
+    for failure, status in [
+        (OSError(errno.ENOSPC, "No space left on device"), 500),
+        (RuntimeError("the embedding model could not load"), 500),
+        (IndexBusyError("index is being updated by another process"), 409),
+    ]:
+        def fail(*args, exc=failure, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise exc
+
+        monkeypatch.setattr(ui.api, "add_uploads", fail)
+        monkeypatch.setattr(ui.api, "remove_documents", fail)
+        added = client.post("/api/v1/documents", files=files)
+        assert added.status_code == status and str(failure) in added.json()["error"], added.text
+        removed = client.delete("/api/v1/documents/alpha.txt")
+        assert removed.status_code == status and str(failure) in removed.json()["error"], removed.text
+        if status == 500:
+            assert "nothing was added" in added.json()["error"] and "nothing was removed" in removed.json()["error"]
+    assert {d["id"] for d in client.get("/api/v1/documents").json()["documents"]} == {"alpha.txt", "beta.md", "sub/gamma.txt"}
+
+
+def test_a_bad_previous_question_is_400_naming_it(client: TestClient) -> None:
+    # JSON may carry a lone surrogate as an escape (a broken client); the tokenizer cannot take it.
+    body = '{"question": "When did it first fly?", "previous": "Kizilelma \\ud800"}'
+    response = client.post("/api/v1/ask", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "previous" in response.json()["error"] and "surrogate" in response.json()["error"]
+    assert client.post("/api/v1/ask", json={"question": "When did it first fly?", "previous": "  "}).status_code == 200
+
+
 # --------------------------------------------------------------------------- health
 
 
@@ -574,6 +611,21 @@ def test_chat_upload_and_remove_handlers_refuse_viewers(
     assert upload_button.visible is True and remove_row.visible is True and "eddie" in user_info.value
 
 
+def test_each_page_load_shows_the_documents_as_they_are_now(small_index: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """A document added after the server started (the API, another session, ``qa add``) is
+    listed, and removable, for the next visitor; one removed elsewhere is no longer offered."""
+    from qa.ingest.indexing import add_files, remove_documents
+    from ui.app import build_app
+
+    demo = build_app(small_index, reader=FakeReader(), warm_up=False)
+    show_documents = _handler(demo, "show_documents")
+    add_files(small_index, [write(tmp_path / "up" / "notes.md", "Herons nest by the delta lake.")], encoder=fake_encoder)
+    remove_documents(small_index, ["beta.md"])
+    table, choice = show_documents()
+    assert "notes.md" in table and "beta.md" not in table
+    assert [c[0] if isinstance(c, tuple) else c for c in choice.choices] == ["alpha.txt", "notes.md", "sub/gamma.txt"]
+
+
 def test_chat_without_sign_in_lets_everyone_edit(small_index: Path) -> None:
     import gradio as gr
 
@@ -601,6 +653,32 @@ def test_chat_and_api_share_one_app(small_index: Path, fake_encoder, users: dict
         config = client.get("/config")
         assert config.status_code == 200 and ".qa-conf-high" in config.json()["css"] and CSS.strip()[:40] in config.json()["css"]
         assert client.get("/gradio_api/user").json() == "vic"
+
+
+def test_a_chat_sign_in_ends_when_its_user_is_removed_or_their_password_changes(small_index: Path, fake_encoder, users: dict) -> None:  # noqa: ANN001
+    """Gradio keeps a chat session until the server restarts; a removed user, or a password set
+    again after a leak, must not keep the old session's rights."""
+    from ui.app import build_app, create_server
+    from ui.auth import remove_user
+
+    demo = build_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"])
+    app = create_server(demo, retriever="bm25", encoder=fake_encoder)
+    with TestClient(app) as vic, TestClient(app) as eddie, TestClient(app) as thief:
+        assert vic.post("/login", data={"username": "vic", "password": "viewer-password"}).status_code == 200
+        assert eddie.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code == 200
+        assert thief.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code == 200
+        assert vic.get("/gradio_api/user").json() == "vic" and thief.get("/gradio_api/user").json() == "eddie"
+
+        remove_user(users["path"], "vic")
+        assert vic.get("/gradio_api/user").json() is None and vic.get("/config").status_code == 401
+
+        add_user(users["path"], "eddie", "editor", "a-new-password", replace=True)  # after a leak
+        assert thief.get("/gradio_api/user").json() is None and thief.get("/config").status_code == 401
+        assert eddie.get("/gradio_api/user").json() is None  # everyone signs in again, with the new password
+        assert eddie.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code == 400
+        assert eddie.post("/login", data={"username": "eddie", "password": "a-new-password"}).status_code == 200
+        assert eddie.get("/gradio_api/user").json() == "eddie" and eddie.get("/config").status_code == 200
+        assert thief.get("/gradio_api/user").json() is None
 
 
 # --------------------------------------------------------------------------- both stores

@@ -107,6 +107,14 @@ def test_a_running_store_follows_the_file_and_fails_closed(tmp_path: Path) -> No
     assert store.users() == []
 
 
+@pytest.mark.parametrize("users", [5, "alice", {"name": "alice"}])
+def test_a_users_entry_that_is_not_a_list_is_the_files_error_not_a_traceback(tmp_path: Path, users: object) -> None:
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps({"format": "qa-auth", "version": 1, "users": users}))
+    with pytest.raises(AuthFileError, match="not a list"):
+        load_users(path)
+
+
 def test_default_location_is_beside_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(config, "AUTH_FILE", None)
     assert config.auth_file_for(tmp_path / "indexes" / "seeds") == (tmp_path / "indexes" / "auth.json").resolve()

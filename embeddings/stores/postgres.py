@@ -904,6 +904,8 @@ class StoreWriter:
                     embedded += len(new.chunks)
                 self.flush_stats()
                 self.create_indexes()
+                # Kept bytes outlive the tables: those of removed documents go now, or the next rebuild would bring them back.
+                self.forget_originals(plan.remove)
         else:
             if plan.remove:
                 with self.transaction():

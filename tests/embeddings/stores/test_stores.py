@@ -265,6 +265,19 @@ def test_adding_to_an_index_of_another_encoder_variant_keeps_every_document(loca
     assert index_folder(docs_dir, location, encoder=other).removed == ["beta.md"]
 
 
+def test_a_document_removed_in_a_rebuild_does_not_come_back_in_the_next(location: str | Path, docs_dir: Path, tmp_path: Path) -> None:
+    enc = FakeEncoder()
+    index_folder(docs_dir, location, encoder=enc)
+    note = tmp_path / "mine" / "note.txt"
+    note.parent.mkdir()
+    note.write_text("Epsilon station logs wind speed hourly.", encoding="utf-8")
+    add_files(location, [note], encoder=enc)
+    report = update_index(location, [], remove={"note.txt"}, rebuild=True, encoder=enc)
+    assert report.removed == ["note.txt"] and "note.txt" not in {d.doc_id for d in list_documents(location)}
+    index_folder(docs_dir, location, encoder=enc, rebuild=True)  # its kept bytes went with it
+    assert {d.doc_id for d in list_documents(location)} == {"alpha.txt", "beta.md", "sub/gamma.txt"}
+
+
 def test_vector_and_tsvector_literals_round_trip() -> None:
     np = pytest.importorskip("numpy")
     postgres = pytest.importorskip("embeddings.stores.postgres")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,59 @@ def test_commands_print_a_bad_setting_as_an_error_line() -> None:
     # The library raises it where it is imported, with the same words.
     lib = _run(sys.executable, "-c", "import qa.pipeline", env=bad)
     assert lib.returncode != 0 and "ValueError: environment variable QA_READER_THRESHOLD='80'" in lib.stderr
+
+
+def test_a_choice_is_one_of_its_values_or_refused_naming_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA_TEST_MODE", " int8 ")
+    assert config._env_choice("QA_TEST_MODE", "auto", config.READER_QUANTIZE_MODES) == "int8"
+    monkeypatch.setenv("QA_TEST_MODE", "")
+    assert config._env_choice("QA_TEST_MODE", "auto", config.READER_QUANTIZE_MODES) == "auto"
+    monkeypatch.setenv("QA_TEST_MODE", "fp16")
+    with pytest.raises(ValueError, match=r"QA_TEST_MODE='fp16' must be one of auto, bf16, int8, none, onnx-q8; unset it or set e\.g\. QA_TEST_MODE=auto"):
+        config._env_choice("QA_TEST_MODE", "auto", config.READER_QUANTIZE_MODES)
+
+
+def test_the_choices_are_the_ones_the_code_serves() -> None:
+    from qa.reader.transformers_reader import QUANTIZE_MODES
+    from qa.retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+    assert QUANTIZE_MODES == config.READER_QUANTIZE_MODES
+    assert sorted(r.name for r in (DenseRetriever, BM25Retriever, HybridRetriever)) == sorted(config.RETRIEVERS)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"QA_RETRIEVER": "bm26"}, "QA_RETRIEVER='bm26' must be one of dense, bm25, hybrid"),
+        ({"QA_READER_QUANTIZE": "fp16"}, "QA_READER_QUANTIZE='fp16' must be one of auto, bf16, int8, none, onnx-q8"),
+        ({"QA_READER_LOAD_TIMEOUT": "inf"}, "QA_READER_LOAD_TIMEOUT='inf' must be a number from 1 to 86400"),
+    ],
+)
+def test_named_settings_are_checked_at_start(env: dict[str, str], message: str) -> None:
+    result = _run(sys.executable, "-m", "qa", "list", env=env)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_blank_docs_dir_is_the_default_not_the_current_folder() -> None:
+    result = _run(sys.executable, "-c", "from qa import config; print(config.DEFAULT_DOCS_DIR)", env={"QA_DOCS_DIR": " "})
+    assert result.stdout.strip() == str(config.PROJECT_ROOT / "seeds"), result.stderr
+
+
+def test_ui_help_never_shows_a_database_password() -> None:
+    result = _run(sys.executable, "-m", "ui", "--help", env={"QA_INDEX_DIR": "postgresql://qa:s3cret-pw@db.example/qa"})
+    assert result.returncode == 0 and "s3cret-pw" not in result.stdout and "qa:***@db.example" in result.stdout
+
+
+@pytest.mark.parametrize("raw", ["two", "0", "-3", "1.5"])
+def test_thread_counts_are_refused_naming_the_variable_not_the_checkpoint(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    """Read when a session starts (tests and deployments set them per process); a mistyped one is
+    an error naming it -- it was the checkpoint's load error, or silently 1, or the CPU count."""
+    from embeddings.encoders.onnx_encoder import encoder_threads
+    from qa.reader.onnx_reader import reader_threads
+
+    for name, threads in (("QA_READER_THREADS", reader_threads), ("QA_ENCODER_THREADS", encoder_threads)):
+        monkeypatch.setenv(name, raw)
+        with pytest.raises(ValueError, match=rf"{name}='{re.escape(raw)}' must be a whole number, at least 1"):
+            threads()
+        monkeypatch.setenv(name, " 3 ")
+        assert threads() == 3

@@ -172,3 +172,14 @@ def test_an_index_of_another_bm25_tokenizer_is_refused_with_the_rebuild_command(
     manifest.write_text(json.dumps(raw))
     with pytest.raises(IndexLoadError, match=r"tokenizer 'fold-stop-lightstem-1'.*--rebuild"):
         load_index(index)
+
+
+@pytest.mark.parametrize(("argument", "message"), [({"reader": 5}, "reader=5 is neither"), ({"retriever": 3.5}, "retriever=3.5 is neither")])
+def test_a_reader_or_retriever_of_the_wrong_kind_is_refused_naming_it(docs_dir: Path, fake_encoder, tmp_path: Path, argument: dict, message: str) -> None:  # noqa: ANN001
+    from qa.ingest.indexing import index_folder
+    from tests.conftest import FakeReader
+
+    index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    kwargs = {"reader": FakeReader(), "retriever": "bm25", **argument}
+    with pytest.raises(ValueError, match=message):
+        ask("Where does the alpha river flow?", index=tmp_path / "idx", **kwargs)

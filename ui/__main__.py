@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 try:
-    from embeddings.stores import index_location
+    from embeddings.stores import display_location, index_location
     from qa import config
     from ui import DEFAULT_HOST, DEFAULT_PORT
 except ValueError as exc:  # e.g. QA_READER_THRESHOLD=abc: qa.config names it; no traceback when run
@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--index",
         type=index_location,
         default=None,
-        help=f"index directory or postgresql:// URL (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at {config.DEFAULT_INDEX_DIR})",
+        # display_location: a QA_INDEX_DIR URL's password stays out of --help.
+        help=f"index directory or postgresql:// URL (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at "
+        f"{display_location(config.DEFAULT_INDEX_DIR)})",
     )
-    parser.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
+    parser.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with QA_READER_MODEL)")
     parser.add_argument(
         "--auth-file",
         type=Path,

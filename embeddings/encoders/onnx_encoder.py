@@ -48,10 +48,10 @@ def encoder_threads() -> int:
     """Worker threads for bulk encoding: ``QA_ENCODER_THREADS``, else the CPUs this process may use."""
     raw = os.environ.get("QA_ENCODER_THREADS", "").strip()
     if raw:
-        try:
-            return max(1, int(raw))
-        except ValueError:
-            logger.warning("QA_ENCODER_THREADS=%r is not a number; using the CPU count", raw)
+        # Refused, not replaced: a mistyped setting must not pass silently (as every QA_* number).
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"environment variable QA_ENCODER_THREADS={raw!r} must be a whole number, at least 1; unset it or set e.g. QA_ENCODER_THREADS=2")
+        return int(raw)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux

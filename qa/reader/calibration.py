@@ -317,7 +317,7 @@ class Calibrator:
             raise CalibrationMismatch(f"calibrator {path} is damaged (expected {n} values per field); {refit}")
 
         def regression(part: dict[str, Any], **rest: Any) -> Calibrator:
-            return cls(
+            made = cls(
                 mean=tuple(float(v) for v in part["mean"]),
                 scale=tuple(float(v) for v in part["scale"]),
                 coef=tuple(float(v) for v in part["coef"]),
@@ -325,13 +325,22 @@ class Calibrator:
                 threshold=float(data["threshold"]),
                 **rest,
             )
+            # JSON admits NaN: a NaN threshold would show every span as an answer, a NaN or zero
+            # scale would make every score NaN.
+            values = (*made.mean, *made.scale, *made.coef, made.intercept)
+            if not all(math.isfinite(v) for v in values) or 0.0 in made.scale or not 0.0 <= made.threshold <= 1.0:
+                raise ValueError("a value is not finite, a scale is 0, or the threshold is outside 0-1")
+            return made
 
-        return regression(
-            data,
-            model_sha256=str(data.get("model_sha256", "")),
-            info=data.get("info") or {},
-            lone=None if lone is None else regression(lone),
-        )
+        try:
+            return regression(
+                data,
+                model_sha256=str(data.get("model_sha256", "")),
+                info=data.get("info") or {},
+                lone=None if lone is None else regression(lone),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationMismatch(f"calibrator {path} is damaged ({type(exc).__name__}: {exc}); {refit}") from None
 
 
 def fit_logistic(

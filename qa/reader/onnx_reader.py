@@ -318,7 +318,9 @@ def reader_threads() -> int:
     process may use."""
     raw = os.environ.get("QA_READER_THREADS", "").strip()
     if raw:
-        return max(1, int(raw))
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"environment variable QA_READER_THREADS={raw!r} must be a whole number, at least 1; unset it or set e.g. QA_READER_THREADS=2")
+        return int(raw)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -211,7 +211,7 @@ class _Bf16Autocast:
         return getattr(self.model, name)
 
 
-QUANTIZE_MODES = ("auto", "bf16", "int8", "none", "onnx-q8")
+QUANTIZE_MODES = config.READER_QUANTIZE_MODES
 
 
 def torch_auto_mode() -> str:
@@ -497,6 +497,8 @@ def get_reader(reader: str | Reader | None = None, *, model: str | None = None) 
         ReaderUnavailable: the checkpoint cannot load (the message says how to get it).
     """
     if reader is not None and not isinstance(reader, str):
+        if not callable(getattr(reader, "read", None)):
+            raise ValueError(f"reader={reader!r} is neither a reader name nor an object with read(question, passages)")
         return reader
     choice = (reader or "transformers").lower()
     if choice not in READER_NAMES:

@@ -30,7 +30,7 @@ from embeddings.stores.base import Store
 from embeddings.stores.index import ChunkRecord, DocumentRecord, VectorIndex
 from embeddings.stores.records import Hit
 from qa.answer import Passage
-from qa.config import DEFAULT_RETRIEVER, FUSION_DEPTH, RRF_K
+from qa.config import DEFAULT_RETRIEVER, FUSION_DEPTH, RETRIEVERS, RRF_K
 
 __all__ = [
     "DEFAULT_RETRIEVER",
@@ -43,7 +43,6 @@ __all__ = [
     "make_passage",
 ]
 
-RETRIEVERS = ("dense", "bm25", "hybrid")
 
 
 def passage_at(index: VectorIndex, row: int, score: float, components: dict[str, float] | None = None) -> Passage:
@@ -203,5 +202,7 @@ def get_retriever(
         ValueError: unknown retriever name.
     """
     if retriever is not None and not isinstance(retriever, str):
+        if not callable(getattr(retriever, "retrieve", None)):
+            raise ValueError(f"retriever={retriever!r} is neither a retriever name nor an object with retrieve(question, k)")
         return retriever  # type: ignore[return-value]
     return StoreRetriever(retriever or DEFAULT_RETRIEVER, index, encoder)  # type: ignore[arg-type]

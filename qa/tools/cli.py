@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
     p.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
-    p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
+    p.add_argument("--retriever", default=None, choices=config.RETRIEVERS, help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
     p.add_argument("--json", action="store_true", help="print one JSON object per question")
     _add_threshold_arg(p)
 
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunks", type=int, nargs="+", default=None,
         help="store, query: synthetic chunks (default: 100000 for store, 5507 for query); "
-        "scale: one or more sizes (default: 10000 100000)",
+        "scale: one or more sizes (default: 10000 100000; 10000 50000 with --vectors real)",
     )
     p.add_argument("--json", action="store_true", help="scale: one JSON object per line per size; api: one JSON object")
     p.add_argument(
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None, help=f"passages to read (default {config.DEFAULT_TOP_K})")
     p.add_argument("--reader", default=None, help="transformers (the only reader; pick its checkpoint with --reader-model)")
     p.add_argument("--reader-model", default=None, help="transformers reader checkpoint: hub id or local directory")
-    p.add_argument("--retriever", default=None, choices=["dense", "bm25", "hybrid"], help="retriever (default: hybrid)")
+    p.add_argument("--retriever", default=None, choices=config.RETRIEVERS, help=f"retriever (default: {config.DEFAULT_RETRIEVER})")
     p.add_argument("--json", action="store_true", help="print one JSON object (summary, config and per-question records)")
     _add_threshold_arg(p)
 
@@ -485,7 +485,7 @@ def format_answer(answer: Answer) -> str:
             before, guess, after = g.split_passage()
             page = f" p. {g.page}," if g.page is not None else ""
             lines.append(f"   closest (a guess, not an answer): {guess}   [{g.doc_id}{page} chars {g.answer_start}-{g.answer_end}]")
-            lines.append(f"    {before}>>{guess}<<{after}".replace("\n", " "))
+            lines.append(_one_line(f"    {before}>>{guess}<<{after}"))
         elif answer.passages:
             p = answer.passages[0]
             page = f" p. {p.page}" if p.page is not None else ""
@@ -496,8 +496,14 @@ def format_answer(answer: Answer) -> str:
         before, _, after = c.split_passage()
         page = f" p. {c.page}," if c.page is not None else ""
         lines.append(f"[{n}] {c.doc_id}{page} chars {c.answer_start}-{c.answer_end} (chunk {c.chunk_id})")
-        lines.append(f"    {before}>>{answer.text}<<{after}".replace("\n", " "))
+        lines.append(_one_line(f"    {before}>>{answer.text}<<{after}"))
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one terminal line: line breaks (CRLF and CR too: a CR would send the cursor back
+    and print over the context) and tabs as spaces."""
+    return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:

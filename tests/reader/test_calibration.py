@@ -190,10 +190,20 @@ def test_calibrator_file_round_trip_and_refusals(tmp_path: Path) -> None:
         ("format", "pickle", "not a qa-reader-calibrator"),
         ("features", ["margin"], "other features"),
         ("coef", [1.0], "damaged"),
+        # Hand-edited or cut files: each the damaged-file message with the refit command, not a traceback.
+        ("threshold", None, "damaged.*calibrate-reader"),
+        ("threshold", float("nan"), "damaged.*calibrate-reader"),
+        ("threshold", 1.5, "damaged"),
+        ("intercept", "x", "damaged"),
+        ("scale", [0.0] * len(data["scale"]), "damaged"),
+        ("mean", [None] * len(data["mean"]), "damaged"),
     ):
         (tmp_path / "bad.json").write_text(json.dumps({**data, key: value}))
         with pytest.raises(CalibrationMismatch, match=message):
             Calibrator.load(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps({k: v for k, v in data.items() if k != "intercept"}))
+    with pytest.raises(CalibrationMismatch, match="damaged"):
+        Calibrator.load(tmp_path / "bad.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(CalibrationMismatch, match="cannot be read"):
         Calibrator.load(tmp_path / "bad.json")

@@ -143,3 +143,18 @@ def test_calibrate_reader_sets_are_the_projects_or_a_users_folder(tmp_path: Path
         _question_sets(str(tmp_path / "half"))
     with pytest.raises(ValueError, match="is not a folder"):
         _question_sets(str(tmp_path / "missing"))
+
+
+def test_a_crlf_passage_prints_its_context_on_one_line() -> None:
+    """A CRLF .txt keeps its line endings (offsets are the file's): a CR in the printed context
+    would send the cursor back and overwrite it."""
+    from qa.answer import Answer, Citation
+    from qa.tools.cli import format_answer
+
+    passage = "The harbour\r\nmaster is\rPiet\tSmit.\r\nShips dock at dawn."
+    start = passage.index("Piet")
+    citation = Citation("h.txt", "/docs/h.txt", "h.txt#0", passage, 0, len(passage), start, start + len("Piet\tSmit"))
+    printed = format_answer(Answer("Who is the harbour master?", "Piet\tSmit", 0.9, "fake", [citation]))
+    context = printed.splitlines()[-1]
+    assert "\r" not in printed and "\t" not in context
+    assert context == "    The harbour master is >>Piet Smit<<. Ships dock at dawn."

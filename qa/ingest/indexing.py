@@ -244,8 +244,9 @@ def update_index(
 
     Raises:
         RuntimeError: another process holds the index's writer lock.
-        IndexLoadError: not a folder sync (``remove_missing``), and the stored index cannot be
-            read (or not carried into a rebuild): nothing is changed, the message says how to rebuild.
+        IndexLoadError: neither a folder sync (``remove_missing``) nor ``rebuild``, and the stored
+            index cannot be read (or not carried into a rebuild): nothing is changed, the message
+            says how to rebuild.
     """
     started = time.perf_counter()
     encoder = encoder or get_encoder()
@@ -265,9 +266,9 @@ def update_index(
         try:
             previous = writer.meta()
         except IndexLoadError as exc:
-            if not remove_missing:
-                # Only a folder sync may start afresh from an unreadable index (it reads its
-                # folder again); adding to it would leave these documents alone in a new index.
+            if not (remove_missing or rebuild):
+                # Only a folder sync (it reads its folder again) or an explicit rebuild may start
+                # afresh from an unreadable index; an add would leave its documents alone in a new one.
                 raise IndexLoadError(f"{exc}. Nothing was added or removed") from exc
             report.note = f"previous index unusable ({exc}); building from scratch"
             logger.warning(report.note)
@@ -305,7 +306,7 @@ def update_index(
                     docs[doc_id] = doc
                 else:
                     lost.append(doc_id)
-            if lost and not remove_missing:
+            if lost and not (remove_missing or rebuild):
                 raise IndexLoadError(
                     f"cannot read {', '.join(lost)} from index {store.location!r} to carry them into the rebuilt index; "
                     "rebuild it from its folders (python -m qa index DOCS_DIR --index ... --rebuild), then add again. "

@@ -367,3 +367,14 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
     # Held out by nobody: with a 0 % hold-out there is nothing to fit on, and it says so.
     with pytest.raises(ValueError, match="no held-out questions"):
         calibrate_reader([str(squad)], reader_model=str(ckpt), holdout_percent=0, per_kind=10, progress=False)
+
+
+@pytest.mark.parametrize("texts", [[], [""], ["   \n\t "], ["", "  "]])
+def test_nothing_to_read_is_i_dont_know_with_score_zero(tiny_qa_checkpoint: Path, texts: list[str]) -> None:
+    """No passages (an empty index, a retriever that found nothing) or only blank ones: the
+    reader abstains with score 0 and no guess, in every mode's code path, without an error."""
+    from qa.reader import TransformersReader
+
+    reader = TransformersReader(str(tiny_qa_checkpoint), quantize="none")
+    answer = reader.read("Who founded Baykar?", [_passage(t, doc=f"d{n}") for n, t in enumerate(texts)])
+    assert answer.text is None and answer.score == 0.0 and answer.guess is None and answer.citations == []

@@ -43,6 +43,7 @@ server restart is detected and replaced, so questions work again once the server
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -345,15 +346,15 @@ class PostgresStore:
         documents, chunks = self.counts()
         return {"embedding_model": self.embedding_model, "documents": documents, "num_chunks": chunks}
 
-    def document(self, doc_id: str) -> DocumentRecord | None:
-        """The stored document ``doc_id`` (text and pages), or ``None``."""
-        with self.connection() as conn:
-            row = conn.execute(
-                sql.SQL("SELECT doc_id, source, sha256, text, pages FROM {} WHERE doc_id = %s").format(
-                    sql.Identifier(_DOCUMENTS)
-                ),
-                (doc_id,),
-            ).fetchone()
+    def document(self, doc_id: str, conn: psycopg.Connection | None = None) -> DocumentRecord | None:
+        """The stored document ``doc_id`` (text and pages), or ``None``; on ``conn`` (a writer's)
+        when given, else on a pooled connection."""
+        query = sql.SQL("SELECT doc_id, source, sha256, text, pages FROM {} WHERE doc_id = %s").format(sql.Identifier(_DOCUMENTS))
+        if conn is not None:
+            row = conn.execute(query, (doc_id,)).fetchone()
+        else:
+            with self.connection() as pooled:
+                row = pooled.execute(query, (doc_id,)).fetchone()
         return None if row is None else DocumentRecord(row[0], row[1], row[2], row[3], list(row[4]) if row[4] is not None else None)
 
     # ------------------------------------------------------------------ retrieval
@@ -850,15 +851,11 @@ class StoreWriter:
     def stored_document(self, doc_id: str) -> DocumentRecord:
         """The stored document ``doc_id`` with its text (``KeyError`` if none): what a rebuild
         carries over; an added one keeps its kept bytes (``qa_originals`` outlives a rebuild)."""
-        row = self.conn.execute(
-            sql.SQL("SELECT doc_id, source, sha256, text, pages FROM {} WHERE doc_id = %s").format(sql.Identifier(_DOCUMENTS)),
-            (doc_id,),
-        ).fetchone()
-        if row is None:
+        record = self.store.document(doc_id, self.conn)
+        if record is None:
             raise KeyError(doc_id)
-        added = doc_id in self._kept() or str(row[1]).startswith("upload:")
-        pages = list(row[4]) if row[4] is not None else None
-        return DocumentRecord(row[0], row[1], row[2], row[3], pages, "added" if added else "folder")
+        added = doc_id in self._kept() or record.source.startswith("upload:")
+        return dataclasses.replace(record, origin="added" if added else "folder")
 
     def unstorable(self, doc: object) -> str | None:
         """PostgreSQL text cannot hold NUL (the directory store would keep such a document)."""

@@ -56,6 +56,7 @@ from embeddings.encoders.onnx_quant import (
     cache_dir,
     fallback_dir,
 )
+from qa import config
 
 logger = logging.getLogger(__name__)
 
@@ -316,11 +317,10 @@ def onnx_q8_path(folder: str) -> Path:
 def reader_threads() -> int:
     """Intra-op threads of the reader's session: ``QA_READER_THREADS``, else the CPUs this
     process may use."""
-    raw = os.environ.get("QA_READER_THREADS", "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"environment variable QA_READER_THREADS={raw!r} must be a whole number, at least 1; unset it or set e.g. QA_READER_THREADS=2")
-        return int(raw)
+    # Read per session (not at import, as qa.config's settings are): tests and deployments set it per process.
+    threads = config._env_number("QA_READER_THREADS", None, 1, whole=True, example=2)
+    if threads is not None:
+        return int(threads)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

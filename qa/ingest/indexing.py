@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import logging
 import os
 import re
@@ -697,6 +698,14 @@ MAX_UPLOAD_NAME_CHARS = 150
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.\- ()]")
 
 
+def upload_base_name(name: str) -> str:
+    """An uploaded file's ``name`` as the user knows it: the base name (either slash), NFC,
+    without control and format characters (lone surrogates included), outer spaces stripped.
+    Kept in the document's source (``upload:<name>``) so a re-upload finds its document."""
+    base = unicodedata.normalize("NFC", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in base if unicodedata.category(c)[0] != "C").strip(" ")
+
+
 def safe_upload_name(name: str) -> str:
     """A safe document id for an uploaded file's ``name``: its base name only, with
     characters other than letters, digits and ``._- ()`` replaced by ``_``.
@@ -704,17 +713,50 @@ def safe_upload_name(name: str) -> str:
     Raises:
         ValueError: nothing usable is left, or the name is hidden (starts with a dot).
     """
-    base = unicodedata.normalize("NFC", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(c for c in base if unicodedata.category(c)[0] != "C")  # control and format characters
-    base = _UNSAFE_NAME_CHARS.sub("_", base).strip(" ")
+    base = _UNSAFE_NAME_CHARS.sub("_", upload_base_name(name)).strip(" ")
     if not base or base.strip("._ ") == "":
         raise ValueError(f"file name {name!r} is empty or only dots; rename the file")
     if base.startswith("."):
         raise ValueError(f"file name {name!r} is hidden (starts with a dot); rename the file")
-    if len(base) > MAX_UPLOAD_NAME_CHARS:
-        stem, dot, suffix = base.rpartition(".")
-        base = stem[: MAX_UPLOAD_NAME_CHARS - len(suffix) - 1] + dot + suffix if dot else base[:MAX_UPLOAD_NAME_CHARS]
-    return base
+    return _fit_name(base)
+
+
+def _fit_name(base: str, tag: str = "") -> str:
+    """``base`` with ``tag`` before its extension, cut to :data:`MAX_UPLOAD_NAME_CHARS`
+    (the stem is shortened; the extension and the tag are kept)."""
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    room = MAX_UPLOAD_NAME_CHARS - len(tag) - len(dot) - len(suffix)
+    return stem[: max(room, 1)].rstrip(" ") + tag + dot + suffix
+
+
+def _upload_id(doc_id: str, shown: str, stored: Mapping[str, str], taken: set[str]) -> str:
+    """The id of an upload named ``shown`` whose safe name is ``doc_id``, given the index's
+    ``stored`` sources by id and the ids ``taken`` earlier in this upload.
+
+    A re-upload of the same name replaces its document; a different file whose name was made
+    safe to the same id (``a+b.pdf``, ``a&b.pdf``), or a folder or ``qa add`` document of that
+    id, gets the safe name with a short hash of its own name (``a_b-1f3a9c2e.pdf``) instead of
+    replacing what is there: nothing is removed without an explicit remove.
+    """
+    source = f"upload:{shown}"
+    same = sorted(d for d, s in stored.items() if s == source and d not in taken)
+    if same:  # this name was uploaded before (under its plain or its hashed id)
+        return doc_id if doc_id in same else same[0]
+    if doc_id not in stored and doc_id not in taken:
+        return doc_id
+    tag = "-" + hashlib.sha256(shown.encode("utf-8")).hexdigest()[:8]
+    return _fit_name(doc_id, tag)
+
+
+def _stored_sources(index_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """``{doc_id: source}`` of the index at ``index_dir``; empty when there is none yet (or it
+    cannot be read: adding to it then fails with the rebuild message)."""
+    try:
+        return {d.doc_id: d.source for d in list_documents(index_dir)}
+    except (ValueError, OSError):
+        return {}
 
 
 def _human_size(n: int) -> str:
@@ -752,15 +794,19 @@ def add_uploads(
     ``progress(fraction, what)`` is called as each file is extracted and before the
     embedding and index write (for the chat's progress bar).
 
-    Each name goes through :func:`safe_upload_name` (its id in the index); files of an
-    unsupported type, over ``max_bytes``, or with the name of another file of the same
-    upload are refused. Refused and unreadable files are listed in ``report.skipped``
-    (by name, with the reason); the others are added as by :func:`add_files`.
+    Each name goes through :func:`safe_upload_name` (its id in the index); a re-upload of a
+    name replaces its document, and a different file whose safe name is already taken gets a
+    hashed id (:func:`_upload_id`). Files of an unsupported type, over ``max_bytes``, or with
+    the name of another file of the same upload are refused. Refused and unreadable files are
+    listed in ``report.skipped`` (by name, with the reason); the others are added as by
+    :func:`add_files`, with the source ``upload:<name as uploaded>``.
     """
     documents: list[Document] = []
     skipped: list[Skipped] = []
     taken: set[str] = set()
+    names: set[str] = set()
     uploads = list(uploads)
+    stored = _stored_sources(index_dir) if uploads else {}
     report = progress or (lambda fraction, what: None)
     for n, (original, temp) in enumerate(uploads):
         shown = str(original).replace("\\", "/").rsplit("/", 1)[-1] or str(original)
@@ -773,9 +819,11 @@ def add_uploads(
         if not is_supported(doc_id):
             skipped.append(Skipped(doc_id, f"unsupported file type; upload one of {', '.join(SUPPORTED_SUFFIXES)}"))
             continue
-        if doc_id in taken:
+        original_name = upload_base_name(original)
+        if original_name in names:
             skipped.append(Skipped(doc_id, "another uploaded file has the same name; upload it separately or rename it"))
             continue
+        doc_id = _upload_id(doc_id, original_name, stored, taken)
         path = Path(temp)
         try:
             size = path.stat().st_size
@@ -791,11 +839,12 @@ def add_uploads(
             skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
             continue
         # The type comes from the uploaded name: the temporary file may have no extension.
-        result = document_from_bytes(data, suffix_of(doc_id), doc_id, f"upload:{doc_id}", added=True)
+        result = document_from_bytes(data, suffix_of(doc_id), doc_id, f"upload:{original_name}", added=True)
         if isinstance(result, Skipped):
             skipped.append(Skipped(doc_id, result.reason))
             continue
         taken.add(doc_id)
+        names.add(original_name)
         documents.append(result)
     report(0.5, f"embedding and indexing {plural(len(documents), 'document')}")
     done = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s)

@@ -86,6 +86,45 @@ def test_uploads_are_checked_one_by_one(tmp_path: Path, small_index: Path, fake_
     assert sources["evil.txt"] == "upload:evil.txt"
 
 
+def test_an_upload_never_replaces_another_file_whose_name_was_made_safe_to_the_same_id(
+    tmp_path: Path, small_index: Path, fake_encoder
+) -> None:
+    def up(name: str, text: str, n: int) -> tuple[str, str]:
+        return name, str(write(tmp_path / "up" / str(n) / "file", text))
+
+    first = add_uploads(small_index, [up("a+b.txt", "Plus file. It has five words.", 1)], encoder=fake_encoder)
+    assert first.added == ["a_b.txt"]
+    # A different file, same safe name: added beside the first under a hashed id, not over it.
+    second = add_uploads(small_index, [up("a&b.txt", "Ampersand file. Longer text than the plus one.", 2)], encoder=fake_encoder)
+    assert len(second.added) == 1 and second.changed == []
+    hashed = second.added[0]
+    assert re.fullmatch(r"a_b-[0-9a-f]{8}\.txt", hashed)
+    docs = {d.doc_id: d for d in list_documents(small_index)}
+    assert docs["a_b.txt"].source == "upload:a+b.txt" and docs[hashed].source == "upload:a&b.txt"
+    plus_chars = docs["a_b.txt"].characters
+    # Uploading either name again replaces its own document only.
+    again = add_uploads(small_index, [up("a&b.txt", "Ampersand file, second version.", 3)], encoder=fake_encoder)
+    assert again.changed == [hashed] and again.added == []
+    docs = {d.doc_id: d for d in list_documents(small_index)}
+    assert docs["a_b.txt"].characters == plus_chars and docs[hashed].characters == len("Ampersand file, second version.")
+    assert add_uploads(small_index, [up("a+b.txt", "Plus file, second version.", 4)], encoder=fake_encoder).changed == ["a_b.txt"]
+    # A folder document's id is not taken over by an upload of that name.
+    folder = add_uploads(small_index, [up("alpha.txt", "An uploaded alpha. Not the river.", 5)], encoder=fake_encoder)
+    assert folder.changed == [] and folder.added[0].startswith("alpha-")
+    docs = {d.doc_id: d for d in list_documents(small_index)}
+    assert docs["alpha.txt"].origin == "folder" and docs[folder.added[0]].origin == "added"
+    # Two such names in one upload are both added; a long name keeps its extension and the limit.
+    batch = add_uploads(
+        small_index, [up("x?.txt", "Question mark.", 6), up("x*.txt", "Star.", 7), up("n" * 200 + "!.md", "Long.", 8),
+                      up("n" * 200 + "?.md", "Longer.", 9)],
+        encoder=fake_encoder,
+    )
+    assert len(batch.added) == 4 and "x_.txt" in batch.added
+    long_ids = [d.doc_id for d in list_documents(small_index) if d.doc_id.startswith("nnn")]
+    assert len(long_ids) == 2 and all(len(d) <= 150 and d.endswith(".md") for d in long_ids)
+    assert len(list_documents(small_index)) == 3 + 7
+
+
 def test_upload_and_remove_messages(tmp_path: Path, small_index: Path, fake_encoder) -> None:
     from ui.app import documents_view, remove_document, upload_documents
 

@@ -427,7 +427,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
         lock_wait_s=args.wait,
     )
     _print_report(report)
-    return 0
+    # Files were refused and the index holds no document (every file of the folder was
+    # unreadable): a failure for a script too, like `qa add` taking none of its files.
+    return 1 if report.skipped and not (report.added or report.changed or report.unchanged) else 0
 
 
 def _print_report(report) -> None:  # noqa: ANN001 - qa.ingest.indexing.IndexReport

@@ -34,6 +34,19 @@ def test_index_command_on_missing_folder_fails_cleanly(tmp_path: Path) -> None:
     assert not (tmp_path / "idx").exists() or not any((tmp_path / "idx").glob("gen-*"))
 
 
+def test_index_command_fails_when_every_file_is_refused(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    refused = run_qa("index", str(docs), "--index", str(tmp_path / "idx"))
+    assert refused.returncode == 1 and "skipped" in refused.stderr and "broken.pdf" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # One readable file beside it: the folder is indexed, the refusal reported, exit 0.
+    (docs / "notes.txt").write_text("The harbour master is Piet Smit.", encoding="utf-8")
+    taken = run_qa("index", str(docs), "--index", str(tmp_path / "idx"))
+    assert taken.returncode == 0 and "broken.pdf" in taken.stderr and "1 added" in taken.stdout
+
+
 def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
     import json
 

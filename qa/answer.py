@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 
-def percent(score: float) -> str:
+def percent(score: float, *, guess: bool = False) -> str:
     """A chance as people read it: ``"93 %"``; ``"<1 %"`` and ``">99 %"`` at the ends.
 
     A calibrated probability is never certain either way, so 0.0007 is not shown as "0 %"
-    nor 0.998 as "100 %". Values outside 0-1 are clamped.
+    nor 0.998 as "100 %". Values outside 0-1 are clamped. A ``guess`` (a span below the
+    threshold) is rounded down: 0.7996 under a threshold of 0.8 reads "79 %", not an "80 %"
+    that would seem to reach it.
     """
     s = min(max(float(score), 0.0), 1.0)
     if s < 0.005:
         return "<1 %"
     if s >= 0.995:
         return ">99 %"
-    return f"{min(max(round(s * 100), 1), 99)} %"  # round() halves to even: 0.005 -> 0
+    value = math.floor(s * 100) if guess else round(s * 100)  # round() halves to even: 0.005 -> 0
+    return f"{min(max(value, 1), 99)} %"
 
 
 def page_at(pages: Sequence[int] | None, offset: int) -> int | None:
@@ -117,7 +121,7 @@ class Answer:
     def __str__(self) -> str:
         """One line: the answer, the chance it is right and where it is (or "I don't know")."""
         if self.text is None:
-            return "I don't know" + (f" (best guess {self.guess_text!r}, {percent(self.score)} chance)" if self.guess else "")
+            return "I don't know" + (f" (best guess {self.guess_text!r}, {percent(self.score, guess=True)} chance)" if self.guess else "")
         where = ""
         if self.citations:
             c = self.citations[0]

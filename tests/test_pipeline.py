@@ -122,6 +122,23 @@ def test_percent_rounds_but_never_claims_certainty() -> None:
         "<1 %", "<1 %", "1 %", "50 %", "93 %", "99 %", ">99 %", ">99 %"
     ]
     assert percent(-0.2) == "<1 %" and percent(1.3) == ">99 %"  # clamped
+    # A guess is below the threshold: rounded down, it never reads as reaching it.
+    assert [percent(s, guess=True) for s in (0.0049, 0.0051, 0.7996, 0.8, 0.9949, 0.995)] == [
+        "<1 %", "1 %", "79 %", "80 %", "99 %", ">99 %"
+    ]
+
+
+def test_a_guess_just_below_the_threshold_does_not_read_as_reaching_it() -> None:
+    from qa.answer import Answer, Citation
+    from qa.tools.cli import format_answer
+    from ui.formatting import format_answer_html
+
+    text = "The first flight was in December 2022."
+    cite = Citation("t.txt", "upload:t.txt", "t.txt#0", text, 0, len(text), 24, 32)
+    answer = Answer("When?", "December", 0.7996, "fake", [cite]).at_threshold(0.8)
+    assert not answer.answered and answer.guess_text == "December"
+    for shown in (str(answer), format_answer(answer), format_answer_html(answer)):
+        assert "79 %" in shown and "80 %" not in shown, shown
 
 
 def test_concurrent_questions_load_a_new_index_generation_once(tmp_path, monkeypatch) -> None:  # noqa: ANN001

@@ -49,9 +49,10 @@ def confidence_level(score: float) -> str:
     return "low"
 
 
-def chance_text(score: float) -> str:
-    """The reader's score as what it is: ``"72 % chance this is right"`` (calibrated P(correct))."""
-    return f"{percent(score)} chance this is right"
+def chance_text(score: float, *, guess: bool = False) -> str:
+    """The reader's score as what it is: ``"72 % chance this is right"`` (calibrated P(correct));
+    a ``guess``'s is rounded down (:func:`qa.answer.percent`)."""
+    return f"{percent(score, guess=guess)} chance this is right"
 
 
 _CONFIDENCE_TITLE = "the reader's estimate, measured on questions it was not trained on"
@@ -66,7 +67,7 @@ def _confidence_badge(score: float) -> str:
 def _guess_confidence(score: float) -> str:
     """A guess's chance of being right as plain, muted text: a red "<1 %" pill beside
     "I don't know" would read as an alarm about the headline, not about the guess."""
-    text = chance_text(score).replace("this is right", "the guess is right")
+    text = chance_text(score, guess=True).replace("this is right", "the guess is right")
     return f'<span class="qa-conf-guess" title="{_CONFIDENCE_TITLE}">{escape(text)}</span>'
 
 

@@ -480,7 +480,7 @@ def format_answer(answer: Answer) -> str:
     """The answer and its citation, for a person reading a terminal."""
     lines = [f"Q: {answer.question}"]
     if answer.text is None:
-        best = f"its best guess has a {percent(answer.score)} chance of being right; " if answer.guess is not None else ""
+        best = f"its best guess has a {percent(answer.score, guess=True)} chance of being right; " if answer.guess is not None else ""
         lines.append(f"A: I don't know ({best}reader: {answer.reader})")
         if answer.guess is not None:
             g = answer.guess

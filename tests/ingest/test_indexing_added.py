@@ -114,7 +114,10 @@ def test_indexing_another_folder_keeps_the_first_folders_documents(tmp_path: Pat
 def test_a_folder_file_never_replaces_an_added_document_of_the_same_id(tmp_path: Path, docs_dir: Path, fake_encoder) -> None:  # noqa: ANN001
     index = tmp_path / "idx"
     index_folder(docs_dir, index, encoder=fake_encoder)
-    _upload(tmp_path, index, fake_encoder, name="alpha.txt", text=NOTES)  # replaces the folder's alpha.txt, by hand
+    # An upload of that name is added beside it (alpha-<hash>.txt); `qa add` of a file with the
+    # id replaces the folder's alpha.txt, by hand.
+    assert _upload(tmp_path, index, fake_encoder, name="alpha.txt", text=NOTES).added[0].startswith("alpha-")
+    add_files(index, [_write(tmp_path / "mine" / "alpha.txt", NOTES)], encoder=fake_encoder)
     assert read_manifest(index).documents["alpha.txt"].origin == "added"
     report = index_folder(docs_dir, index, encoder=fake_encoder)
     assert _text_of(index, "alpha.txt") == NOTES

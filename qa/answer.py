@@ -21,7 +21,8 @@ def percent(score: float, *, guess: bool = False) -> str:
         return "<1 %"
     if s >= 0.995:
         return ">99 %"
-    value = math.floor(s * 100) if guess else round(s * 100)  # round() halves to even: 0.005 -> 0
+    # round() halves to even (0.005 -> 0); the floor allows for binary fractions (0.29 * 100 is 28.999...).
+    value = math.floor(s * 100 + 1e-9) if guess else round(s * 100)
     return f"{min(max(value, 1), 99)} %"
 
 

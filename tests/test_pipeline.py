@@ -123,8 +123,8 @@ def test_percent_rounds_but_never_claims_certainty() -> None:
     ]
     assert percent(-0.2) == "<1 %" and percent(1.3) == ">99 %"  # clamped
     # A guess is below the threshold: rounded down, it never reads as reaching it.
-    assert [percent(s, guess=True) for s in (0.0049, 0.0051, 0.7996, 0.8, 0.9949, 0.995)] == [
-        "<1 %", "1 %", "79 %", "80 %", "99 %", ">99 %"
+    assert [percent(s, guess=True) for s in (0.0049, 0.0051, 0.29, 0.57, 0.7996, 0.8, 0.9949, 0.995)] == [
+        "<1 %", "1 %", "29 %", "57 %", "79 %", "80 %", "99 %", ">99 %"
     ]
 
 

@@ -563,8 +563,9 @@ def create_api(
     @app.post(f"{PREFIX}/documents", summary="Add documents (editors)", openapi_extra=upload_schema)
     async def post_documents(request: Request, user: Any = Depends(editor)) -> JSONResponse:  # noqa: B008
         """Upload one or more files (multipart field ``files``): indexed right away, with the
-        chat's checks (safe names, supported types, at most the per-file size). A file named
-        like an indexed document replaces it. Refused files are listed with their reason."""
+        chat's checks (safe names, supported types, at most the per-file size). A file uploaded
+        again under its name replaces its document; another file whose safe name is taken is
+        added beside it with a short hash in its id. Refused files are listed with their reason."""
         if index_dir is None:
             raise ApiError(409, "this server answers from an in-memory index: documents cannot be added")
         # Parsed only now, after the sign-in check: files are spooled to disk, not held in memory.

@@ -220,6 +220,37 @@ def _upload_path(item: Any) -> str:
     return str(getattr(item, "path", None) or getattr(item, "name", None) or item)
 
 
+def keep_sent_names(button: gr.UploadButton) -> gr.UploadButton:
+    """``button``, whose files keep the name the browser sent (``orig_name``).
+
+    Gradio stores an upload under a name with characters such as ``!`` ``$`` ``:`` removed, so
+    ``report!.pdf`` and ``report.pdf`` would reach :func:`upload_documents` as one name, and
+    the second would replace the first; the API already sees the name as sent. (Wrapped on the
+    instance: a subclass of a Gradio component makes Gradio write a ``.pyi`` beside this file.)
+    """
+    preprocess = button.preprocess
+
+    def with_names(payload: Any) -> Any:
+        out = preprocess(payload)
+        if payload is None:
+            sent = []
+        elif hasattr(payload, "root"):  # ListFiles (file_count="multiple")
+            sent = list(payload.root)
+        else:
+            sent = [payload]
+        for item, data in zip(out if isinstance(out, list) else [out], sent, strict=False):
+            name = getattr(data, "orig_name", None)
+            if name and isinstance(item, str):
+                try:
+                    item.orig_name = name  # type: ignore[attr-defined]  (gradio's NamedString takes attributes)
+                except AttributeError:  # a plain str: keep Gradio's name
+                    pass
+        return out
+
+    button.preprocess = with_names  # type: ignore[method-assign]
+    return button
+
+
 def upload_documents(
     index_dir: Path | None, files: Any, *, max_bytes: int = MAX_UPLOAD_BYTES, encoder: Any = None, progress: Any = None
 ) -> str:
@@ -281,13 +312,13 @@ def documents_note(index_dir: Path | None) -> str:
         name = Path(display_location(index_dir)).name
         return (
             f"Add {types} files (up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each). They are indexed into "
-            f"the PostgreSQL index {fmt.escape(name)} and can be asked about right away; a file with the name of an "
-            "indexed document replaces it."
+            f"the PostgreSQL index {fmt.escape(name)} and can be asked about right away; uploading a file again "
+            "replaces it."
         )
     note = (
         f"Add {types} files (up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB each). They are indexed into "
-        f"the index {fmt.escape(index_dir.name)} and can be asked about right away; a file with the name of an indexed "
-        "document replaces it."
+        f"the index {fmt.escape(index_dir.name)} and can be asked about right away; uploading a file again "
+        "replaces it."
     )
     if index_dir.resolve() == Path(config.DEFAULT_INDEX_DIR).resolve():
         note += f" This is the default index over {fmt.escape(Path(config.DEFAULT_DOCS_DIR).name)}/: uploads are added to it."
@@ -551,7 +582,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                     # Without sign-in everyone edits; with it, the controls appear for editors
                     # once the page has loaded (show_user), and the handlers check again.
                     user_info = gr.Markdown("", visible=False, elem_id="qa-user")
-                    upload_button = gr.UploadButton(
+                    upload_button = keep_sent_names(gr.UploadButton(
                         "Upload documents",
                         file_count="multiple",
                         # No file_types: Gradio would refuse the whole batch for one wrong file;
@@ -560,7 +591,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                         interactive=index_dir is not None,
                         visible=auth is None,
                         elem_id="qa-upload",
-                    )
+                    ))
                     docs_status = gr.HTML("", elem_id="qa-docs-status")
                     docs_table = gr.HTML(docs_html, elem_id="qa-docs-list")
                     with gr.Column(visible=auth is None, elem_id="qa-remove-box", min_width=0) as remove_row:

@@ -226,6 +226,7 @@ def update_index(
     lock_wait_s: float = 0.0,
     skipped: Iterable[Skipped] = (),
     folder: str | os.PathLike[str] | None = None,
+    assign_ids: Callable[[Mapping[str, str]], list[Document]] | None = None,
 ) -> IndexReport:
     """Add or update ``documents`` in the index at ``index_dir`` and drop ``remove``.
 
@@ -243,6 +244,10 @@ def update_index(
     (:meth:`embeddings.stores.base.StoreWriter.apply`: one commit for a directory, one transaction
     per document in the database).
 
+    ``assign_ids``: given the stored ``{doc_id: source}``, returns the documents to write in
+    place of ``documents`` (uploads take their ids here, under the writer lock, so two writers
+    cannot both take a free id).
+
     Raises:
         RuntimeError: another process holds the index's writer lock.
         IndexLoadError: neither a folder sync (``remove_missing``) nor ``rebuild``, and the stored
@@ -255,14 +260,10 @@ def update_index(
         encoder.name, encoder.dimension, _chunking_params(max_tokens, overlap_sentences), TOKENIZER_VERSION,
         encoder_variant(encoder),
     )
-    docs = {d.doc_id: d for d in documents}
+    documents = list(documents)
     store = writable_store(index_dir)
     report = IndexReport(directory=store.location, skipped=list(skipped))
     with store.writer(wait_s=lock_wait_s) as writer:
-        for doc_id, doc in list(docs.items()):
-            if (why := writer.unstorable(doc)) is not None:
-                del docs[doc_id]
-                report.skipped.append(Skipped(doc.source, why, doc_id))
         previous: IndexMeta | None = None
         try:
             previous = writer.meta()
@@ -273,6 +274,13 @@ def update_index(
                 raise IndexLoadError(f"{exc}. Nothing was added or removed") from exc
             report.note = f"previous index unusable ({exc}); building from scratch"
             logger.warning(report.note)
+        if assign_ids is not None:
+            documents = assign_ids(writer.sources() if previous is not None else {})
+        docs = {d.doc_id: d for d in documents}
+        for doc_id, doc in list(docs.items()):
+            if (why := writer.unstorable(doc)) is not None:
+                del docs[doc_id]
+                report.skipped.append(Skipped(doc.source, why, doc_id))
         fresh = rebuild or previous is None
         if why := reuse_problem(previous, wanted):
             report.note, fresh = why, True
@@ -548,10 +556,12 @@ def add_documents(
     encoder: Encoder | None = None,
     lock_wait_s: float = 30.0,
     show_progress: bool = False,
+    assign_ids: Callable[[Mapping[str, str]], list[Document]] | None = None,
 ) -> IndexReport:
     """Add (or replace, by id) ``documents`` in the index at ``index_dir``; nothing else changes.
 
-    When every file was skipped the index is left as it is (not even created).
+    When every file was skipped the index is left as it is (not even created). ``assign_ids``:
+    see :func:`update_index`.
     """
     skipped = list(skipped or [])
     for s in skipped:
@@ -575,7 +585,7 @@ def add_documents(
     chunking = (_manifest(index_dir) or {}).get("chunking") or {}
     return update_index(
         index_dir, documents, encoder=encoder, skipped=skipped, lock_wait_s=lock_wait_s, show_progress=show_progress,
-        max_tokens=int(chunking.get("max_tokens", config.CHUNK_MAX_TOKENS)),
+        assign_ids=assign_ids, max_tokens=int(chunking.get("max_tokens", config.CHUNK_MAX_TOKENS)),
         overlap_sentences=int(chunking.get("overlap_sentences", config.CHUNK_OVERLAP_SENTENCES)),
     )
 
@@ -744,19 +754,11 @@ def _upload_id(doc_id: str, shown: str, stored: Mapping[str, str], taken: set[st
     same = sorted(d for d, s in stored.items() if s == source and d not in taken)
     if same:  # this name was uploaded before (under its plain or its hashed id)
         return doc_id if doc_id in same else same[0]
-    if doc_id not in stored and doc_id not in taken:
-        return doc_id
-    tag = "-" + hashlib.sha256(shown.encode("utf-8")).hexdigest()[:8]
-    return _fit_name(doc_id, tag)
-
-
-def _stored_sources(index_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """``{doc_id: source}`` of the index at ``index_dir``; empty when there is none yet (or it
-    cannot be read: adding to it then fails with the rebuild message)."""
-    try:
-        return {d.doc_id: d.source for d in list_documents(index_dir)}
-    except (ValueError, OSError):
-        return {}
+    candidate, n = doc_id, 0
+    while candidate in stored or candidate in taken:  # the hashed id is checked too (a file may bear it)
+        salt = f"{shown}\n{n}" if n else shown
+        candidate, n = _fit_name(doc_id, "-" + hashlib.sha256(salt.encode("utf-8")).hexdigest()[:8]), n + 1
+    return candidate
 
 
 def _human_size(n: int) -> str:
@@ -801,12 +803,10 @@ def add_uploads(
     listed in ``report.skipped`` (by name, with the reason); the others are added as by
     :func:`add_files`, with the source ``upload:<name as uploaded>``.
     """
-    documents: list[Document] = []
+    documents: list[tuple[Document, str]] = []  # each with its name as uploaded
     skipped: list[Skipped] = []
-    taken: set[str] = set()
     names: set[str] = set()
     uploads = list(uploads)
-    stored = _stored_sources(index_dir) if uploads else {}
     report = progress or (lambda fraction, what: None)
     for n, (original, temp) in enumerate(uploads):
         shown = str(original).replace("\\", "/").rsplit("/", 1)[-1] or str(original)
@@ -823,7 +823,6 @@ def add_uploads(
         if original_name in names:
             skipped.append(Skipped(doc_id, "another uploaded file has the same name; upload it separately or rename it"))
             continue
-        doc_id = _upload_id(doc_id, original_name, stored, taken)
         path = Path(temp)
         try:
             size = path.stat().st_size
@@ -843,10 +842,22 @@ def add_uploads(
         if isinstance(result, Skipped):
             skipped.append(Skipped(doc_id, result.reason))
             continue
-        taken.add(doc_id)
         names.add(original_name)
-        documents.append(result)
+        documents.append((result, original_name))
+
+    def assign_ids(stored: Mapping[str, str]) -> list[Document]:
+        """Each upload's id (:func:`_upload_id`), decided under the index's writer lock."""
+        taken: set[str] = set()
+        out = []
+        for doc, name in documents:
+            doc_id = _upload_id(doc.doc_id, name, stored, taken)
+            taken.add(doc_id)
+            out.append(doc if doc_id == doc.doc_id else dataclasses.replace(doc, doc_id=doc_id))
+        return out
+
     report(0.5, f"embedding and indexing {plural(len(documents), 'document')}")
-    done = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s)
+    done = add_documents(
+        index_dir, [doc for doc, _ in documents], skipped, encoder=encoder, lock_wait_s=lock_wait_s, assign_ids=assign_ids
+    )
     report(1.0, "done")
     return done

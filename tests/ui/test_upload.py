@@ -125,6 +125,34 @@ def test_an_upload_never_replaces_another_file_whose_name_was_made_safe_to_the_s
     assert len(list_documents(small_index)) == 3 + 7
 
 
+def test_upload_ids_are_chosen_under_the_writer_lock_and_a_hashed_id_is_never_taken_over(
+    tmp_path: Path, small_index: Path, fake_encoder
+) -> None:
+    import hashlib
+
+    def up(name: str, text: str, n: int) -> tuple[str, str]:
+        return name, str(write(tmp_path / "up" / str(n) / "file", text))
+
+    # Another writer lands a_b.txt after this upload read its files and before it writes: the
+    # id is decided under the lock, so this upload goes beside it instead of over it.
+    def meanwhile(fraction: float, what: str) -> None:
+        if what.startswith("embedding"):
+            assert add_uploads(small_index, [up("a+b.txt", "The other writer's file.", 1)], encoder=fake_encoder).added == ["a_b.txt"]
+
+    late = add_uploads(small_index, [up("a&b.txt", "This upload's file.", 2)], encoder=fake_encoder, progress=meanwhile)
+    assert late.changed == [] and len(late.added) == 1 and late.added[0].startswith("a_b-")
+    # A file that bears the hash a third name would get keeps it; the third gets another.
+    tag = hashlib.sha256("a$b.txt".encode()).hexdigest()[:8]
+    assert add_uploads(small_index, [up(f"a_b-{tag}.txt", "Bears the hash.", 3)], encoder=fake_encoder).added == [f"a_b-{tag}.txt"]
+    third = add_uploads(small_index, [up("a$b.txt", "Third name.", 4)], encoder=fake_encoder)
+    assert len(third.added) == 1 and third.added[0] not in {"a_b.txt", f"a_b-{tag}.txt", late.added[0]}
+    sources = {d.doc_id: d.source for d in list_documents(small_index)}
+    assert sources[f"a_b-{tag}.txt"] == f"upload:a_b-{tag}.txt" and sources[third.added[0]] == "upload:a$b.txt"
+    # A refused file is named by its plain safe id, not an id it never got.
+    refused = add_uploads(small_index, [up("a%b.txt", "x" * 2000, 5)], max_bytes=1000, encoder=fake_encoder)
+    assert [s.path for s in refused.skipped] == ["a_b.txt"] and "too large" in refused.skipped[0].reason
+
+
 def test_upload_and_remove_messages(tmp_path: Path, small_index: Path, fake_encoder) -> None:
     from ui.app import documents_view, remove_document, upload_documents
 
@@ -174,6 +202,9 @@ def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Pa
     index_folder(docs_dir, index)
     pdf = write(tmp_path / "upload" / "fleet_report.pdf", make_pdf(SHIP_PAGES))
     exe = write(tmp_path / "upload" / "payload.exe", b"MZ\x90\x00")
+    # Gradio stores this one as "crew notes.txt" ("!" stripped); the name the browser sent
+    # reaches add_uploads, whose safe id is "crew notes_.txt" (as through the API).
+    notes = write(tmp_path / "upload" / "crew notes!.txt", "The harbour office opens at six in the morning.")
 
     with running_app(index) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -184,16 +215,18 @@ def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Pa
             assert "3 documents" in page.locator("#qa-index-info").inner_text()
 
             # The file input sits beside the button (Gradio renders it hidden, outside #qa-upload).
-            page.set_input_files("#qa-docs input[type=file]", [str(pdf), str(exe)])
+            page.set_input_files("#qa-docs input[type=file]", [str(pdf), str(exe), str(notes)])
             page.wait_for_function(
                 "() => (document.querySelector('#qa-docs-status') || {}).innerText?.includes('Added')", timeout=TIMEOUT_MS
             )
             status = page.locator("#qa-docs-status").inner_text()
-            assert re.search(r"Added: fleet_report\.pdf \(\d+ chunks?\)", status), status
+            added = next(line for line in status.splitlines() if line.startswith("Added: "))
+            assert re.search(r"fleet_report\.pdf \(\d+ chunks?\)", added), status
             assert "payload.exe" in status and "unsupported file type" in status
+            assert re.search(r"crew notes_\.txt \(\d+ chunks?\)", added), status
             assert "fleet_report.pdf" in page.locator("#qa-docs-list").inner_text()
             page.wait_for_function(
-                "() => document.querySelector('#qa-index-info').innerText.includes('4 documents')", timeout=TIMEOUT_MS
+                "() => document.querySelector('#qa-index-info').innerText.includes('5 documents')", timeout=TIMEOUT_MS
             )
 
             reply = ask_in_page(page, "Who is the ship's captain?")

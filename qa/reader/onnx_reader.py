@@ -20,8 +20,8 @@ other weights; a sha256 sidecar written with it is checked at load, and a file t
 match (truncated, corrupted) is rebuilt. The build needs the ``onnx`` package and PyTorch;
 a cached file needs neither onnx, PyTorch nor transformers (the tokenizer is read from tokenizer.json).
 
-Measured on the shipped reader (AVX-512 VNNI EPYC, 2 cores shared with a training run):
-the build takes 20 s (17.6 s CPU: export 2.4 s, activation ranges of 102 windows, smoothing
+Measured on release 3, the shipped reader then (AVX-512 VNNI EPYC, 2 cores shared with a
+training run): the build takes 20 s (17.6 s CPU: export 2.4 s, activation ranges of 102 windows, smoothing
 and quantisation); a cached file is hashed and checked in 0.15 s. SQuAD 1.1 dev, first 500:
 EM 76.0 / F1 85.28 against fp32's 76.2 / 85.42 (torch int8 74.2 / 83.28; all products int8,
 the head excepted: 76.0 / 84.79, hence :func:`fp32_nodes`). SmoothQuant's alpha: 0.8 against
@@ -221,7 +221,7 @@ def fp32_nodes(model: Any) -> list[str]:
     on the logits directly, and it costs nothing) and the feed-forward down-projections
     (``K > N``) of the first two thirds of the layers.
 
-    Measured on the shipped reader (each layer alone in int8, the rest fp32; mean of the
+    Measured on release 3 (each layer alone in int8, the rest fp32; mean of the
     largest logit error over 60 training windows): the down-projections of layers 0-3 cost
     0.17-0.27 each, every other product 0.01-0.17 (those of layers 4-5: 0.04, 0.014).
     Keeping those four in fp32 cut the error on the seed article's windows from 0.10 to 0.04

@@ -216,39 +216,16 @@ def index_summary(index: Any = None) -> str:
 
 
 def _upload_path(item: Any) -> str:
-    # Gradio hands file paths (type="filepath"); older versions hand objects with ``.name``.
+    # Gradio's FileData (.path), its dict form, a path, or (older versions) an object with .name.
+    if isinstance(item, dict):
+        return str(item.get("path") or item.get("name"))
     return str(getattr(item, "path", None) or getattr(item, "name", None) or item)
 
 
-def keep_sent_names(button: gr.UploadButton) -> gr.UploadButton:
-    """``button``, whose files keep the name the browser sent (``orig_name``).
-
-    Gradio stores an upload under a name with characters such as ``!`` ``$`` ``:`` removed, so
-    ``report!.pdf`` and ``report.pdf`` would reach :func:`upload_documents` as one name, and
-    the second would replace the first; the API already sees the name as sent. (Wrapped on the
-    instance: a subclass of a Gradio component makes Gradio write a ``.pyi`` beside this file.)
-    """
-    preprocess = button.preprocess
-
-    def with_names(payload: Any) -> Any:
-        out = preprocess(payload)
-        if payload is None:
-            sent = []
-        elif hasattr(payload, "root"):  # ListFiles (file_count="multiple")
-            sent = list(payload.root)
-        else:
-            sent = [payload]
-        for item, data in zip(out if isinstance(out, list) else [out], sent, strict=False):
-            name = getattr(data, "orig_name", None)
-            if name and isinstance(item, str):
-                try:
-                    item.orig_name = name  # type: ignore[attr-defined]  (gradio's NamedString takes attributes)
-                except AttributeError:  # a plain str: keep Gradio's name
-                    pass
-        return out
-
-    button.preprocess = with_names  # type: ignore[method-assign]
-    return button
+def _upload_name(item: Any, path: str) -> str:
+    """The name the browser sent (``orig_name``), else the stored file's name."""
+    sent = item.get("orig_name") if isinstance(item, dict) else getattr(item, "orig_name", None)
+    return str(sent or Path(path).name)
 
 
 def upload_documents(
@@ -260,13 +237,15 @@ def upload_documents(
     each refused file is listed with its reason."""
     if index_dir is None:
         return fmt.format_status_html(["This app answers from an in-memory index: start it on an index directory to add documents."], ok=False)
+    if hasattr(files, "root"):  # Gradio's ListFiles (the upload event runs with preprocess=False)
+        files = list(files.root)
     items = files if isinstance(files, (list, tuple)) else ([files] if files else [])
     if not items:
         return fmt.format_status_html(["No file was uploaded."], ok=False)
     uploads = []
     for item in items:
         path = _upload_path(item)
-        uploads.append((getattr(item, "orig_name", None) or Path(path).name, path))
+        uploads.append((_upload_name(item, path), path))
     try:
         report = add_uploads(
             index_dir, uploads, max_bytes=max_bytes, encoder=encoder,
@@ -582,7 +561,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                     # Without sign-in everyone edits; with it, the controls appear for editors
                     # once the page has loaded (show_user), and the handlers check again.
                     user_info = gr.Markdown("", visible=False, elem_id="qa-user")
-                    upload_button = keep_sent_names(gr.UploadButton(
+                    upload_button = gr.UploadButton(
                         "Upload documents",
                         file_count="multiple",
                         # No file_types: Gradio would refuse the whole batch for one wrong file;
@@ -591,7 +570,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
                         interactive=index_dir is not None,
                         visible=auth is None,
                         elem_id="qa-upload",
-                    ))
+                    )
                     docs_status = gr.HTML("", elem_id="qa-docs-status")
                     docs_table = gr.HTML(docs_html, elem_id="qa-docs-list")
                     with gr.Column(visible=auth is None, elem_id="qa-remove-box", min_width=0) as remove_row:
@@ -640,7 +619,11 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
             "concurrency_limit": 1,
             "concurrency_id": "index-write",
         }
-        upload_button.upload(upload, inputs=[upload_button], **index_write)
+        # preprocess=False: the handler gets Gradio's FileData (moved into its cache and checked
+        # as usual) with orig_name, the name the browser sent; preprocessing would hand over only
+        # the stored path, whose name Gradio cleans of ! $ : and the like, so report!.pdf and
+        # report.pdf would reach add_uploads as one name and the second would replace the first.
+        upload_button.upload(upload, inputs=[upload_button], preprocess=False, **index_write)
         remove_button.click(remove, inputs=[remove_choice], **index_write)
         demo.load(show_documents, outputs=[docs_table, remove_choice], api_visibility="private")
         if auth is not None:

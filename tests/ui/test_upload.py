@@ -254,6 +254,41 @@ def test_upload_in_the_browser_then_ask_then_remove(tmp_path: Path, docs_dir: Pa
             browser.close()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+def test_a_signed_in_editors_upload_keeps_the_name_the_browser_sent(tmp_path: Path, docs_dir: Path) -> None:
+    """With sign-in, the page load swaps the upload button for a per-session copy; the name the
+    browser sent must still reach add_uploads ("crew notes!.txt" -> id "crew notes_.txt", where
+    Gradio's stored name is "crew notes.txt")."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.ui.helpers import TIMEOUT_MS
+    from ui.auth import AuthStore, add_user
+
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index)
+    add_user(tmp_path / "auth.json", "eddie", "editor", "editor-password")
+    notes = write(tmp_path / "upload" / "crew notes!.txt", "The harbour office opens at six in the morning.")
+    with running_app(index, auth=AuthStore(tmp_path / "auth.json")) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.fill("input[type=text]", "eddie")
+            page.fill("input[type=password]", "editor-password")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+            page.locator("#qa-upload").wait_for(state="visible", timeout=TIMEOUT_MS)
+            page.set_input_files("#qa-docs input[type=file]", [str(notes)])
+            page.wait_for_function(
+                "() => (document.querySelector('#qa-docs-status') || {}).innerText?.includes('Added')", timeout=TIMEOUT_MS
+            )
+            status = page.locator("#qa-docs-status").inner_text()
+            assert "crew notes_.txt" in status, status
+        finally:
+            browser.close()
+
+
 def test_an_upload_survives_a_chat_restart_and_a_folder_reindex(tmp_path: Path, small_index: Path, docs_dir: Path, fake_encoder) -> None:  # noqa: ANN001
     """The issue's steps: upload in the chat, restart the chat (a new process over the same
     index), run `qa index` on the folder: the upload is still listed, as added, and its text

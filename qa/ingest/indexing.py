@@ -226,7 +226,7 @@ def update_index(
     lock_wait_s: float = 0.0,
     skipped: Iterable[Skipped] = (),
     folder: str | os.PathLike[str] | None = None,
-    assign_ids: Callable[[Mapping[str, str]], list[Document]] | None = None,
+    assign_ids: Callable[[list[Document], Mapping[str, str]], list[Document]] | None = None,
 ) -> IndexReport:
     """Add or update ``documents`` in the index at ``index_dir`` and drop ``remove``.
 
@@ -244,9 +244,9 @@ def update_index(
     (:meth:`embeddings.stores.base.StoreWriter.apply`: one commit for a directory, one transaction
     per document in the database).
 
-    ``assign_ids``: given the stored ``{doc_id: source}``, returns the documents to write in
-    place of ``documents`` (uploads take their ids here, under the writer lock, so two writers
-    cannot both take a free id).
+    ``assign_ids``: given ``documents`` and the stored ``{doc_id: source}``, returns the
+    documents to write in their place (uploads take their ids here, under the writer lock, so
+    two writers cannot both take a free id; :func:`assign_upload_ids`).
 
     Raises:
         RuntimeError: another process holds the index's writer lock.
@@ -275,7 +275,7 @@ def update_index(
             report.note = f"previous index unusable ({exc}); building from scratch"
             logger.warning(report.note)
         if assign_ids is not None:
-            documents = assign_ids(writer.sources() if previous is not None else {})
+            documents = assign_ids(documents, writer.sources() if previous is not None else {})
         docs = {d.doc_id: d for d in documents}
         for doc_id, doc in list(docs.items()):
             if (why := writer.unstorable(doc)) is not None:
@@ -556,7 +556,7 @@ def add_documents(
     encoder: Encoder | None = None,
     lock_wait_s: float = 30.0,
     show_progress: bool = False,
-    assign_ids: Callable[[Mapping[str, str]], list[Document]] | None = None,
+    assign_ids: Callable[[list[Document], Mapping[str, str]], list[Document]] | None = None,
 ) -> IndexReport:
     """Add (or replace, by id) ``documents`` in the index at ``index_dir``; nothing else changes.
 
@@ -761,6 +761,18 @@ def _upload_id(doc_id: str, shown: str, stored: Mapping[str, str], taken: set[st
     return candidate
 
 
+def assign_upload_ids(documents: list[Document], stored: Mapping[str, str]) -> list[Document]:
+    """Each upload's id (:func:`_upload_id`; the name as uploaded is its source's
+    ``upload:<name>``), given the index's ``stored`` sources: called under its writer lock."""
+    taken: set[str] = set()
+    out = []
+    for doc in documents:
+        doc_id = _upload_id(doc.doc_id, doc.source.removeprefix("upload:"), stored, taken)
+        taken.add(doc_id)
+        out.append(doc if doc_id == doc.doc_id else dataclasses.replace(doc, doc_id=doc_id))
+    return out
+
+
 def _human_size(n: int) -> str:
     """``1536`` -> ``"1.5 KB"``; ``20971520`` -> ``"20.0 MB"``."""
     if n < 1024:
@@ -798,12 +810,12 @@ def add_uploads(
 
     Each name goes through :func:`safe_upload_name` (its id in the index); a re-upload of a
     name replaces its document, and a different file whose safe name is already taken gets a
-    hashed id (:func:`_upload_id`). Files of an unsupported type, over ``max_bytes``, or with
+    hashed id (:func:`assign_upload_ids`). Files of an unsupported type, over ``max_bytes``, or with
     the name of another file of the same upload are refused. Refused and unreadable files are
     listed in ``report.skipped`` (by name, with the reason); the others are added as by
     :func:`add_files`, with the source ``upload:<name as uploaded>``.
     """
-    documents: list[tuple[Document, str]] = []  # each with its name as uploaded
+    documents: list[Document] = []
     skipped: list[Skipped] = []
     names: set[str] = set()
     uploads = list(uploads)
@@ -843,21 +855,8 @@ def add_uploads(
             skipped.append(Skipped(doc_id, result.reason))
             continue
         names.add(original_name)
-        documents.append((result, original_name))
-
-    def assign_ids(stored: Mapping[str, str]) -> list[Document]:
-        """Each upload's id (:func:`_upload_id`), decided under the index's writer lock."""
-        taken: set[str] = set()
-        out = []
-        for doc, name in documents:
-            doc_id = _upload_id(doc.doc_id, name, stored, taken)
-            taken.add(doc_id)
-            out.append(doc if doc_id == doc.doc_id else dataclasses.replace(doc, doc_id=doc_id))
-        return out
-
+        documents.append(result)
     report(0.5, f"embedding and indexing {plural(len(documents), 'document')}")
-    done = add_documents(
-        index_dir, [doc for doc, _ in documents], skipped, encoder=encoder, lock_wait_s=lock_wait_s, assign_ids=assign_ids
-    )
+    done = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, assign_ids=assign_upload_ids)
     report(1.0, "done")
     return done

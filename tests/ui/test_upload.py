@@ -86,16 +86,18 @@ def test_uploads_are_checked_one_by_one(tmp_path: Path, small_index: Path, fake_
     assert sources["evil.txt"] == "upload:evil.txt"
 
 
+def _upload(tmp_path: Path, name: str, text: str, n: int) -> tuple[str, str]:
+    """An ``(uploaded name, temporary path)`` pair, the file in a folder of its own (``n``)."""
+    return name, str(write(tmp_path / "up" / str(n) / "file", text))
+
+
 def test_an_upload_never_replaces_another_file_whose_name_was_made_safe_to_the_same_id(
     tmp_path: Path, small_index: Path, fake_encoder
 ) -> None:
-    def up(name: str, text: str, n: int) -> tuple[str, str]:
-        return name, str(write(tmp_path / "up" / str(n) / "file", text))
-
-    first = add_uploads(small_index, [up("a+b.txt", "Plus file. It has five words.", 1)], encoder=fake_encoder)
+    first = add_uploads(small_index, [_upload(tmp_path, "a+b.txt", "Plus file. It has five words.", 1)], encoder=fake_encoder)
     assert first.added == ["a_b.txt"]
     # A different file, same safe name: added beside the first under a hashed id, not over it.
-    second = add_uploads(small_index, [up("a&b.txt", "Ampersand file. Longer text than the plus one.", 2)], encoder=fake_encoder)
+    second = add_uploads(small_index, [_upload(tmp_path, "a&b.txt", "Ampersand file. Longer text than the plus one.", 2)], encoder=fake_encoder)
     assert len(second.added) == 1 and second.changed == []
     hashed = second.added[0]
     assert re.fullmatch(r"a_b-[0-9a-f]{8}\.txt", hashed)
@@ -103,20 +105,20 @@ def test_an_upload_never_replaces_another_file_whose_name_was_made_safe_to_the_s
     assert docs["a_b.txt"].source == "upload:a+b.txt" and docs[hashed].source == "upload:a&b.txt"
     plus_chars = docs["a_b.txt"].characters
     # Uploading either name again replaces its own document only.
-    again = add_uploads(small_index, [up("a&b.txt", "Ampersand file, second version.", 3)], encoder=fake_encoder)
+    again = add_uploads(small_index, [_upload(tmp_path, "a&b.txt", "Ampersand file, second version.", 3)], encoder=fake_encoder)
     assert again.changed == [hashed] and again.added == []
     docs = {d.doc_id: d for d in list_documents(small_index)}
     assert docs["a_b.txt"].characters == plus_chars and docs[hashed].characters == len("Ampersand file, second version.")
-    assert add_uploads(small_index, [up("a+b.txt", "Plus file, second version.", 4)], encoder=fake_encoder).changed == ["a_b.txt"]
+    assert add_uploads(small_index, [_upload(tmp_path, "a+b.txt", "Plus file, second version.", 4)], encoder=fake_encoder).changed == ["a_b.txt"]
     # A folder document's id is not taken over by an upload of that name.
-    folder = add_uploads(small_index, [up("alpha.txt", "An uploaded alpha. Not the river.", 5)], encoder=fake_encoder)
+    folder = add_uploads(small_index, [_upload(tmp_path, "alpha.txt", "An uploaded alpha. Not the river.", 5)], encoder=fake_encoder)
     assert folder.changed == [] and folder.added[0].startswith("alpha-")
     docs = {d.doc_id: d for d in list_documents(small_index)}
     assert docs["alpha.txt"].origin == "folder" and docs[folder.added[0]].origin == "added"
     # Two such names in one upload are both added; a long name keeps its extension and the limit.
     batch = add_uploads(
-        small_index, [up("x?.txt", "Question mark.", 6), up("x*.txt", "Star.", 7), up("n" * 200 + "!.md", "Long.", 8),
-                      up("n" * 200 + "?.md", "Longer.", 9)],
+        small_index, [_upload(tmp_path, "x?.txt", "Question mark.", 6), _upload(tmp_path, "x*.txt", "Star.", 7), _upload(tmp_path, "n" * 200 + "!.md", "Long.", 8),
+                      _upload(tmp_path, "n" * 200 + "?.md", "Longer.", 9)],
         encoder=fake_encoder,
     )
     assert len(batch.added) == 4 and "x_.txt" in batch.added
@@ -130,26 +132,23 @@ def test_upload_ids_are_chosen_under_the_writer_lock_and_a_hashed_id_is_never_ta
 ) -> None:
     import hashlib
 
-    def up(name: str, text: str, n: int) -> tuple[str, str]:
-        return name, str(write(tmp_path / "up" / str(n) / "file", text))
-
     # Another writer lands a_b.txt after this upload read its files and before it writes: the
     # id is decided under the lock, so this upload goes beside it instead of over it.
     def meanwhile(fraction: float, what: str) -> None:
         if what.startswith("embedding"):
-            assert add_uploads(small_index, [up("a+b.txt", "The other writer's file.", 1)], encoder=fake_encoder).added == ["a_b.txt"]
+            assert add_uploads(small_index, [_upload(tmp_path, "a+b.txt", "The other writer's file.", 1)], encoder=fake_encoder).added == ["a_b.txt"]
 
-    late = add_uploads(small_index, [up("a&b.txt", "This upload's file.", 2)], encoder=fake_encoder, progress=meanwhile)
+    late = add_uploads(small_index, [_upload(tmp_path, "a&b.txt", "This upload's file.", 2)], encoder=fake_encoder, progress=meanwhile)
     assert late.changed == [] and len(late.added) == 1 and late.added[0].startswith("a_b-")
     # A file that bears the hash a third name would get keeps it; the third gets another.
     tag = hashlib.sha256("a$b.txt".encode()).hexdigest()[:8]
-    assert add_uploads(small_index, [up(f"a_b-{tag}.txt", "Bears the hash.", 3)], encoder=fake_encoder).added == [f"a_b-{tag}.txt"]
-    third = add_uploads(small_index, [up("a$b.txt", "Third name.", 4)], encoder=fake_encoder)
+    assert add_uploads(small_index, [_upload(tmp_path, f"a_b-{tag}.txt", "Bears the hash.", 3)], encoder=fake_encoder).added == [f"a_b-{tag}.txt"]
+    third = add_uploads(small_index, [_upload(tmp_path, "a$b.txt", "Third name.", 4)], encoder=fake_encoder)
     assert len(third.added) == 1 and third.added[0] not in {"a_b.txt", f"a_b-{tag}.txt", late.added[0]}
     sources = {d.doc_id: d.source for d in list_documents(small_index)}
     assert sources[f"a_b-{tag}.txt"] == f"upload:a_b-{tag}.txt" and sources[third.added[0]] == "upload:a$b.txt"
     # A refused file is named by its plain safe id, not an id it never got.
-    refused = add_uploads(small_index, [up("a%b.txt", "x" * 2000, 5)], max_bytes=1000, encoder=fake_encoder)
+    refused = add_uploads(small_index, [_upload(tmp_path, "a%b.txt", "x" * 2000, 5)], max_bytes=1000, encoder=fake_encoder)
     assert [s.path for s in refused.skipped] == ["a_b.txt"] and "too large" in refused.skipped[0].reason
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 
-def _env_number(
+def env_number(
     name: str,
     default: float | None,
     minimum: float,
@@ -22,7 +22,8 @@ def _env_number(
     whole: bool = False,
     example: float | None = None,
 ) -> float | None:
-    """The number in environment variable ``name`` (``default`` when unset or blank).
+    """The number in environment variable ``name`` (``default`` when unset or blank); public for
+    settings read per call rather than at import (``QA_READER_THREADS``).
 
     Raises ``ValueError`` naming the variable, its value and what it must be when the value is
     not a number in range: a mistyped setting is refused, never silently replaced.
@@ -45,13 +46,13 @@ def _env_number(
 
 
 def _env_int(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    """A whole number from the environment (see :func:`_env_number`)."""
-    return int(_env_number(name, default, minimum, maximum, whole=True))  # type: ignore[arg-type]
+    """A whole number from the environment (see :func:`env_number`)."""
+    return int(env_number(name, default, minimum, maximum, whole=True))  # type: ignore[arg-type]
 
 
 def _env_float(name: str, default: float, minimum: float, maximum: float | None = None) -> float:
-    """A number from the environment, with a default (see :func:`_env_number`)."""
-    return float(_env_number(name, default, minimum, maximum))  # type: ignore[arg-type]
+    """A number from the environment, with a default (see :func:`env_number`)."""
+    return float(env_number(name, default, minimum, maximum))  # type: ignore[arg-type]
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -196,7 +197,7 @@ CALIBRATION_UNANSWERABLE_SHARE: float = 0.2
 #: (``info.threshold_choice``, ``info.lone_sweep``) and the model card. A checkpoint without a calibrator shows the
 #: raw span-vs-null softmax and answers from 0.5. ``QA_READER_THRESHOLD`` overrides it for
 #: every checkpoint (e.g. 0.8 for "only answers that are right four times in five").
-READER_THRESHOLD: float | None = _env_number("QA_READER_THRESHOLD", None, 0.0, 1.0, example=0.8)
+READER_THRESHOLD: float | None = env_number("QA_READER_THRESHOLD", None, 0.0, 1.0, example=0.8)
 
 #: Longest question accepted (characters); longer input is refused with a clear error.
 MAX_QUESTION_CHARS: int = 1000

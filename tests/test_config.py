@@ -21,14 +21,14 @@ from tests.conftest import ROOT
 )
 def test_a_number_in_range_is_read(monkeypatch: pytest.MonkeyPatch, raw: str, expected: float) -> None:
     monkeypatch.setenv("QA_TEST_NUMBER", raw)
-    assert config._env_number("QA_TEST_NUMBER", 0.2, 0.0, 1.0) == expected
+    assert config.env_number("QA_TEST_NUMBER", 0.2, 0.0, 1.0) == expected
 
 
 @pytest.mark.parametrize("raw", ["abc", "1.5", "-0.1", "nan", "inf", "0,8", "80%"])
 def test_anything_else_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("QA_TEST_NUMBER", raw)
     with pytest.raises(ValueError, match=r"QA_TEST_NUMBER=.* must be a number from 0 to 1; unset it or set e\.g\. QA_TEST_NUMBER=0\.8"):
-        config._env_number("QA_TEST_NUMBER", None, 0.0, 1.0, example=0.8)
+        config.env_number("QA_TEST_NUMBER", None, 0.0, 1.0, example=0.8)
 
 
 def test_whole_numbers(monkeypatch: pytest.MonkeyPatch) -> None:

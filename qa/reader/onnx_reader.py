@@ -318,7 +318,7 @@ def reader_threads() -> int:
     """Intra-op threads of the reader's session: ``QA_READER_THREADS``, else the CPUs this
     process may use."""
     # Read per session (not at import, as qa.config's settings are): tests and deployments set it per process.
-    threads = config._env_number("QA_READER_THREADS", None, 1, whole=True, example=2)
+    threads = config.env_number("QA_READER_THREADS", None, 1, whole=True, example=2)
     if threads is not None:
         return int(threads)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

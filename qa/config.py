@@ -224,6 +224,33 @@ API_ASK_QUEUE: int = _env_int("QA_API_ASK_QUEUE", 200, 0)
 AUTH_FILE: Path | None = Path(os.environ["QA_AUTH_FILE"]) if os.environ.get("QA_AUTH_FILE", "").strip() else None
 
 
+def _env_names(name: str) -> tuple[str, ...]:
+    """Comma-separated values of environment variable ``name``, lower-cased, blanks dropped."""
+    return tuple(part.strip().lower().rstrip("/") for part in os.environ.get(name, "").split(",") if part.strip())
+
+
+#: What the server refuses before a handler runs (ui.guard). Browsers from another site may
+#: not write (POST/PUT/PATCH/DELETE: upload, remove, ask, sign in) and get no readable answer
+#: (CORS); ``QA_ALLOWED_ORIGINS`` lists the sites that may, comma-separated, e.g.
+#: ``https://portal.example.com`` (the server's own origin is always allowed; behind a proxy
+#: that rewrites Host, name the public origin here).
+ALLOWED_ORIGINS: tuple[str, ...] = _env_names("QA_ALLOWED_ORIGINS")
+#: A server without sign-in answers only requests addressed to localhost or an IP address, so
+#: a web page cannot reach it under a host name of its own (DNS rebinding);
+#: ``QA_ALLOWED_HOSTS`` adds names, comma-separated (e.g. ``qa.lan``).
+ALLOWED_HOSTS: tuple[str, ...] = _env_names("QA_ALLOWED_HOSTS")
+#: Sign-in attempts: at most ``SIGNIN_FAILURES`` failed (or pending) sign-ins per client address
+#: in ``SIGNIN_WINDOW_S`` seconds; more are answered 429 with ``Retry-After`` without checking
+#: the password. At most ``SIGNIN_CONCURRENCY`` passwords are checked at once (scrypt costs
+#: ~50 ms of CPU and 16 MiB each), so a flood of sign-ins cannot starve questions.
+SIGNIN_FAILURES: int = 5
+SIGNIN_WINDOW_S: float = 15 * 60.0
+SIGNIN_CONCURRENCY: int = 2
+#: A chat sign-in lasts ``QA_SIGNIN_HOURS`` (default 12) hours, then the browser is asked to
+#: sign in again (it also ends when the user is removed or their password is set again).
+SIGNIN_MAX_AGE_S: float = _env_float("QA_SIGNIN_HOURS", 12.0, 0.01, 24 * 365.0) * 3600.0
+
+
 def auth_file_for(index: object = None) -> Path:
     """The credentials file for ``index`` (a directory, a ``postgresql://`` URL, or ``None`` for
     the default index): :data:`AUTH_FILE` when set, else the default described above."""

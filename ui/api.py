@@ -58,6 +58,7 @@ from embeddings.stores.index import IndexBusyError, IndexLoadError, VectorIndex
 from qa import config
 from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
 from qa.pipeline import ask, load_index, validate_previous, validate_question, validate_threshold, validate_top_k
+from ui.guard import protect
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ API_VERSION = "v1"
 PREFIX = f"/api/{API_VERSION}"
 #: Largest JSON body (an ask request is a question of at most MAX_QUESTION_CHARS characters).
 MAX_JSON_BODY_BYTES = 64 * 1024
+#: Body of any other request to the chat (Gradio's routes but its upload, which it limits itself).
+MAX_CHAT_BODY_BYTES = 1024 * 1024
+#: Gradio's upload route (the chat is mounted at ``/``).
+GRADIO_UPLOAD_PATH = "/gradio_api/upload"
 #: Largest upload request (several files; each is also held to MAX_UPLOAD_BYTES).
 MAX_UPLOAD_REQUEST_BYTES = 4 * MAX_UPLOAD_BYTES + 1024 * 1024
 #: Files in one upload request.
@@ -425,12 +430,17 @@ def create_api(
     def limit_for(scope: dict) -> int | None:
         path = scope.get("path", "")
         if not path.startswith("/api/"):
-            return None  # the chat: Gradio limits its uploads itself (max_file_size)
+            if scope.get("method") == "POST" and path.rstrip("/") == GRADIO_UPLOAD_PATH:
+                return None  # the chat's uploads: Gradio limits them itself (max_file_size)
+            # Everything else of the chat (sign-in, questions through its queue) is small; without
+            # this, Gradio's open POST /login would spool a multipart body of any size to disk.
+            return MAX_CHAT_BODY_BYTES
         if scope.get("method") == "POST" and path.rstrip("/") == f"{PREFIX}/documents":
             return max_request_bytes
         return max_json_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    protect(app, auth)  # cross-site writes, foreign Host names on an open server, sign-in floods
     asks = AskLimiter(
         config.API_ASK_CONCURRENCY if ask_concurrency is None else ask_concurrency,
         config.API_ASK_QUEUE if ask_queue is None else ask_queue,

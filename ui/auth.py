@@ -26,14 +26,18 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from qa import config
 
 FORMAT = "qa-auth"
 VERSION = 1
@@ -325,30 +329,40 @@ class SignIns(dict):
     when their user is removed or their password is set again (``qa auth remove-user``,
     ``add-user --replace`` after a leak), not only when the server restarts: each token keeps
     the user's :meth:`AuthStore.credential_stamp` from its sign-in, and a lookup whose stamp no
-    longer matches forgets the token (the browser is asked to sign in again)."""
+    longer matches forgets the token (the browser is asked to sign in again). A sign-in also
+    ends ``max_age_s`` seconds after it was made (:data:`qa.config.SIGNIN_MAX_AGE_S`)."""
 
-    def __init__(self, auth: AuthStore) -> None:
+    def __init__(self, auth: AuthStore, max_age_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._auth = auth
-        self._stamps: dict[str, str | None] = {}
+        self._max_age_s = config.SIGNIN_MAX_AGE_S if max_age_s is None else max_age_s
+        self._clock = clock
+        self._stamps: dict[str, tuple[str | None, float]] = {}
 
     def __setitem__(self, token: str, name: str) -> None:
         # Set right after the password was checked: the stamp of the credentials it was checked against.
-        self._stamps[token] = self._auth.credential_stamp(name)
+        now = self._clock()
+        for old in [t for t, (_, made) in self._stamps.items() if now - made > self._max_age_s]:
+            self._forget(old)  # expired sign-ins never looked up again would stay forever
+        self._stamps[token] = (self._auth.credential_stamp(name), now)
         super().__setitem__(token, name)
 
     def __delitem__(self, token: str) -> None:
         self._stamps.pop(token, None)
         super().__delitem__(token)
 
+    def _forget(self, token: object) -> None:
+        self.pop(token, None)
+        self._stamps.pop(token, None)  # type: ignore[arg-type]
+
     def get(self, token: object, default: object = None) -> object:
         name = super().get(token)  # type: ignore[call-overload]
         if name is None:
             return default
         stamp = self._auth.credential_stamp(name)
-        if stamp is None or not hmac.compare_digest(stamp, self._stamps.get(token) or ""):  # type: ignore[arg-type]
-            self.pop(token, None)
-            self._stamps.pop(token, None)  # type: ignore[arg-type]
+        kept, made = self._stamps.get(token, (None, -math.inf))  # type: ignore[call-overload]
+        if stamp is None or not hmac.compare_digest(stamp, kept or "") or self._clock() - made > self._max_age_s:
+            self._forget(token)
             return default
         return name
 

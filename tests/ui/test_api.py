@@ -25,6 +25,12 @@ from ui.auth import AuthStore, add_user
 QUESTION = "Which river flows north?"
 
 
+def LocalClient(app, **kwargs) -> TestClient:  # noqa: ANN001, N802 - stands in for TestClient
+    """A test client addressing the app as http://127.0.0.1 (an open server answers only
+    localhost and IP addresses: ui.guard), not TestClient's default host name "testserver"."""
+    return TestClient(app, base_url="http://127.0.0.1", **kwargs)
+
+
 @pytest.fixture
 def small_index(tmp_path: Path, docs_dir: Path, fake_encoder) -> Path:  # noqa: ANN001
     index = tmp_path / "idx"
@@ -35,7 +41,7 @@ def small_index(tmp_path: Path, docs_dir: Path, fake_encoder) -> Path:  # noqa: 
 def _client(index, fake_encoder, **kwargs) -> TestClient:  # noqa: ANN001
     from ui.api import create_api
 
-    return TestClient(create_api(index, reader=FakeReader(), retriever="bm25", encoder=fake_encoder, **kwargs))
+    return LocalClient(create_api(index, reader=FakeReader(), retriever="bm25", encoder=fake_encoder, **kwargs))
 
 
 @pytest.fixture
@@ -74,7 +80,7 @@ def test_ask_returns_what_qa_ask_json_prints(client: TestClient, small_index: Pa
 def test_ask_takes_a_threshold(small_index: Path, fake_encoder) -> None:  # noqa: ANN001
     from ui.api import create_api
 
-    client = TestClient(create_api(small_index, reader=FakeReader(score=0.6), retriever="bm25", encoder=fake_encoder))
+    client = LocalClient(create_api(small_index, reader=FakeReader(score=0.6), retriever="bm25", encoder=fake_encoder))
     strict = client.post("/api/v1/ask", json={"question": QUESTION, "threshold": 0.8}).json()
     assert strict["answer"] is None and strict["guess"]["text"] == "Alpha" and strict["score"] == 0.6
     for threshold in (0.5, 0, None):  # an int is a number too; null: the reader's own
@@ -295,7 +301,7 @@ def _until(condition, timeout_s: float = 15.0) -> None:  # noqa: ANN001
 def test_at_most_ask_concurrency_questions_compute_at_once(small_index: Path, fake_encoder) -> None:  # noqa: ANN001
     reader = GatedReader(delay_s=0.05)
     questions = [f"Which river number {n} flows north?" for n in range(12)]
-    with TestClient(_gated_api(small_index, fake_encoder, reader, ask_concurrency=2)) as client, ThreadPoolExecutor(12) as pool:
+    with LocalClient(_gated_api(small_index, fake_encoder, reader, ask_concurrency=2)) as client, ThreadPoolExecutor(12) as pool:
         responses = list(pool.map(lambda q: client.post("/api/v1/ask", json={"question": q}), questions))
     assert [r.status_code for r in responses] == [200] * 12
     assert [r.json()["question"] for r in responses] == questions
@@ -308,7 +314,7 @@ def test_waiting_questions_go_in_arrival_order_and_a_full_line_is_503(small_inde
     app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=1, ask_queue=3)
     asks = app.state.qa_asks
     questions = [f"Which river number {n} flows north?" for n in range(4)]
-    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+    with LocalClient(app) as client, ThreadPoolExecutor(4) as pool:
         try:
             futures = []
             for n, q in enumerate(questions):  # one at a time: the order they arrive in is known
@@ -332,7 +338,7 @@ def test_bad_asks_are_refused_at_once_even_when_every_turn_is_taken(small_index:
     reader = GatedReader(gate)
     app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=1, ask_queue=1)
     asks = app.state.qa_asks
-    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+    with LocalClient(app) as client, ThreadPoolExecutor(2) as pool:
         try:
             first = pool.submit(client.post, "/api/v1/ask", json={"question": QUESTION})
             _until(lambda: reader.now == 1)
@@ -354,7 +360,7 @@ def test_uploads_removes_health_and_listing_do_not_wait_behind_questions(small_i
     app = _gated_api(small_index, fake_encoder, reader, ask_concurrency=2, auth=users["store"])
     asks = app.state.qa_asks
     viewer, editor = _bearer(users["tokens"]["vic"]), _bearer(users["tokens"]["eddie"])
-    with TestClient(app) as client, ThreadPoolExecutor(50) as pool:
+    with LocalClient(app) as client, ThreadPoolExecutor(50) as pool:
         try:
             futures = [pool.submit(client.post, "/api/v1/ask", json={"question": QUESTION}, headers=viewer) for _ in range(45)]
             _until(lambda: reader.now == 2 and asks.waiting == 43)
@@ -643,7 +649,7 @@ def test_chat_and_api_share_one_app(small_index: Path, fake_encoder, users: dict
 
     demo = build_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"])
     app = create_server(demo, retriever="bm25", encoder=fake_encoder)
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         assert client.get("/api/v1/health", headers=_bearer(users["tokens"]["vic"])).json()["documents"] == 3
         assert client.get("/api/v1/health").status_code == 401
         assert client.get("/config").status_code == 401  # the chat asks to sign in
@@ -663,7 +669,7 @@ def test_a_chat_sign_in_ends_when_its_user_is_removed_or_their_password_changes(
 
     demo = build_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"])
     app = create_server(demo, retriever="bm25", encoder=fake_encoder)
-    with TestClient(app) as vic, TestClient(app) as eddie, TestClient(app) as thief:
+    with LocalClient(app) as vic, LocalClient(app) as eddie, LocalClient(app) as thief:
         assert vic.post("/login", data={"username": "vic", "password": "viewer-password"}).status_code == 200
         assert eddie.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code == 200
         assert thief.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code == 200
@@ -723,6 +729,6 @@ def test_an_unreachable_database_is_503(small_index: Path, fake_encoder) -> None
         def retrieve(self, question: str, k: int) -> list:
             raise StoreUnavailableError("the PostgreSQL server at db:5432 cannot be reached")
 
-    client = TestClient(create_api(small_index, reader=FakeReader(), retriever=DownRetriever(), encoder=fake_encoder))
+    client = LocalClient(create_api(small_index, reader=FakeReader(), retriever=DownRetriever(), encoder=fake_encoder))
     response = client.post("/api/v1/ask", json={"question": QUESTION})
     assert response.status_code == 503 and "cannot be reached" in response.json()["error"]

@@ -14,6 +14,7 @@ upload and remove documents (the handlers check the signed-in user, not only the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -645,17 +646,24 @@ def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str 
     from starlette.routing import Mount
 
     from ui.api import create_api
+    from ui.guard import protect
 
     settings = dict(getattr(demo, "qa_settings", {}))
     auth = settings.get("auth")
     if api is None:
         api = create_api(settings.get("index"), reader=settings.get("reader"), auth=auth, **api_kwargs)
+    else:
+        protect(api, auth)  # what create_api's app has: cross-site and sign-in guards, CORS
     login = None
     if auth is not None:
+        # At most SIGNIN_CONCURRENCY checks at once, taken once the form has been read (a client
+        # sending its form slowly holds no turn), so a flood of sign-ins cannot starve the rest.
+        checks = asyncio.Semaphore(config.SIGNIN_CONCURRENCY)
 
         async def login(username: str, password: str) -> bool:
-            # scrypt costs ~50 ms of CPU: off the event loop.
-            return await run_in_threadpool(lambda: auth.check_password(username, password) is not None)
+            async with checks:
+                # scrypt costs ~50 ms of CPU and 16 MiB: off the event loop.
+                return await run_in_threadpool(lambda: auth.check_password(username, password) is not None)
 
     gr.mount_gradio_app(
         api,

@@ -15,8 +15,10 @@
   :data:`qa.config.ALLOWED_HOSTS` are answered.
 - **Sign-in floods** on Gradio's ``POST /login``: at most :data:`qa.config.SIGNIN_FAILURES`
   failed or pending attempts per client address in :data:`qa.config.SIGNIN_WINDOW_S`
-  (:class:`SignInThrottle`; more get 429 and ``Retry-After`` without a password check), and at
-  most :data:`qa.config.SIGNIN_CONCURRENCY` password checks at once.
+  (:class:`SignInThrottle`; more get 429 and ``Retry-After`` without a password check; a
+  success does not reset the count). At most :data:`qa.config.SIGNIN_CONCURRENCY` passwords
+  are checked at once, by the chat's sign-in function (:func:`ui.app.create_server`), after the
+  form is read, so clients that send their form slowly cannot hold the turns.
 
 Reading answers from another site is stopped by CORS: ``create_api`` adds Starlette's
 ``CORSMiddleware`` (allowing only :data:`qa.config.ALLOWED_ORIGINS`), which also makes Gradio
@@ -25,7 +27,6 @@ stand aside its own, which echoes any origin with credentials on a non-localhost
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import math
@@ -40,6 +41,9 @@ from qa import config
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Gradio's sign-in route (the chat is mounted at ``/``).
 LOGIN_PATH = "/login"
+#: GETs that change something (Gradio's sign-out ends every session of its user): held to the
+#: same origin rule as writes, so an image on another site cannot sign a user out.
+CHANGING_GETS = frozenset({"/logout"})
 
 
 def _header(scope: dict, name: bytes) -> str | None:
@@ -94,6 +98,9 @@ def origin_allowed(scope: dict, allowed: Iterable[str] = ()) -> bool:
     scheme, sep, authority = origin.partition("://")
     if not sep:
         return False  # "null" and the like
+    arrived = ((_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower() or str(scope.get("scheme", "http")))
+    if scheme in ("http", "ws") and arrived in ("https", "wss"):
+        return False  # a page on plain HTTP posing as the TLS site (one on the network path)
     own = [_header(scope, b"host"), (_header(scope, b"x-forwarded-host") or "").split(",")[0]]
     return any(h and _authority(h, scheme) == _authority(authority, scheme) for h in own)
 
@@ -139,7 +146,8 @@ class SignInThrottle:
         else:
             self._pending.pop(key, None)
         if succeeded:
-            self._failures.pop(key, None)
+            # Failures still age out as usual: were they cleared, an account holder could guess
+            # 4 times at another account, sign in as themselves, and guess again.
             return
         times = self._recent(key, now)
         times.append(now)
@@ -181,14 +189,12 @@ class RequestGuard:
         allowed_origins: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
         throttle: SignInThrottle | None = None,
-        signin_concurrency: int = config.SIGNIN_CONCURRENCY,
     ) -> None:
         self.app = app
         self.open_server = open_server
         self.allowed_origins = tuple(allowed_origins)
         self.allowed_hosts = tuple(allowed_hosts)
         self.throttle = throttle
-        self._checks = asyncio.Semaphore(signin_concurrency)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -205,7 +211,8 @@ class RequestGuard:
                 send,
             )
             return
-        if (kind == "websocket" or scope["method"] not in SAFE_METHODS) and not origin_allowed(scope, self.allowed_origins):
+        changes = kind == "websocket" or scope["method"] not in SAFE_METHODS or scope["path"].rstrip("/") in CHANGING_GETS
+        if changes and not origin_allowed(scope, self.allowed_origins):
             origin = _header(scope, b"origin") or _header(scope, b"sec-fetch-site") or "?"
             await _refuse(
                 403,
@@ -237,8 +244,7 @@ class RequestGuard:
             await send(message)
 
         try:
-            async with self._checks:
-                await self.app(scope, receive, watch)
+            await self.app(scope, receive, watch)
         finally:
             self.throttle.end(key, succeeded=bool(status) and 200 <= status[0] < 300)
 

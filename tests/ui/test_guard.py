@@ -4,6 +4,9 @@ CORS in place of Gradio's, and the body limit of the chat's own routes."""
 from __future__ import annotations
 
 import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -85,6 +88,8 @@ def test_allowed_host_names_are_added_by_the_setting() -> None:
         ({"Host": "127.0.0.1:7860", "Origin": "null"}, False),  # sandboxed frame, local file
         ({"Host": "127.0.0.1:7860", "Sec-Fetch-Site": "cross-site"}, False),
         ({"Host": "127.0.0.1:7860", "Sec-Fetch-Site": "same-origin"}, True),
+        ({"Host": "qa.team", "X-Forwarded-Proto": "https", "Origin": "http://qa.team"}, False),  # a plain-HTTP page posing as the site
+        ({"Host": "qa.team", "X-Forwarded-Proto": "https", "Origin": "https://qa.team"}, True),
     ],
 )
 def test_only_the_servers_own_origin_may_write(headers: dict[str, str], ok: bool) -> None:
@@ -104,8 +109,20 @@ def test_the_throttle_refuses_after_the_limit_until_the_oldest_failure_ages_out(
     assert throttle.begin("1.2.3.4", now=30.0) == pytest.approx(70.0)  # until the failure at 0 is 100 s old
     assert throttle.begin("5.6.7.8", now=30.0) == 0.0  # per address
     assert throttle.begin("1.2.3.4", now=100.5) == 0.0
-    throttle.end("1.2.3.4", succeeded=True, now=100.5)  # a success forgets the failures
-    assert all(throttle.begin("1.2.3.4", now=101.0 + i) == 0.0 for i in range(3))
+    throttle.end("1.2.3.4", succeeded=True, now=100.5)
+
+
+def test_a_success_does_not_reset_the_count() -> None:
+    """Else an account holder could guess at another account, sign in as themselves, guess again."""
+    throttle = SignInThrottle(limit=3, window_s=100.0)
+    for t in (0.0, 1.0):
+        throttle.begin("a", now=t)
+        throttle.end("a", succeeded=False, now=t)
+    throttle.begin("a", now=2.0)
+    throttle.end("a", succeeded=True, now=2.0)
+    assert throttle.begin("a", now=3.0) == 0.0
+    throttle.end("a", succeeded=False, now=3.0)
+    assert throttle.begin("a", now=4.0) == pytest.approx(96.0)
 
 
 def test_pending_attempts_count_so_a_burst_cannot_slip_past_the_limit() -> None:
@@ -185,8 +202,15 @@ def test_gradio_no_longer_hands_the_chat_to_any_origin(team_server) -> None:  # 
         response = client.get("/gradio_api/token", headers={"Origin": EVIL})
         assert "access-control-allow-origin" not in response.headers
         assert client.post("/gradio_api/queue/join", json={}, headers={"Origin": EVIL}).status_code == 403
-        # The team server's own page still works.
-        assert client.get("/config", headers={"Origin": "https://qa.team"}).status_code == 200
+        # The team server's own page still works, writes included.
+        own = {"Origin": "https://qa.team"}
+        assert client.get("/config", headers=own).status_code == 200
+        assert client.post("/gradio_api/queue/join", json={}, headers=own).status_code not in (401, 403)
+        # An image on another site cannot sign the user out.
+        assert client.get("/logout", headers={"Sec-Fetch-Site": "cross-site"}, follow_redirects=False).status_code == 403
+        assert client.get("/gradio_api/user").json() == "eddie"
+        assert client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"}, follow_redirects=False).status_code < 400
+        assert client.get("/gradio_api/user").json() is None
 
 
 def test_a_cross_site_sign_in_is_refused(team_server) -> None:  # noqa: ANN001
@@ -229,3 +253,28 @@ def test_a_chat_sign_in_ends_after_its_maximum_age(tmp_path: Path) -> None:
     now[0] += 7200.0
     sessions["t3"] = "eddie"  # a new sign-in clears the expired ones nobody looks up
     assert "t2" not in sessions and sessions.get("t3") == "eddie"
+
+
+def test_at_most_two_passwords_are_checked_at_once(team_server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """scrypt costs ~50 ms of CPU and 16 MiB per check: a burst of sign-ins must queue."""
+    running, peak, lock = [0], [0], threading.Lock()
+    from ui.auth import AuthStore as Store
+
+    real = Store.check_password
+
+    def slow_check(self, name: str, password: str):  # noqa: ANN001, ANN202
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return real(self, name, password)
+
+    monkeypatch.setattr(Store, "check_password", slow_check)
+
+    # One client (one event loop, as under uvicorn), four at once: under the per-address limit.
+    with TestClient(team_server, base_url="https://qa.team") as client, ThreadPoolExecutor(4) as pool:
+        sign_in = lambda _: client.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code  # noqa: E731
+        assert list(pool.map(sign_in, range(4))) == [200] * 4
+    assert peak[0] == config.SIGNIN_CONCURRENCY

@@ -20,7 +20,8 @@
   are checked at once, by the chat's sign-in function (:func:`ui.app.create_server`), after the
   form is read, so clients that send their form slowly cannot hold the turns.
 
-Reading answers from another site is stopped by CORS: ``create_api`` adds Starlette's
+Gradio's sign-in cookies are made ``SameSite=Lax`` (it sets ``None``), and over HTTPS its twin
+cookie without ``Secure`` is not set. Reading answers from another site is stopped by CORS: ``create_api`` adds Starlette's
 ``CORSMiddleware`` (allowing only :data:`qa.config.ALLOWED_ORIGINS`), which also makes Gradio
 stand aside its own, which echoes any origin with credentials on a non-localhost host.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -58,6 +60,11 @@ def _authority(value: str, scheme: str) -> str:
     value = value.strip().lower().rstrip("/")
     default = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}.get(scheme)
     return value[: -len(default)] if default and value.endswith(default) else value
+
+
+def _arrived_over(scope: dict) -> str:
+    """The scheme the client used: the proxy's ``X-Forwarded-Proto``, else the connection's."""
+    return (_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower() or str(scope.get("scheme", "http"))
 
 
 def host_name(host: str) -> str:
@@ -98,7 +105,7 @@ def origin_allowed(scope: dict, allowed: Iterable[str] = ()) -> bool:
     scheme, sep, authority = origin.partition("://")
     if not sep:
         return False  # "null" and the like
-    arrived = ((_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower() or str(scope.get("scheme", "http")))
+    arrived = _arrived_over(scope)
     if scheme in ("http", "ws") and arrived in ("https", "wss"):
         return False  # a page on plain HTTP posing as the TLS site (one on the network path)
     own = [_header(scope, b"host"), (_header(scope, b"x-forwarded-host") or "").split(",")[0]]
@@ -177,6 +184,29 @@ async def _refuse(status: int, message: str, scope: dict, send: Send, headers: d
     await send({"type": "http.response.body", "body": body})
 
 
+def _cookie_hardener(scope: dict, send: Send) -> Send:
+    """``send`` with Gradio's sign-in cookies hardened: ``SameSite=Lax`` instead of ``None`` (a
+    browser then sends them on no other site's form post or image: the chat is never framed by
+    another site), and over HTTPS without the twin cookie Gradio sets without ``Secure`` (it
+    would travel in clear text on any plain-HTTP request to the host)."""
+    https = _arrived_over(scope) in ("https", "wss")
+
+    async def hardened(message: dict) -> None:
+        if message["type"] == "http.response.start" and any(k == b"set-cookie" for k, _ in message.get("headers", ())):
+            headers = []
+            for key, value in message["headers"]:
+                if key == b"set-cookie" and value.lstrip().lower().startswith(b"access-token"):
+                    lower = value.lower()
+                    if https and lower.lstrip().startswith(b"access-token-unsecure-") and b"max-age=0" not in lower:
+                        continue
+                    value = re.sub(rb"(?i)samesite=none", b"SameSite=lax", value)
+                headers.append((key, value))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return hardened
+
+
 class RequestGuard:
     """ASGI middleware: the refusals described in the module docstring. ``open_server``: no
     sign-in (the Host check applies); ``throttle``: the sign-in limiter (``None``: no sign-in)."""
@@ -222,6 +252,8 @@ class RequestGuard:
                 send,
             )
             return
+        if kind == "http":
+            send = _cookie_hardener(scope, send)
         if self.throttle is not None and kind == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == LOGIN_PATH:
             await self._sign_in(scope, receive, send)
             return

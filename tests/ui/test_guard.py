@@ -278,3 +278,19 @@ def test_at_most_two_passwords_are_checked_at_once(team_server, monkeypatch: pyt
         sign_in = lambda _: client.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code  # noqa: E731
         assert list(pool.map(sign_in, range(4))) == [200] * 4
     assert peak[0] == config.SIGNIN_CONCURRENCY
+
+
+def _set_cookies(response) -> list[str]:  # noqa: ANN001
+    return [v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("access-token")]
+
+
+def test_sign_in_cookies_are_same_site_and_never_sent_in_clear_after_https(team_server) -> None:  # noqa: ANN001
+    """Gradio sets SameSite=None, and a twin cookie without Secure that a plain-HTTP request would carry."""
+    with TestClient(team_server, base_url="https://qa.team") as client:
+        cookies = _set_cookies(client.post("/login", data={"username": "eddie", "password": "editor-password"}))
+        assert len(cookies) == 1 and "secure" in cookies[0].lower() and "samesite=lax" in cookies[0].lower()
+        assert client.get("/gradio_api/user").json() == "eddie"  # signed in with the one cookie
+    with TestClient(team_server, base_url="http://192.168.1.20:7860") as lan:  # a LAN server without TLS keeps both
+        cookies = _set_cookies(lan.post("/login", data={"username": "eddie", "password": "editor-password"}))
+        assert len(cookies) == 2 and all("samesite=lax" in c.lower() for c in cookies)
+        assert lan.get("/gradio_api/user").json() == "eddie"

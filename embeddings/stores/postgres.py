@@ -210,7 +210,10 @@ class PostgresStore:
             return None
         return dict(conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(_META))).fetchall())
 
-    def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None) -> None:
+    def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None, *, any_tokenizer: bool = False) -> None:
+        """Take the stored metadata, refusing what this version cannot read. ``any_tokenizer``:
+        accept another BM25 tokenizer's keywords (the writer: an update re-indexes them, carrying
+        every document over, as the directory store's manifest read allows)."""
         if meta is None:
             raise IndexLoadError(
                 f"no index at {self.directory!r} (the database has no qa tables); "
@@ -229,7 +232,7 @@ class PostgresStore:
             )
         from qa.retrieval.bm25 import TOKENIZER_VERSION
 
-        if meta.get("tokenizer") != TOKENIZER_VERSION:
+        if meta.get("tokenizer") != TOKENIZER_VERSION and not any_tokenizer:
             raise _meta_error(
                 self.directory, f"stores keywords of tokenizer {meta.get('tokenizer')!r}, not {TOKENIZER_VERSION!r}"
             )
@@ -812,7 +815,10 @@ class StoreWriter:
         raw = PostgresStore.read_meta(self.conn)
         if raw is None and not required:
             return None
-        self.store._apply_meta(raw)
+        # Another tokenizer is no reason to call the index unreadable: update_index's
+        # reuse_problem sees it in the returned meta and re-indexes, keeping other folders'
+        # documents (an unreadable index would be rebuilt from the given documents only).
+        self.store._apply_meta(raw, any_tokenizer=True)
         store = self.store
         return IndexMeta(store.embedding_model, store.dimension, dict(store.chunking), store.tokenizer, store.encoder_variant)
 

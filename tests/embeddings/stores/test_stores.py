@@ -374,3 +374,39 @@ def test_a_store_without_its_driver_names_the_extra(extra_store_dir: Path) -> No
     )
     with pytest.raises(ValueError, match=r"needs the nodriver extra .*pip install -e '\.\[nodriver\]'"):
         open_store("nodriver://host/db")
+
+
+def _set_stored_tokenizer(location: str | Path, value: str) -> None:
+    """Make the index look built by a release with another BM25 tokenizer."""
+    if is_store_url(str(location)):
+        import psycopg
+
+        with psycopg.connect(str(location), autocommit=True) as conn:
+            conn.execute("UPDATE qa_meta SET value = %s WHERE key = 'tokenizer'", (value,))
+        return
+    import json
+
+    from embeddings.stores.index import current_generation
+
+    manifest = current_generation(Path(location)) / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["tokenizer"] = value
+    manifest.write_text(json.dumps(raw))
+
+
+def test_a_folder_sync_after_a_tokenizer_change_keeps_other_folders_documents(location: str | Path, tmp_path: Path) -> None:
+    """A new release's tokenizer re-indexes the keywords; the PostgreSQL writer used to call the
+    index unreadable instead, and a sync of one folder rebuilt it from that folder alone."""
+    enc = FakeEncoder()
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, name, text in ((first, "a.txt", "Alpha river flows north."), (second, "b.txt", "Beta mountain is tall.")):
+        folder.mkdir()
+        (folder / name).write_text(text, encoding="utf-8")
+        index_folder(folder, location, encoder=enc)
+    _set_stored_tokenizer(location, "an-older-tokenizer")
+    with pytest.raises(IndexLoadError, match="tokenizer"):
+        load_index(location)  # questions are refused until it is re-indexed
+    report = index_folder(first, location, encoder=enc)
+    assert report.removed == [] and "tokenizer" in report.note
+    assert {d.doc_id for d in list_documents(location)} == {"a.txt", "b.txt"}
+    assert load_store(location).document("b.txt").text == "Beta mountain is tall."

@@ -36,7 +36,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
 from embeddings.encoders.variants import LEGACY_VARIANT
 from embeddings.stores.records import DocumentRecord, Hit
@@ -64,16 +63,19 @@ def index_location(text: str | os.PathLike[str]) -> str | os.PathLike[str]:
 
 
 def display_location(location: object) -> str:
-    """``location`` for messages and logs: a URL's password is replaced by ``***``."""
+    """``location`` for messages and logs: a URL's password is replaced by ``***`` wherever one
+    may be: from the first ``:`` to the last ``@`` (also ``u:ab#cd@h`` and ``u:ab?cd@h``, which
+    ``urlsplit`` cuts at ``#`` / ``?`` while libpq reads them as passwords; masking too much is
+    the safe side) and in a ``password=`` parameter."""
     text = str(location)
     if not is_store_url(text):
         return text
-    parts = urlsplit(text)
-    if parts.password is None:
-        return text
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+    scheme, _, rest = text.partition("://")
+    at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        rest = rest[: rest.index(":")] + ":***" + rest[at:]
+    rest = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
 
 
 # --------------------------------------------------------------------------- metadata

@@ -140,6 +140,15 @@ class PostgresStore:
 
         self.url = url
         self.directory = display_location(url)
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error:
+            # libpq's message quotes the bad part, which may be the password: not repeated here.
+            raise ValueError(
+                f"cannot parse the PostgreSQL URL {self.directory!r}; write it as "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, with characters such as % @ : / ? # "
+                "in the password percent-encoded (% as %25)"
+            ) from None
         #: Where it is, for messages (:class:`~embeddings.stores.base.IndexStore`).
         self.location = self.directory
         self.pool_size = pool_size or config.PG_POOL_MAX_SIZE
@@ -556,7 +565,15 @@ class PostgresStore:
                     )
                 time.sleep(0.1)
             locked = True
-            yield StoreWriter(self, conn)
+            try:
+                yield StoreWriter(self, conn)
+            except psycopg.OperationalError as exc:
+                # Each document is written in a transaction of its own: those before the loss stay.
+                raise StoreUnavailableError(
+                    f"lost the connection to the PostgreSQL index at {self.directory!r} while writing "
+                    f"({type(exc).__name__}: {str(exc).strip() or 'connection lost'}); documents written before it are "
+                    "kept, none is half-written; run the command again when the server is back to finish"
+                ) from exc
         finally:
             if locked and not conn.broken:
                 # Released now, not when the server notices the closed session (the next

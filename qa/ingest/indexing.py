@@ -36,7 +36,7 @@ from typing import TypeVar
 import numpy as np
 
 from embeddings.encoders.encoder import Encoder, encoder_variant, get_encoder, progress_ticker
-from embeddings.stores import is_store_url, writable_store
+from embeddings.stores import display_location, is_store_url, writable_store
 from embeddings.stores.base import IndexMeta, Plan, StoredDocument, reuse_problem
 from embeddings.stores.directory import entries_listing, manifest_meta
 from embeddings.stores.index import (
@@ -447,11 +447,11 @@ def ensure_index(
     """
     if is_store_url(index_dir):
         if writable_store(index_dir).summary() is None:
-            logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
+            logger.info("no index at %s yet; building it from %s", display_location(index_dir), docs_dir)
             index_folder(docs_dir, index_dir, lock_wait_s=600.0)
         return index_dir  # type: ignore[return-value]
     if not has_index(index_dir):
-        logger.info("no index at %s yet; building it from %s", index_dir, docs_dir)
+        logger.info("no index at %s yet; building it from %s", display_location(index_dir), docs_dir)
         index_folder(docs_dir, index_dir, lock_wait_s=600.0)
     elif (why := _outdated(index_dir)) is not None:
         logger.warning("rebuilding the default index %s from %s: %s", index_dir, docs_dir, why)
@@ -573,7 +573,7 @@ def add_documents(
         # A directory manifest maps ids to documents; a PostgreSQL summary counts them.
         stored = manifest.get("documents", {}) if manifest else {}
         return IndexReport(
-            directory=str(index_dir),
+            directory=display_location(index_dir),  # printed: a URL's password never is
             unchanged=stored if isinstance(stored, int) else len(stored),
             skipped=skipped,
             chunks=int(manifest.get("num_chunks", 0)) if manifest else 0,
@@ -627,7 +627,7 @@ def unknown_id_message(unknown: list[str], known: Iterable[str], index_dir: str 
         close = list(dict.fromkeys(c for c in close if c != doc_id))[:3]
         hints.append(f"{doc_id!r}" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
     noun = "document" if len(unknown) == 1 else "documents"
-    listing = f"; list them with: python -m qa list --index {index_dir}" if known else "; the index is empty"
+    listing = f"; list them with: python -m qa list --index {display_location(index_dir)}" if known else "; the index is empty"
     return f"no {noun} {', '.join(hints)} in index {str(index_dir)!r} ({len(known)} indexed{listing}). Nothing was removed"
 
 

@@ -296,6 +296,42 @@ def test_keyword_candidates_are_bounded_for_common_words(pg_url: str, monkeypatc
 def test_password_is_masked_in_messages() -> None:
     assert display_location("postgresql://qa:s3cret@db.example:5432/qa") == "postgresql://qa:***@db.example:5432/qa"
     assert display_location("postgresql://qa@db/qa") == "postgresql://qa@db/qa"
+    assert display_location("postgresql://db.example:5432/qa") == "postgresql://db.example:5432/qa"
+    # Where urlsplit stops at # or ? but libpq reads a password, and libpq's password parameter.
+    assert display_location("postgresql://qa:ab#cd@db/qa") == "postgresql://qa:***@db/qa"
+    assert display_location("postgresql://qa:ab?cd@db/qa") == "postgresql://qa:***@db/qa"
+    assert display_location("postgresql://qa@db/qa?sslmode=require&password=s3cret") == "postgresql://qa@db/qa?sslmode=require&password=***"
+
+
+def test_an_unparsable_url_is_refused_without_repeating_the_password() -> None:
+    with pytest.raises(ValueError, match="percent-encoded") as caught:
+        open_store("postgresql://qa:p%zzs3cret@db/qa")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_qa_add_never_prints_the_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import qa.ingest.indexing as indexing
+    from qa.tools.cli import main
+
+    monkeypatch.setattr(indexing, "_manifest", lambda index_dir: None)  # no server needed: every file is refused
+    odd = tmp_path / "notes.xyz"
+    odd.write_text("not a supported format", encoding="utf-8")
+    main(["add", str(odd), "--index", "postgresql://qa:s3cret@127.0.0.1:1/qa"])
+    out = capsys.readouterr()
+    assert "qa:***@127.0.0.1" in out.out + out.err and "s3cret" not in out.out + out.err
+
+
+def test_a_connection_lost_while_writing_is_a_clear_error_and_loses_nothing(pg_url: str) -> None:
+    update_index(pg_url, _docs(3), encoder=FakeEncoder())
+    store = open_store(pg_url)
+    with pytest.raises(StoreUnavailableError, match="while writing.*run the command again"):
+        with store.writer() as writer:
+            with psycopg.connect(pg_url, autocommit=True) as other:  # the server drops the writer's session
+                other.execute("SELECT pg_terminate_backend(%s)", (writer.conn.info.backend_pid,))
+            writer.states()
+    assert {d.doc_id for d in list_documents(pg_url)} == {"doc00.txt", "doc01.txt", "doc02.txt"}
+    update_index(pg_url, _docs(4), encoder=FakeEncoder())  # the lock went with the session
+    assert len(list_documents(pg_url)) == 4
 
 
 def test_cli_list_remove_and_ask_options_take_a_url(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,6 +167,10 @@ class PostgresStore:
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(int(self.ef_search))))
+        # A rebuild holds the tables exclusively until it commits (minutes): a question waits
+        # this long for them, then is told so, rather than hanging on to a pooled connection
+        # until the pool runs dry. Nothing else a reader does waits on a lock.
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{max(1, int(self.timeout_s * 1000))}ms")))
 
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
@@ -200,6 +204,11 @@ class PostgresStore:
                 yield conn
         except PoolTimeout as exc:
             raise self.unavailable(exc) from exc
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreUnavailableError(
+                f"the PostgreSQL index at {self.directory!r} is being rebuilt by another process; "
+                "questions work again as soon as it finishes: try again shortly"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise self.unavailable(exc) from exc
 

@@ -510,3 +510,33 @@ def test_a_common_word_scores_only_a_bounded_set_of_candidates(pg_url: str, monk
     monkeypatch.setattr(config, "PG_KEYWORD_CANDIDATES_PER_TERM", 10)
     bounded = store.search("bm25", 3, tokens=["common"], depth=3)
     assert len(bounded) == 3 and not {h.document.doc_id for h in bounded} & {"c059.txt", "c058.txt", "c057.txt"}
+
+
+def test_a_question_during_a_rebuild_is_told_so_instead_of_hanging(pg_url: str) -> None:
+    """A rebuild holds the tables exclusively until it commits; readers used to wait for all of it
+    on pooled connections (no lock timeout), and once the pool ran dry were told the server was down."""
+    from embeddings.stores.postgres import PostgresStore
+
+    update_index(pg_url, _docs(2), encoder=FakeEncoder())
+    store = PostgresStore(pg_url, timeout_s=1.0)
+    try:
+        with psycopg.connect(pg_url) as rebuilding:  # what a rebuild's transaction holds
+            rebuilding.execute("LOCK TABLE qa_meta IN ACCESS EXCLUSIVE MODE")
+            outcome: list[BaseException | None] = []
+
+            def question() -> None:
+                try:
+                    store.refresh()
+                    outcome.append(None)
+                except Exception as exc:  # noqa: BLE001 - inspected below
+                    outcome.append(exc)
+
+            asking = threading.Thread(target=question)
+            asking.start()
+            asking.join(10)
+            rebuilding.rollback()  # the rebuild ends (and frees a question still waiting)
+            asking.join()
+        assert isinstance(outcome[0], StoreUnavailableError) and "being rebuilt" in str(outcome[0])
+        assert store.refresh().embedding_model  # and answers again once it is done
+    finally:
+        store.close()

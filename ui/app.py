@@ -671,7 +671,13 @@ def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str 
         path="/",
         footer_links=["api"],
         auth=login,
-        auth_message="Sign in with the name and password from `qa auth add-user`." if auth is not None else None,
+        auth_message=(
+            "Sign in with the name and password from `qa auth add-user`. After "
+            f"{config.SIGNIN_FAILURES} failed tries from one address, sign-in is refused (also with the right "
+            f"password: the page still says the credentials are incorrect) for up to {int(config.SIGNIN_WINDOW_S // 60)} minutes."
+        )
+        if auth is not None
+        else None,
         show_error=True,
         # A hard cap on what the chat accepts at all; files over MAX_UPLOAD_BYTES but under
         # this get a per-file message from qa.ingest.indexing.add_uploads instead.

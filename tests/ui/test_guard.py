@@ -222,6 +222,8 @@ def test_a_cross_site_sign_in_is_refused(team_server) -> None:  # noqa: ANN001
 def test_sign_in_failures_are_throttled_per_address(team_server) -> None:  # noqa: ANN001
     wrong = {"username": "eddie", "password": "guess"}
     with TestClient(team_server, base_url="https://qa.team") as client:
+        # Gradio's page says "incorrect credentials" to any refusal: the page's note says why it may be the limit.
+        assert f"After {config.SIGNIN_FAILURES} failed tries from one address, sign-in is refused" in client.get("/").text
         assert [client.post("/login", data=wrong).status_code for _ in range(config.SIGNIN_FAILURES)] == [400] * config.SIGNIN_FAILURES
         refused = client.post("/login", data={"username": "eddie", "password": "editor-password"})  # right, but too late
         assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= config.SIGNIN_WINDOW_S

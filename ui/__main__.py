@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = len(auth.users())
         signin = f"sign-in required ({n} user{'' if n == 1 else 's'} in {auth_file})"
     else:
-        signin = "no sign-in"
+        # Where it looked: a server started from another folder than `qa auth add-user` (the
+        # default for a postgresql:// index is ./auth.json) would otherwise be open unawares.
+        signin = "no sign-in (--no-auth)" if args.no_auth else f"no sign-in (no credentials file at {Path(auth_file).resolve()})"
     print(f"Serving the chat on http://{args.host}:{args.port}/ and the API on /api/v1 (docs: /api/docs); {signin}. Ctrl+C to stop", flush=True)
     launch(demo, host=args.host, port=args.port)
     return 0

@@ -229,3 +229,17 @@ def test_ui_help_lists_the_auth_flags() -> None:
     assert args.no_auth is False and args.auth_file is None and args.host == "127.0.0.1"
     help_text = build_parser().format_help()
     assert "--no-auth" in help_text and "--auth-file" in help_text
+
+
+def test_an_open_server_says_where_it_looked_for_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Started from another folder than `qa auth add-user`, a server would be open unawares."""
+    import ui.app
+    from ui.__main__ import main
+
+    monkeypatch.setattr(ui.app, "build_app", lambda *a, **k: object())
+    monkeypatch.setattr(ui.app, "launch", lambda *a, **k: None)
+    missing = tmp_path / "elsewhere" / "auth.json"
+    assert main(["--index", str(tmp_path / "idx"), "--auth-file", str(missing)]) == 0
+    assert f"no sign-in (no credentials file at {missing.resolve()})" in capsys.readouterr().out
+    assert main(["--index", str(tmp_path / "idx"), "--no-auth"]) == 0
+    assert "no sign-in (--no-auth)" in capsys.readouterr().out

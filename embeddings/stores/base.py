@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote
 
 from embeddings.encoders.variants import LEGACY_VARIANT
 from embeddings.stores.records import DocumentRecord, Hit
@@ -74,7 +75,8 @@ def display_location(location: object) -> str:
     at = rest.rfind("@")
     if at >= 0 and ":" in rest[:at]:
         rest = rest[: rest.index(":")] + ":***" + rest[at:]
-    rest = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", rest)
+    # libpq decodes parameter names too: ?pass%77ord= is the password.
+    rest = re.sub(r"([?&])([^=&]*)=([^&]*)", lambda m: f"{m[1]}{m[2]}=***" if unquote(m[2]).lower() == "password" else m[0], rest)
     return f"{scheme}://{rest}"
 
 

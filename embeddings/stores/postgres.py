@@ -162,6 +162,7 @@ class PostgresStore:
         self.vector_type = "vector"
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
+        self._patience = threading.local()  # see patiently()
 
     # ------------------------------------------------------------------ connections
 
@@ -170,7 +171,21 @@ class PostgresStore:
         # A rebuild holds the tables exclusively until it commits (minutes): a question waits
         # this long for them, then is told so, rather than hanging on to a pooled connection
         # until the pool runs dry. Nothing else a reader does waits on a lock.
-        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{max(1, int(self.timeout_s * 1000))}ms")))
+        conn.execute(self._lock_timeout_sql())
+
+    def _lock_timeout_sql(self) -> sql.Composed:
+        return sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{max(1, int(self.timeout_s * 1000))}ms"))
+
+    @contextlib.contextmanager
+    def patiently(self) -> Iterator[None]:
+        """This thread's pooled reads wait for a rebuild's locks as long as it takes: what a
+        writer reads before it takes the writers' lock (it would wait for the rebuild anyway)."""
+        before = getattr(self._patience, "on", False)
+        self._patience.on = True
+        try:
+            yield
+        finally:
+            self._patience.on = before
 
     def _get_pool(self) -> ConnectionPool:
         with self._lock:
@@ -198,10 +213,21 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled autocommit connection; an unreachable server raises :class:`StoreUnavailableError`."""
+        """A pooled autocommit connection; an unreachable server raises :class:`StoreUnavailableError`.
+        Its statements wait at most the pool timeout for a table lock (see :meth:`_configure`),
+        except inside :meth:`patiently`."""
+        patient = getattr(self._patience, "on", False)
         try:
             with self._get_pool().connection() as conn:
-                yield conn
+                if not patient:
+                    yield conn
+                    return
+                conn.execute("SET lock_timeout = 0")
+                try:
+                    yield conn
+                finally:
+                    with contextlib.suppress(psycopg.Error):  # a broken connection leaves the pool anyway
+                        conn.execute(self._lock_timeout_sql())
         except PoolTimeout as exc:
             raise self.unavailable(exc) from exc
         except psycopg.errors.LockNotAvailable as exc:
@@ -267,8 +293,9 @@ class PostgresStore:
             raise _meta_error(self.directory, f"stores vectors as {vector_type!r}, not one of {', '.join(VECTOR_TYPES)}")
         self.vector_type = vector_type
 
-    def refresh(self, *, expect_model: str | None = None) -> PostgresStore:
-        """Re-read the schema version, model and dimension; returns ``self``.
+    def refresh(self, *, expect_model: str | None = None, any_tokenizer: bool = False) -> PostgresStore:
+        """Re-read the schema version, model and dimension; returns ``self``. ``any_tokenizer``:
+        for what needs no keywords (listing documents), accept another tokenizer's.
 
         Raises:
             IndexLoadError: no index yet, another schema version or tokenizer, another
@@ -277,7 +304,7 @@ class PostgresStore:
         """
         with self.connection() as conn:
             meta = self.read_meta(conn)
-        self._apply_meta(meta, expect_model)
+        self._apply_meta(meta, expect_model, any_tokenizer=any_tokenizer)
         return self
 
     def has_index(self) -> bool:
@@ -348,8 +375,9 @@ class PostgresStore:
         return [(r[0], r[1], int(r[2]), int(r[3]), None if r[4] is None else int(r[4])) for r in rows]
 
     def documents(self) -> list[StoredDocument]:
-        """Every stored document, sorted by id (:class:`~embeddings.stores.base.IndexStore`)."""
-        self.refresh()
+        """Every stored document, sorted by id (:class:`~embeddings.stores.base.IndexStore`);
+        also of an index an older tokenizer built (as the directory store lists it)."""
+        self.refresh(any_tokenizer=True)
         added = self.added_sources()
         return [
             StoredDocument(
@@ -360,11 +388,14 @@ class PostgresStore:
         ]
 
     def summary(self) -> dict | None:
-        """``{"embedding_model", "documents", "num_chunks"}``, or ``None`` without an index."""
-        if not self.has_index():
-            return None
-        self.refresh()
-        documents, chunks = self.counts()
+        """``{"embedding_model", "documents", "num_chunks"}``, or ``None`` without an index.
+        Read by writers before they take the writers' lock (qa.ingest.indexing): it waits out a
+        rebuild in progress, as the writer will, instead of failing after the pool timeout."""
+        with self.patiently():
+            if not self.has_index():
+                return None
+            self.refresh(any_tokenizer=True)  # a writer re-indexes another tokenizer's keywords
+            documents, chunks = self.counts()
         return {"embedding_model": self.embedding_model, "documents": documents, "num_chunks": chunks}
 
     def document(self, doc_id: str, conn: psycopg.Connection | None = None) -> DocumentRecord | None:
@@ -574,15 +605,17 @@ class PostgresStore:
                     )
                 time.sleep(0.1)
             locked = True
-            try:
-                yield StoreWriter(self, conn)
-            except psycopg.OperationalError as exc:
-                # Each document is written in a transaction of its own: those before the loss stay.
-                raise StoreUnavailableError(
-                    f"lost the connection to the PostgreSQL index at {self.directory!r} while writing "
-                    f"({type(exc).__name__}: {str(exc).strip() or 'connection lost'}); documents written before it are "
-                    "kept, none is half-written; run the command again when the server is back to finish"
-                ) from exc
+            yield StoreWriter(self, conn)
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise  # the server said no (a timeout, a full disk...): its own message says why
+            # Each update commits document by document (a rebuild at its end): those committed stay.
+            raise StoreUnavailableError(
+                f"lost the connection to the PostgreSQL index at {self.directory!r} while writing "
+                f"({type(exc).__name__}: {str(exc).strip() or 'connection lost'}); what was committed before it is "
+                "kept (each document of an update at once, a rebuild only as a whole) and nothing is half-written; "
+                "run the command again when the server is back"
+            ) from exc
         finally:
             if locked and not conn.broken:
                 # Released now, not when the server notices the closed session (the next
@@ -947,6 +980,7 @@ class StoreWriter:
                     self.insert_document(new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens)
                     self._keep(doc)
                 embedded += len(new.chunks)
-        self.store._apply_meta(PostgresStore.read_meta(self.conn))
+        # An update (a removal, say) of an index of an older tokenizer leaves it so: not an error here.
+        self.store._apply_meta(PostgresStore.read_meta(self.conn), any_tokenizer=not plan.fresh)
         documents, chunks = self.counts()
         return Applied(documents, chunks, embedded)

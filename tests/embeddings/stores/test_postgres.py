@@ -301,6 +301,7 @@ def test_password_is_masked_in_messages() -> None:
     assert display_location("postgresql://qa:ab#cd@db/qa") == "postgresql://qa:***@db/qa"
     assert display_location("postgresql://qa:ab?cd@db/qa") == "postgresql://qa:***@db/qa"
     assert display_location("postgresql://qa@db/qa?sslmode=require&password=s3cret") == "postgresql://qa@db/qa?sslmode=require&password=***"
+    assert display_location("postgresql://qa@db/qa?pass%77ord=s3cret") == "postgresql://qa@db/qa?pass%77ord=***"
 
 
 def test_an_unparsable_url_is_refused_without_repeating_the_password() -> None:
@@ -540,3 +541,39 @@ def test_a_question_during_a_rebuild_is_told_so_instead_of_hanging(pg_url: str) 
         assert store.refresh().embedding_model  # and answers again once it is done
     finally:
         store.close()
+
+
+def test_a_writers_first_reads_wait_out_a_rebuild(pg_url: str) -> None:
+    """What a writer reads before it takes the writers' lock (summary) waits as the writer would;
+    only questions give up after the pool timeout."""
+    from embeddings.stores.postgres import PostgresStore
+
+    update_index(pg_url, _docs(2), encoder=FakeEncoder())
+    store = PostgresStore(pg_url, timeout_s=1.0)
+    try:
+        with psycopg.connect(pg_url) as rebuilding:
+            rebuilding.execute("LOCK TABLE qa_meta IN ACCESS EXCLUSIVE MODE")
+            summaries: list[object] = []
+            reading = threading.Thread(target=lambda: summaries.append(store.summary()))
+            reading.start()
+            reading.join(3.0)
+            assert reading.is_alive()  # still waiting, past the 1 s a question would wait
+            rebuilding.rollback()
+            reading.join()
+        assert summaries[0]["documents"] == 2
+        with pytest.raises(StoreUnavailableError, match="being rebuilt"):  # questions still give up
+            with psycopg.connect(pg_url) as rebuilding:
+                rebuilding.execute("LOCK TABLE qa_meta IN ACCESS EXCLUSIVE MODE")
+                store.refresh()
+    finally:
+        store.close()
+
+
+def test_a_server_refusal_while_writing_keeps_its_own_message(pg_url: str) -> None:
+    """Only a lost connection is called one: a statement timeout (also an OperationalError) is not."""
+    update_index(pg_url, _docs(1), encoder=FakeEncoder())
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        with open_store(pg_url).writer() as writer:
+            writer.conn.execute("SET statement_timeout = 50")
+            writer.conn.execute("SELECT pg_sleep(2)")
+    assert len(list_documents(pg_url)) == 1

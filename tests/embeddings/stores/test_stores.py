@@ -410,3 +410,12 @@ def test_a_folder_sync_after_a_tokenizer_change_keeps_other_folders_documents(lo
     assert report.removed == [] and "tokenizer" in report.note
     assert {d.doc_id for d in list_documents(location)} == {"a.txt", "b.txt"}
     assert load_store(location).document("b.txt").text == "Beta mountain is tall."
+
+
+def test_a_removal_from_an_index_of_an_older_tokenizer_is_not_reported_as_failed(location: str | Path, tmp_path: Path) -> None:
+    """PostgreSQL removed the document, then said the index needed a rebuild (as if nothing happened)."""
+    enc = FakeEncoder()
+    _index(location, enc)
+    _set_stored_tokenizer(location, "an-older-tokenizer")
+    assert remove_documents(location, ["beta.md"]).removed == ["beta.md"]
+    assert "beta.md" not in {d.doc_id for d in list_documents(location)}

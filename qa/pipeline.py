@@ -11,6 +11,7 @@ import os
 import threading
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 from embeddings.stores import is_store_url
 from embeddings.errors import IndexLoadError, rebuild_hint
@@ -83,6 +84,18 @@ def validate_threshold(threshold: object) -> None:
         )
 
 
+def _keywords_checked(index: Any, where: str) -> Any:
+    """``index`` (either store), unless another BM25 tokenizer made its keywords: their postings
+    miss this version's question tokens, so keyword search would quietly find less. The stores
+    only record the tokenizer, so that listing, removing and re-indexing still work."""
+    if index.tokenizer != TOKENIZER_VERSION:
+        raise IndexLoadError(
+            f"index {where!r} stores keywords of BM25 tokenizer {index.tokenizer!r}, not "
+            f"{TOKENIZER_VERSION!r}; {rebuild_hint(where)}"
+        )
+    return index
+
+
 def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> VectorIndex:
     """The index to answer from: an object as is, a directory (cached, reloaded when it
     changes), a ``postgresql://`` URL (the process-wide store for that URL, its metadata
@@ -99,7 +112,8 @@ def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> Vec
     if is_store_url(location):
         from embeddings.stores import open_store
 
-        return open_store(str(location)).refresh()  # type: ignore[return-value]
+        store = open_store(str(location)).refresh()
+        return _keywords_checked(store, store.directory)  # type: ignore[attr-defined,return-value]
     if not isinstance(location, (str, os.PathLike)):
         return location  # another store object, as is
     directory = Path(location)
@@ -117,14 +131,7 @@ def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> Vec
             cached = _INDEXES.get(key)
             if cached is not None and cached[0] == generation:
                 return cached[1]
-        loaded = VectorIndex.load(directory)
-        if loaded.tokenizer != TOKENIZER_VERSION:
-            # Postings of another tokenizer miss this version's question tokens: keyword search
-            # would quietly find less (PostgreSQL's store refuses the same at load).
-            raise IndexLoadError(
-                f"index {str(directory)!r} stores keywords of BM25 tokenizer {loaded.tokenizer!r}, not "
-                f"{TOKENIZER_VERSION!r}; {rebuild_hint(directory)}"
-            )
+        loaded = _keywords_checked(VectorIndex.load(directory), str(directory))
         with _LOCK:
             _INDEXES[key] = (loaded.directory or directory, loaded)
         return loaded

@@ -254,10 +254,11 @@ class PostgresStore:
             return None
         return dict(conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(_META))).fetchall())
 
-    def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None, *, any_tokenizer: bool = False) -> None:
-        """Take the stored metadata, refusing what this version cannot read. ``any_tokenizer``:
-        accept another BM25 tokenizer's keywords (the writer: an update re-indexes them, carrying
-        every document over, as the directory store's manifest read allows)."""
+    def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None) -> None:
+        """Take the stored metadata, refusing what this version cannot read. The BM25 tokenizer
+        is recorded, not checked (as the directory store's manifest): questions over another
+        tokenizer's keywords are refused by qa.pipeline.load_index, for both stores, while
+        listing, removing and updating go on (an update re-indexes them, keeping every document)."""
         if meta is None:
             raise IndexLoadError(
                 f"no index at {self.directory!r} (the database has no qa tables); "
@@ -274,12 +275,6 @@ class PostgresStore:
                 f"PostgreSQL index {self.directory!r} was built with embedding model {model!r}, not {expect_model!r}; "
                 f"{rebuild_hint(self.directory)} (or use the model it was built with)"
             )
-        from qa.retrieval.bm25 import TOKENIZER_VERSION
-
-        if meta.get("tokenizer") != TOKENIZER_VERSION and not any_tokenizer:
-            raise _meta_error(
-                self.directory, f"stores keywords of tokenizer {meta.get('tokenizer')!r}, not {TOKENIZER_VERSION!r}"
-            )
         try:
             self.dimension = int(meta["dimension"])
             self.chunking = json.loads(meta.get("chunking", "{}"))
@@ -293,18 +288,17 @@ class PostgresStore:
             raise _meta_error(self.directory, f"stores vectors as {vector_type!r}, not one of {', '.join(VECTOR_TYPES)}")
         self.vector_type = vector_type
 
-    def refresh(self, *, expect_model: str | None = None, any_tokenizer: bool = False) -> PostgresStore:
-        """Re-read the schema version, model and dimension; returns ``self``. ``any_tokenizer``:
-        for what needs no keywords (listing documents), accept another tokenizer's.
+    def refresh(self, *, expect_model: str | None = None) -> PostgresStore:
+        """Re-read the schema version, model and dimension; returns ``self``.
 
         Raises:
-            IndexLoadError: no index yet, another schema version or tokenizer, another
+            IndexLoadError: no index yet, another schema version, another
                 embedding model than ``expect_model``; the message says how to rebuild.
             StoreUnavailableError: the server cannot be reached.
         """
         with self.connection() as conn:
             meta = self.read_meta(conn)
-        self._apply_meta(meta, expect_model, any_tokenizer=any_tokenizer)
+        self._apply_meta(meta, expect_model)
         return self
 
     def has_index(self) -> bool:
@@ -375,9 +369,8 @@ class PostgresStore:
         return [(r[0], r[1], int(r[2]), int(r[3]), None if r[4] is None else int(r[4])) for r in rows]
 
     def documents(self) -> list[StoredDocument]:
-        """Every stored document, sorted by id (:class:`~embeddings.stores.base.IndexStore`);
-        also of an index an older tokenizer built (as the directory store lists it)."""
-        self.refresh(any_tokenizer=True)
+        """Every stored document, sorted by id (:class:`~embeddings.stores.base.IndexStore`)."""
+        self.refresh()
         added = self.added_sources()
         return [
             StoredDocument(
@@ -394,7 +387,7 @@ class PostgresStore:
         with self.patiently():
             if not self.has_index():
                 return None
-            self.refresh(any_tokenizer=True)  # a writer re-indexes another tokenizer's keywords
+            self.refresh()
             documents, chunks = self.counts()
         return {"embedding_model": self.embedding_model, "documents": documents, "num_chunks": chunks}
 
@@ -874,10 +867,7 @@ class StoreWriter:
         raw = PostgresStore.read_meta(self.conn)
         if raw is None and not required:
             return None
-        # Another tokenizer is no reason to call the index unreadable: update_index's
-        # reuse_problem sees it in the returned meta and re-indexes, keeping other folders'
-        # documents (an unreadable index would be rebuilt from the given documents only).
-        self.store._apply_meta(raw, any_tokenizer=True)
+        self.store._apply_meta(raw)
         store = self.store
         return IndexMeta(store.embedding_model, store.dimension, dict(store.chunking), store.tokenizer, store.encoder_variant)
 
@@ -980,7 +970,6 @@ class StoreWriter:
                     self.insert_document(new.record, text_sha256(new.record.text), new.chunks, new.vectors, new.tokens)
                     self._keep(doc)
                 embedded += len(new.chunks)
-        # An update (a removal, say) of an index of an older tokenizer leaves it so: not an error here.
-        self.store._apply_meta(PostgresStore.read_meta(self.conn), any_tokenizer=not plan.fresh)
+        self.store._apply_meta(PostgresStore.read_meta(self.conn))
         documents, chunks = self.counts()
         return Applied(documents, chunks, embedded)

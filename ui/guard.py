@@ -29,13 +29,15 @@ stand aside its own, which echoes any origin with credentials on a non-localhost
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 
 from qa import config
 
@@ -48,11 +50,8 @@ LOGIN_PATH = "/login"
 CHANGING_GETS = frozenset({"/logout"})
 
 
-def _header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def _header(scope: dict, name: str) -> str | None:
+    return Headers(scope=scope).get(name)
 
 
 def _authority(value: str, scheme: str) -> str:
@@ -64,7 +63,7 @@ def _authority(value: str, scheme: str) -> str:
 
 def _arrived_over(scope: dict) -> str:
     """The scheme the client used: the proxy's ``X-Forwarded-Proto``, else the connection's."""
-    return (_header(scope, b"x-forwarded-proto") or "").split(",")[0].strip().lower() or str(scope.get("scheme", "http"))
+    return (_header(scope, "x-forwarded-proto") or "").split(",")[0].strip().lower() or str(scope.get("scheme", "http"))
 
 
 def host_name(host: str) -> str:
@@ -95,10 +94,10 @@ def origin_allowed(scope: dict, allowed: Iterable[str] = ()) -> bool:
     """True when the request's ``Origin`` is absent (not a browser, or a same-origin GET), the
     server's own (the ``Host`` or first ``X-Forwarded-Host`` it was sent to), or in ``allowed``.
     ``Origin: null`` (a sandboxed frame or a local file) is never the server's own."""
-    origin = _header(scope, b"origin")
+    origin = _header(scope, "origin")
     if origin is None:
         # Browsers that send no Origin still say where a request came from.
-        return _header(scope, b"sec-fetch-site") not in ("cross-site", "same-site")
+        return _header(scope, "sec-fetch-site") not in ("cross-site", "same-site")
     origin = origin.strip().lower().rstrip("/")
     if origin in {a.lower().rstrip("/") for a in allowed}:
         return True
@@ -108,7 +107,7 @@ def origin_allowed(scope: dict, allowed: Iterable[str] = ()) -> bool:
     arrived = _arrived_over(scope)
     if scheme in ("http", "ws") and arrived in ("https", "wss"):
         return False  # a page on plain HTTP posing as the TLS site (one on the network path)
-    own = [_header(scope, b"host"), (_header(scope, b"x-forwarded-host") or "").split(",")[0]]
+    own = [_header(scope, "host"), (_header(scope, "x-forwarded-host") or "").split(",")[0]]
     return any(h and _authority(h, scheme) == _authority(authority, scheme) for h in own)
 
 
@@ -173,15 +172,12 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 
-async def _refuse(status: int, message: str, scope: dict, send: Send, headers: dict[str, str] | None = None) -> None:
+async def _refuse(status: int, message: str, scope: dict, receive: Receive, send: Send, headers: dict[str, str] | None = None) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
         return
-    body = json.dumps({"error": message, "detail": message}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    # "error" as the API's errors say it; "detail" where Gradio's pages look for it.
+    await JSONResponse({"error": message, "detail": message}, status, headers)(scope, receive, send)
 
 
 def _cookie_hardener(scope: dict, send: Send) -> Send:
@@ -231,24 +227,26 @@ class RequestGuard:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.open_server and not host_allowed(_header(scope, b"host"), self.allowed_hosts):
-            name = host_name(_header(scope, b"host") or "")
+        if self.open_server and not host_allowed(_header(scope, "host"), self.allowed_hosts):
+            name = host_name(_header(scope, "host") or "")
             await _refuse(
                 403,
                 f"this server has no sign-in, so it answers only requests to localhost or an IP address, "
                 f"not to {name!r}; add the name to QA_ALLOWED_HOSTS, or serve with sign-in (qa auth add-user)",
                 scope,
+                receive,
                 send,
             )
             return
         changes = kind == "websocket" or scope["method"] not in SAFE_METHODS or scope["path"].rstrip("/") in CHANGING_GETS
         if changes and not origin_allowed(scope, self.allowed_origins):
-            origin = _header(scope, b"origin") or _header(scope, b"sec-fetch-site") or "?"
+            origin = _header(scope, "origin") or _header(scope, "sec-fetch-site") or "?"
             await _refuse(
                 403,
                 f"cross-site request refused: a page at {origin!r} may not change or query this server; "
                 "to allow a site, add its origin to QA_ALLOWED_ORIGINS",
                 scope,
+                receive,
                 send,
             )
             return
@@ -266,7 +264,7 @@ class RequestGuard:
         wait = self.throttle.begin(key)
         if wait > 0:
             seconds = math.ceil(wait)
-            await _refuse(429, f"too many failed sign-ins from this address; try again in {seconds} s", scope, send, {"Retry-After": str(seconds)})
+            await _refuse(429, f"too many failed sign-ins from this address; try again in {seconds} s", scope, receive, send, {"Retry-After": str(seconds)})
             return
         status: list[int] = []
 

@@ -381,7 +381,7 @@ class PostgresStore:
         ]
 
     def summary(self) -> dict | None:
-        """``{"embedding_model", "documents", "num_chunks"}``, or ``None`` without an index.
+        """``{"embedding_model", "documents", "num_chunks", "chunking"}``, or ``None`` without an index.
         Read by writers before they take the writers' lock (qa.ingest.indexing): it waits out a
         rebuild in progress, as the writer will, instead of failing after the pool timeout."""
         with self.patiently():
@@ -389,7 +389,7 @@ class PostgresStore:
                 return None
             self.refresh()
             documents, chunks = self.counts()
-        return {"embedding_model": self.embedding_model, "documents": documents, "num_chunks": chunks}
+        return {"embedding_model": self.embedding_model, "documents": documents, "num_chunks": chunks, "chunking": dict(self.chunking)}
 
     def document(self, doc_id: str, conn: psycopg.Connection | None = None) -> DocumentRecord | None:
         """The stored document ``doc_id`` (text and pages), or ``None``; on ``conn`` (a writer's)

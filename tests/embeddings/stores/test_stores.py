@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.stores import is_store_url, load_store
+from embeddings.stores import is_store_url, load_store, writable_store
 from embeddings.stores.index import IndexLoadError
 from qa.ingest.documents import Document
 from qa.ingest.indexing import add_files, index_folder, list_documents, remove_documents, update_index
@@ -90,6 +90,21 @@ def test_add_and_remove(location: str | Path, docs_dir: Path, tmp_path: Path) ->
     report = remove_documents(location, ["gamma.txt"])
     assert report.removed == ["gamma.txt"] and report.unchanged == 1
     assert [(d.doc_id, d.characters) for d in list_documents(location)] == [("alpha.txt", len("Alpha lake is calm."))]
+
+
+def test_adding_files_keeps_the_indexs_own_chunking(location: str | Path, tmp_path: Path) -> None:
+    # A library caller's chunking (12 tokens here, not the default) is what later additions use:
+    # nothing already stored is re-embedded at the default.
+    _index(location, FakeEncoder())
+    stored = writable_store(location).summary()
+    assert stored["chunking"] == {"max_tokens": 12, "overlap_sentences": 0}
+    new = tmp_path / "delta.txt"
+    new.write_text("Delta bay is shallow. Boats anchor in the delta bay at night. The tide is low in May.", encoding="utf-8")
+    enc = FakeEncoder()
+    report = add_files(location, [new], encoder=enc)
+    assert report.added == ["delta.txt"] and report.unchanged == len(DOCS)
+    assert enc.encoded and all(len(t.split()) <= 12 for t in enc.encoded)
+    assert writable_store(location).summary()["chunking"] == {"max_tokens": 12, "overlap_sentences": 0}
 
 
 def test_every_store_implements_the_one_interface(location: str | Path) -> None:

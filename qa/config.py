@@ -141,9 +141,14 @@ DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "shipped")
 #: within ~3 s, before this applies).
 READER_LOAD_TIMEOUT_S: float = _env_float("QA_READER_LOAD_TIMEOUT", 300.0, 1.0, 86400.0)  # a day at most: threads cannot wait forever
 #: Reader windows: question + passage in at most this many tokens, overlapping by ``STRIDE``
-#: when a passage is longer (chunks are at most 160 tokens, so one window each).
-READER_MAX_LENGTH: int = 384
-READER_STRIDE: int = 128
+#: when a passage is longer (chunks are at most 160 tokens, so one window each). The lengths
+#: the reader is trained on (``qa train-reader``'s defaults): windows of 384 / 128 read
+#: positions 256-383, which training never reaches, and were worse on every training hold-out
+#: measured (session 26, release 5, onnx-q8, questions longer than 256 tokens only: held-out
+#: SQuAD-train 455 questions F1 78.9 -> 81.5, NQ 27: 46.3 -> 51.8, TyDi 16: 59.6 -> 61.7;
+#: checkpoints/note/window26.md). Shorter questions read the same single window either way.
+READER_MAX_LENGTH: int = 256
+READER_STRIDE: int = 96
 #: Longest answer span, in tokens.
 READER_MAX_ANSWER_TOKENS: int = 30
 #: How the reader computes: ``"onnx-q8"`` (ONNX Runtime with int8 compute: the checkpoint

@@ -66,11 +66,13 @@ logger = logging.getLogger(__name__)
 CALIBRATION_FILE = Path(__file__).with_name("data") / "onnx_calibration.json.gz"
 #: SmoothQuant's migration strength for the reader (measured, see RECIPE_VERSION).
 SMOOTH_ALPHA = 0.8
-#: Bumped when the recipe changes, so older cached builds are not reused.
-RECIPE_VERSION = 1
-#: Window length and overlap of the calibration windows (the reader's defaults).
-CALIBRATION_MAX_LENGTH = 384
-CALIBRATION_STRIDE = 128
+#: Bumped when the recipe changes, so older cached builds are not reused (2: calibration
+#: windows follow the reader's, 256 / 96 since session 26, instead of a fixed 384 / 128).
+RECIPE_VERSION = 2
+#: Window length and overlap of the calibration windows: the reader's defaults, so the
+#: activation ranges are those of the windows it reads.
+CALIBRATION_MAX_LENGTH = config.READER_MAX_LENGTH
+CALIBRATION_STRIDE = config.READER_STRIDE
 OUTPUT_NAMES = ("start_logits", "end_logits")
 
 _BUILD_LOCK = threading.Lock()
@@ -196,8 +198,8 @@ def load_calibration_pairs(path: Path = CALIBRATION_FILE) -> list[tuple[str, str
 
 def calibration_feeds(tokenizer: Any, names: list[str], pairs: list[tuple[str, str]] | None = None) -> list[dict[str, np.ndarray]]:
     """The windows of ``pairs`` as the reader makes them (:meth:`WindowTokenizer.windows
-    <qa.reader.windows.WindowTokenizer.windows>` over letter-folded text, 384 tokens, stride
-    128), one unpadded window per feed, with the inputs in ``names``. ``tokenizer``: a
+    <qa.reader.windows.WindowTokenizer.windows>` over letter-folded text, the reader's
+    window length and stride), one unpadded window per feed, with the inputs in ``names``. ``tokenizer``: a
     ``WindowTokenizer`` or a ``transformers`` fast tokenizer."""
     from qa.reader.decoding import fold_letters
     from qa.reader.windows import WindowTokenizer

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from qa import config
 from qa.reader.metrics import exact_match, f1_score, normalize_answer  # noqa: F401 - also this module's API
 from qa.reader.squad import QAExample
 
@@ -47,9 +48,9 @@ def predict(
     tokenizer: Any,
     examples: list[QAExample],
     *,
-    max_length: int = 384,
-    stride: int = 128,
-    max_answer_tokens: int = 30,
+    max_length: int = config.READER_MAX_LENGTH,
+    stride: int = config.READER_STRIDE,
+    max_answer_tokens: int = config.READER_MAX_ANSWER_TOKENS,
     batch_size: int = 32,
     calibrator: Any = None,
 ) -> list[Prediction]:

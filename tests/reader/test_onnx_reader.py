@@ -245,8 +245,8 @@ def test_shipped_onnx_q8_logits_follow_fp32(shipped_q8: Path) -> None:
     # window differs (the second of "Who is Turkey's defense minister?", which does not hold the
     # answer: fp32's best -1.84, 0.09 above its runner-up, the other window's answer 11.26);
     # torch's int8 mode: 5 of 18 differ. Release 5 on 256-token windows: 3 of 27 differ, each
-    # where fp32's best is within 0.17 of its runner-up. Release 5: the answer of "Which drone has Baykar begun
-    # mass-producing?" is fp32's runner-up, 0.05 below its best (the longer and the shorter
+    # where fp32's best is within 0.17 of its runner-up. Release 5: the answer of "Which drone
+    # has Baykar begun mass-producing?" is fp32's runner-up, 0.05 below its best (the longer and the shorter
     # golden answer: "Kızılelma unmanned combat aerial vehicle" 11.42, "Kızılelma" 11.36).
     # Per question: fp32's candidate spans (token ids -> best logit over the windows: windows
     # overlap, so the same answer can win in either) and onnx-q8's best span.

@@ -141,7 +141,8 @@ DEFAULT_READER_MODEL: str = os.environ.get("QA_READER_MODEL", "shipped")
 #: within ~3 s, before this applies).
 READER_LOAD_TIMEOUT_S: float = _env_float("QA_READER_LOAD_TIMEOUT", 300.0, 1.0, 86400.0)  # a day at most: threads cannot wait forever
 #: Reader windows: question + passage in at most this many tokens, overlapping by ``STRIDE``
-#: when a passage is longer (chunks are at most 160 tokens, so one window each). The lengths
+#: when a passage is longer (chunks are at most 160 tokens: one window each for a question of
+#: up to ~90 tokens; a longer one is read in two, its question cut at 128 tokens). The lengths
 #: the reader is trained on (``qa train-reader``'s defaults): windows of 384 / 128 read
 #: positions 256-383, which training never reaches, and were worse on every training hold-out
 #: measured (session 26, release 5, onnx-q8, questions longer than 256 tokens only: held-out

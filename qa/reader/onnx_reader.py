@@ -107,11 +107,12 @@ def checkpoint_fingerprint(folder: Path) -> str | None:
 
 def cache_name(fingerprint: str) -> str:
     """The cached file's name for weights with ``fingerprint``: it hashes everything the build
-    depends on, so another checkpoint, recipe or onnxruntime never finds it."""
+    depends on, so another checkpoint, recipe, calibration windows or onnxruntime never finds it."""
     import onnxruntime
 
     key = hashlib.sha256(
-        f"{fingerprint}|{_sha256(CALIBRATION_FILE)}|{SMOOTH_ALPHA}|{RECIPE_VERSION}|{onnxruntime.__version__}".encode()
+        f"{fingerprint}|{_sha256(CALIBRATION_FILE)}|{SMOOTH_ALPHA}|{RECIPE_VERSION}|{CALIBRATION_MAX_LENGTH}/{CALIBRATION_STRIDE}"
+        f"|{onnxruntime.__version__}".encode()
     ).hexdigest()[:16]
     return f"reader-onnx-q8-{key}.onnx"
 

@@ -601,11 +601,15 @@ def calibrate_reader(
     if not examples:
         raise ValueError("no held-out questions left: every held-out paragraph was trained on; pass other files or a larger --holdout-percent")
     k = top_k or config.DEFAULT_TOP_K
-    # The compute mode reads differ by (onnx-q8, int8, fp32...): cached cases are for one.
+    # The compute mode reads differ by (onnx-q8, int8, fp32...), and so do the window lengths and
+    # the onnx-q8 build's recipe: cached cases are for one of each.
     mode = reader.planned_mode
+    from qa.reader.onnx_reader import RECIPE_VERSION
+
+    reading = {"mode": mode, "windows": [reader.max_length, reader.stride], "onnx_recipe": RECIPE_VERSION if mode == "onnx-q8" else None}
     key = {
         "model_sha256": weights_fingerprint(checkpoint), "files": list(files), "holdout_percent": holdout_percent,
-        "per_kind": per_kind, "top_k": k, "collector": COLLECTOR_VERSION, "mode": mode,
+        "per_kind": per_kind, "top_k": k, "collector": COLLECTOR_VERSION, **reading,
     }
     cases = load_cases(cases_file, key) if cases_file is not None else None
     if cases is None:
@@ -614,7 +618,7 @@ def calibrate_reader(
             save_cases(cases_file, cases, key)
     set_cases: list[Case] = []
     if sets:
-        set_key = {"model_sha256": key["model_sha256"], "sets": sets_fingerprint(sets), "top_k": k, "collector": COLLECTOR_VERSION, "mode": mode}
+        set_key = {"model_sha256": key["model_sha256"], "sets": sets_fingerprint(sets), "top_k": k, "collector": COLLECTOR_VERSION, **reading}
         set_file = None if cases_file is None else cases_file.with_name(cases_file.stem + ".sets" + cases_file.suffix)
         loaded = load_cases(set_file, set_key) if set_file is not None else None
         if loaded is None:

@@ -312,6 +312,10 @@ def test_calibrate_reader_fits_checks_and_writes_a_file_the_reader_loads(tmp_pat
         calibrate.collect_cases = original  # type: ignore[assignment]
     assert again["coef"] == result["coef"]  # deterministic: the same fit from the same cases
     assert calibrate.load_cases(cases, {"other": "key"}) is None  # other settings: collected afresh
+    # Readings at other window lengths are other readings: not reused.
+    key = json.loads(lines[0])["key"]
+    assert key["windows"] == [TransformersReader(str(ckpt)).max_length, TransformersReader(str(ckpt)).stride]
+    assert calibrate.load_cases(cases, {**key, "windows": [384, 128]}) is None
     # Each case keeps what the reader read: its features are recomputed from it on loading
     # (a new feature refits without reading again) and equal those computed when collected,
     # which equal what the reader computes when it answers the same question.

@@ -239,7 +239,7 @@ def test_shipped_onnx_q8_logits_follow_fp32(shipped_q8: Path) -> None:
         assert np.abs(r - g)[m].max() < 1.5
         assert np.abs(r - g)[m].mean() < 0.08
     # The best span of every window is fp32's, except where fp32's own best and runner-up are
-    # nearly tied; and every golden question's answer (its best span over both windows) is
+    # nearly tied; and every golden question's answer (its best span over its windows) is
     # fp32's. Measured: release 3, one window differs (the second of "What is the population of
     # Tokyo?", no answer there: fp32's best -4.17, 0.13 above its runner-up); release 4, one
     # window differs (the second of "Who is Turkey's defense minister?", which does not hold the

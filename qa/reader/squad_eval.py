@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import groupby, pairwise
 from typing import Any
 
 import numpy as np
@@ -67,16 +67,29 @@ def predict(
     from qa.reader.decoding import decode_candidates, fold_letters, trim_span
 
     preds: list[Prediction] = []
-    # Sort by length so batches pad little; results are put back in file order.
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].context) + len(examples[i].question))
+    # Each question as the reader reads it (TransformersReader.candidates): letters folded, cut to
+    # half the window at most, and the window overlap kept below the room left for the context
+    # (the tokenizer refuses a long question otherwise).
+    questions, strides = [], []
+    for e in examples:
+        question = fold_letters(e.question.strip())
+        ids = tokenizer.ids(question)
+        if len(ids) > max_length // 2:
+            ids = ids[: max_length // 2]
+            question = tokenizer.decode(ids)
+        questions.append(question)
+        strides.append(min(stride, max(0, (max_length - len(ids) - 4) // 2)))
+    # Sort by overlap, then length, so batches pad little and share one overlap; results are put
+    # back in file order.
+    order = sorted(range(len(examples)), key=lambda i: (-strides[i], len(examples[i].context) + len(examples[i].question)))
     result: dict[int, Prediction] = {}
     group = max(1, batch_size // 2)
-    for g in range(0, len(order), group):
-        idx = order[g : g + group]
+    batches = [idx[g : g + group] for _, same in groupby(order, key=lambda i: strides[i]) for idx in [list(same)] for g in range(0, len(idx), group)]
+    for idx in batches:
         chunk = [examples[i] for i in idx]
         # Letters folded as the reader folds them (same length: offsets hold for the context).
         enc = tokenizer.windows(
-            [fold_letters(e.question.strip()) for e in chunk], [fold_letters(e.context) for e in chunk], max_length=max_length, stride=stride
+            [questions[i] for i in idx], [fold_letters(e.context) for e in chunk], max_length=max_length, stride=strides[idx[0]]
         )
         starts, ends = [], []
         for b in range(0, len(enc), batch_size):

@@ -248,6 +248,11 @@ def test_reader_scores_with_its_calibrator_the_same_way_as_eval_reader(tmp_path:
     tok, model = reader.load()
     (pred,) = predict(model, tok, [QAExample("x", question, context, ())], calibrator=cal)
     assert pred.confidence == pytest.approx(expected, abs=1e-6)
+    # A question too long for the window's overlap is cut as the reader cuts it, not refused.
+    long_question = "When did the drone fly " + "and where " * 80 + "?"
+    long_context = " ".join([context] * 30)
+    (long_pred,) = predict(model, tok, [QAExample("y", long_question, long_context, ())], max_length=256, stride=96)
+    assert long_pred.text == long_context[long_pred.start : long_pred.end]
     assert TransformersReader(str(ckpt), threshold=0.9).threshold == 0.9  # an explicit threshold wins
     # Other weights: the file is refused with the way out, not silently applied.
     other = tmp_path / "other"

@@ -67,29 +67,22 @@ def predict(
     from qa.reader.decoding import decode_candidates, fold_letters, trim_span
 
     preds: list[Prediction] = []
-    # Each question as the reader reads it (TransformersReader.candidates): letters folded, cut to
-    # half the window at most, and the window overlap kept below the room left for the context
-    # (the tokenizer refuses a long question otherwise).
-    questions, strides = [], []
-    for e in examples:
-        question = fold_letters(e.question.strip())
-        ids = tokenizer.ids(question)
-        if len(ids) > max_length // 2:
-            ids = ids[: max_length // 2]
-            question = tokenizer.decode(ids)
-        questions.append(question)
-        strides.append(min(stride, max(0, (max_length - len(ids) - 4) // 2)))
-    # Sort by overlap, then length, so batches pad little and share one overlap; results are put
+    # Each question as the reader reads it (letters folded, a long one cut, its window overlap).
+    fitted = [tokenizer.fit_question(fold_letters(e.question.strip()), max_length=max_length, stride=stride) for e in examples]
+    # Sort by overlap, then length, so batches share one overlap and pad little; results are put
     # back in file order.
-    order = sorted(range(len(examples)), key=lambda i: (-strides[i], len(examples[i].context) + len(examples[i].question)))
+    order = sorted(range(len(examples)), key=lambda i: (-fitted[i][1], len(examples[i].context) + len(examples[i].question)))
     result: dict[int, Prediction] = {}
     group = max(1, batch_size // 2)
-    batches = [idx[g : g + group] for _, same in groupby(order, key=lambda i: strides[i]) for idx in [list(same)] for g in range(0, len(idx), group)]
+    batches = []
+    for _, same in groupby(order, key=lambda i: fitted[i][1]):
+        same = list(same)
+        batches += [same[g : g + group] for g in range(0, len(same), group)]
     for idx in batches:
         chunk = [examples[i] for i in idx]
         # Letters folded as the reader folds them (same length: offsets hold for the context).
         enc = tokenizer.windows(
-            [questions[i] for i in idx], [fold_letters(e.context) for e in chunk], max_length=max_length, stride=strides[idx[0]]
+            [fitted[i][0] for i in idx], [fold_letters(e.context) for e in chunk], max_length=max_length, stride=fitted[idx[0]][1]
         )
         starts, ends = [], []
         for b in range(0, len(enc), batch_size):

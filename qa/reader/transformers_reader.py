@@ -446,18 +446,9 @@ class TransformersReader:
         tokenizer, model = self.load()
         if not passages:
             return [], float("inf")
-        # A long question leaves little room for the passage: the window overlap must stay
-        # below what is left (the tokenizer refuses otherwise), and the question is cut to
-        # half the window at most so that some passage always fits.
         # The cut question is only what the model reads: the Answer keeps the user's question.
-        model_question = fold_letters(question)
+        model_question, stride = tokenizer.fit_question(fold_letters(question), max_length=self.max_length, stride=self.stride)
         texts = [fold_letters(p.text) for p in passages]  # same length: offsets hold for p.text
-        question_ids = tokenizer.ids(model_question)
-        if len(question_ids) > self.max_length // 2:
-            question_ids = question_ids[: self.max_length // 2]
-            model_question = tokenizer.decode(question_ids)
-        room = self.max_length - len(question_ids) - 4
-        stride = min(self.stride, max(0, room // 2))
         windows = tokenizer.windows([model_question] * len(passages), texts, max_length=self.max_length, stride=stride)
         starts, ends = [], []
         for b in range(0, len(windows), self.batch_size):

@@ -138,6 +138,17 @@ class WindowTokenizer:
         """The text of token ids."""
         return self.backend.decode(ids)
 
+    def fit_question(self, question: str, *, max_length: int, stride: int) -> tuple[str, int]:
+        """``question`` as a window of ``max_length`` tokens can hold it, and the overlap to use:
+        a long question leaves little room for the passage, so it is cut to half the window at
+        most (some passage always fits) and the overlap is kept below what is left (the
+        tokenizer refuses otherwise). The cut question is only what the model reads."""
+        ids = self.ids(question)
+        if len(ids) > max_length // 2:
+            ids = ids[: max_length // 2]
+            question = self.decode(ids)
+        return question, min(stride, max(0, (max_length - len(ids) - 4) // 2))
+
     def windows(self, questions: list[str], contexts: list[str], *, max_length: int, stride: int, pad: bool = True) -> Windows:
         """Each (question, context) pair as windows of at most ``max_length`` tokens: the whole
         question and a slice of the context, consecutive slices overlapping by ``stride``

@@ -216,6 +216,32 @@ def index_summary(index: Any = None) -> str:
 # --------------------------------------------------------------------------- documents
 
 
+def _upload_items(files: Any) -> list:
+    """The uploaded items of an upload event's value (one, several, or Gradio's ``ListFiles``)."""
+    if hasattr(files, "root"):  # Gradio's ListFiles (the upload event runs with preprocess=False)
+        files = list(files.root)
+    return list(files) if isinstance(files, (list, tuple)) else ([files] if files else [])
+
+
+def not_uploaded(files: Any) -> list[str]:
+    """The paths among an upload event's files that are not in Gradio's upload folder, where
+    its upload route puts what a browser sends: a chat event names its files by server path,
+    and anything else there (the credentials file, /etc/...) was not uploaded by the user."""
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()).resolve()
+    outside = []
+    for item in _upload_items(files):
+        path = _upload_path(item)
+        try:
+            inside = Path(path).resolve().is_relative_to(folder)
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the path
+            inside = False
+        if not inside:
+            outside.append(path)
+    return outside
+
+
 def _upload_path(item: Any) -> str:
     # Gradio's FileData (.path), its dict form, a path, or (older versions) an object with .name.
     if isinstance(item, dict):
@@ -238,9 +264,7 @@ def upload_documents(
     each refused file is listed with its reason."""
     if index_dir is None:
         return fmt.format_status_html(["This app answers from an in-memory index: start it on an index directory to add documents."], ok=False)
-    if hasattr(files, "root"):  # Gradio's ListFiles (the upload event runs with preprocess=False)
-        files = list(files.root)
-    items = files if isinstance(files, (list, tuple)) else ([files] if files else [])
+    items = _upload_items(files)
     if not items:
         return fmt.format_status_html(["No file was uploaded."], ok=False)
     uploads = []
@@ -461,6 +485,11 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         refused = editor_refusal(auth, request, "add documents")
         if refused is not None:
             return _after_change(refused)
+        if not_uploaded(files):
+            # Gradio refuses such paths before this handler (create_server); checked again here,
+            # where the files are read, so no version of it can make a server file an upload.
+            logger.warning("refused an upload event naming files outside Gradio's upload folder")
+            return _after_change(fmt.format_status_html(["Refused: only files uploaded from this page can be added."], ok=False))
         return _after_change(upload_documents(index_dir, files, progress=progress))
 
     def remove(doc_id: Any, request: gr.Request):
@@ -636,6 +665,20 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
     return demo
 
 
+def _may_upload(demo: gr.Blocks, auth: Any, scope: dict) -> bool:
+    """Whether the chat session of the request ``scope`` belongs to an editor (Gradio's sign-in
+    cookie, looked up in its signed-in sessions)."""
+    from starlette.requests import HTTPConnection
+
+    app = getattr(demo, "app", None)
+    if app is None:
+        return False
+    cookies = HTTPConnection(scope).cookies
+    token = cookies.get(f"access-token-{app.cookie_id}") or cookies.get(f"access-token-unsecure-{app.cookie_id}")
+    name = app.tokens.get(token) if token else None
+    return name is not None and auth.role_of(name) == "editor"
+
+
 def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str | None = None, **api_kwargs: Any) -> Any:
     """The FastAPI app serving the HTTP API (:func:`ui.api.create_api`, over the index and
     reader ``demo`` was built with) and the chat mounted at ``/``, with the app's theme and
@@ -646,7 +689,7 @@ def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str 
     from starlette.routing import Mount
 
     from ui.api import create_api
-    from ui.guard import protect
+    from ui.guard import EditorsOnlyUploads, protect
 
     settings = dict(getattr(demo, "qa_settings", {}))
     auth = settings.get("auth")
@@ -686,6 +729,14 @@ def create_server(demo: gr.Blocks, *, api: Any = None, max_file_size: int | str 
         theme=_theme(),
         css=CSS,
     )
+    # Gradio checks that a file a chat event names was uploaded through its upload route (lies in
+    # its upload folder) only for Blocks it counts as launched, and a mounted one never is: without
+    # this, an event could name any file the server can read (the credentials file, /dev/zero,
+    # which hangs the event loop) and have it cached and indexed. The upload handler checks again.
+    demo.has_launched = True
+    if auth is not None:
+        # Gradio's upload route takes files from any signed-in user; only editors can add them.
+        api.add_middleware(EditorsOnlyUploads, may_upload=lambda scope: _may_upload(demo, auth, scope))
     # demo.close() stops what launch() started, as after Blocks.launch().
     demo.app = next(r.app for r in api.routes if isinstance(r, Mount) and isinstance(r.app, fastapi.FastAPI))
     if auth is not None:

@@ -13,6 +13,8 @@
   attacker points at 127.0.0.1 is "same origin" with the server). Without a credentials file
   only requests addressed to ``localhost``, an IP address or a name in
   :data:`qa.config.ALLOWED_HOSTS` are answered.
+- **Uploads by viewers** to Gradio's upload route (:class:`EditorsOnlyUploads`, added by
+  :func:`ui.app.create_server` on a server with sign-in).
 - **Sign-in floods** on Gradio's ``POST /login``: at most :data:`qa.config.SIGNIN_FAILURES`
   failed or pending attempts per client address in :data:`qa.config.SIGNIN_WINDOW_S`
   (:class:`SignInThrottle`; more get 429 and ``Retry-After`` without a password check; a
@@ -48,6 +50,8 @@ LOGIN_PATH = "/login"
 #: GETs that change something (Gradio's sign-out ends every session of its user): held to the
 #: same origin rule as writes, so an image on another site cannot sign a user out.
 CHANGING_GETS = frozenset({"/logout"})
+#: Gradio's file upload route (the chat is mounted at ``/``): see :class:`EditorsOnlyUploads`.
+UPLOAD_PATH = "/gradio_api/upload"
 
 
 def _header(scope: dict, name: str) -> str | None:
@@ -277,6 +281,23 @@ class RequestGuard:
             await self.app(scope, receive, watch)
         finally:
             self.throttle.end(key, succeeded=bool(status) and 200 <= status[0] < 300)
+
+
+class EditorsOnlyUploads:
+    """ASGI middleware: Gradio's file upload route (:data:`UPLOAD_PATH`, behind the chat's "Upload
+    documents") refused with 403 before the body is read unless ``may_upload(scope)`` says the
+    signed-in user is an editor. Gradio takes files there from any signed-in user and keeps them
+    until its hourly clean-up, so a viewer could otherwise fill the server's disk."""
+
+    def __init__(self, app: Callable, *, may_upload: Callable[[dict], bool]) -> None:
+        self.app = app
+        self.may_upload = may_upload
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH and not self.may_upload(scope):
+            await _refuse(403, "only editors can upload files; sign in as an editor", scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def protect(app: Any, auth: Any) -> Any:

@@ -595,9 +595,10 @@ def test_chat_upload_and_remove_handlers_refuse_viewers(
     from ui.app import build_app
 
     monkeypatch.setattr(ui.app, "upload_documents", functools.partial(ui.app.upload_documents, encoder=fake_encoder))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # where Gradio's upload route puts files
     demo = build_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"])
     upload, remove, show_user = _handler(demo, "upload"), _handler(demo, "remove"), _handler(demo, "show_user")
-    note = str(write(tmp_path / "up" / "notes.md", "Herons nest by the delta lake."))
+    note = str(write(tmp_path / "gradio" / "c0ffee" / "notes.md", "Herons nest by the delta lake."))
     ids = lambda: {d.doc_id for d in list_documents(small_index)}  # noqa: E731
     progress = lambda *a, **k: None  # noqa: E731
 
@@ -615,6 +616,91 @@ def test_chat_upload_and_remove_handlers_refuse_viewers(
     assert ids() == {"beta.md", "notes.md", "sub/gamma.txt"}
     user_info, upload_button, remove_row = show_user(editor)
     assert upload_button.visible is True and remove_row.visible is True and "eddie" in user_info.value
+
+
+def test_the_chat_upload_handler_adds_only_files_from_gradios_upload_folder(
+    small_index: Path, tmp_path: Path, fake_encoder, users: dict, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    """A chat event names its files by server path: one naming a file the browser did not upload
+    (the credentials file, anything the server can read) is refused, even for an editor."""
+    import functools
+
+    import gradio as gr
+
+    import ui.app
+    from qa.ingest.indexing import list_documents
+    from ui.app import build_app
+
+    monkeypatch.setattr(ui.app, "upload_documents", functools.partial(ui.app.upload_documents, encoder=fake_encoder))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    demo = build_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"])
+    upload = _handler(demo, "upload")
+    secret = write(tmp_path / "secret.txt", "The vault code is 7741.")
+    inside = write(tmp_path / "gradio" / "ab12" / "notes.md", "Herons nest by the delta lake.")
+    # A symlink in the upload folder pointing out of it is outside too.
+    link = tmp_path / "gradio" / "ab12" / "link.txt"
+    link.symlink_to(secret)
+    editor, progress = gr.Request(username="eddie"), (lambda *a, **k: None)
+    before = {d.doc_id for d in list_documents(small_index)}
+    for files in ([str(secret)], [str(inside), str(secret)], [{"path": str(link), "orig_name": "link.txt"}], [str(tmp_path / "gradio" / ".." / "secret.txt")]):
+        status = upload(files, editor, progress)[0]
+        assert "only files uploaded from this page" in status, status
+        assert {d.doc_id for d in list_documents(small_index)} == before
+    assert "Added: notes.md" in upload([str(inside)], editor, progress)[0]
+
+
+def _chat_event(client, session: str, name: str, data: list) -> str:  # noqa: ANN001
+    """Send the chat's ``name`` event as a browser would (Gradio's queue); its completion message."""
+    dep = next(d for d in client.get("/config").json()["dependencies"] if d.get("api_name") == name)
+    joined = client.post(
+        "/gradio_api/queue/join",
+        json={"data": data, "fn_index": dep["id"], "session_hash": session, "event_data": None, "trigger_id": dep["targets"][0][0]},
+    )
+    assert joined.status_code == 200, joined.text
+    with client.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as events:
+        for line in events.iter_lines():
+            if "process_completed" in line:
+                return line
+    raise AssertionError("the event never completed")
+
+
+def test_a_chat_event_naming_a_server_file_is_refused_before_it_is_read(
+    small_index: Path, tmp_path: Path, fake_encoder, users: dict, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    """On the real server: an editor's upload event naming a file on the server (here the
+    credentials file) is refused by Gradio's upload-folder check, which a mounted chat only has
+    because create_server turns it on; nothing is copied or indexed. Viewers cannot use Gradio's
+    upload route at all; editors can."""
+    import functools
+
+    import httpx
+
+    import ui.app
+    from qa.ingest.indexing import list_documents
+    from tests.ui.helpers import running_app
+
+    monkeypatch.setattr(ui.app, "upload_documents", functools.partial(ui.app.upload_documents, encoder=fake_encoder))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    before = {d.doc_id for d in list_documents(small_index)}
+    with running_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"]) as url:
+        with httpx.Client(base_url=url, timeout=60) as editor, httpx.Client(base_url=url, timeout=60) as viewer:
+            assert editor.post("/login", data={"username": "eddie", "password": "editor-password"}).status_code == 200
+            assert viewer.post("/login", data={"username": "vic", "password": "viewer-password"}).status_code == 200
+            leaked = {"path": str(users["path"]), "orig_name": "users.txt", "meta": {"_type": "gradio.FileData"}}
+            done = _chat_event(editor, "s1", "upload", [[leaked]])
+            assert '"success": false' in done.replace('"success":false', '"success": false'), done
+            assert {d.doc_id for d in list_documents(small_index)} == before
+            assert not any(p.name == "users.txt" for p in (tmp_path / "gradio").rglob("*"))
+
+            files = {"files": ("notes.md", b"Herons nest by the delta lake.", "text/markdown")}
+            refused = viewer.post("/gradio_api/upload", files=files)
+            assert refused.status_code == 403 and "only editors" in refused.json()["error"]
+            uploaded = editor.post("/gradio_api/upload", files=files)
+            assert uploaded.status_code == 200, uploaded.text
+            stored = uploaded.json()[0]
+            done = _chat_event(editor, "s2", "upload", [[{"path": stored, "orig_name": "notes.md", "meta": {"_type": "gradio.FileData"}}]])
+            assert "Added: notes.md" in done, done
+    assert {d.doc_id for d in list_documents(small_index)} == before | {"notes.md"}
 
 
 def test_each_page_load_shows_the_documents_as_they_are_now(small_index: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001

@@ -108,6 +108,9 @@ def load_index(index: str | os.PathLike[str] | VectorIndex | None = None) -> Vec
 
         location = ensure_index(config.DEFAULT_INDEX_DIR, config.DEFAULT_DOCS_DIR)
     else:
+        if isinstance(index, (str, os.PathLike)) and not str(index).strip():
+            # Path("") is the current folder: say so rather than look for an index there.
+            raise ValueError("index is an empty path; give an index folder or a postgresql:// URL, or None for the default index")
         location = index
     if is_store_url(location):
         from embeddings.stores import open_store

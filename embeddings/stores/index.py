@@ -781,7 +781,8 @@ def tidy(directory: str | os.PathLike[str]) -> None:
         return  # nothing trustworthy to keep by: leave the directory to the next commit
     assert current.generation is not None
     others = sorted(
-        (p for p in root.glob("gen-*") if p.is_dir() and p.name != current.generation.name), key=lambda p: p.stat().st_mtime
+        (p for p in root.glob("gen-*") if p.is_dir() and _OWN_FOLDER.fullmatch(p.name) and p.name != current.generation.name),
+        key=lambda p: p.stat().st_mtime,
     )
     keep_gen = {current.generation.name}
     keep_seg = {s["name"] for s in current.segments}
@@ -865,23 +866,57 @@ def read_original(directory: str | os.PathLike[str], name: str) -> bytes:
     return (Path(directory) / ORIGINALS / name).read_bytes()
 
 
+#: The names this module gives generations and segments (:func:`_new_name`), and their
+#: temporary names while written: the only folders of an index directory it ever deletes, so a
+#: folder of the user's that merely starts with "gen-" or "seg-" is never touched.
+_OWN_FOLDER = re.compile(r"(?:\.tmp-)?(?:gen|seg)-\d{8}T\d{6}-[0-9a-f]{8}")
+#: A commit's pointer file before it replaces ``CURRENT``.
+_OWN_POINTER = re.compile(rf"\.{_CURRENT}\.[0-9a-f]{{8}}")
+
+
 def collect_garbage(root: Path, *, keep_generations: set[str], keep_segments: set[str], keep_originals: set[str] | None = None) -> None:
     """Remove generations and segments not kept, originals no kept manifest names (when
-    ``keep_originals`` is given), and debris of interrupted writers (call under the lock)."""
+    ``keep_originals`` is given), and debris of interrupted writers (call under the lock).
+    Only names this module writes are candidates (:data:`_OWN_FOLDER`)."""
     if keep_originals is not None and (root / ORIGINALS).is_dir():
         for child in (root / ORIGINALS).iterdir():
             if child.name not in keep_originals:
                 child.unlink(missing_ok=True)
     for child in root.iterdir():
         n = child.name
-        if child.is_dir() and (
-            (n.startswith("gen-") and n not in keep_generations)
-            or (n.startswith("seg-") and n not in keep_segments)
-            or n.startswith(".tmp-")
-        ):
+        if child.is_dir() and not child.is_symlink() and _OWN_FOLDER.fullmatch(n) and n not in keep_generations | keep_segments:
             shutil.rmtree(child, ignore_errors=True)
-        elif child.is_file() and n.startswith(f".{_CURRENT}."):
+        elif child.is_file() and _OWN_POINTER.fullmatch(n):
             child.unlink(missing_ok=True)
+
+
+def foreign_entries(root: Path) -> list[str]:
+    """Names in the folder ``root`` that an index never writes (sorted): a folder holding any is
+    someone's, not an index in the making."""
+    own = {_CURRENT, _LOCK, ORIGINALS}
+    return sorted(c.name for c in root.iterdir() if c.name not in own and not _OWN_FOLDER.fullmatch(c.name) and not _OWN_POINTER.fullmatch(c.name))
+
+
+def check_index_folder(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a folder an index may be written to, else ``ValueError`` saying why.
+
+    Refused: an empty path (it would mean the current folder), a file, and a folder that holds
+    no index but other things (a documents folder, a home folder): an index needs a folder of
+    its own. A missing folder, an empty one, an index and a half-built index are fine."""
+    if not str(directory).strip():
+        raise ValueError("the index location is empty; give a folder for the index (or a postgresql:// URL)")
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"index location {str(root)!r} is a file, not a folder; give a folder for the index")
+    if root.is_dir() and not (root / _CURRENT).is_file():
+        foreign = foreign_entries(root)
+        if foreign:
+            shown = ", ".join(repr(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ValueError(
+                f"{str(root)!r} holds no index but other files ({shown}); an index needs a folder of its own: "
+                f"give a new or empty folder, e.g. --index {root / 'qa-index'}"
+            )
+    return root
 
 
 def current_generation(root: Path) -> Path:
@@ -909,8 +944,12 @@ def write_lock(directory: str | os.PathLike[str], *, wait_s: float = 0.0) -> Ite
     """Hold the index's writer lock; wait up to ``wait_s`` seconds, then fail clearly.
 
     Uses ``flock``, so a killed writer releases it automatically.
+
+    Raises:
+        ValueError: ``directory`` cannot hold an index (:func:`check_index_folder`).
+        IndexBusyError: another writer still holds the lock after ``wait_s`` seconds.
     """
-    root = Path(directory)
+    root = check_index_folder(directory)
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:

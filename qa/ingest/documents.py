@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,17 +68,21 @@ def source_of(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def read_document(path: Path, doc_id: str, *, source: str | None = None) -> Document | Skipped:
+def read_document(path: Path, doc_id: str, *, source: str | None = None, added: bool = False) -> Document | Skipped:
     """Read and extract one file (type from its suffix), or say why it cannot be indexed.
 
-    ``source`` overrides the recorded source (default: :func:`source_of` ``path``). A
-    :class:`Skipped` names the file as ``path`` gives it (what the user typed), not its source.
+    ``source`` overrides the recorded source (default: :func:`source_of` ``path``); ``added``:
+    see :func:`document_from_bytes`. A :class:`Skipped` names the file as ``path`` gives it
+    (what the user typed), not its source. Only regular files are read: a named pipe or a
+    device (``/dev/zero`` behind a link) would never end.
     """
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return Skipped(str(path), "not a regular file (a named pipe, socket or device); only files are read", doc_id=doc_id)
         data = path.read_bytes()
     except OSError as exc:
         return Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True)
-    result = document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else source_of(path))
+    result = document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else source_of(path), added=added)
     return dataclasses.replace(result, path=str(path)) if isinstance(result, Skipped) else result
 
 
@@ -89,7 +94,7 @@ def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, a
     try:
         extracted = extract(data, suffix)
     except ExtractionError as exc:
-        return Skipped(source, str(exc))
+        return Skipped(source, str(exc), doc_id=doc_id, transient=exc.transient)
     except Exception as exc:  # a parser bug on one odd file must not stop the others
         logger.warning("extracting %s failed", source, exc_info=True)
         return Skipped(source, f"could not extract text ({type(exc).__name__}: {exc})")
@@ -104,15 +109,17 @@ def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, a
     )
 
 
-def discover(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES) -> list[tuple[Path, str]]:
+def discover(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES, *, exclude: Path | None = None) -> list[tuple[Path, str]]:
     """List ``(path, doc_id)`` for every supported file under ``folder``, recursively, sorted.
 
     Symlinked directories are not followed (a link loop cannot hang indexing); hidden
-    files and folders (``.git`` …) are ignored.
+    files and folders (``.git`` …) are ignored, and so is ``exclude`` (the index's own folder
+    when it lies inside ``folder``: its kept originals are no documents).
     """
+    skip = exclude.resolve() if exclude is not None else None
     found: list[tuple[Path, str]] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or (Path(root) / d).resolve() != skip))
         for name in sorted(files):
             if name.startswith(".") or not name.lower().endswith(suffixes):
                 continue
@@ -121,12 +128,14 @@ def discover(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES) -> li
     return found
 
 
-def load_folder(folder: str | os.PathLike[str]) -> tuple[list[Document], list[Skipped]]:
-    """Read every supported document under ``folder``.
+def load_folder(folder: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None) -> tuple[list[Document], list[Skipped]]:
+    """Read every supported document under ``folder`` (except under ``exclude``: see :func:`discover`).
 
     Raises:
-        ValueError: the folder does not exist or is not a directory.
+        ValueError: the folder is an empty path, does not exist or is not a directory.
     """
+    if not str(folder).strip():
+        raise ValueError("the documents folder is empty; give a folder of documents (default: seeds/)")
     root = Path(folder)
     if root.is_file():
         # A common first try: `qa index report.pdf`. Files go in with `qa add`, which keeps them.
@@ -141,7 +150,7 @@ def load_folder(folder: str | os.PathLike[str]) -> tuple[list[Document], list[Sk
         )
     documents: list[Document] = []
     skipped: list[Skipped] = []
-    for path, doc_id in discover(root):
+    for path, doc_id in discover(root, exclude=Path(exclude) if exclude is not None else None):
         result = read_document(path, doc_id)
         (documents if isinstance(result, Document) else skipped).append(result)  # type: ignore[arg-type]
     return documents, skipped

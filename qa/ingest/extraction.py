@@ -66,7 +66,14 @@ KIND_NAMES: dict[str, str] = {
 
 
 class ExtractionError(ValueError):
-    """The file cannot be turned into text; the message is the reason, for people."""
+    """The file cannot be turned into text; the message is the reason, for people.
+
+    ``transient``: it ran over a time or memory limit, which depends on the machine's load
+    and the settings as much as on the file, so an indexed version of it is kept, not dropped."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -323,7 +330,8 @@ def _extract_in_worker(data: bytes, suffix: str, timeout_s: float, memory_mb: in
     except TimeoutError:
         raise ExtractionError(
             f"took longer than {timeout_s:g} s to read (the limit per file, QA_EXTRACT_TIMEOUT); "
-            "a hostile file, or split the document"
+            "a hostile file, or split the document",
+            transient=True,
         ) from None
     except (EOFError, BrokenPipeError, ConnectionResetError, ValueError):
         # Dead (no reply), or alive but unreadable (a reply that is not ours): its exit code
@@ -334,11 +342,11 @@ def _extract_in_worker(data: bytes, suffix: str, timeout_s: float, memory_mb: in
         except subprocess.TimeoutExpired:
             code = None
         if code == -signal.SIGKILL:  # what the kernel's out-of-memory killer sends
-            raise ExtractionError(_too_big(memory_mb)) from None
+            raise ExtractionError(_too_big(memory_mb), transient=True) from None
         raise ExtractionError(f"could not be read (the reader process ended with code {code})") from None
     else:
         if "memory" in head:
-            raise ExtractionError(_too_big(memory_mb))
+            raise ExtractionError(_too_big(memory_mb), transient=True)
         healthy = True
         if "refused" in head:
             raise ExtractionError(head["refused"])

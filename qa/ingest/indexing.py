@@ -52,7 +52,7 @@ from embeddings.stores.index import (
 )
 from qa import config
 from qa.ingest.chunking import chunk_text
-from qa.ingest.documents import Document, Skipped, discover, document_from_bytes, load_folder, source_of
+from qa.ingest.documents import Document, Skipped, discover, document_from_bytes, load_folder, read_document
 from qa.ingest.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 from qa.retrieval.bm25 import TOKENIZER_VERSION, tokenize
 
@@ -428,7 +428,8 @@ def index_folder(
     Raises:
         ValueError: ``docs_dir`` is not a directory.
     """
-    documents, skipped = load_folder(docs_dir)
+    # An index kept inside its documents folder is not read as documents.
+    documents, skipped = load_folder(docs_dir, exclude=None if is_store_url(index_dir) else index_dir)
     # Skipped files are in the report; callers (CLI, UI) show them once. Only documents of this
     # folder may be dropped for having left it; added ones never are.
     return update_index(index_dir, documents, remove_missing=True, skipped=skipped, folder=docs_dir, **options)  # type: ignore[arg-type]
@@ -490,23 +491,25 @@ def _encoder_for(index_dir: str | os.PathLike[str], encoder: Encoder | None) -> 
     return get_encoder(manifest.get("embedding_model") if manifest else None)
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+def collect_files(paths: Iterable[str | os.PathLike[str]], *, exclude: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
     """``(path, doc_id)`` for files and folders given to ``qa add``.
 
     A file's id is its file name; the files under a folder get their path relative to that
     folder (as ``qa index`` does), e.g. ``add report.pdf notes/`` gives ``report.pdf`` and
     ``notes/2024/q1.md -> 2024/q1.md``. A file given by name is taken whatever its type
     (an unsupported one is then skipped with its reason); in a folder only supported
-    types are picked up.
+    types are picked up, never under ``exclude`` (the index's own folder).
 
     Raises:
-        ValueError: a path does not exist, or two files would get the same document id.
+        ValueError: a path is empty or does not exist, or two files would get the same document id.
     """
     found: list[tuple[Path, str]] = []
     for raw in paths:
+        if not str(raw).strip():
+            raise ValueError("an empty path was given; name the files or folders to add")
         path = Path(raw)
         if path.is_dir():
-            found.extend(discover(path))
+            found.extend(discover(path, exclude=Path(exclude) if exclude is not None else None))
         elif path.is_file():
             found.append((path, path.name))
         else:
@@ -535,16 +538,8 @@ def _read_all(files: list[tuple[Path, str]]) -> tuple[list[Document], list[Skipp
         if not is_supported(path.name):
             skipped.append(Skipped(str(path), f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}"))
             continue
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            skipped.append(Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True))
-            continue
-        result = document_from_bytes(data, suffix_of(path.name), doc_id, source_of(path), added=True)
-        if isinstance(result, Skipped):
-            skipped.append(dataclasses.replace(result, path=str(path)))  # named as given, not by its absolute source
-        else:
-            documents.append(result)
+        result = read_document(path, doc_id, added=True)  # a Skipped names the file as given
+        (skipped if isinstance(result, Skipped) else documents).append(result)  # type: ignore[arg-type]
     return documents, skipped
 
 
@@ -609,7 +604,7 @@ def add_files(
         ValueError: a path does not exist, or two files would get the same id.
         RuntimeError: another process holds the index's writer lock.
     """
-    documents, skipped = _read_all(collect_files(paths))
+    documents, skipped = _read_all(collect_files(paths, exclude=None if is_store_url(index_dir) else index_dir))
     return add_documents(
         index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, show_progress=show_progress
     )
@@ -646,6 +641,8 @@ def remove_documents(
         raise ValueError("no document id given; name the documents to remove")
     started = time.perf_counter()
     store = writable_store(index_dir)
+    if not store.has_index():  # said before the lock, which would create an empty index folder
+        raise IndexLoadError(f"no index at {store.location!r}, so nothing was removed; build one with: python -m qa index DOCS_DIR --index {store.location}")
     with store.writer(wait_s=lock_wait_s) as writer:
         # Checked under the lock, so the ids cannot vanish between the check and the update.
         meta = writer.meta(required=True)  # IndexLoadError (a ValueError) says how to build one

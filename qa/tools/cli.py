@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from qa import config
 from qa.answer import Answer, percent
@@ -29,12 +30,28 @@ def _add_threshold_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _given_path(text: str) -> Path:
+    """A path argument; an empty one is refused (``Path("")`` would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a path")
+    return Path(text)
+
+
+def _index_arg(text: str) -> Any:
+    """``--index``: a folder or a ``postgresql://`` URL, never empty (an unset shell variable)."""
+    from embeddings.stores import index_location
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give an index folder or a postgresql:// URL (or leave --index out for the default)")
+    return index_location(text)
+
+
 def _add_index_arg(p: argparse.ArgumentParser) -> None:
-    from embeddings.stores import display_location, index_location
+    from embeddings.stores import display_location
 
     p.add_argument(
         "--index",
-        type=index_location,
+        type=_index_arg,
         default=config.DEFAULT_INDEX_DIR,
         help=f"index directory, or a postgresql:// URL for the PostgreSQL store (default: {display_location(config.DEFAULT_INDEX_DIR)})",
     )
@@ -47,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="build or update an index from a folder of documents")
-    p.add_argument("docs_dir", nargs="?", type=Path, default=None, help=f"documents folder (default: {config.DEFAULT_DOCS_DIR})")
+    p.add_argument("docs_dir", nargs="?", type=_given_path, default=None, help=f"documents folder (default: {config.DEFAULT_DOCS_DIR})")
     _add_index_arg(p)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of updating incrementally")
     p.add_argument(
@@ -63,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Add documents to an index incrementally. A file's id is its file name; files under a "
         "folder get their path relative to that folder. A file with an id already indexed replaces it.",
     )
-    p.add_argument("paths", nargs="+", type=Path, help="files (.txt .md .html .htm .pdf .docx) and folders")
+    p.add_argument("paths", nargs="+", type=_given_path, help="files (.txt .md .html .htm .pdf .docx) and folders")
     _add_index_arg(p)
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for another writer's lock (default: %(default)s)")
 

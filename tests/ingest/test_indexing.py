@@ -171,3 +171,154 @@ def test_an_index_with_relative_sources_still_loads_and_syncs(docs_dir: Path, tm
     assert report.removed == ["alpha.txt"] and report.changed == ["beta.md"] and report.unchanged == 1
     sources = {d.doc_id: d.source for d in list_documents(tmp_path / "idx")}
     assert sources == {"beta.md": str(docs_dir / "beta.md"), "sub/gamma.txt": "docs/sub/gamma.txt"}
+
+
+# --------------------------------------------------------------------------- where an index may live
+
+
+def test_an_index_is_never_written_into_a_folder_of_someone_elses(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """A folder holding no index but other things (here folders named like an index's own,
+    "gen-ai" and "seg-2024") is refused as an index location, and nothing in it is touched."""
+    home = tmp_path / "home"
+    (home / "gen-ai").mkdir(parents=True)
+    (home / "gen-ai" / "notes.txt").write_text("Orca is the model.", encoding="utf-8")
+    (home / "seg-2024").mkdir()
+    (home / "seg-2024" / "budget.xlsx").write_bytes(b"keep")
+    before = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    for build in (lambda: index_folder(docs_dir, home, encoder=fake_encoder), lambda: index_folder(home, home, encoder=fake_encoder)):
+        with pytest.raises(ValueError, match=r"holds no index but other files \('gen-ai', 'seg-2024'\).*folder of its own"):
+            build()
+        assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == before
+
+
+def test_an_index_never_deletes_a_users_folder_named_like_its_own(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """Garbage collection removes only the generations and segments it named itself: a folder a
+    user put into an index folder, named "gen-..." or "seg-...", survives every update."""
+    index = tmp_path / "idx"
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    for name in ("gen-ai", "seg-2024", "gen-20240101T000000-notours", ".tmp-mine"):
+        (index / name).mkdir()
+        (index / name / "keep.txt").write_text("mine", encoding="utf-8")
+    (docs_dir / "beta.md").write_text("# Beta\n\nChanged twice over.", encoding="utf-8")
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    (docs_dir / "beta.md").write_text("# Beta\n\nChanged three times.", encoding="utf-8")
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    for name in ("gen-ai", "seg-2024", "gen-20240101T000000-notours", ".tmp-mine"):
+        assert (index / name / "keep.txt").read_text(encoding="utf-8") == "mine"
+    # Its own old generations are still collected (the live one and one before it stay).
+    assert len([p for p in index.glob("gen-2*") if p.name != "gen-20240101T000000-notours"]) == 2
+
+
+@pytest.mark.parametrize("where", ["", "   "])
+def test_an_empty_index_or_documents_path_is_refused_not_taken_as_the_current_folder(
+    where: str, docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    from qa.ingest.indexing import add_files
+    from qa.pipeline import load_index
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="index location is empty"):
+        index_folder(docs_dir, where, encoder=fake_encoder)
+    with pytest.raises(ValueError, match="documents folder is empty"):
+        index_folder(where, tmp_path / "idx", encoder=fake_encoder)
+    with pytest.raises(ValueError, match="empty path"):
+        add_files(tmp_path / "idx", [where], encoder=fake_encoder)
+    with pytest.raises(ValueError, match="index is an empty path"):
+        load_index(where)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs"]
+
+
+def test_an_index_location_that_is_a_file_is_refused_clearly(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    (tmp_path / "q1.txt").write_text("not an index", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"'.*q1\.txt' is a file, not a folder"):
+        index_folder(docs_dir, tmp_path / "q1.txt", encoder=fake_encoder)
+    assert (tmp_path / "q1.txt").read_text(encoding="utf-8") == "not an index"
+
+
+def test_removing_from_a_missing_index_creates_nothing(tmp_path: Path) -> None:
+    from embeddings.errors import IndexLoadError
+    from qa.ingest.indexing import remove_documents
+
+    with pytest.raises(IndexLoadError, match="no index at .*nothing was removed"):
+        remove_documents(tmp_path / "noidx", ["a.txt"])
+    assert not (tmp_path / "noidx").exists()
+
+
+def test_an_index_inside_its_documents_folder_does_not_index_itself(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """``qa index proj --index proj/index``: the index's kept originals (of added files) are
+    never picked up as documents of the folder."""
+    from qa.ingest.indexing import add_files, list_documents
+
+    index = docs_dir / "index"
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    extra = tmp_path / "extra" / "volcano.txt"
+    extra.parent.mkdir()
+    extra.write_text("The volcano last erupted in 1912.", encoding="utf-8")
+    add_files(index, [extra], encoder=fake_encoder)
+    assert any((index / "originals").iterdir())
+    index_folder(docs_dir, index, encoder=fake_encoder)
+    add_files(index, [docs_dir], encoder=fake_encoder)
+    assert sorted(d.doc_id for d in list_documents(index)) == ["alpha.txt", "beta.md", "sub/gamma.txt", "volcano.txt"]
+
+
+def test_a_named_pipe_in_the_documents_folder_is_passed_over(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """Reading a FIFO never ends (nothing writes to it): indexing takes regular files only."""
+    import os
+    import threading
+
+    from qa.ingest.indexing import list_documents
+
+    fifo = docs_dir / "pipe.txt"
+    os.mkfifo(fifo)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    if not done.wait(60):
+        # Unblock the reader stuck on the pipe, so the test process can end.
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(10)
+        pytest.fail("indexing hung on a named pipe")
+    assert not errors, errors
+    assert sorted(d.doc_id for d in list_documents(tmp_path / "idx")) == ["alpha.txt", "beta.md", "sub/gamma.txt"]
+    # Reported, not passed over in silence; `qa add` of the folder reads it the same way.
+    from qa.ingest.indexing import add_files
+
+    for report in (index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder), add_files(tmp_path / "idx", [docs_dir], encoder=fake_encoder)):
+        assert [(Path(s.path).name, s.reason.split(";")[0]) for s in report.skipped] == [("pipe.txt", "not a regular file (a named pipe, socket or device)")]
+
+
+def test_a_document_that_runs_over_its_time_limit_on_an_update_keeps_its_indexed_version(
+    docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    """An unchanged HTML/PDF/DOCX file whose reading runs over the time limit this time (a busy
+    machine, a lower QA_EXTRACT_TIMEOUT) is reported as skipped, and its indexed version stays."""
+    from qa.ingest import extraction
+    from qa.ingest.indexing import list_documents
+
+    (docs_dir / "page.html").write_text("<html><body><p>The lighthouse keeper is Margaret Hale.</p></body></html>", encoding="utf-8")
+    first = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert "page.html" in first.added
+
+    def busy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise TimeoutError
+
+    monkeypatch.setattr(extraction._Worker, "run", busy)
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert [s.path for s in report.skipped] == [str(docs_dir / "page.html")] and "took longer" in report.skipped[0].reason
+    assert report.removed == [] and report.unchanged == 4
+    assert "page.html" in {d.doc_id for d in list_documents(tmp_path / "idx")}
+    # A file that cannot be read for good (corrupt) is still dropped by a folder sync.
+    monkeypatch.undo()
+    (docs_dir / "page.html").write_bytes(b"\x00\x01binary")
+    assert index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder).removed == ["page.html"]

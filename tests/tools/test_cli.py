@@ -34,6 +34,20 @@ def test_index_command_on_missing_folder_fails_cleanly(tmp_path: Path) -> None:
     assert not (tmp_path / "idx").exists() or not any((tmp_path / "idx").glob("gen-*"))
 
 
+def test_empty_paths_are_refused_by_name_and_nothing_is_written(tmp_path: Path, docs_dir: Path) -> None:
+    """An unset shell variable gives ``--index ""``: refused, never read as the current folder."""
+    for args, named in (
+        (("index", str(docs_dir), "--index", ""), "argument --index: is empty"),
+        (("index", "", "--index", str(tmp_path / "idx")), "argument docs_dir: is empty"),
+        (("add", " ", "--index", str(tmp_path / "idx")), "argument paths: is empty"),
+        (("ask", "Who?", "--index", ""), "argument --index: is empty"),
+    ):
+        result = run_qa(*args)
+        assert result.returncode == 2 and named in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "idx").exists()
+    assert not any(p.name.startswith(("gen-", "seg-", "CURRENT", ".lock")) for p in ROOT.iterdir())
+
+
 def test_index_command_fails_when_every_file_is_refused(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

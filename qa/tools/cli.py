@@ -545,6 +545,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             answer = ask(question, index=index, top_k=args.top_k, reader=reader, retriever=args.retriever, threshold=args.threshold)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            if args.json and args.question is None:
+                # One JSON line per question read, so a script can pair outputs with inputs.
+                print(json.dumps({"question": question, "error": str(exc)}, ensure_ascii=False), flush=True)
             return 1
         print(json.dumps(answer.to_dict(), ensure_ascii=False) if args.json else format_answer(answer), flush=True)
         return 0

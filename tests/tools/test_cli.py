@@ -80,6 +80,11 @@ def test_ask_json_and_stdin_mode(tmp_path: Path) -> None:
     many = run_qa("ask", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n\nWhat is the population of Tokyo?\n")
     lines = [json.loads(line) for line in many.stdout.splitlines()]
     assert [d["answer"] for d in lines] == ["December 2022", None]
+    # A refused line still gets its line of output, naming the question and why.
+    mixed = run_qa("ask", "--index", index, "--json", stdin="?\nWhen did the Kizilelma make its first flight?\n" + "x " * 600 + "\n")
+    out = [json.loads(line) for line in mixed.stdout.splitlines()]
+    assert mixed.returncode == 1 and [d["question"][:10] for d in out] == ["?", "When did t", "x x x x x "]
+    assert "error" in out[0] and out[1]["answer"] == "December 2022" and "limit" in out[2]["error"], out
     dash = run_qa("ask", "-", "--index", index, "--json", stdin="When did the Kizilelma make its first flight?\n")
     assert dash.returncode == 0, dash.stderr
     assert [json.loads(line)["answer"] for line in dash.stdout.splitlines()] == ["December 2022"]

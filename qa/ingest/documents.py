@@ -109,27 +109,47 @@ def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, a
     )
 
 
-def discover(folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES, *, exclude: Path | None = None) -> list[tuple[Path, str]]:
+def discover(
+    folder: Path, suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES, *, exclude: Path | None = None, passed_over: dict[str, int] | None = None
+) -> list[tuple[Path, str]]:
     """List ``(path, doc_id)`` for every supported file under ``folder``, recursively, sorted.
 
     Symlinked directories are not followed (a link loop cannot hang indexing); hidden
     files and folders (``.git`` …) are ignored, and so is ``exclude`` (the index's own folder
-    when it lies inside ``folder``: its kept originals are no documents).
+    when it lies inside ``folder``: its kept originals are no documents). ``passed_over``, when
+    given, counts the other files by suffix (``{".csv": 2}``), for :func:`passed_over_note`.
     """
     skip = exclude.resolve() if exclude is not None else None
     found: list[tuple[Path, str]] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or (Path(root) / d).resolve() != skip))
         for name in sorted(files):
-            if name.startswith(".") or not name.lower().endswith(suffixes):
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(suffixes):
+                if passed_over is not None:
+                    kind = suffix_of(name) or "(no extension)"
+                    passed_over[kind] = passed_over.get(kind, 0) + 1
                 continue
             path = Path(root) / name
             found.append((path, path.relative_to(folder).as_posix()))
     return found
 
 
-def load_folder(folder: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None) -> tuple[list[Document], list[Skipped]]:
-    """Read every supported document under ``folder`` (except under ``exclude``: see :func:`discover`).
+def passed_over_note(passed_over: dict[str, int]) -> str:
+    """The line saying which files a folder read passed over for their type ("" when none)."""
+    if not passed_over:
+        return ""
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(passed_over.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+    total = sum(passed_over.values())
+    return f"passed over {total} file{'s' if total != 1 else ''} of other types ({kinds}{', ...' if len(passed_over) > 6 else ''}); supported: {' '.join(SUPPORTED_SUFFIXES)}"
+
+
+def load_folder(
+    folder: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None, passed_over: dict[str, int] | None = None
+) -> tuple[list[Document], list[Skipped]]:
+    """Read every supported document under ``folder`` (except under ``exclude``; ``passed_over``
+    counts the other files: see :func:`discover`).
 
     Raises:
         ValueError: the folder is an empty path, does not exist or is not a directory.
@@ -150,7 +170,7 @@ def load_folder(folder: str | os.PathLike[str], *, exclude: str | os.PathLike[st
         )
     documents: list[Document] = []
     skipped: list[Skipped] = []
-    for path, doc_id in discover(root, exclude=Path(exclude) if exclude is not None else None):
+    for path, doc_id in discover(root, exclude=Path(exclude) if exclude is not None else None, passed_over=passed_over):
         result = read_document(path, doc_id)
         (documents if isinstance(result, Document) else skipped).append(result)  # type: ignore[arg-type]
     return documents, skipped

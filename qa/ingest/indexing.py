@@ -52,7 +52,7 @@ from embeddings.stores.index import (
 )
 from qa import config
 from qa.ingest.chunking import chunk_text
-from qa.ingest.documents import Document, Skipped, discover, document_from_bytes, load_folder, read_document
+from qa.ingest.documents import Document, Skipped, discover, document_from_bytes, load_folder, passed_over_note, read_document
 from qa.ingest.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 from qa.retrieval.bm25 import TOKENIZER_VERSION, tokenize
 
@@ -429,10 +429,17 @@ def index_folder(
         ValueError: ``docs_dir`` is not a directory.
     """
     # An index kept inside its documents folder is not read as documents.
-    documents, skipped = load_folder(docs_dir, exclude=None if is_store_url(index_dir) else index_dir)
+    passed_over: dict[str, int] = {}
+    documents, skipped = load_folder(docs_dir, exclude=None if is_store_url(index_dir) else index_dir, passed_over=passed_over)
     # Skipped files are in the report; callers (CLI, UI) show them once. Only documents of this
     # folder may be dropped for having left it; added ones never are.
-    return update_index(index_dir, documents, remove_missing=True, skipped=skipped, folder=docs_dir, **options)  # type: ignore[arg-type]
+    report = update_index(index_dir, documents, remove_missing=True, skipped=skipped, folder=docs_dir, **options)  # type: ignore[arg-type]
+    return _with_note(report, passed_over_note(passed_over))
+
+
+def _with_note(report: IndexReport, note: str) -> IndexReport:
+    report.note = "\n".join(n for n in (report.note, note) if n)
+    return report
 
 
 def ensure_index(
@@ -491,14 +498,16 @@ def _encoder_for(index_dir: str | os.PathLike[str], encoder: Encoder | None) -> 
     return get_encoder(manifest.get("embedding_model") if manifest else None)
 
 
-def collect_files(paths: Iterable[str | os.PathLike[str]], *, exclude: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
+def collect_files(
+    paths: Iterable[str | os.PathLike[str]], *, exclude: str | os.PathLike[str] | None = None, passed_over: dict[str, int] | None = None
+) -> list[tuple[Path, str]]:
     """``(path, doc_id)`` for files and folders given to ``qa add``.
 
     A file's id is its file name; the files under a folder get their path relative to that
     folder (as ``qa index`` does), e.g. ``add report.pdf notes/`` gives ``report.pdf`` and
     ``notes/2024/q1.md -> 2024/q1.md``. A file given by name is taken whatever its type
     (an unsupported one is then skipped with its reason); in a folder only supported
-    types are picked up, never under ``exclude`` (the index's own folder).
+    types are picked up (``passed_over`` counts the others), never under ``exclude`` (the index's own folder).
 
     Raises:
         ValueError: a path is empty or does not exist, or two files would get the same document id.
@@ -509,7 +518,7 @@ def collect_files(paths: Iterable[str | os.PathLike[str]], *, exclude: str | os.
             raise ValueError("an empty path was given; name the files or folders to add")
         path = Path(raw)
         if path.is_dir():
-            found.extend(discover(path, exclude=Path(exclude) if exclude is not None else None))
+            found.extend(discover(path, exclude=Path(exclude) if exclude is not None else None, passed_over=passed_over))
         elif path.is_file():
             found.append((path, path.name))
         else:
@@ -604,10 +613,10 @@ def add_files(
         ValueError: a path does not exist, or two files would get the same id.
         RuntimeError: another process holds the index's writer lock.
     """
-    documents, skipped = _read_all(collect_files(paths, exclude=None if is_store_url(index_dir) else index_dir))
-    return add_documents(
-        index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, show_progress=show_progress
-    )
+    passed_over: dict[str, int] = {}
+    documents, skipped = _read_all(collect_files(paths, exclude=None if is_store_url(index_dir) else index_dir, passed_over=passed_over))
+    report = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, show_progress=show_progress)
+    return _with_note(report, passed_over_note(passed_over))
 
 
 def unknown_id_message(unknown: list[str], known: Iterable[str], index_dir: str | os.PathLike[str]) -> str:

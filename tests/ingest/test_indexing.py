@@ -322,3 +322,25 @@ def test_a_document_that_runs_over_its_time_limit_on_an_update_keeps_its_indexed
     monkeypatch.undo()
     (docs_dir / "page.html").write_bytes(b"\x00\x01binary")
     assert index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder).removed == ["page.html"]
+
+
+def test_files_of_other_types_in_a_folder_are_named_in_the_report(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
+    """A folder read passes over files of unsupported types (images, spreadsheets beside the
+    documents) without listing each as skipped, but says how many and of which types."""
+    from qa.ingest.indexing import add_files
+
+    (docs_dir / "budget.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (docs_dir / "sub" / "old.rtf").write_text("{\\rtf1 hello}", encoding="utf-8")
+    (docs_dir / "sub" / "more.csv").write_text("c\n3\n", encoding="utf-8")
+    (docs_dir / "README").write_text("no extension", encoding="utf-8")
+    (docs_dir / ".hidden.csv").write_text("hidden files are not counted", encoding="utf-8")
+    note = "passed over 4 files of other types (.csv 2, (no extension) 1, .rtf 1); supported: .txt"
+    report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
+    assert report.added == ["alpha.txt", "beta.md", "sub/gamma.txt"] and report.skipped == []
+    assert note in report.note and note in report.summary()
+    assert note in add_files(tmp_path / "idx2", [docs_dir], encoder=fake_encoder).note
+    (docs_dir / "budget.csv").unlink()
+    (docs_dir / "sub" / "old.rtf").unlink()
+    (docs_dir / "sub" / "more.csv").unlink()
+    (docs_dir / "README").unlink()
+    assert "passed over" not in index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder).note

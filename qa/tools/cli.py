@@ -428,6 +428,7 @@ def _cmd_eval_reader(args: argparse.Namespace) -> int:
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from embeddings.encoders.encoder import get_encoder
+    from embeddings.stores import display_location
     from qa.ingest.indexing import compact_index, index_folder
 
     if args.compact:
@@ -435,6 +436,13 @@ def _cmd_index(args: argparse.Namespace) -> int:
             raise ValueError("--compact takes no documents folder and no --rebuild: it only merges the index's segments")
         _print_report(compact_index(args.index, lock_wait_s=args.wait))
         return 0
+    if args.docs_dir is None and args.index != config.DEFAULT_INDEX_DIR:
+        # seeds/ is the default index's folder: indexed into the user's own index it would add the
+        # project's sample article to their documents.
+        raise ValueError(
+            f"name the documents folder to index into {display_location(args.index)}: python -m qa index DOCS_DIR --index "
+            f"{display_location(args.index)} (without --index, qa index builds the default index over {config.DEFAULT_DOCS_DIR})"
+        )
     report = index_folder(
         args.docs_dir if args.docs_dir is not None else config.DEFAULT_DOCS_DIR,
         args.index,

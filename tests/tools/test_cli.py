@@ -48,6 +48,14 @@ def test_empty_paths_are_refused_by_name_and_nothing_is_written(tmp_path: Path, 
     assert not any(p.name.startswith(("gen-", "seg-", "CURRENT", ".lock")) for p in ROOT.iterdir())
 
 
+def test_index_into_a_named_index_needs_its_folder(tmp_path: Path) -> None:
+    """Without a folder, `qa index` builds the default index over seeds/; into an index the user
+    names it would add the project's sample article to their documents, so it asks for the folder."""
+    result = run_qa("index", "--index", str(tmp_path / "idx"))
+    assert result.returncode != 0 and "name the documents folder" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "idx").exists()
+
+
 def test_index_command_fails_when_every_file_is_refused(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

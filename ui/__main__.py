@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 try:
-    from embeddings.stores import display_location, index_location
+    from embeddings.stores import display_location
     from qa import config
+    from qa.tools.cli import index_argument
     from ui import DEFAULT_HOST, DEFAULT_PORT
 except ValueError as exc:  # e.g. QA_READER_THRESHOLD=abc: qa.config names it; no traceback when run
     if __name__ != "__main__":
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
     parser.add_argument(
         "--index",
-        type=index_location,
+        type=index_argument,  # an empty one (an unset shell variable) is refused, not the current folder
         default=None,
         # display_location: a QA_INDEX_DIR URL's password stays out of --help.
         help=f"index directory or postgresql:// URL (default: the index over {config.DEFAULT_DOCS_DIR}, built on first use at "

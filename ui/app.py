@@ -223,23 +223,12 @@ def _upload_items(files: Any) -> list:
     return list(files) if isinstance(files, (list, tuple)) else ([files] if files else [])
 
 
-def not_uploaded(files: Any) -> list[str]:
-    """The paths among an upload event's files that are not in Gradio's upload folder, where
-    its upload route puts what a browser sends: a chat event names its files by server path,
-    and anything else there (the credentials file, /etc/...) was not uploaded by the user."""
-    from gradio.utils import get_upload_folder
-
-    folder = Path(get_upload_folder()).resolve()
-    outside = []
-    for item in _upload_items(files):
-        path = _upload_path(item)
-        try:
-            inside = Path(path).resolve().is_relative_to(folder)
-        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the path
-            inside = False
-        if not inside:
-            outside.append(path)
-    return outside
+def not_uploaded(files: Any, handed_out: set[str]) -> list[str]:
+    """The paths among an upload event's files that Gradio's upload route did not hand out
+    (``handed_out``: its ``Blocks.upload_file_set``). A chat event names its files by server
+    path; any other path is a server file (the credentials file, /etc/...) that Gradio copied
+    into its cache for the event: never the user's upload."""
+    return [path for path in (_upload_path(item) for item in _upload_items(files)) if path not in handed_out]
 
 
 def _upload_path(item: Any) -> str:
@@ -485,10 +474,11 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         refused = editor_refusal(auth, request, "add documents")
         if refused is not None:
             return _after_change(refused)
-        if not_uploaded(files):
-            # Gradio refuses such paths before this handler (create_server); checked again here,
-            # where the files are read, so no version of it can make a server file an upload.
-            logger.warning("refused an upload event naming files outside Gradio's upload folder")
+        if not_uploaded(files, demo.upload_file_set):
+            # Gradio refuses a path outside its upload folder before this handler (create_server
+            # turns its check on); should a later Gradio not, the server file it copied for the
+            # event is still never indexed.
+            logger.warning("refused an upload event naming files Gradio's upload route did not hand out")
             return _after_change(fmt.format_status_html(["Refused: only files uploaded from this page can be added."], ok=False))
         return _after_change(upload_documents(index_dir, files, progress=progress))
 

@@ -50,8 +50,8 @@ LOGIN_PATH = "/login"
 #: GETs that change something (Gradio's sign-out ends every session of its user): held to the
 #: same origin rule as writes, so an image on another site cannot sign a user out.
 CHANGING_GETS = frozenset({"/logout"})
-#: Gradio's file upload route (the chat is mounted at ``/``): see :class:`EditorsOnlyUploads`.
-UPLOAD_PATH = "/gradio_api/upload"
+#: Gradio's routes that take files from a client (the chat is mounted at ``/``): see :class:`EditorsOnlyUploads`.
+UPLOAD_PATHS = frozenset({"/gradio_api/upload", "/gradio_api/process_recording"})
 
 
 def _header(scope: dict, name: str) -> str | None:
@@ -284,17 +284,18 @@ class RequestGuard:
 
 
 class EditorsOnlyUploads:
-    """ASGI middleware: Gradio's file upload route (:data:`UPLOAD_PATH`, behind the chat's "Upload
-    documents") refused with 403 before the body is read unless ``may_upload(scope)`` says the
-    signed-in user is an editor. Gradio takes files there from any signed-in user and keeps them
-    until its hourly clean-up, so a viewer could otherwise fill the server's disk."""
+    """ASGI middleware: Gradio's routes that take files (:data:`UPLOAD_PATHS`; the upload route is
+    behind the chat's "Upload documents") refused with 403 before the body is read unless
+    ``may_upload(scope)`` says the signed-in user is an editor. Gradio takes files there from any
+    signed-in user and keeps uploads until its hourly clean-up, so a viewer could otherwise fill
+    the server's disk."""
 
     def __init__(self, app: Callable, *, may_upload: Callable[[dict], bool]) -> None:
         self.app = app
         self.may_upload = may_upload
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH and not self.may_upload(scope):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS and not self.may_upload(scope):
             await _refuse(403, "only editors can upload files; sign in as an editor", scope, receive, send)
             return
         await self.app(scope, receive, send)

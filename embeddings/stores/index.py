@@ -27,8 +27,8 @@ Updates cost what changed, not what is stored:
 
 A commit writes the new segment(s) under ``.tmp-*`` names, fsyncs and renames them, writes
 the manifest the same way, and only then replaces ``CURRENT`` (``os.replace``). A crash at
-any point leaves the previous generation loadable; debris (``.tmp-*``, unreferenced
-segments and generations) is removed by later writers -- keeping what the previous
+any point leaves the previous generation loadable; debris (``.tmp-gen-*`` / ``.tmp-seg-*``,
+unreferenced segments and generations, only under the names this module gives them) is removed by later writers -- keeping what the previous
 generation uses, so a reader that just opened it can still open its files. Readers open every
 file of a generation at load (mappings, SQLite connections), so later deletions do not
 disturb them. Metadata is JSON and SQLite, arrays ``.npy``; nothing is pickled.
@@ -869,7 +869,7 @@ def read_original(directory: str | os.PathLike[str], name: str) -> bytes:
 #: The names this module gives generations and segments (:func:`_new_name`), and their
 #: temporary names while written: the only folders of an index directory it ever deletes, so a
 #: folder of the user's that merely starts with "gen-" or "seg-" is never touched.
-_OWN_FOLDER = re.compile(r"(?:\.tmp-)?(?:gen|seg)-\d{8}T\d{6}-[0-9a-f]{8}")
+_OWN_FOLDER = re.compile(r"(?:\.tmp-)?(?:gen|seg)-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
 #: A commit's pointer file before it replaces ``CURRENT``.
 _OWN_POINTER = re.compile(rf"\.{_CURRENT}\.[0-9a-f]{{8}}")
 
@@ -890,10 +890,15 @@ def collect_garbage(root: Path, *, keep_generations: set[str], keep_segments: se
             child.unlink(missing_ok=True)
 
 
-def foreign_entries(root: Path) -> list[str]:
-    """Names in the folder ``root`` that an index never writes (sorted): a folder holding any is
-    someone's, not an index in the making."""
-    own = {_CURRENT, _LOCK, ORIGINALS}
+#: What a file system or a desktop puts into any folder (a fresh volume's ``lost+found``,
+#: Finder's ``.DS_Store``, Explorer's ``Thumbs.db``): no sign that the folder is someone's.
+_SYSTEM_ENTRIES = frozenset({"lost+found", ".DS_Store", "Thumbs.db", "desktop.ini", ".snapshot", ".snapshots"})
+
+
+def foreign_entries(root: Path, *, allowed: Iterable[str] = ()) -> list[str]:
+    """Names in the folder ``root`` that an index never writes (sorted), system entries and
+    ``allowed`` names aside: a folder holding any is someone's, not an index in the making."""
+    own = {_CURRENT, _LOCK, ORIGINALS, *_SYSTEM_ENTRIES, *allowed}
     return sorted(c.name for c in root.iterdir() if c.name not in own and not _OWN_FOLDER.fullmatch(c.name) and not _OWN_POINTER.fullmatch(c.name))
 
 
@@ -909,7 +914,12 @@ def check_index_folder(directory: str | os.PathLike[str]) -> Path:
     if root.exists() and not root.is_dir():
         raise ValueError(f"index location {str(root)!r} is a file, not a folder; give a folder for the index")
     if root.is_dir() and not (root / _CURRENT).is_file():
-        foreign = foreign_entries(root)
+        # The credentials file may be put inside the index folder (QA_AUTH_FILE) before the first build.
+        from qa import config
+
+        auth = Path(config.auth_file_for(root))
+        allowed = [auth.name, f"{auth.name}.lock"] if auth.parent.resolve() == root.resolve() else []
+        foreign = [n for n in foreign_entries(root, allowed=allowed) if not (allowed and n.startswith(f".{auth.name}."))]
         if foreign:
             shown = ", ".join(repr(n) for n in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ValueError(

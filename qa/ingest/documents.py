@@ -119,10 +119,11 @@ def discover(
     when it lies inside ``folder``: its kept originals are no documents). ``passed_over``, when
     given, counts the other files by suffix (``{".csv": 2}``), for :func:`passed_over_note`.
     """
-    skip = exclude.resolve() if exclude is not None else None
+    skip = _identity(exclude) if exclude is not None else None
     found: list[tuple[Path, str]] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or (Path(root) / d).resolve() != skip))
+        # By device and inode, not by name: a case-insensitive disk spells one folder two ways.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or _identity(Path(root) / d) != skip))
         for name in sorted(files):
             if name.startswith("."):
                 continue
@@ -134,6 +135,15 @@ def discover(
             path = Path(root) / name
             found.append((path, path.relative_to(folder).as_posix()))
     return found
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of ``path`` (``None`` when it cannot be read)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def passed_over_note(passed_over: dict[str, int]) -> str:

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ from embeddings.stores.index import (
     IndexLoadError,
     NewDocument,
     VectorIndex,
+    check_index_folder,
     compact,
     has_index,
     read_manifest,
@@ -403,6 +405,8 @@ def compact_index(index_dir: str | os.PathLike[str], *, lock_wait_s: float = 0.0
     if is_store_url(index_dir):
         raise ValueError("--compact is for a directory index; PostgreSQL maintains its own indexes (VACUUM)")
     started = time.perf_counter()
+    if not has_index(index_dir):  # said before the lock, which would create an empty index folder
+        raise IndexLoadError(f"no index at {str(index_dir)!r} to compact; build one with: python -m qa index DOCS_DIR --index {index_dir}")
     with write_lock(index_dir, wait_s=lock_wait_s):
         before = read_manifest(index_dir)  # IndexLoadError (a ValueError) says how to build one
         segments = len(before.segments)
@@ -426,8 +430,11 @@ def index_folder(
     :func:`update_index`.
 
     Raises:
-        ValueError: ``docs_dir`` is not a directory.
+        ValueError: ``docs_dir`` is not a directory, or ``index_dir`` cannot hold an index
+            (:func:`~embeddings.stores.index.check_index_folder`).
     """
+    if not is_store_url(index_dir):
+        check_index_folder(index_dir)  # refused before the folder is read, not after
     # An index kept inside its documents folder is not read as documents.
     passed_over: dict[str, int] = {}
     documents, skipped = load_folder(docs_dir, exclude=None if is_store_url(index_dir) else index_dir, passed_over=passed_over)
@@ -610,9 +617,12 @@ def add_files(
     with the model the index was built with.
 
     Raises:
-        ValueError: a path does not exist, or two files would get the same id.
+        ValueError: a path does not exist, two files would get the same id, or ``index_dir``
+            cannot hold an index (:func:`~embeddings.stores.index.check_index_folder`).
         RuntimeError: another process holds the index's writer lock.
     """
+    if not is_store_url(index_dir):
+        check_index_folder(index_dir)  # refused before the files are read, not after
     passed_over: dict[str, int] = {}
     documents, skipped = _read_all(collect_files(paths, exclude=None if is_store_url(index_dir) else index_dir, passed_over=passed_over))
     report = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, show_progress=show_progress)
@@ -843,17 +853,20 @@ def add_uploads(
             continue
         path = Path(temp)
         try:
-            size = path.stat().st_size
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a device or pipe would be read forever (/dev/zero has size 0)
+                skipped.append(Skipped(doc_id, "not a regular file; upload a file"))
+                continue
+            size = info.st_size
+            if size <= max_bytes:
+                with path.open("rb") as f:
+                    data = f.read(max_bytes + 1)  # bounded: the file may grow after the stat
+                size = max(size, len(data))
         except OSError as exc:
             skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
             continue
         if size > max_bytes:
             skipped.append(Skipped(doc_id, f"too large ({_human_size(size)}); the limit is {_human_size(max_bytes)} per file"))
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
             continue
         # The type comes from the uploaded name: the temporary file may have no extension.
         result = document_from_bytes(data, suffix_of(doc_id), doc_id, f"upload:{original_name}", added=True)

@@ -37,8 +37,9 @@ def _given_path(text: str) -> Path:
     return Path(text)
 
 
-def _index_arg(text: str) -> Any:
-    """``--index``: a folder or a ``postgresql://`` URL, never empty (an unset shell variable)."""
+def index_argument(text: str) -> Any:
+    """``--index`` (also ``python -m ui``'s): a folder or a ``postgresql://`` URL, never empty (an
+    unset shell variable)."""
     from embeddings.stores import index_location
 
     if not text.strip():
@@ -51,7 +52,7 @@ def _add_index_arg(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--index",
-        type=_index_arg,
+        type=index_argument,
         default=config.DEFAULT_INDEX_DIR,
         help=f"index directory, or a postgresql:// URL for the PostgreSQL store (default: {display_location(config.DEFAULT_INDEX_DIR)})",
     )
@@ -564,8 +565,8 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         return answer_one(args.question)
     status = 0
     for line in sys.stdin:
-        if line.strip():
-            status = max(status, answer_one(line.rstrip("\n")))
+        if line.strip():  # blank lines are skipped: no output for them
+            status = max(status, answer_one(line.rstrip("\r\n")))
     return status
 
 

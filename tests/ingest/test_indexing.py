@@ -344,3 +344,39 @@ def test_files_of_other_types_in_a_folder_are_named_in_the_report(docs_dir: Path
     (docs_dir / "sub" / "more.csv").unlink()
     (docs_dir / "README").unlink()
     assert "passed over" not in index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder).note
+
+
+def test_what_a_file_system_or_desktop_puts_in_a_folder_does_not_make_it_someones(
+    docs_dir: Path, tmp_path: Path, fake_encoder, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    """A fresh volume's lost+found, Finder's .DS_Store and a credentials file put there by
+    QA_AUTH_FILE do not stop a first build in that folder; the check comes before any reading."""
+    from qa import config
+    from qa.ingest import indexing
+
+    volume = tmp_path / "volume"
+    (volume / "lost+found").mkdir(parents=True)
+    (volume / ".DS_Store").write_bytes(b"\0")
+    (volume / "auth.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(config, "AUTH_FILE", volume / "auth.json")
+    assert index_folder(docs_dir, volume, encoder=fake_encoder).added == ["alpha.txt", "beta.md", "sub/gamma.txt"]
+    assert (volume / "auth.json").read_text(encoding="utf-8") == "{}" and (volume / "lost+found").is_dir()
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "taxes.pdf").write_bytes(b"%PDF")
+    monkeypatch.setattr(indexing, "load_folder", lambda *a, **k: pytest.fail("the folder was read before the refusal"))
+    with pytest.raises(ValueError, match="holds no index but other files"):
+        index_folder(docs_dir, home, encoder=fake_encoder)
+    monkeypatch.setattr(indexing, "_read_all", lambda *a, **k: pytest.fail("the files were read before the refusal"))
+    with pytest.raises(ValueError, match="holds no index but other files"):
+        indexing.add_files(home, [docs_dir], encoder=fake_encoder)
+
+
+def test_compacting_a_missing_index_creates_nothing(tmp_path: Path) -> None:
+    from embeddings.errors import IndexLoadError
+    from qa.ingest.indexing import compact_index
+
+    with pytest.raises(IndexLoadError, match="no index at .* to compact"):
+        compact_index(tmp_path / "noidx")
+    assert not (tmp_path / "noidx").exists()

@@ -599,6 +599,7 @@ def test_chat_upload_and_remove_handlers_refuse_viewers(
     demo = build_app(small_index, reader=FakeReader(), warm_up=False, auth=users["store"])
     upload, remove, show_user = _handler(demo, "upload"), _handler(demo, "remove"), _handler(demo, "show_user")
     note = str(write(tmp_path / "gradio" / "c0ffee" / "notes.md", "Herons nest by the delta lake."))
+    demo.upload_file_set.add(note)  # as Gradio's upload route records what it hands out
     ids = lambda: {d.doc_id for d in list_documents(small_index)}  # noqa: E731
     progress = lambda *a, **k: None  # noqa: E731
 
@@ -618,11 +619,12 @@ def test_chat_upload_and_remove_handlers_refuse_viewers(
     assert upload_button.visible is True and remove_row.visible is True and "eddie" in user_info.value
 
 
-def test_the_chat_upload_handler_adds_only_files_from_gradios_upload_folder(
+def test_the_chat_upload_handler_adds_only_files_gradios_upload_route_handed_out(
     small_index: Path, tmp_path: Path, fake_encoder, users: dict, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
-    """A chat event names its files by server path: one naming a file the browser did not upload
-    (the credentials file, anything the server can read) is refused, even for an editor."""
+    """A chat event names its files by server path: one naming a file Gradio's upload route did
+    not hand out (the credentials file, anything the server can read, or Gradio's cached copy of
+    it) is refused, even for an editor."""
     import functools
 
     import gradio as gr
@@ -640,9 +642,11 @@ def test_the_chat_upload_handler_adds_only_files_from_gradios_upload_folder(
     # A symlink in the upload folder pointing out of it is outside too.
     link = tmp_path / "gradio" / "ab12" / "link.txt"
     link.symlink_to(secret)
+    copied = write(tmp_path / "gradio" / "cd34" / "secret.txt", "The vault code is 7741.")  # Gradio's copy for an event
+    demo.upload_file_set.add(str(inside))
     editor, progress = gr.Request(username="eddie"), (lambda *a, **k: None)
     before = {d.doc_id for d in list_documents(small_index)}
-    for files in ([str(secret)], [str(inside), str(secret)], [{"path": str(link), "orig_name": "link.txt"}], [str(tmp_path / "gradio" / ".." / "secret.txt")]):
+    for files in ([str(secret)], [str(inside), str(secret)], [{"path": str(link), "orig_name": "link.txt"}], [str(copied)]):
         status = upload(files, editor, progress)[0]
         assert "only files uploaded from this page" in status, status
         assert {d.doc_id for d in list_documents(small_index)} == before
@@ -690,11 +694,13 @@ def test_a_chat_event_naming_a_server_file_is_refused_before_it_is_read(
             done = _chat_event(editor, "s1", "upload", [[leaked]])
             assert '"success": false' in done.replace('"success":false', '"success": false'), done
             assert {d.doc_id for d in list_documents(small_index)} == before
-            assert not any(p.name == "users.txt" for p in (tmp_path / "gradio").rglob("*"))
+            secret = users["path"].read_bytes()
+            assert not any(p.is_file() and p.read_bytes() == secret for p in (tmp_path / "gradio").rglob("*"))
 
             files = {"files": ("notes.md", b"Herons nest by the delta lake.", "text/markdown")}
-            refused = viewer.post("/gradio_api/upload", files=files)
-            assert refused.status_code == 403 and "only editors" in refused.json()["error"]
+            for route in ("/gradio_api/upload", "/gradio_api/process_recording"):
+                refused = viewer.post(route, files=files)
+                assert refused.status_code == 403 and "only editors" in refused.json()["error"]
             uploaded = editor.post("/gradio_api/upload", files=files)
             assert uploaded.status_code == 200, uploaded.text
             stored = uploaded.json()[0]

@@ -86,6 +86,29 @@ def test_uploads_are_checked_one_by_one(tmp_path: Path, small_index: Path, fake_
     assert sources["evil.txt"] == "upload:evil.txt"
 
 
+def test_an_upload_that_is_no_regular_file_is_refused_without_reading_it(tmp_path: Path, small_index: Path, fake_encoder) -> None:  # noqa: ANN001
+    """A named pipe (or a device: /dev/zero reports size 0) as an upload's stored file would be
+    read forever: it is refused as not a regular file, and the next upload still goes in."""
+    import os
+    import threading
+
+    pipe = tmp_path / "upload" / "p1" / "notes.txt"
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    good = write(tmp_path / "upload" / "p2" / "harbour.txt", "The harbour master is Piet Smit.")
+    result: list = []
+    thread = threading.Thread(
+        target=lambda: result.append(add_uploads(small_index, [("notes.txt", pipe), ("harbour.txt", good)], encoder=fake_encoder)), daemon=True
+    )
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))  # unblock the stuck read
+        pytest.fail("add_uploads hung reading a named pipe")
+    report = result[0]
+    assert report.added == ["harbour.txt"] and [(s.path, s.reason) for s in report.skipped] == [("notes.txt", "not a regular file; upload a file")]
+
+
 def _upload(tmp_path: Path, name: str, text: str, n: int) -> tuple[str, str]:
     """An ``(uploaded name, temporary path)`` pair, the file in a folder of its own (``n``)."""
     return name, str(write(tmp_path / "up" / str(n) / "file", text))

@@ -30,6 +30,7 @@ from qa import config
 from qa.ingest.extraction import SUPPORTED_SUFFIXES
 from qa.ingest.indexing import MAX_UPLOAD_BYTES, add_uploads, index_directory, list_documents, remove_documents
 from qa.pipeline import ask, load_index
+from qa.retrieval.followup import conversation_subject
 from ui import DEFAULT_HOST, DEFAULT_PORT
 from ui import formatting as fmt
 from ui.auth import SignIns
@@ -415,9 +416,11 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         # The slider starts at the reader's own threshold; only a move away from it overrides it.
         threshold = None if sure is None or round(sure) == default_sure else min(max(float(sure), 0.0), 100.0) / 100
         document = fmt.format_document_html(None)
+        previous = None
         try:
-            # The conversation's last question: a follow-up ("when did it fly?") retrieves with it.
-            previous = next((t["question"] for t in reversed(turns) if t.get("answered_ok")), None)
+            # The conversation's subject (its last question that named one): a follow-up ("when
+            # did it fly?") retrieves with it, also after another follow-up.
+            previous = next((t.get("subject", t["question"]) for t in reversed(turns) if t.get("answered_ok")), None)
             answer = ask(question, index=index, top_k=k, reader=reader, previous=previous, threshold=threshold)
         except (ValueError, StoreUnavailableError) as exc:  # bad input; a database store that is down
             reply, sources = fmt.format_error_html(str(exc)), fmt.format_sources_error_html(str(exc))
@@ -432,6 +435,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         turns.append(
             {
                 "question": question,
+                "subject": conversation_subject(question, previous),
                 "question_html": fmt.format_question_html(shown),
                 "reply_html": reply,
                 "sources_html": sources,

@@ -31,3 +31,13 @@ def retrieval_query(question: str, previous: str | None) -> str:
     if previous and previous.strip() and needs_context(question):
         return f"{previous.strip()} {question}"
     return question
+
+
+def conversation_subject(question: str, previous: str | None) -> str:
+    """What the next follow-up should be retrieved with after ``question`` (asked after
+    ``previous``, the subject so far): the question itself when it names its subject, else the
+    subject it leaned on. So "Who built it?" and then "When did it first fly?" after a question
+    about the Kizilelma both stay with the Kizilelma, not only the first follow-up."""
+    if previous and previous.strip() and needs_context(question):
+        return previous
+    return question

@@ -20,3 +20,14 @@ def test_retrieval_query_prepends_the_previous_question_only_when_needed() -> No
     assert retrieval_query("When did the canal open?", "How long is the Panama Canal?") == "When did the canal open?"
     assert retrieval_query("When did it open?", None) == "When did it open?"
     assert retrieval_query("When did it open?", "   ") == "When did it open?"
+
+
+def test_the_subject_stays_with_the_question_that_named_it_through_follow_ups() -> None:
+    from qa.retrieval.followup import conversation_subject
+
+    first = "When did the Kizilelma make its first flight?"
+    assert conversation_subject(first, None) == first
+    assert conversation_subject("Who built it?", first) == first  # a follow-up keeps the subject
+    assert conversation_subject("When did it first fly?", conversation_subject("Who built it?", first)) == first
+    assert conversation_subject("How long is the Panama Canal?", first) == "How long is the Panama Canal?"  # a new subject
+    assert conversation_subject("Who built it?", None) == "Who built it?"

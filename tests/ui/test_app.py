@@ -211,3 +211,26 @@ def test_cli_help_and_loopback_default():
     assert args.host == "127.0.0.1" and args.port == 7860 and args.index is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--share"])
+
+
+def test_a_chain_of_follow_ups_keeps_the_conversations_subject(small_index, monkeypatch):
+    """"Who built it?" and then "When did it first fly?" after a question about the Kizilelma
+    are both retrieved with that question, not the second with the first follow-up."""
+    import ui.app
+    from qa.answer import Answer
+    from ui.app import build_app
+
+    asked = []
+
+    def fake_ask(question, *, previous=None, **kwargs):
+        asked.append((question, previous))
+        return Answer(question=question, text=None, score=0.0, reader="fake", citations=[], passages=[])
+
+    monkeypatch.setattr(ui.app, "ask", fake_ask)
+    demo = build_app(small_index, warm_up=False)
+    respond = next(fn for fn in demo.fns.values() if fn.api_name == "ask").fn
+    turns = []
+    for question in ("When did the Kizilelma make its first flight?", "Who built it?", "When did it first fly?", "How long is the Panama Canal?", "When did it open?"):
+        turns = respond(question, 5, None, turns)[4]
+    first, canal = "When did the Kizilelma make its first flight?", "How long is the Panama Canal?"
+    assert [p for _, p in asked] == [None, first, first, first, canal]

@@ -493,10 +493,14 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         return _after_change(remove_document(index_dir, doc_id))
 
     def show_documents():
-        """At page load: the documents as they are now (uploads through the API, another
-        session or ``qa add`` since the server started), not as they were at start-up."""
+        """At page load: the documents and the index line as they are now (uploads through the
+        API, another session or ``qa add`` since the server started), not as at start-up."""
         table, ids = documents_view(index)
-        return table, gr.Dropdown(choices=ids, value=None, interactive=bool(ids) and index_dir is not None)
+        try:
+            info = index_summary(index)
+        except Exception:  # the index went away: keep the line; asking shows the error
+            info = gr.skip()
+        return table, gr.Dropdown(choices=ids, value=None, interactive=bool(ids) and index_dir is not None), info
 
     def show_user(request: gr.Request):
         """At page load: who is signed in; the write controls for editors only."""
@@ -649,7 +653,7 @@ def build_app(index: Any = None, *, reader: Any = None, warm_up: bool = True, au
         # report.pdf would reach add_uploads as one name and the second would replace the first.
         upload_button.upload(upload, inputs=[upload_button], preprocess=False, **index_write)
         remove_button.click(remove, inputs=[remove_choice], **index_write)
-        demo.load(show_documents, outputs=[docs_table, remove_choice], api_visibility="private")
+        demo.load(show_documents, outputs=[docs_table, remove_choice, index_info], api_visibility="private")
         if auth is not None:
             demo.load(show_user, outputs=[user_info, upload_button, remove_row], api_visibility="private")
 

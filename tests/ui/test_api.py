@@ -719,8 +719,9 @@ def test_each_page_load_shows_the_documents_as_they_are_now(small_index: Path, t
     show_documents = _handler(demo, "show_documents")
     add_files(small_index, [write(tmp_path / "up" / "notes.md", "Herons nest by the delta lake.")], encoder=fake_encoder)
     remove_documents(small_index, ["beta.md"])
-    table, choice = show_documents()
+    table, choice, info = show_documents()
     assert "notes.md" in table and "beta.md" not in table
+    assert "3 documents" in info, info  # the index line as now, not as at start-up
     assert [c[0] if isinstance(c, tuple) else c for c in choice.choices] == ["alpha.txt", "notes.md", "sub/gamma.txt"]
 
 

@@ -130,16 +130,25 @@ def retrieval_metrics(ranks: Sequence[int | None], ks: Iterable[int] = RECALL_KS
 def load_questions(questions: str | os.PathLike[str] | Iterable[dict]) -> list[dict]:
     """Rows of a JSON Lines question file (or the given rows), checked for the required keys.
 
+    Each row needs ``question`` (text) and ``answers`` (a list of non-blank texts; empty: the
+    documents cannot answer it). Errors name the file and line (or the row's number).
+
     Raises:
-        ValueError: unreadable file, bad JSON, or a row without ``question``/``answers``.
+        ValueError: unreadable file (not UTF-8 included), bad JSON, or a row of another shape.
     """
+    from qa.pipeline import validate_question
+
     if isinstance(questions, (str, os.PathLike)):
         path = Path(questions)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            # utf-8-sig: a file saved by Notepad starts with a byte-order mark.
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except OSError as exc:
             raise ValueError(f"cannot read questions file {str(path)!r}: {exc.strerror or exc}") from exc
-        rows = []
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#x}); save the file as UTF-8") from None
+        rows, where = [], []
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -147,11 +156,19 @@ def load_questions(questions: str | os.PathLike[str] | Iterable[dict]) -> list[d
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+            where.append(f"{path}:{n}")
     else:
         rows = list(questions)
-    for n, row in enumerate(rows, 1):
+        where = [f"question {n}" for n in range(1, len(rows) + 1)]
+    for at, row in zip(where, rows, strict=True):
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answers"), list):
-            raise ValueError(f'question {n} must be an object with "question" (text) and "answers" (a list)')
+            raise ValueError(f'{at}: must be an object with "question" (text) and "answers" (a list)')
+        if not all(isinstance(a, str) and a.strip() for a in row["answers"]):
+            raise ValueError(f'{at}: "answers" must be a list of non-blank texts (an empty list: the documents cannot answer it), not {row["answers"]!r}')
+        try:
+            validate_question(row["question"])
+        except ValueError as exc:
+            raise ValueError(f"{at}: {exc}") from None
     if not rows:
         raise ValueError("no questions to evaluate")
     return rows

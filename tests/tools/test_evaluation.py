@@ -135,6 +135,36 @@ def test_load_questions_reports_bad_files(tmp_path: Path) -> None:
         load_questions(tmp_path / "missing.jsonl")
 
 
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('{"question": "Who is the defense minister?", "answers": [42]}', '"answers" must be a list of non-blank texts'),
+        ('{"question": "Who is the defense minister?", "answers": [""]}', '"answers" must be a list of non-blank texts'),
+        ('{"question": "   ", "answers": []}', "question is empty"),
+        ('{"question": "???", "answers": []}', "has no words"),
+        ('["not", "an", "object"]', 'must be an object with "question"'),
+    ],
+)
+def test_each_bad_row_is_named_by_its_file_and_line(tmp_path: Path, line: str, needle: str) -> None:
+    """The error names the line (blank lines counted, as an editor shows them) and what is wrong;
+    answers that could never match (a number, a blank) are refused, not scored as misses."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Who?", "answers": ["Ann"]}\n\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.jsonl:3: ") as caught:
+        load_questions(bad)
+    assert needle in str(caught.value)
+
+
+def test_a_notepad_file_with_a_byte_order_mark_loads_and_other_encodings_are_named(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes('{"question": "Who?", "answers": ["Ann"]}\r\n{"question": "Where?", "answers": []}\r\n'.encode("utf-8-sig"))
+    assert [r["question"] for r in load_questions(bom)] == ["Who?", "Where?"]
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"question": "Who?", "answers": []}\n{"question": "Qui est né?", "answers": []}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.jsonl:2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+        load_questions(latin)
+
+
 def test_eval_command_on_a_tiny_fixture(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -1,7 +1,9 @@
 """The PostgreSQL + pgvector store: the same index as a directory, in database tables.
 
-Schema (created and versioned by this module; ``qa_`` tables in the connection's
-``search_path``, so ``?options=-csearch_path%3Dmy_schema`` in the URL picks a schema)::
+Schema (created and versioned by this module; ``qa_`` tables in the first existing schema of
+the connection's ``search_path``, so ``?options=-csearch_path%3Dmy_schema,public`` in the URL
+picks a schema, ``public`` lending pgvector's type; tables of these names that are not an
+index's are never dropped)::
 
     qa_meta       key -> value: schema_version, embedding_model, encoder_variant (absent in
                   indexes written before it existed: read as fp32), dimension, chunking,
@@ -128,6 +130,24 @@ def _meta_error(where: str, problem: str) -> IndexLoadError:
     return IndexLoadError(f"PostgreSQL index {where!r} {problem}; {rebuild_hint(where)}")
 
 
+def _schema_of(conn: psycopg.Connection) -> str:
+    """The schema the connection creates tables in: the first of its ``search_path`` that exists."""
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    if schema is None:
+        path = conn.execute("SHOW search_path").fetchone()[0]
+        raise IndexLoadError(
+            f"none of the schemas in the URL's search_path ({path}) exists; create one (CREATE SCHEMA my_schema) "
+            "or name an existing one, e.g. ?options=-csearch_path%3Dmy_schema,public"
+        )
+    return schema
+
+
+def _tables_in(conn: psycopg.Connection, schema: str, names: Sequence[str]) -> list[str]:
+    """Which of the tables ``names`` exist in ``schema``, in that order."""
+    found = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)", (schema, list(names)))}
+    return [n for n in names if n in found]
+
+
 class PostgresStore:
     """An index in a PostgreSQL database (see the module docstring), read through a shared pool.
 
@@ -249,10 +269,26 @@ class PostgresStore:
 
     @staticmethod
     def read_meta(conn: psycopg.Connection) -> dict[str, str] | None:
-        """The ``qa_meta`` rows, or ``None`` when the database holds no index yet."""
-        if conn.execute("SELECT to_regclass(%s)", (_META,)).fetchone()[0] is None:
+        """The ``qa_meta`` rows of the connection's schema (the first of its ``search_path`` that
+        exists), or ``None`` when that schema holds no index yet. Another schema's index further
+        along the path is not this one: taking it would update, or rebuild over, someone else's.
+
+        Raises:
+            IndexLoadError: no schema of the ``search_path`` exists, or ``qa_meta`` there is a
+                table of something else.
+        """
+        schema = _schema_of(conn)
+        if not _tables_in(conn, schema, (_META,)):
             return None
-        return dict(conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(_META))).fetchall())
+        try:
+            with conn.transaction():  # a savepoint: a failed read leaves the caller's transaction usable
+                rows = conn.execute(sql.SQL("SELECT key, value FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(_META))).fetchall()
+        except psycopg.errors.UndefinedColumn:
+            raise IndexLoadError(
+                f"table {schema}.{_META} is not a qa index's (it has no key / value columns); "
+                "keep the index in a database or schema of its own (?options=-csearch_path%3Dmy_schema,public in the URL)"
+            ) from None
+        return dict(rows)
 
     def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None) -> None:
         """Take the stored metadata, refusing what this version cannot read. The BM25 tokenizer
@@ -701,9 +737,20 @@ class StoreWriter:
                 "(ask an administrator to run: CREATE EXTENSION vector)"
             ) from exc
         c = self.conn
+        schema = _schema_of(c)
+        # Only an index's own tables are dropped: tables of these names beside no qa_meta (or a
+        # qa_meta without a schema version) are someone's data.
+        present = _tables_in(c, schema, (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META, _ORIGINALS))
+        meta = PostgresStore.read_meta(c)
+        if present and (meta is None or "schema_version" not in meta):
+            raise ValueError(
+                f"schema {schema!r} of {self.store.directory!r} holds tables named {', '.join(present)} that are not a qa index; "
+                "nothing was changed. Keep the index in a database or schema of its own "
+                "(e.g. ?options=-csearch_path%3Dmy_schema,public in the URL, after CREATE SCHEMA my_schema)"
+            )
         c.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}, {}, {}, {}, {}").format(
-                *(sql.Identifier(t) for t in (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META))
+            sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.SQL(", ").join(sql.Identifier(schema, t) for t in (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META))
             )
         )
         c.execute(sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, value text NOT NULL)").format(sql.Identifier(_META)))
@@ -713,6 +760,11 @@ class StoreWriter:
                 "text_sha256 text NOT NULL, text text NOT NULL, pages integer[])"
             ).format(sql.Identifier(_DOCUMENTS))
         )
+        if c.execute("SELECT to_regtype(%s)", (vector_type,)).fetchone()[0] is None:
+            raise ValueError(
+                f"pgvector's type {vector_type} is not in the search_path of {self.store.directory!r} (a schema alone, "
+                "without the one holding the extension); add it, usually public: ?options=-csearch_path%3Dmy_schema,public"
+            )
         c.execute(
             sql.SQL(
                 "CREATE TABLE {c} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "

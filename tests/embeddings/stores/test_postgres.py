@@ -577,3 +577,49 @@ def test_a_server_refusal_while_writing_keeps_its_own_message(pg_url: str) -> No
             writer.conn.execute("SET statement_timeout = 50")
             writer.conn.execute("SELECT pg_sleep(2)")
     assert len(list_documents(pg_url)) == 1
+
+
+def test_tables_of_the_indexs_names_that_are_someone_elses_are_never_dropped(pg_url: str) -> None:
+    """A database holding a user's own qa_documents (or a stray qa_meta of another shape) is
+    refused with a message naming the tables, and every row of theirs stays."""
+    from qa.ingest.indexing import add_documents
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE qa_documents (id serial, title text, body text)")
+        conn.execute("INSERT INTO qa_documents (title, body) VALUES ('important', 'user data')")
+    with pytest.raises(ValueError, match=r"holds tables named qa_documents that are not a qa index; nothing was changed"):
+        update_index(pg_url, _docs(2), encoder=FakeEncoder(), remove_missing=True)
+    with pytest.raises(ValueError, match="not a qa index"):
+        add_documents(pg_url, _docs(1), encoder=FakeEncoder())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT title, body FROM qa_documents").fetchall() == [("important", "user data")]
+        conn.execute("DROP TABLE qa_documents")
+        conn.execute("CREATE TABLE qa_meta (id int, note text)")
+    with pytest.raises(IndexLoadError, match=r"qa_meta is not a qa index's"):
+        list_documents(pg_url)
+    with pytest.raises(IndexLoadError, match=r"qa_meta is not a qa index's"):
+        update_index(pg_url, _docs(2), encoder=FakeEncoder(), remove_missing=True)
+
+
+def test_an_index_in_a_schema_of_its_own_leaves_the_public_one_alone(pg_url: str) -> None:
+    """``search_path=team2,public``: the index is built in team2 even though public holds one,
+    and rebuilding it never drops public's; a schema alone (no pgvector type) or a missing one
+    is refused with what to write instead."""
+    from urllib.parse import quote
+
+    update_index(pg_url, _docs(3), encoder=FakeEncoder(), remove_missing=True)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA team2")
+    sep = "&" if "?" in pg_url else "?"
+    team2 = f"{pg_url}{sep}options={quote('-csearch_path=team2,public')}"
+    report = update_index(team2, _docs(2), encoder=FakeEncoder(), remove_missing=True)
+    assert sorted(report.added) == sorted(d.doc_id for d in _docs(2)) and report.unchanged == 0
+    update_index(team2, _docs(1), encoder=FakeEncoder(), remove_missing=True, rebuild=True)
+    assert len(list_documents(pg_url)) == 3 and len(list_documents(team2)) == 1
+    alone = f"{pg_url}{sep}options={quote('-csearch_path=team2')}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA team3")
+    with pytest.raises(ValueError, match=r"pgvector's type vector is not in the search_path"):
+        update_index(alone.replace("team2", "team3"), _docs(1), encoder=FakeEncoder(), remove_missing=True)
+    with pytest.raises(IndexLoadError, match=r"none of the schemas in the URL's search_path \(nosuch\) exists"):
+        update_index(alone.replace("team2", "nosuch"), _docs(1), encoder=FakeEncoder(), remove_missing=True)

@@ -80,6 +80,34 @@ def display_location(location: object) -> str:
     return f"{scheme}://{rest}"
 
 
+def location_secrets(location: object) -> list[str]:
+    """What of a URL may be (part of) its password, longest first: the span :func:`display_location`
+    masks, the pieces of it between ``@`` (libpq cuts an unencoded ``@`` into user, password and
+    host, and its errors name the host: ``failed to resolve host 'SECRET@db'``), their decoded
+    forms, and ``password=`` values. Pieces under 4 characters are left: they would mask words."""
+    text = str(location)
+    if not is_store_url(text):
+        return []
+    _, _, rest = text.partition("://")
+    found: set[str] = set()
+    at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        secret = rest[rest.index(":") + 1 : at]
+        found |= {secret, unquote(secret), *secret.split("@"), *unquote(secret).split("@")}
+    for m in re.finditer(r"[?&]([^=&]*)=([^&]*)", rest):
+        if unquote(m[1]).lower() == "password":
+            found |= {m[2], unquote(m[2])}
+    return sorted((f for f in found if len(f) >= 4), key=len, reverse=True)
+
+
+def scrub_secrets(text: str, location: object) -> str:
+    """``text`` (an error from the database driver, say) with anything that may be the
+    password of ``location`` replaced by ``***``."""
+    for secret in location_secrets(location):
+        text = text.replace(secret, "***")
+    return text
+
+
 # --------------------------------------------------------------------------- metadata
 
 

@@ -59,7 +59,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from embeddings.encoders.variants import check_variant
 from embeddings.errors import IndexBusyError, IndexLoadError, StoreUnavailableError, rebuild_hint
-from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location
+from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location, location_secrets, scrub_secrets
 from embeddings.stores.records import ChunkRecord, DocumentRecord, Hit, text_sha256
 
 #: The URLs this store serves, found by :func:`embeddings.stores.open_store` without importing
@@ -69,6 +69,25 @@ URL_STORE = "PostgresStore"
 URL_EXTRA = "postgres"
 
 logger = logging.getLogger(__name__)
+
+
+class _ScrubPoolLog(logging.Filter):
+    """Masks the stores' passwords in psycopg-pool's log lines, which repeat libpq's errors (an
+    unencoded ``@`` in a password puts part of it into the host name libpq fails to resolve)."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in sorted(self.secrets, key=len, reverse=True):
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+_POOL_LOG_FILTER = _ScrubPoolLog()
+logging.getLogger("psycopg.pool").addFilter(_POOL_LOG_FILTER)
 
 #: Bumped whenever the tables change; another version is refused with the rebuild command.
 SCHEMA_VERSION = 2
@@ -159,6 +178,7 @@ class PostgresStore:
         from qa import config
 
         self.url = url
+        _POOL_LOG_FILTER.secrets.update(location_secrets(url))
         self.directory = display_location(url)
         try:
             psycopg.conninfo.conninfo_to_dict(url)
@@ -227,7 +247,8 @@ class PostgresStore:
     def unavailable(self, exc: BaseException) -> StoreUnavailableError:
         """The clear error for a server that cannot be reached."""
         return StoreUnavailableError(
-            f"cannot reach the PostgreSQL index at {self.directory!r} ({type(exc).__name__}: {str(exc).strip() or 'timed out'}); "
+            f"cannot reach the PostgreSQL index at {self.directory!r} "
+            f"({type(exc).__name__}: {scrub_secrets(str(exc).strip(), self.url) or 'timed out'}); "
             "check that the server is running and reachable. Questions work again as soon as it is back"
         )
 
@@ -641,7 +662,7 @@ class PostgresStore:
             # Each update commits document by document (a rebuild at its end): those committed stay.
             raise StoreUnavailableError(
                 f"lost the connection to the PostgreSQL index at {self.directory!r} while writing "
-                f"({type(exc).__name__}: {str(exc).strip() or 'connection lost'}); what was committed before it is "
+                f"({type(exc).__name__}: {scrub_secrets(str(exc).strip(), self.url) or 'connection lost'}); what was committed before it is "
                 "kept (each document of an update at once, a rebuild only as a whole) and nothing is half-written; "
                 "run the command again when the server is back"
             ) from exc

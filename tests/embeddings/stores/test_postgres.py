@@ -304,6 +304,22 @@ def test_password_is_masked_in_messages() -> None:
     assert display_location("postgresql://qa@db/qa?pass%77ord=s3cret") == "postgresql://qa@db/qa?pass%77ord=***"
 
 
+def test_part_of_a_password_with_an_unencoded_at_never_reaches_a_message_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """libpq cuts ``qa:abc@SECRETPART@127.0.0.1`` at the first ``@`` and fails to resolve the
+    host ``SECRETPART@127.0.0.1``: its error, repeated by us and by psycopg-pool's log, would show
+    part of the password."""
+    import logging
+
+    url = "postgresql://qa:abc@SECRETPART@127.0.0.1:1/nodb"
+    store = open_store(url)
+    store.timeout_s = 1.0
+    with caplog.at_level(logging.DEBUG), pytest.raises(StoreUnavailableError) as caught:
+        store.summary()
+    assert "SECRETPART" not in str(caught.value) and "***" in str(caught.value), caught.value
+    assert "SECRETPART" not in caplog.text
+    store.close()
+
+
 def test_an_unparsable_url_is_refused_without_repeating_the_password() -> None:
     with pytest.raises(ValueError, match="percent-encoded") as caught:
         open_store("postgresql://qa:p%zzs3cret@db/qa")

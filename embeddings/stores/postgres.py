@@ -245,11 +245,20 @@ class PostgresStore:
             return self._pool
 
     def unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        """The clear error for a server that cannot be reached."""
+        """The clear error for a server that cannot be reached. A pool that timed out says only
+        that; one direct connection then says why (a wrong password, a missing database, a bad
+        URL option are not an outage: the server's own words name them)."""
+        why = ""
+        if isinstance(exc, PoolTimeout):
+            try:
+                psycopg.connect(self.url, connect_timeout=max(1, min(3, int(self.timeout_s)))).close()
+            except Exception as direct:  # noqa: BLE001 - whatever it is, its text is the reason
+                why = f"; connecting directly: {scrub_secrets(' '.join(str(direct).split()), self.url)}"  # one line
         return StoreUnavailableError(
             f"cannot reach the PostgreSQL index at {self.directory!r} "
-            f"({type(exc).__name__}: {scrub_secrets(str(exc).strip(), self.url) or 'timed out'}); "
-            "check that the server is running and reachable. Questions work again as soon as it is back"
+            f"({type(exc).__name__}: {scrub_secrets(str(exc).strip(), self.url) or 'timed out'}{why}); "
+            "check that the server is running and reachable and that the URL's user, password and database are right. "
+            "Questions work again as soon as it is back"
         )
 
     @contextlib.contextmanager

@@ -320,6 +320,21 @@ def test_part_of_a_password_with_an_unencoded_at_never_reaches_a_message_or_the_
     store.close()
 
 
+def test_a_missing_database_or_bad_url_option_is_named_not_called_an_outage(pg_url: str) -> None:
+    """The pool only times out; the error then carries the server's (or libpq's) own reason."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_url)
+    no_database = urlunsplit(parts._replace(path="/nosuchdb"))
+    bad_option = urlunsplit(parts._replace(query="sslmode=bogus"))
+    for url, reason in ((no_database, 'database "nosuchdb" does not exist'), (bad_option, "invalid sslmode value")):
+        store = open_store(url)
+        store.timeout_s = 1.0
+        with pytest.raises(StoreUnavailableError, match=reason):
+            store.summary()
+        store.close()
+
+
 def test_an_unparsable_url_is_refused_without_repeating_the_password() -> None:
     with pytest.raises(ValueError, match="percent-encoded") as caught:
         open_store("postgresql://qa:p%zzs3cret@db/qa")

@@ -94,6 +94,9 @@ CONCURRENCY_LIMIT = 4
 
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: 0 auto !important; }
+/* Keyboard focus is visible on the question box and the sliders (Gradio's theme removes it). */
+#qa-question textarea:focus-visible, input[type=range]:focus-visible, input[type=number]:focus-visible {
+  outline: 2px solid #2563eb !important; outline-offset: 2px !important; }
 #qa-header { padding: 6px 2px 2px; }
 #qa-header h1 { font-size: 1.75rem; font-weight: 600; margin: 0 0 4px; letter-spacing: -0.01em; }
 #qa-header p { margin: 0; color: var(--body-text-color-subdued); font-size: 0.98rem; }

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.ui.helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, SEEDS, TIMEOUT_MS, ask_in_page, running_app
+from tests.ui.helpers import CHROMIUM, CHROMIUM_ARGS, REPLY, ROOT, SEEDS, TIMEOUT_MS, ask_in_page, running_app
 
 pytestmark = [
     pytest.mark.slow,
@@ -322,6 +322,36 @@ def test_at_420_px_the_answer_wraps_and_stays_visible(narrow_page, scripted_url)
                 assert r["y"] >= box["y"] - 1 and r["y"] + r["height"] <= box["y"] + box["height"] + 1, (span, r, box)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ui_answer_420px.png"), full_page=True)
+
+
+def test_on_a_phone_the_new_reply_is_in_the_window_and_keyboard_focus_shows(browser, multidoc_url):
+    """390 x 844, the columns stacked: after a question sent with Enter the reply is in the
+    window. Tabbing onto the question box and a slider draws a focus outline."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        page.goto(multidoc_url)
+        page.wait_for_selector("#qa-question textarea", timeout=TIMEOUT_MS)
+        # As on a phone: typed into the box the page focused, sent with Enter (no button tapped).
+        page.focus("#qa-question textarea")
+        replies = page.locator(REPLY)
+        page.keyboard.type("Who discovered insulin?")
+        page.keyboard.press("Enter")
+        page.wait_for_function("(sel) => document.querySelectorAll(sel).length > 0", arg=REPLY, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(600)  # the scroll after the answer
+        reply = replies.last
+        box = reply.bounding_box()
+        assert box is not None and 0 <= box["y"] < 844 - 40, box
+        page.focus("#qa-question textarea")
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # back by keyboard: :focus-visible
+        assert _style(page, "#qa-question textarea", "outline-style")[0] != "none"
+        slider = page.locator("input[type=range]").first
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") != "none"
+    finally:
+        context.close()
 
 
 def test_documents_panel_names_borders_and_remove_row(narrow_page, seeds_url):

@@ -81,6 +81,10 @@ SHOW_NEW_REPLY_JS = (
   if (last.getBoundingClientRect().top < chat.getBoundingClientRect().top) {
     chat.scrollTop += last.getBoundingClientRect().top - chat.getBoundingClientRect().top - 8;
   }
+  // On a phone the columns stack and the page may sit scrolled down at the question box: bring
+  // the reply itself into the window when it is out of it (on a wide page it already is).
+  const top = last.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight - 40) last.scrollIntoView({block: 'start'});
 }, 150); }"""
 )
 

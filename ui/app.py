@@ -236,7 +236,10 @@ def not_uploaded(files: Any, handed_out: set[str]) -> list[str]:
     (``handed_out``: its ``Blocks.upload_file_set``). A chat event names its files by server
     path; any other path is a server file (the credentials file, /etc/...) that Gradio copied
     into its cache for the event: never the user's upload."""
-    return [path for path in (_upload_path(item) for item in _upload_items(files)) if path not in handed_out]
+    # Both sides absolute and normalised: the route records its paths as GRADIO_TEMP_DIR is
+    # written (./tmp, say), the event hands over absolute ones.
+    handed = {os.path.abspath(p) for p in handed_out}
+    return [path for path in (_upload_path(item) for item in _upload_items(files)) if os.path.abspath(path) not in handed]
 
 
 def _upload_path(item: Any) -> str:

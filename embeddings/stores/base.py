@@ -93,7 +93,8 @@ def location_secrets(location: object) -> list[str]:
     at = rest.rfind("@")
     if at >= 0 and ":" in rest[:at]:
         secret = rest[rest.index(":") + 1 : at]
-        found |= {secret, unquote(secret), *secret.split("@"), *unquote(secret).split("@")}
+        # libpq also cuts at "/" (what follows reads as the port and database name).
+        found |= {secret, unquote(secret), *re.split("[@/]", secret), *re.split("[@/]", unquote(secret))}
     for m in re.finditer(r"[?&]([^=&]*)=([^&]*)", rest):
         if unquote(m[1]).lower() == "password":
             found |= {m[2], unquote(m[2])}

@@ -48,6 +48,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -61,6 +62,9 @@ from embeddings.encoders.variants import check_variant
 from embeddings.errors import IndexBusyError, IndexLoadError, StoreUnavailableError, rebuild_hint
 from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location, location_secrets, scrub_secrets
 from embeddings.stores.records import ChunkRecord, DocumentRecord, Hit, text_sha256
+
+#: Seconds a direct-connection probe's answer is reused after a pool timeout.
+_PROBE_TTL_S = 30.0
 
 #: The URLs this store serves, found by :func:`embeddings.stores.open_store` without importing
 #: this module (so a missing driver is reported with the extra that installs it).
@@ -167,6 +171,25 @@ def _tables_in(conn: psycopg.Connection, schema: str, names: Sequence[str]) -> l
     return [n for n in names if n in found]
 
 
+def _meta_in(conn: psycopg.Connection, schema: str) -> dict[str, str] | None:
+    """``schema``'s ``qa_meta`` rows, or ``None`` without one; ``IndexLoadError`` for a table of
+    that name that is not an index's (other columns, or no schema version and model)."""
+    if not _tables_in(conn, schema, (_META,)):
+        return None
+    try:
+        with conn.transaction():  # a savepoint: a failed read leaves the caller's transaction usable
+            rows = conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(schema, _META))).fetchall()
+    except psycopg.errors.UndefinedColumn:
+        rows = None
+    meta = dict(rows) if rows is not None else None
+    if meta is None or not {"schema_version", "embedding_model", "dimension"} <= set(meta):
+        raise IndexLoadError(
+            f"table {schema}.{_META} is not a qa index's (no key / value rows with its schema version and model); "
+            "keep the index in a database or schema of its own (?options=-csearch_path%3Dmy_schema,public in the URL)"
+        )
+    return meta
+
+
 class PostgresStore:
     """An index in a PostgreSQL database (see the module docstring), read through a shared pool.
 
@@ -179,6 +202,8 @@ class PostgresStore:
 
         self.url = url
         _POOL_LOG_FILTER.secrets.update(location_secrets(url))
+        self._probe_lock = threading.Lock()
+        self._probe_result: tuple[float, str] = (-math.inf, "")
         self.directory = display_location(url)
         try:
             psycopg.conninfo.conninfo_to_dict(url)
@@ -248,18 +273,29 @@ class PostgresStore:
         """The clear error for a server that cannot be reached. A pool that timed out says only
         that; one direct connection then says why (a wrong password, a missing database, a bad
         URL option are not an outage: the server's own words name them)."""
-        why = ""
-        if isinstance(exc, PoolTimeout):
-            try:
-                psycopg.connect(self.url, connect_timeout=max(1, min(3, int(self.timeout_s)))).close()
-            except Exception as direct:  # noqa: BLE001 - whatever it is, its text is the reason
-                why = f"; connecting directly: {scrub_secrets(' '.join(str(direct).split()), self.url)}"  # one line
+        why = self._probe() if isinstance(exc, PoolTimeout) else ""
         return StoreUnavailableError(
             f"cannot reach the PostgreSQL index at {self.directory!r} "
             f"({type(exc).__name__}: {scrub_secrets(str(exc).strip(), self.url) or 'timed out'}{why}); "
             "check that the server is running and reachable and that the URL's user, password and database are right. "
             "Questions work again as soon as it is back"
         )
+
+    def _probe(self) -> str:
+        """Why a direct connection fails (``"; connecting directly: ..."``), or that it succeeds
+        (the pool was busy or still reconnecting). One probe per store at a time, its answer kept
+        for :data:`_PROBE_TTL_S`, so an outage does not cost every request a connection attempt."""
+        with self._probe_lock:
+            made, why = self._probe_result
+            if time.monotonic() - made < _PROBE_TTL_S:
+                return why
+            try:
+                psycopg.connect(self.url, connect_timeout=max(1, min(3, int(self.timeout_s)))).close()
+                why = "; the server answers a direct connection: the pool was busy or still reconnecting"
+            except Exception as direct:  # noqa: BLE001 - whatever it is, its text is the reason
+                why = f"; connecting directly: {scrub_secrets(' '.join(str(direct).split()), self.url)}"  # one line
+            self._probe_result = (time.monotonic(), why)
+            return why
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -304,21 +340,23 @@ class PostgresStore:
         along the path is not this one: taking it would update, or rebuild over, someone else's.
 
         Raises:
-            IndexLoadError: no schema of the ``search_path`` exists, or ``qa_meta`` there is a
-                table of something else.
+            IndexLoadError: no schema of the ``search_path`` exists; ``qa_meta`` there is a table
+                of something else; or that schema holds no index but a schema further along the
+                path does (named, with the URL that reaches it).
         """
         schema = _schema_of(conn)
-        if not _tables_in(conn, schema, (_META,)):
-            return None
-        try:
-            with conn.transaction():  # a savepoint: a failed read leaves the caller's transaction usable
-                rows = conn.execute(sql.SQL("SELECT key, value FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(_META))).fetchall()
-        except psycopg.errors.UndefinedColumn:
-            raise IndexLoadError(
-                f"table {schema}.{_META} is not a qa index's (it has no key / value columns); "
-                "keep the index in a database or schema of its own (?options=-csearch_path%3Dmy_schema,public in the URL)"
-            ) from None
-        return dict(rows)
+        meta = _meta_in(conn, schema)
+        if meta is None:
+            other = conn.execute(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (_META,)
+            ).fetchone()
+            if other is not None and other[0] != schema:
+                raise IndexLoadError(
+                    f"schema {schema!r}, the first of the search_path, holds no index, but schema {other[0]!r} further along it "
+                    f"does: to use that one put it first (?options=-csearch_path%3D{other[0]} in the URL); to build a new "
+                    f"index in {schema!r}, run python -m qa index DOCS_DIR --index URL --rebuild"
+                )
+        return meta
 
     def _apply_meta(self, meta: dict[str, str] | None, expect_model: str | None = None) -> None:
         """Take the stored metadata, refusing what this version cannot read. The BM25 tokenizer
@@ -327,7 +365,7 @@ class PostgresStore:
         listing, removing and updating go on (an update re-indexes them, keeping every document)."""
         if meta is None:
             raise IndexLoadError(
-                f"no index at {self.directory!r} (the database has no qa tables); "
+                f"no index at {self.directory!r} (no qa tables in the first schema of its search_path); "
                 f"build one with: python -m qa index DOCS_DIR --index {self.directory}"
             )
         version = meta.get("schema_version")
@@ -409,9 +447,10 @@ class PostgresStore:
         """``doc_id -> source`` of the added documents whose bytes are kept (empty without any)."""
 
         def run(c: psycopg.Connection) -> dict[str, str]:
-            if c.execute("SELECT to_regclass(%s)", (_ORIGINALS,)).fetchone()[0] is None:
+            schema = _schema_of(c)
+            if not _tables_in(c, schema, (_ORIGINALS,)):
                 return {}
-            return dict(c.execute(sql.SQL("SELECT doc_id, source FROM {}").format(sql.Identifier(_ORIGINALS))).fetchall())
+            return dict(c.execute(sql.SQL("SELECT doc_id, source FROM {}").format(sql.Identifier(schema, _ORIGINALS))).fetchall())
 
         if conn is not None:
             return run(conn)
@@ -696,11 +735,15 @@ class StoreWriter:
         self._tokens = 0
         self._kept_sources: dict[str, str] | None = None
 
+    def _originals(self) -> sql.Identifier:
+        """The kept-originals table of this index's schema (never another schema's of the path)."""
+        return sql.Identifier(_schema_of(self.conn), _ORIGINALS)
+
     def _ensure_originals(self) -> None:
         self.conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (doc_id text PRIMARY KEY, source text NOT NULL, sha256 text NOT NULL, data bytea NOT NULL)"
-            ).format(sql.Identifier(_ORIGINALS))
+            ).format(self._originals())
         )
 
     def keep_original(self, doc_id: str, source: str, sha256: str, data: bytes) -> None:
@@ -710,7 +753,7 @@ class StoreWriter:
             sql.SQL(
                 "INSERT INTO {} (doc_id, source, sha256, data) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (doc_id) DO UPDATE SET source = EXCLUDED.source, sha256 = EXCLUDED.sha256, data = EXCLUDED.data"
-            ).format(sql.Identifier(_ORIGINALS)),
+            ).format(self._originals()),
             (doc_id, source, sha256, data),
         )
 
@@ -718,14 +761,14 @@ class StoreWriter:
         """Drop the kept bytes of removed documents (in the caller's transaction)."""
         ids = list(doc_ids)
         if ids and self.store.added_sources(self.conn):
-            self.conn.execute(sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(sql.Identifier(_ORIGINALS)), (ids,))
+            self.conn.execute(sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(self._originals()), (ids,))
 
     def original(self, doc_id: str) -> bytes | None:
         """The kept bytes of an added document, or ``None``."""
         if not self.store.added_sources(self.conn):
             return None
         row = self.conn.execute(
-            sql.SQL("SELECT data FROM {} WHERE doc_id = %s").format(sql.Identifier(_ORIGINALS)), (doc_id,)
+            sql.SQL("SELECT data FROM {} WHERE doc_id = %s").format(self._originals()), (doc_id,)
         ).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -771,8 +814,10 @@ class StoreWriter:
         # Only an index's own tables are dropped: tables of these names beside no qa_meta (or a
         # qa_meta without a schema version) are someone's data.
         present = _tables_in(c, schema, (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META, _ORIGINALS))
-        meta = PostgresStore.read_meta(c)
-        if present and (meta is None or "schema_version" not in meta):
+        if present == [_ORIGINALS]:
+            present = []  # kept uploads left after the index's own tables were dropped: brought back
+        meta = _meta_in(c, schema) if _META in present else None  # IndexLoadError: not an index's
+        if present and meta is None:
             raise ValueError(
                 f"schema {schema!r} of {self.store.directory!r} holds tables named {', '.join(present)} that are not a qa index; "
                 "nothing was changed. Keep the index in a database or schema of its own "
@@ -971,7 +1016,7 @@ class StoreWriter:
 
     def sources(self) -> dict[str, str]:
         """``doc_id -> source`` of the stored documents ({} when the tables are of another schema)."""
-        if PostgresStore.read_meta(self.conn) is None:
+        if _meta_in(self.conn, _schema_of(self.conn)) is None:  # this schema's index only
             return {}
         try:
             return self.store.sources(self.conn)
@@ -980,7 +1025,7 @@ class StoreWriter:
 
     def added(self) -> dict[str, str]:
         """Added documents with kept bytes, and uploads from before originals were kept."""
-        if PostgresStore.read_meta(self.conn) is None:
+        if _meta_in(self.conn, _schema_of(self.conn)) is None:  # this schema's index only
             return {}
         legacy = {d: src for d, src in self.sources().items() if src.startswith("upload:")}
         return {**legacy, **self._kept()}

@@ -853,15 +853,18 @@ def add_uploads(
             continue
         path = Path(temp)
         try:
-            info = path.stat()
-            if not stat.S_ISREG(info.st_mode):  # a device or pipe would be read forever (/dev/zero has size 0)
-                skipped.append(Skipped(doc_id, "not a regular file; upload a file"))
-                continue
-            size = info.st_size
-            if size <= max_bytes:
-                with path.open("rb") as f:
+            # Opened without blocking and checked on the open file: a pipe put in its place after
+            # a check would block the read; a device or pipe is read forever (/dev/zero has size 0).
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    skipped.append(Skipped(doc_id, "not a regular file; upload a file"))
+                    continue
+                size = info.st_size
+                if size <= max_bytes:
                     data = f.read(max_bytes + 1)  # bounded: the file may grow after the stat
-                size = max(size, len(data))
+                    size = max(size, len(data))
         except OSError as exc:
             skipped.append(Skipped(doc_id, f"cannot be read: {exc.strerror or exc}"))
             continue

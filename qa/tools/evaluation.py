@@ -146,7 +146,9 @@ def load_questions(questions: str | os.PathLike[str] | Iterable[dict]) -> list[d
         except OSError as exc:
             raise ValueError(f"cannot read questions file {str(path)!r}: {exc.strerror or exc}") from exc
         except UnicodeDecodeError as exc:
-            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raw = path.read_bytes()
+            bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0  # exc.start counts after the mark
+            line = raw[: bom + exc.start].count(b"\n") + 1
             raise ValueError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#x}); save the file as UTF-8") from None
         rows, where = [], []
         for n, line in enumerate(lines, 1):

@@ -159,6 +159,10 @@ def test_a_notepad_file_with_a_byte_order_mark_loads_and_other_encodings_are_nam
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes('{"question": "Who?", "answers": ["Ann"]}\r\n{"question": "Where?", "answers": []}\r\n'.encode("utf-8-sig"))
     assert [r["question"] for r in load_questions(bom)] == ["Who?", "Where?"]
+    late = tmp_path / "late.jsonl"  # a bad byte after a byte-order mark: its line counted from the file's start
+    late.write_bytes("\ufeff".encode() + b'{"question": "Who?", "answers": []}\n\xe9{"question": "Qui?", "answers": []}\n')
+    with pytest.raises(ValueError, match=r"late.jsonl:2: not UTF-8"):
+        load_questions(late)
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes('{"question": "Who?", "answers": []}\n{"question": "Qui est né?", "answers": []}\n'.encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.jsonl:2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -643,7 +644,8 @@ def test_the_chat_upload_handler_adds_only_files_gradios_upload_route_handed_out
     link = tmp_path / "gradio" / "ab12" / "link.txt"
     link.symlink_to(secret)
     copied = write(tmp_path / "gradio" / "cd34" / "secret.txt", "The vault code is 7741.")  # Gradio's copy for an event
-    demo.upload_file_set.add(str(inside))
+    # As the upload route records it with a relative GRADIO_TEMP_DIR: the same file, another spelling.
+    demo.upload_file_set.add(os.path.relpath(inside))
     editor, progress = gr.Request(username="eddie"), (lambda *a, **k: None)
     before = {d.doc_id for d in list_documents(small_index)}
     for files in ([str(secret)], [str(inside), str(secret)], [{"path": str(link), "orig_name": "link.txt"}], [str(copied)]):

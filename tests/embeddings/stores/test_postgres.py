@@ -654,3 +654,38 @@ def test_an_index_in_a_schema_of_its_own_leaves_the_public_one_alone(pg_url: str
         update_index(alone.replace("team2", "team3"), _docs(1), encoder=FakeEncoder(), remove_missing=True)
     with pytest.raises(IndexLoadError, match=r"none of the schemas in the URL's search_path \(nosuch\) exists"):
         update_index(alone.replace("team2", "nosuch"), _docs(1), encoder=FakeEncoder(), remove_missing=True)
+
+
+def test_another_schemas_kept_uploads_are_never_read_or_deleted(pg_url: str) -> None:
+    """public holds an index with an added document (its bytes kept in qa_originals); an index
+    built, updated and trimmed in team2 (search_path team2,public) neither imports public's
+    upload nor deletes its kept bytes; and a URL whose first schema has no index says where one is."""
+    from urllib.parse import quote
+
+    from qa.ingest.indexing import add_documents, remove_documents
+
+    added = Document(doc_id="secret.txt", source="upload:secret.txt", text="The vault code is 7741.", sha256="ab" * 32, origin="added", data=b"The vault code is 7741.")
+    add_documents(pg_url, [added], encoder=FakeEncoder())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA team2")
+        kept = conn.execute("SELECT count(*) FROM public.qa_originals").fetchone()[0]
+    sep = "&" if "?" in pg_url else "?"
+    team2 = f"{pg_url}{sep}options={quote('-csearch_path=team2,public')}"
+    with pytest.raises(IndexLoadError, match=r"schema 'team2', the first of the search_path, holds no index, but schema 'public'"):
+        list_documents(team2)
+    update_index(team2, _docs(2), encoder=FakeEncoder(), remove_missing=True)
+    update_index(team2, _docs(2), encoder=FakeEncoder(), remove_missing=True)
+    remove_documents(team2, [_docs(2)[0].doc_id])
+    assert [d.doc_id for d in list_documents(team2)] == [_docs(2)[1].doc_id]  # no secret.txt in team2
+    assert [d.doc_id for d in list_documents(pg_url)] == ["secret.txt"]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM public.qa_originals").fetchone()[0] == kept == 1
+
+
+def test_every_piece_libpq_may_read_out_of_a_password_is_masked() -> None:
+    from embeddings.stores.base import scrub_secrets
+
+    url = "postgresql://qa:hunter2/xyzw@db/x"  # libpq: port 'hunter2', dbname 'xyzw@db/x'
+    assert scrub_secrets("invalid port number: \"hunter2\"; database \"xyzw@db/x\"", url).count("***") == 2
+    assert "SECRETPART" not in scrub_secrets("failed to resolve host 'SECRETPART@127.0.0.1'", "postgresql://qa:abc@SECRETPART@127.0.0.1/d")
+    assert scrub_secrets("user \"qa\" failed", "postgresql://qa:longpassword@db/qa") == "user \"qa\" failed"  # nothing else masked

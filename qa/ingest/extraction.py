@@ -385,11 +385,21 @@ _EMPTY_REASONS = {
 def _check_not_binary(data: bytes) -> bytes:
     # NUL bytes never occur in real text files; other control bytes are tolerated.
     if b"\x00" in data[:8192]:
-        raise ExtractionError("binary file (contains NUL bytes)")
+        raise ExtractionError("binary file (contains NUL bytes); a text file must be UTF-8, or UTF-16 with its byte-order mark")
     return data
 
 
 def _decode_text(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        # UTF-16 with its byte-order mark: what Windows Notepad saves as "Unicode". Its NUL bytes
+        # would read as binary below.
+        try:
+            text = data.decode("utf-16")  # the mark says the byte order and is dropped
+        except UnicodeDecodeError as exc:
+            raise ExtractionError(f"not valid UTF-16 (byte {exc.start}); re-save it as UTF-8") from None
+        if "\x00" in text:
+            raise ExtractionError("binary file (contains NUL characters); index text files (UTF-8 or UTF-16)")
+        return text
     _check_not_binary(data)
     try:
         text = data.decode("utf-8")

@@ -417,3 +417,19 @@ def test_lone_surrogates_from_a_pdf_become_replacement_characters_in_place(monke
     doc = Document("s.pdf", "/docs/s.pdf", result.text, hashlib.sha256(b"s").hexdigest(), result.pages)
     update_index(tmp_path / "idx", [doc], encoder=fake_encoder)  # SQLite and the tokenizer take it now
     assert VectorIndex.load(tmp_path / "idx").documents["s.pdf"].text == result.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_text_file_with_its_byte_order_mark_reads_like_utf8(encoding: str) -> None:
+    """Windows Notepad's "Unicode" is UTF-16 with a byte-order mark: read, the mark dropped; without
+    the mark its NUL bytes are refused as binary, with what to do."""
+    from qa.ingest.extraction import ExtractionError, extract
+
+    text = "Die Kızılelma flog im Dezember 2022.\nZweite Zeile — mit Umlaut ä."
+    data = text.encode(encoding)
+    if encoding != "utf-16":  # the plain codec writes its own mark
+        data = "\ufeff".encode(encoding) + data
+    assert extract(data, ".txt").text == text
+    assert extract(data, ".md").text.startswith("Die Kızılelma")
+    with pytest.raises(ExtractionError, match=r"binary file .*UTF-16 with its byte-order mark"):
+        extract(text.encode("utf-16-le"), ".txt")

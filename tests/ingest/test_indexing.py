@@ -47,7 +47,7 @@ def test_deleting_a_document_removes_its_chunks(docs_dir: Path, tmp_path: Path, 
 
 
 def test_bad_files_are_reported_and_the_rest_indexed(docs_dir: Path, tmp_path: Path, fake_encoder) -> None:  # noqa: ANN001
-    (docs_dir / "bad.txt").write_bytes(b"\xff\xfe\x00garbage")
+    (docs_dir / "bad.txt").write_bytes(b"\x00\x01garbage")  # (b"\xff\xfe..." now reads as UTF-16 with its mark)
     report = index_folder(docs_dir, tmp_path / "idx", encoder=fake_encoder)
     assert [Path(s.path).name for s in report.skipped] == ["bad.txt"]
     assert len(report.added) == 3

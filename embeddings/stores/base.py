@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
@@ -101,12 +101,18 @@ def location_secrets(location: object) -> list[str]:
     return sorted((f for f in found if len(f) >= 4), key=len, reverse=True)
 
 
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` replaced by ``***``, the longest first (a piece of a
+    password must not be masked before the whole)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def scrub_secrets(text: str, location: object) -> str:
     """``text`` (an error from the database driver, say) with anything that may be the
     password of ``location`` replaced by ``***``."""
-    for secret in location_secrets(location):
-        text = text.replace(secret, "***")
-    return text
+    return mask_secrets(text, location_secrets(location))
 
 
 # --------------------------------------------------------------------------- metadata

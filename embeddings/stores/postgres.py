@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -60,7 +61,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from embeddings.encoders.variants import check_variant
 from embeddings.errors import IndexBusyError, IndexLoadError, StoreUnavailableError, rebuild_hint
-from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location, location_secrets, scrub_secrets
+from embeddings.stores.base import Applied, Embed, IndexMeta, Plan, StoredDocument, display_location, location_secrets, mask_secrets, scrub_secrets
 from embeddings.stores.records import ChunkRecord, DocumentRecord, Hit, text_sha256
 
 #: Seconds a direct-connection probe's answer is reused after a pool timeout.
@@ -83,10 +84,7 @@ class _ScrubPoolLog(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
-            message = record.getMessage()
-            for secret in sorted(self.secrets, key=len, reverse=True):
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+            record.msg, record.args = mask_secrets(record.getMessage(), self.secrets), None
         return True
 
 
@@ -174,14 +172,18 @@ def _tables_in(conn: psycopg.Connection, schema: str, names: Sequence[str]) -> l
 def _meta_in(conn: psycopg.Connection, schema: str) -> dict[str, str] | None:
     """``schema``'s ``qa_meta`` rows, or ``None`` without one; ``IndexLoadError`` for a table of
     that name that is not an index's (other columns, or no schema version and model)."""
-    if not _tables_in(conn, schema, (_META,)):
+    # Its columns from the catalog (one query, on every question's refresh): a table without
+    # key / value is told apart before reading it, so no savepoint is needed around the read.
+    table = conn.execute(
+        "SELECT array(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+        (schema, _META),
+    ).fetchone()
+    if table is None:
         return None
-    try:
-        with conn.transaction():  # a savepoint: a failed read leaves the caller's transaction usable
-            rows = conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(schema, _META))).fetchall()
-    except psycopg.errors.UndefinedColumn:
-        rows = None
-    meta = dict(rows) if rows is not None else None
+    meta = None
+    if {"key", "value"} <= set(table[0]):
+        meta = dict(conn.execute(sql.SQL("SELECT key, value FROM {}").format(sql.Identifier(schema, _META))).fetchall())
     if meta is None or not {"schema_version", "embedding_model", "dimension"} <= set(meta):
         raise IndexLoadError(
             f"table {schema}.{_META} is not a qa index's (no key / value rows with its schema version and model); "
@@ -735,9 +737,14 @@ class StoreWriter:
         self._tokens = 0
         self._kept_sources: dict[str, str] | None = None
 
+    @functools.cached_property
+    def schema(self) -> str:
+        """The schema this writer's index lives in (:func:`_schema_of`), asked once."""
+        return _schema_of(self.conn)
+
     def _originals(self) -> sql.Identifier:
         """The kept-originals table of this index's schema (never another schema's of the path)."""
-        return sql.Identifier(_schema_of(self.conn), _ORIGINALS)
+        return sql.Identifier(self.schema, _ORIGINALS)
 
     def _ensure_originals(self) -> None:
         self.conn.execute(
@@ -810,7 +817,7 @@ class StoreWriter:
                 "(ask an administrator to run: CREATE EXTENSION vector)"
             ) from exc
         c = self.conn
-        schema = _schema_of(c)
+        schema = self.schema
         # Only an index's own tables are dropped: tables of these names beside no qa_meta (or a
         # qa_meta without a schema version) are someone's data.
         present = _tables_in(c, schema, (_CHUNKS, _DOCUMENTS, _TERMS, _STATS, _META, _ORIGINALS))
@@ -1016,7 +1023,7 @@ class StoreWriter:
 
     def sources(self) -> dict[str, str]:
         """``doc_id -> source`` of the stored documents ({} when the tables are of another schema)."""
-        if _meta_in(self.conn, _schema_of(self.conn)) is None:  # this schema's index only
+        if _meta_in(self.conn, self.schema) is None:  # this schema's index only
             return {}
         try:
             return self.store.sources(self.conn)
@@ -1025,7 +1032,7 @@ class StoreWriter:
 
     def added(self) -> dict[str, str]:
         """Added documents with kept bytes, and uploads from before originals were kept."""
-        if _meta_in(self.conn, _schema_of(self.conn)) is None:  # this schema's index only
+        if _meta_in(self.conn, self.schema) is None:  # this schema's index only
             return {}
         legacy = {d: src for d, src in self.sources().items() if src.startswith("upload:")}
         return {**legacy, **self._kept()}

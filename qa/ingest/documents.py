@@ -18,6 +18,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from qa.ingest.extraction import SUPPORTED_SUFFIXES, ExtractionError, extract, suffix_of
 
@@ -77,13 +78,30 @@ def read_document(path: Path, doc_id: str, *, source: str | None = None, added: 
     device (``/dev/zero`` behind a link) would never end.
     """
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
+        f = open_regular(path)
+        if f is None:
             return Skipped(str(path), "not a regular file (a named pipe, socket or device); only files are read", doc_id=doc_id)
-        data = path.read_bytes()
+        with f:
+            data = f.read()
     except OSError as exc:
         return Skipped(str(path), f"cannot be read: {exc.strerror or exc}", doc_id=doc_id, transient=True)
     result = document_from_bytes(data, suffix_of(path.name), doc_id, source if source is not None else source_of(path), added=added)
     return dataclasses.replace(result, path=str(path)) if isinstance(result, Skipped) else result
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO | None:
+    """``path`` open for reading when it is a regular file, else ``None``. Opened without
+    blocking and checked on the open file, not the name: a named pipe or a device (``/dev/zero``
+    behind a link, one put in a file's place after a check) would be read forever.
+
+    Raises:
+        OSError: it cannot be opened (missing, a dangling link, no permission).
+    """
+    f = os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        return None
+    return f
 
 
 def document_from_bytes(data: bytes, suffix: str, doc_id: str, source: str, *, added: bool = False) -> Document | Skipped:

@@ -26,7 +26,6 @@ import hashlib
 import logging
 import os
 import re
-import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -54,7 +53,7 @@ from embeddings.stores.index import (
 )
 from qa import config
 from qa.ingest.chunking import chunk_text
-from qa.ingest.documents import Document, Skipped, discover, document_from_bytes, load_folder, passed_over_note, read_document
+from qa.ingest.documents import Document, Skipped, discover, document_from_bytes, load_folder, open_regular, passed_over_note, read_document
 from qa.ingest.extraction import SUPPORTED_SUFFIXES, is_supported, kind_of, suffix_of
 from qa.retrieval.bm25 import TOKENIZER_VERSION, tokenize
 
@@ -433,15 +432,20 @@ def index_folder(
         ValueError: ``docs_dir`` is not a directory, or ``index_dir`` cannot hold an index
             (:func:`~embeddings.stores.index.check_index_folder`).
     """
-    if not is_store_url(index_dir):
-        check_index_folder(index_dir)  # refused before the folder is read, not after
     # An index kept inside its documents folder is not read as documents.
     passed_over: dict[str, int] = {}
-    documents, skipped = load_folder(docs_dir, exclude=None if is_store_url(index_dir) else index_dir, passed_over=passed_over)
+    documents, skipped = load_folder(docs_dir, exclude=_own_folder(index_dir), passed_over=passed_over)
     # Skipped files are in the report; callers (CLI, UI) show them once. Only documents of this
     # folder may be dropped for having left it; added ones never are.
     report = update_index(index_dir, documents, remove_missing=True, skipped=skipped, folder=docs_dir, **options)  # type: ignore[arg-type]
     return _with_note(report, passed_over_note(passed_over))
+
+
+def _own_folder(index_dir: str | os.PathLike[str]) -> Path | None:
+    """The folder of a directory index, checked before any document is read (refused, not after
+    reading them all: :func:`~embeddings.stores.index.check_index_folder`), to leave out of a
+    folder read; ``None`` for a database URL."""
+    return None if is_store_url(index_dir) else check_index_folder(index_dir)
 
 
 def _with_note(report: IndexReport, note: str) -> IndexReport:
@@ -621,10 +625,8 @@ def add_files(
             cannot hold an index (:func:`~embeddings.stores.index.check_index_folder`).
         RuntimeError: another process holds the index's writer lock.
     """
-    if not is_store_url(index_dir):
-        check_index_folder(index_dir)  # refused before the files are read, not after
     passed_over: dict[str, int] = {}
-    documents, skipped = _read_all(collect_files(paths, exclude=None if is_store_url(index_dir) else index_dir, passed_over=passed_over))
+    documents, skipped = _read_all(collect_files(paths, exclude=_own_folder(index_dir), passed_over=passed_over))
     report = add_documents(index_dir, documents, skipped, encoder=encoder, lock_wait_s=lock_wait_s, show_progress=show_progress)
     return _with_note(report, passed_over_note(passed_over))
 
@@ -851,17 +853,13 @@ def add_uploads(
         if original_name in names:
             skipped.append(Skipped(doc_id, "another uploaded file has the same name; upload it separately or rename it"))
             continue
-        path = Path(temp)
         try:
-            # Opened without blocking and checked on the open file: a pipe put in its place after
-            # a check would block the read; a device or pipe is read forever (/dev/zero has size 0).
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as f:
-                info = os.fstat(f.fileno())
-                if not stat.S_ISREG(info.st_mode):
-                    skipped.append(Skipped(doc_id, "not a regular file; upload a file"))
-                    continue
-                size = info.st_size
+            f = open_regular(temp)  # a device or pipe would be read forever (/dev/zero has size 0)
+            if f is None:
+                skipped.append(Skipped(doc_id, "not a regular file; upload a file"))
+                continue
+            with f:
+                size = os.fstat(f.fileno()).st_size
                 if size <= max_bytes:
                     data = f.read(max_bytes + 1)  # bounded: the file may grow after the stat
                     size = max(size, len(data))

@@ -203,14 +203,16 @@ def test_file_changing_during_indexing_is_picked_up_next_run(docs_dir, tmp_path)
 def test_transiently_unreadable_document_keeps_its_indexed_version(docs_dir, fast_encoder, tmp_path, monkeypatch):
     index = tmp_path / "index"
     index_folder(docs_dir, index, encoder=fast_encoder)
-    real_read_bytes = Path.read_bytes
+    import qa.ingest.documents as documents
 
-    def flaky(self: Path) -> bytes:
-        if self.name == "beta.md":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+    real_open = documents.open_regular  # where every document file is opened
 
-    monkeypatch.setattr(Path, "read_bytes", flaky)
+    def flaky(path):  # noqa: ANN001, ANN202
+        if Path(path).name == "beta.md":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(documents, "open_regular", flaky)
     report = index_folder(docs_dir, index, encoder=fast_encoder)
     assert [Path(s.path).name for s in report.skipped] == ["beta.md"]
     assert "beta.md" in VectorIndex.load(index).documents
